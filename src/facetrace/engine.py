@@ -1,0 +1,295 @@
+"""The face engine: image → faces → identity vectors, composed from the models it is given.
+
+The engine owns no storage and speaks no HTTP. It decides *where* to look for faces (a ~640 px copy for
+large faces, optional full-resolution tiles for small ones), aligns every face on the full-resolution
+pixels, and embeds the crops. Measured on LFW-style data: detecting on multi-megapixel originals makes
+YuNet miss faces or return undersized boxes, while detecting on a 640 px copy and aligning on the original
+keeps verification accuracy.
+
+Detector and embedder instances are not thread-safe, so each thread that uses the engine builds its own
+from the factories (``threading.local``); the server and the video pipeline call it from worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from facetrace import geometry, quality
+from facetrace.calibration import Calibration, load_calibration
+from facetrace.errors import InvalidParameterError, ModelMismatchError, NoFaceError
+from facetrace.imaging import Image, ImageLimits, ImageSource, load_image
+from facetrace.models import Detector, Embedder, create_detector, create_embedder
+from facetrace.types import BoundingBox, Detection, FaceDetail, Landmark, ModelInfo, Vector
+
+__all__ = ["AnalyzedFace", "Comparison", "DetectionSettings", "FaceEngine", "LANDMARK_NAMES"]
+
+log = logging.getLogger(__name__)
+
+LANDMARK_NAMES = ("eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight")
+MAX_FACES_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionSettings:
+    """Where and how hard to look for faces.
+
+    ``max_side``: the detector sees a copy whose longer side is at most this many pixels (large faces).
+    ``small_faces``: also scan the image at full resolution (upscaled ``upscale``×) in overlapping
+    ``tile``-pixel tiles, for faces only a few dozen pixels tall in large frames (CCTV). It costs one
+    detector pass per tile; see ``benchmarks/bench_pipeline.py``.
+    ``min_confidence``: detections below this score (0–1) are dropped.
+    """
+
+    max_side: int = 640
+    small_faces: bool = False
+    tile: int = 640
+    upscale: float = 1.0
+    min_confidence: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.max_side <= 4096 or not 128 <= self.tile <= 4096:
+            raise InvalidParameterError("max_side and tile must be between 64/128 and 4096 pixels")
+        if not 1.0 <= self.upscale <= 4.0:
+            raise InvalidParameterError("upscale must be between 1 and 4")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise InvalidParameterError("min_confidence must be between 0 and 1")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AnalyzedFace:
+    """One face found in an image: Rekognition-style details, the raw detection, and (optionally) its vector."""
+
+    detail: FaceDetail
+    detection: Detection  # pixels of the full-resolution image
+    vector: Vector | None = None
+    crop: npt.NDArray[np.uint8] | None = field(default=None, repr=False)  # the aligned crop, BGR
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """CompareFaces: the source's largest face against every face in the target."""
+
+    source: AnalyzedFace
+    matches: tuple[tuple[AnalyzedFace, float], ...]  # (target face, similarity) at or above the threshold
+    unmatched: tuple[tuple[AnalyzedFace, float], ...]
+
+
+class FaceEngine:
+    """Detects, aligns and embeds faces. Thread-safe: model instances are per thread."""
+
+    def __init__(
+        self,
+        detector_factory: Callable[[], Detector],
+        embedder_factory: Callable[[], Embedder],
+        *,
+        settings: DetectionSettings | None = None,
+        calibration: Calibration | None = None,
+        limits: ImageLimits | None = None,
+    ) -> None:
+        self._detector_factory = detector_factory
+        self._embedder_factory = embedder_factory
+        self._local = threading.local()
+        self.settings = settings or DetectionSettings()
+        self.limits = limits or ImageLimits()
+        # Build one embedder now: it fails fast on a missing model and tells us which model this engine runs.
+        self._info = self._embedder().info
+        self.calibration = calibration or load_calibration(self._info.key)
+        if self.calibration.model != self._info.key:
+            raise ModelMismatchError(
+                f"calibration is for {self.calibration.model}, the embedder is {self._info.key}"
+            )
+
+    @classmethod
+    def create(
+        cls,
+        detector: str = "yunet",
+        embedder: str = "sface",
+        *,
+        detector_options: dict[str, object] | None = None,
+        embedder_options: dict[str, object] | None = None,
+        settings: DetectionSettings | None = None,
+        calibration: Calibration | None = None,
+        limits: ImageLimits | None = None,
+    ) -> FaceEngine:
+        """An engine over registered models by name (defaults: YuNet + SFace)."""
+        det_opts, emb_opts = dict(detector_options or {}), dict(embedder_options or {})
+        return cls(
+            lambda: create_detector(detector, **det_opts),
+            lambda: create_embedder(embedder, **emb_opts),
+            settings=settings,
+            calibration=calibration,
+            limits=limits,
+        )
+
+    @property
+    def model(self) -> ModelInfo:
+        """The recognizer whose vectors this engine produces."""
+        return self._info
+
+    @property
+    def detector_name(self) -> str:
+        return self._detector().name
+
+    def _detector(self) -> Detector:
+        detector: Detector | None = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = self._local.detector = self._detector_factory()
+        return detector
+
+    def _embedder(self) -> Embedder:
+        embedder: Embedder | None = getattr(self._local, "embedder", None)
+        if embedder is None:
+            embedder = self._local.embedder = self._embedder_factory()
+        return embedder
+
+    def load(self, source: ImageSource | Image) -> Image:
+        """Decode and validate an image with this engine's limits."""
+        return load_image(source, self.limits)
+
+    # -- detection ---------------------------------------------------------------------------------------
+
+    def find_faces(self, image: Image, max_faces: int = MAX_FACES_LIMIT) -> list[Detection]:
+        """Detections in full-resolution pixels, largest first, at most ``max_faces``."""
+        if not 1 <= max_faces <= MAX_FACES_LIMIT:
+            raise InvalidParameterError(f"max_faces must be between 1 and {MAX_FACES_LIMIT}")
+        settings = self.settings
+        pixels = image.pixels
+        height, width = pixels.shape[:2]
+        scale = min(1.0, settings.max_side / max(width, height))
+        view = pixels if scale == 1.0 else cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        found = [_rescale(d, 1.0 / scale, 0.0, 0.0) for d in self._detector().detect(view)]
+        if settings.small_faces:
+            found = geometry.merge_detections(found + self._tiled(pixels))
+        found = [d for d in found if d.score >= settings.min_confidence and d.w > 1 and d.h > 1]
+        found.sort(key=lambda d: d.area, reverse=True)
+        return found[:max_faces]
+
+    def _tiled(self, pixels: npt.NDArray[np.uint8]) -> list[Detection]:
+        settings = self.settings
+        if settings.upscale > 1.0:
+            pixels = cv2.resize(pixels, None, fx=settings.upscale, fy=settings.upscale, interpolation=cv2.INTER_LINEAR)
+        height, width = pixels.shape[:2]
+        step = int(settings.tile * 0.75)  # 25% overlap so a face on a seam is whole in some tile
+        detector = self._detector()
+        results: list[Detection] = []
+        for top in _starts(height, settings.tile, step):
+            for left in _starts(width, settings.tile, step):
+                tile = pixels[top : top + settings.tile, left : left + settings.tile]
+                for detection in detector.detect(np.ascontiguousarray(tile)):
+                    results.append(_rescale(detection, 1.0 / settings.upscale, left, top))
+        return results
+
+    # -- analysis ----------------------------------------------------------------------------------------
+
+    def analyze(
+        self,
+        source: ImageSource | Image,
+        *,
+        max_faces: int = MAX_FACES_LIMIT,
+        embed: bool = True,
+        keep_crops: bool = False,
+    ) -> tuple[Image, list[AnalyzedFace]]:
+        """Every face in ``source`` with details and (when ``embed``) its identity vector, largest first."""
+        image = source if isinstance(source, Image) else self.load(source)
+        detections = self.find_faces(image, max_faces)
+        return image, self.describe(image, detections, embed=embed, keep_crops=keep_crops)
+
+    def describe(
+        self, image: Image, detections: Sequence[Detection], *, embed: bool = True, keep_crops: bool = False
+    ) -> list[AnalyzedFace]:
+        """Details (and vectors) for detections already found in ``image``."""
+        if not detections:
+            return []
+        size = self._embedder().input_size
+        crops = np.stack([geometry.align_face(image.pixels, d.landmarks, size) for d in detections])
+        vectors = self._embedder().embed(crops) if embed else None
+        faces = []
+        for index, detection in enumerate(detections):
+            faces.append(
+                AnalyzedFace(
+                    detail=_detail(image, detection, crops[index]),
+                    detection=detection,
+                    vector=None if vectors is None else vectors[index],
+                    crop=crops[index] if keep_crops else None,
+                )
+            )
+        return faces
+
+    def largest_face(self, source: ImageSource | Image) -> tuple[Image, AnalyzedFace]:
+        """The largest face with its vector, or ``NoFaceError``."""
+        image, faces = self.analyze(source, max_faces=1)
+        if not faces:
+            raise NoFaceError("there are no faces in the image")
+        return image, faces[0]
+
+    # -- comparison --------------------------------------------------------------------------------------
+
+    def similarity(self, a: Vector, b: Vector) -> float:
+        """Calibrated similarity (0–100) between two vectors of this engine's model."""
+        if a.shape != b.shape or a.shape != (self._info.dim,):
+            raise ModelMismatchError(f"vectors must both be {self._info.dim}-d {self._info.key} vectors")
+        return self.calibration.similarity(float(np.dot(a, b)))
+
+    def compare(
+        self, source: ImageSource | Image, target: ImageSource | Image, threshold: float = 80.0
+    ) -> Comparison:
+        """CompareFaces: the source's largest face against up to 100 faces in the target."""
+        if not 0.0 <= threshold <= 100.0:
+            raise InvalidParameterError("threshold must be between 0 and 100")
+        _, source_face = self.largest_face(source)
+        _, target_faces = self.analyze(target)
+        assert source_face.vector is not None
+        matches, unmatched = [], []
+        for face in target_faces:
+            assert face.vector is not None
+            score = self.similarity(source_face.vector, face.vector)
+            (matches if score >= threshold else unmatched).append((face, score))
+        matches.sort(key=lambda pair: pair[1], reverse=True)
+        return Comparison(source=source_face, matches=tuple(matches), unmatched=tuple(unmatched))
+
+
+def _starts(length: int, tile: int, step: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+def _rescale(detection: Detection, factor: float, dx: float, dy: float) -> Detection:
+    if factor == 1.0 and dx == 0.0 and dy == 0.0:
+        return detection
+    landmarks = detection.landmarks * np.float32(factor) + np.array([dx, dy], dtype=np.float32)
+    return Detection(
+        x=detection.x * factor + dx,
+        y=detection.y * factor + dy,
+        w=detection.w * factor,
+        h=detection.h * factor,
+        score=detection.score,
+        landmarks=landmarks.astype(np.float32),
+    )
+
+
+def _detail(image: Image, detection: Detection, crop: npt.NDArray[np.uint8]) -> FaceDetail:
+    width, height = image.width, image.height
+    x0, y0 = max(0.0, detection.x), max(0.0, detection.y)
+    x1, y1 = min(float(width), detection.x + detection.w), min(float(height), detection.y + detection.h)
+    box = BoundingBox.from_pixels(x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0), width, height)
+    landmarks = tuple(
+        Landmark(type=name, x=float(point[0]) / width, y=float(point[1]) / height)
+        for name, point in zip(LANDMARK_NAMES, detection.landmarks, strict=True)
+    )
+    return FaceDetail(
+        bounding_box=box,
+        confidence=round(min(1.0, max(0.0, detection.score)) * 100.0, 4),
+        landmarks=landmarks,
+        pose=quality.estimate_pose(detection.landmarks, width, height),
+        quality=quality.estimate_quality(image.pixels, detection, crop),
+    )

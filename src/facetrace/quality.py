@@ -1,0 +1,81 @@
+"""What facetrace can honestly say about a face besides who it is: head pose and image quality.
+
+Pose comes from the five detector landmarks fitted to a generic 3-D face with ``cv2.solvePnP``; it is a
+coarse estimate (about ±10° near frontal, less reliable past ±45° yaw, where landmarks themselves drift).
+Brightness is the mean luminance of the face box; sharpness is the variance of the Laplacian of the
+aligned 112×112 crop, mapped onto 0–100. Both are on Rekognition's 0–100 scale, higher is better.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from facetrace.types import Detection, Pose, Quality
+
+__all__ = ["FACE_MODEL_3D", "estimate_pose", "estimate_quality"]
+
+FACE_MODEL_3D = np.array(
+    [
+        [-32.0, 35.0, -30.0],  # eye at the image's left (subject's right)
+        [32.0, 35.0, -30.0],  # eye at the image's right
+        [0.0, 0.0, 0.0],  # nose tip
+        [-25.0, -32.0, -25.0],  # mouth corner, image left
+        [25.0, -32.0, -25.0],  # mouth corner, image right
+    ],
+    dtype=np.float64,
+)
+"""Mean adult face landmarks in millimetres, nose tip at the origin, y up, z towards the camera."""
+
+SHARPNESS_SCALE = 400.0
+"""Laplacian variance at which sharpness reads 63 (1 − 1/e); a crisp 112-px face reads about 80–95."""
+
+
+def estimate_pose(landmarks: npt.NDArray[np.float32], image_w: int, image_h: int) -> Pose:
+    """Roll, yaw and pitch in degrees.
+
+    Signs: roll > 0 when the face is turned clockwise in the image, yaw > 0 when the face turns towards
+    the image's right, pitch > 0 when the face tilts up.
+    """
+    focal = float(max(image_w, image_h))
+    camera = np.array([[focal, 0, image_w / 2.0], [0, focal, image_h / 2.0], [0, 0, 1]], dtype=np.float64)
+    # Image y grows downwards; flip the model's y so a frontal face needs no rotation.
+    model = FACE_MODEL_3D * np.array([1.0, -1.0, -1.0])
+    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 1, 2)
+    try:
+        ok, rvec, _ = cv2.solvePnP(model, points, camera, None, flags=cv2.SOLVEPNP_SQPNP)
+    except cv2.error:
+        ok = False
+    if not ok:
+        return Pose(roll=_roll(landmarks), yaw=0.0, pitch=0.0)
+    rotation, _ = cv2.Rodrigues(rvec)
+    # Decompose R = Rz(roll) · Ry(yaw) · Rx(pitch).
+    yaw = math.degrees(math.asin(max(-1.0, min(1.0, -rotation[2, 0]))))
+    pitch = math.degrees(math.atan2(rotation[2, 1], rotation[2, 2]))
+    roll = math.degrees(math.atan2(rotation[1, 0], rotation[0, 0]))
+    return Pose(roll=_wrap(roll), yaw=_wrap(-yaw), pitch=_wrap(-pitch))
+
+
+def _roll(landmarks: npt.NDArray[np.float32]) -> float:
+    dx, dy = landmarks[1] - landmarks[0]
+    return math.degrees(math.atan2(float(dy), float(dx)))
+
+
+def _wrap(angle: float) -> float:
+    return (angle + 180.0) % 360.0 - 180.0
+
+
+def estimate_quality(bgr: npt.NDArray[np.uint8], detection: Detection, aligned: npt.NDArray[np.uint8]) -> Quality:
+    """Brightness of the face box and sharpness of the aligned crop, each 0–100."""
+    height, width = bgr.shape[:2]
+    x0, y0 = max(0, int(detection.x)), max(0, int(detection.y))
+    x1, y1 = min(width, int(detection.x + detection.w)), min(height, int(detection.y + detection.h))
+    region = bgr[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else aligned
+    brightness = float(cv2.cvtColor(region, cv2.COLOR_BGR2GRAY).mean()) * 100.0 / 255.0
+    gray = cv2.cvtColor(aligned, cv2.COLOR_BGR2GRAY)
+    variance = float(cv2.Laplacian(gray, cv2.CV_64F).var())
+    sharpness = 100.0 * (1.0 - math.exp(-variance / SHARPNESS_SCALE))
+    return Quality(brightness=round(brightness, 4), sharpness=round(sharpness, 4))

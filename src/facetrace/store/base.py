@@ -1,0 +1,125 @@
+"""The storage interface: collections of faces (metadata + identity vectors) and users.
+
+Everything above this layer talks to ``FaceStore`` only, so the embedded SQLite store can be replaced by a
+bigger backend (PostgreSQL + pgvector, a vector database) without touching the engine, the CLI or the
+service. Two implementations ship: ``SQLiteStore`` (durable, the default) and ``MemoryStore`` (fast, for tests
+and throwaway work). Both must pass the same contract tests (``tests/store/test_contract.py``).
+
+Contract:
+- ids are validated by the caller (``facetrace.validation``); the store trusts them.
+- every mutating call is atomic and durable when it returns (an acknowledged write survives ``kill -9``).
+- ``search`` is exact unless the store documents otherwise; results are sorted by cosine, best first.
+- pagination tokens are opaque strings; a token from one listing is only valid for the same listing.
+- missing collections raise ``NotFoundError``; creating an existing one raises ``AlreadyExistsError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from facetrace.types import FaceRecord, UserRecord, Vector
+
+__all__ = ["CollectionInfo", "FaceStore", "Neighbor", "Page", "UserNeighbor"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    collection_id: str
+    model: str  # ModelInfo.key: every vector in the collection comes from this recognizer
+    created_at: float  # unix seconds
+    face_count: int
+    user_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing; ``next_token`` is None on the last page."""
+
+    items: tuple[T, ...]
+    next_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbor:
+    face: FaceRecord
+    cosine: float
+
+
+@dataclass(frozen=True, slots=True)
+class UserNeighbor:
+    user: UserRecord
+    cosine: float  # the best cosine over the user's faces
+    face_id: str  # the user's face that gave it
+
+
+class FaceStore(Protocol):
+    """A durable home for collections. Implementations are thread-safe."""
+
+    # collections
+    def create_collection(self, collection_id: str, model: str) -> CollectionInfo: ...
+    def delete_collection(self, collection_id: str) -> None: ...
+    def describe_collection(self, collection_id: str) -> CollectionInfo: ...
+    def list_collections(self, *, limit: int, next_token: str | None = None) -> Page[str]: ...
+
+    # faces
+    def add_faces(self, collection_id: str, faces: Sequence[tuple[FaceRecord, Vector]]) -> None:
+        """Store faces and their vectors atomically (all or none)."""
+        ...
+
+    def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
+        """Delete the faces that exist; returns their ids. Missing ids are ignored."""
+        ...
+
+    def get_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[FaceRecord]:
+        """The faces that exist, in the order asked."""
+        ...
+
+    def get_vector(self, collection_id: str, face_id: str) -> Vector:
+        """The stored vector of one face; ``NotFoundError`` if the face does not exist."""
+        ...
+
+    def list_faces(
+        self,
+        collection_id: str,
+        *,
+        limit: int,
+        next_token: str | None = None,
+        user_id: str | None = None,
+        face_ids: Sequence[str] | None = None,
+    ) -> Page[FaceRecord]:
+        """Faces in a stable order (by face id), optionally only a user's or only the given ids."""
+        ...
+
+    def search(
+        self, collection_id: str, vector: Vector, *, limit: int, min_cosine: float, exclude_face_id: str | None = None
+    ) -> list[Neighbor]:
+        """The ``limit`` most similar faces with cosine ≥ ``min_cosine``, best first."""
+        ...
+
+    # users
+    def create_user(self, collection_id: str, user_id: str) -> UserRecord: ...
+    def delete_user(self, collection_id: str, user_id: str) -> None:
+        """Delete the user; its faces stay in the collection, no longer associated."""
+        ...
+
+    def get_user(self, collection_id: str, user_id: str) -> UserRecord: ...
+    def list_users(self, collection_id: str, *, limit: int, next_token: str | None = None) -> Page[UserRecord]: ...
+    def associate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> None:
+        """Set ``user_id`` on the given faces (they exist and are unassociated or already this user's)."""
+        ...
+
+    def disassociate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> list[str]:
+        """Clear the user on those of ``face_ids`` that belong to ``user_id``; returns them."""
+        ...
+
+    def search_users(
+        self, collection_id: str, vector: Vector, *, limit: int, min_cosine: float, exclude_user_id: str | None = None
+    ) -> list[UserNeighbor]:
+        """Users ranked by their best face's cosine to ``vector`` (≥ ``min_cosine``), best first."""
+        ...
+
+    def close(self) -> None: ...
