@@ -51,7 +51,9 @@ class Calibration:
 
         Thresholds on this scale carry no false-match guarantee; use it only to try a new model.
         """
-        return cls(model=model, cosines=(-1.0, 1.0), similarities=(0.0, 100.0), evidence={"uncalibrated": True})
+        return cls(
+            model=model, cosines=(-1.0, 1.0), similarities=(0.0, 100.0), evidence={"uncalibrated": True}
+        )
 
     def __post_init__(self) -> None:
         if len(self.cosines) != len(self.similarities) or len(self.cosines) < 2:

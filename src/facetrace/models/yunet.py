@@ -62,8 +62,12 @@ class YuNetDetector:
             landmarks = np.asarray(row[4:14], dtype=np.float32).reshape(5, 2)
             detections.append(
                 Detection(
-                    x=float(row[0]), y=float(row[1]), w=float(row[2]), h=float(row[3]),
-                    score=float(row[14]), landmarks=landmarks,
+                    x=float(row[0]),
+                    y=float(row[1]),
+                    w=float(row[2]),
+                    h=float(row[3]),
+                    score=float(row[14]),
+                    landmarks=landmarks,
                 )  # fmt: skip
             )
         return detections

@@ -95,7 +95,13 @@ class FaceStore(Protocol):
         ...
 
     def search(
-        self, collection_id: str, vector: Vector, *, limit: int, min_cosine: float, exclude_face_id: str | None = None
+        self,
+        collection_id: str,
+        vector: Vector,
+        *,
+        limit: int,
+        min_cosine: float,
+        exclude_face_id: str | None = None,
     ) -> list[Neighbor]:
         """The ``limit`` most similar faces with cosine ≥ ``min_cosine``, best first."""
         ...
@@ -107,7 +113,9 @@ class FaceStore(Protocol):
         ...
 
     def get_user(self, collection_id: str, user_id: str) -> UserRecord: ...
-    def list_users(self, collection_id: str, *, limit: int, next_token: str | None = None) -> Page[UserRecord]: ...
+    def list_users(
+        self, collection_id: str, *, limit: int, next_token: str | None = None
+    ) -> Page[UserRecord]: ...
     def associate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> None:
         """Set ``user_id`` on the given faces (they exist and are unassociated or already this user's)."""
         ...
@@ -117,7 +125,13 @@ class FaceStore(Protocol):
         ...
 
     def search_users(
-        self, collection_id: str, vector: Vector, *, limit: int, min_cosine: float, exclude_user_id: str | None = None
+        self,
+        collection_id: str,
+        vector: Vector,
+        *,
+        limit: int,
+        min_cosine: float,
+        exclude_user_id: str | None = None,
     ) -> list[UserNeighbor]:
         """Users ranked by their best face's cosine to ``vector`` (≥ ``min_cosine``), best first."""
         ...

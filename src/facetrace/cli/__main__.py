@@ -1,0 +1,7 @@
+"""``python -m facetrace.cli``."""
+
+import sys
+
+from facetrace.cli import main
+
+sys.exit(main())

@@ -1,0 +1,63 @@
+"""How commands print: rich tables for people, JSON for programs, errors on stderr, progress on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from facetrace.errors import FacetraceError
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "emit",
+    "fail",
+    "progress",
+    "stderr",
+    "stdout",
+]
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def emit(args: argparse.Namespace, data: Any, render: Callable[[Console], None] | None = None) -> None:
+    """Print ``data`` as JSON with ``--json``, else call ``render`` (or pretty-print the data)."""
+    if getattr(args, "json", False) or render is None:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        sys.stdout.flush()
+    else:
+        render(stdout)
+
+
+def fail(args: argparse.Namespace, error: FacetraceError, code: int) -> int:
+    """Report ``error`` on stderr (as JSON with ``--json``) and return the exit code."""
+    if getattr(args, "json", False):
+        payload = {"error": {"type": type(error).__name__, "message": error.message}}
+        sys.stderr.write(json.dumps(payload) + "\n")
+    else:
+        stderr.print(f"[bold red]error:[/] {error.message}", markup=True)
+    return code
+
+
+@contextmanager
+def progress(total: int, description: str, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (hidden when ``enabled`` is false or stderr is not a terminal)."""
+    show = enabled and stderr.is_terminal
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=stderr, disable=not show, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)

@@ -1,0 +1,679 @@
+"""The gallery: Rekognition's collection operations, composed from an engine, a store and an audit sink.
+
+This is the library surface the CLI, the HTTP service and the video pipeline share. It validates every id
+and number it is given, keeps vectors of different models apart, turns similarity thresholds into cosine
+bounds once per search, answers "no match" explicitly (an empty ``matches``) instead of the nearest stranger,
+and records every search, comparison and change in the audit trail before it returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from facetrace.audit import LOCAL_CALLER, AuditEvent, AuditSink, Caller
+from facetrace.engine import AnalyzedFace, Comparison, FaceEngine
+from facetrace.errors import InvalidParameterError, ModelMismatchError, NoFaceError, NotFoundError
+from facetrace.imaging import Image, ImageSource
+from facetrace.store.base import CollectionInfo, FaceStore, Page
+from facetrace.types import (
+    FaceMatch,
+    FaceRecord,
+    QualityFilter,
+    UnindexedReason,
+    UserMatch,
+    UserRecord,
+    Vector,
+)
+from facetrace.validation import (
+    check_collection_id,
+    check_external_image_id,
+    check_face_id,
+    check_face_ids,
+    check_int,
+    check_percent,
+    check_user_id,
+)
+
+__all__ = [
+    "DEFAULT_MATCH_THRESHOLD",
+    "Association",
+    "Deletion",
+    "Disassociation",
+    "FaceSearch",
+    "Gallery",
+    "ImageSearch",
+    "IndexResult",
+    "IndexedFace",
+    "QualityBar",
+    "UnindexedFace",
+    "UnsuccessfulFace",
+    "UserImageSearch",
+    "UserSearch",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MATCH_THRESHOLD = 99.0
+"""Default similarity for 1:N identification: about one false match in a million comparisons (docs/accuracy.md)."""
+MAX_FACES_PER_USER = 100
+
+
+@dataclass(frozen=True, slots=True)
+class QualityBar:
+    """The minimums a face must meet under one QualityFilter level."""
+
+    min_side_px: float
+    min_confidence: float  # 0–100
+    min_sharpness: float  # 0–100
+    brightness: tuple[float, float]  # allowed range, 0–100
+    max_yaw: float  # degrees
+    max_pitch: float
+
+
+QUALITY_BARS: dict[QualityFilter, QualityBar] = {
+    QualityFilter.LOW: QualityBar(20, 50, 5, (5, 98), 75, 60),
+    QualityFilter.MEDIUM: QualityBar(40, 60, 15, (10, 95), 60, 45),
+    QualityFilter.HIGH: QualityBar(60, 75, 30, (20, 90), 45, 35),
+}
+QUALITY_BARS[QualityFilter.AUTO] = QUALITY_BARS[QualityFilter.MEDIUM]
+
+
+def quality_reasons(face: AnalyzedFace, level: QualityFilter) -> tuple[str, ...]:
+    """Why ``face`` falls below ``level`` (empty when it passes or the level is NONE)."""
+    bar = QUALITY_BARS.get(level)
+    if bar is None:
+        return ()
+    detail, reasons = face.detail, list[str]()
+    if min(face.detection.w, face.detection.h) < bar.min_side_px:
+        reasons.append(UnindexedReason.SMALL_BOUNDING_BOX)
+    if detail.confidence < bar.min_confidence:
+        reasons.append(UnindexedReason.LOW_CONFIDENCE)
+    if abs(detail.pose.yaw) > bar.max_yaw or abs(detail.pose.pitch) > bar.max_pitch:
+        reasons.append(UnindexedReason.EXTREME_POSE)
+    if not bar.brightness[0] <= detail.quality.brightness <= bar.brightness[1]:
+        reasons.append(UnindexedReason.LOW_BRIGHTNESS)
+    if detail.quality.sharpness < bar.min_sharpness:
+        reasons.append(UnindexedReason.LOW_SHARPNESS)
+    return tuple(reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedFace:
+    record: FaceRecord
+    face: AnalyzedFace
+
+
+@dataclass(frozen=True, slots=True)
+class UnindexedFace:
+    face: AnalyzedFace
+    reasons: tuple[str, ...]  # UnindexedReason values (and FACE_NOT_LARGEST for unsearched faces)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexResult:
+    indexed: tuple[IndexedFace, ...]
+    unindexed: tuple[UnindexedFace, ...]
+    model: str
+    image_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnsuccessfulFace:
+    face_id: str
+    reasons: tuple[str, ...]
+    user_id: str | None = None
+    similarity: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    deleted: tuple[str, ...]
+    unsuccessful: tuple[UnsuccessfulFace, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FaceSearch:
+    searched_face_id: str
+    matches: tuple[FaceMatch, ...]  # empty means: no match at or above the threshold
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSearch:
+    searched_face: AnalyzedFace
+    matches: tuple[FaceMatch, ...]
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Association:
+    associated: tuple[str, ...]
+    unsuccessful: tuple[UnsuccessfulFace, ...]
+    user: UserRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Disassociation:
+    disassociated: tuple[str, ...]
+    unsuccessful: tuple[UnsuccessfulFace, ...]
+    user: UserRecord
+
+
+@dataclass(frozen=True, slots=True)
+class UserSearch:
+    matches: tuple[UserMatch, ...]
+    searched_face_id: str | None
+    searched_user_id: str | None
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserImageSearch:
+    searched_face: AnalyzedFace
+    matches: tuple[UserMatch, ...]
+    unsearched: tuple[UnindexedFace, ...]
+    model: str
+
+
+class Gallery:
+    """Collections of faces you can search. Thread-safe when its engine and store are."""
+
+    def __init__(
+        self,
+        engine: FaceEngine,
+        store: FaceStore,
+        *,
+        audit: AuditSink | None = None,
+        image_dir: Path | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self._audit = audit
+        self._image_dir = image_dir
+
+    @property
+    def model(self) -> str:
+        """The FaceModelVersion of vectors this gallery makes (e.g. ``sface-2021dec``)."""
+        return self.engine.model.key
+
+    # -- collections -------------------------------------------------------------------------------------
+
+    def create_collection(self, collection_id: str, *, caller: Caller = LOCAL_CALLER) -> CollectionInfo:
+        info = self.store.create_collection(check_collection_id(collection_id), self.model)
+        self._record(caller, "CreateCollection", collection_id)
+        return info
+
+    def delete_collection(self, collection_id: str, *, caller: Caller = LOCAL_CALLER) -> None:
+        self.store.delete_collection(check_collection_id(collection_id))
+        self._record(caller, "DeleteCollection", collection_id)
+
+    def describe_collection(self, collection_id: str) -> CollectionInfo:
+        return self.store.describe_collection(check_collection_id(collection_id))
+
+    def list_collections(self, *, limit: int = 1000, next_token: str | None = None) -> Page[str]:
+        return self.store.list_collections(limit=check_int(limit, "limit", 1, 4096), next_token=next_token)
+
+    def _collection(self, collection_id: str) -> CollectionInfo:
+        """Describe a collection and make sure its vectors come from this gallery's model."""
+        info = self.store.describe_collection(check_collection_id(collection_id))
+        if info.model != self.model:
+            raise ModelMismatchError(
+                f"collection {collection_id} holds {info.model} vectors; this engine makes {self.model} vectors"
+            )
+        return info
+
+    # -- faces -------------------------------------------------------------------------------------------
+
+    def index_faces(
+        self,
+        collection_id: str,
+        image: ImageSource | Image,
+        *,
+        external_image_id: str | None = None,
+        max_faces: int | None = None,
+        quality_filter: QualityFilter | str = QualityFilter.AUTO,
+        keep_image: bool = False,
+        caller: Caller = LOCAL_CALLER,
+    ) -> IndexResult:
+        """Detect faces in ``image`` and add those that pass ``quality_filter``, largest first, up to ``max_faces``."""
+        self._collection(collection_id)
+        if external_image_id is not None:
+            check_external_image_id(external_image_id)
+        if max_faces is not None:
+            check_int(max_faces, "max_faces", 1, 100)
+        level = _quality_filter(quality_filter)
+        decoded, faces = self.engine.analyze(image)
+        indexed: list[IndexedFace] = []
+        unindexed: list[UnindexedFace] = []
+        image_id = str(uuid.uuid4())
+        now = time.time()
+        for face in faces:  # largest first
+            reasons = quality_reasons(face, level)
+            if reasons:
+                unindexed.append(UnindexedFace(face, reasons))
+            elif max_faces is not None and len(indexed) >= max_faces:
+                unindexed.append(UnindexedFace(face, (UnindexedReason.EXCEEDS_MAX_FACES,)))
+            else:
+                record = FaceRecord(
+                    face_id=str(uuid.uuid4()),
+                    bounding_box=face.detail.bounding_box,
+                    image_id=image_id,
+                    confidence=face.detail.confidence,
+                    model=self.model,
+                    external_image_id=external_image_id,
+                    created_at=now,
+                )
+                indexed.append(IndexedFace(record, face))
+        if indexed:
+            self.store.add_faces(collection_id, [(item.record, _vector(item.face)) for item in indexed])
+            if keep_image:
+                self._keep_image(collection_id, image_id, decoded)
+        self._record(
+            caller,
+            "IndexFaces",
+            collection_id,
+            match_count=len(indexed),
+            matched=tuple(i.record.face_id for i in indexed),
+            detail={"external_image_id": external_image_id, "unindexed": len(unindexed)},
+        )
+        return IndexResult(tuple(indexed), tuple(unindexed), self.model, image_id)
+
+    def _keep_image(self, collection_id: str, image_id: str, image: Image) -> None:
+        if self._image_dir is None:
+            raise InvalidParameterError("this gallery has no image directory; images cannot be kept")
+        import cv2
+
+        folder = self._image_dir / collection_id
+        folder.mkdir(parents=True, exist_ok=True)
+        ok, encoded = cv2.imencode(".jpg", image.pixels, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if ok:
+            (folder / f"{image_id}.jpg").write_bytes(encoded.tobytes())
+
+    def list_faces(
+        self,
+        collection_id: str,
+        *,
+        limit: int = 1000,
+        next_token: str | None = None,
+        user_id: str | None = None,
+        face_ids: Sequence[str] | None = None,
+    ) -> Page[FaceRecord]:
+        check_collection_id(collection_id)
+        if user_id is not None:
+            check_user_id(user_id)
+        ids = check_face_ids(list(face_ids)) if face_ids is not None else None
+        return self.store.list_faces(
+            collection_id,
+            limit=check_int(limit, "limit", 1, 4096),
+            next_token=next_token,
+            user_id=user_id,
+            face_ids=ids,
+        )
+
+    def delete_faces(
+        self, collection_id: str, face_ids: Sequence[str], *, caller: Caller = LOCAL_CALLER
+    ) -> Deletion:
+        """Delete faces. A face that belongs to a user must be disassociated first (as in Rekognition)."""
+        check_collection_id(collection_id)
+        ids = check_face_ids(list(face_ids))
+        found = {face.face_id: face for face in self.store.get_faces(collection_id, ids)}
+        unsuccessful, deletable = [], []
+        for face_id in dict.fromkeys(ids):
+            face = found.get(face_id)
+            if face is None:
+                unsuccessful.append(UnsuccessfulFace(face_id, ("FACE_NOT_FOUND",)))
+            elif face.user_id is not None:
+                unsuccessful.append(
+                    UnsuccessfulFace(face_id, ("ASSOCIATED_TO_AN_EXISTING_USER",), user_id=face.user_id)
+                )
+            else:
+                deletable.append(face_id)
+        deleted = self.store.delete_faces(collection_id, deletable) if deletable else []
+        self._record(caller, "DeleteFaces", collection_id, match_count=len(deleted), matched=tuple(deleted))
+        return Deletion(tuple(deleted), tuple(unsuccessful))
+
+    # -- search ------------------------------------------------------------------------------------------
+
+    def search_faces(
+        self,
+        collection_id: str,
+        face_id: str,
+        *,
+        max_faces: int = 80,
+        threshold: float = DEFAULT_MATCH_THRESHOLD,
+        caller: Caller = LOCAL_CALLER,
+    ) -> FaceSearch:
+        """Faces in the collection like the stored face ``face_id`` (itself excluded), best first."""
+        self._collection(collection_id)
+        check_face_id(face_id)
+        check_int(max_faces, "max_faces", 1, 4096)
+        threshold = check_percent(threshold, "threshold")
+        vector = self.store.get_vector(collection_id, face_id)
+        matches = self._search(collection_id, vector, max_faces, threshold, exclude=face_id)
+        self._record_search(caller, "SearchFaces", collection_id, threshold, matches, {"face_id": face_id})
+        return FaceSearch(face_id, matches, self.model)
+
+    def search_faces_by_image(
+        self,
+        collection_id: str,
+        image: ImageSource | Image,
+        *,
+        max_faces: int = 80,
+        threshold: float = DEFAULT_MATCH_THRESHOLD,
+        quality_filter: QualityFilter | str = QualityFilter.NONE,
+        caller: Caller = LOCAL_CALLER,
+    ) -> ImageSearch:
+        """Faces like the largest face in ``image``, best first; ``matches`` is empty when nobody is close enough."""
+        self._collection(collection_id)
+        check_int(max_faces, "max_faces", 1, 4096)
+        threshold = check_percent(threshold, "threshold")
+        probe = self._probe(image, _quality_filter(quality_filter))
+        matches = self._search(collection_id, _vector(probe), max_faces, threshold)
+        self._record_search(caller, "SearchFacesByImage", collection_id, threshold, matches)
+        return ImageSearch(probe, matches, self.model)
+
+    def _probe(self, image: ImageSource | Image, level: QualityFilter) -> AnalyzedFace:
+        _, face = self.engine.largest_face(image)
+        reasons = quality_reasons(face, level)
+        if reasons:
+            raise NoFaceError(
+                "the largest face in the image does not pass the quality filter: " + ", ".join(reasons)
+            )
+        return face
+
+    def _search(
+        self, collection_id: str, vector: Vector, limit: int, threshold: float, exclude: str | None = None
+    ) -> tuple[FaceMatch, ...]:
+        min_cosine = self.engine.calibration.cosine_for(threshold)
+        neighbors = self.store.search(
+            collection_id, vector, limit=limit, min_cosine=min_cosine, exclude_face_id=exclude
+        )
+        matches = []
+        for neighbor in neighbors:
+            similarity = self.engine.calibration.similarity(neighbor.cosine)
+            if similarity >= threshold:  # the cosine bound is exact up to float rounding; keep the promise
+                matches.append(FaceMatch(neighbor.face, round(similarity, 4)))
+        return tuple(matches)
+
+    # -- comparison --------------------------------------------------------------------------------------
+
+    def compare_faces(
+        self,
+        source: ImageSource | Image,
+        target: ImageSource | Image,
+        *,
+        threshold: float = 80.0,
+        caller: Caller = LOCAL_CALLER,
+    ) -> Comparison:
+        """CompareFaces, audited like a search."""
+        threshold = check_percent(threshold, "threshold")
+        result = self.engine.compare(source, target, threshold)
+        self._record(caller, "CompareFaces", None, threshold=threshold, match_count=len(result.matches))
+        return result
+
+    # -- users -------------------------------------------------------------------------------------------
+
+    def create_user(self, collection_id: str, user_id: str, *, caller: Caller = LOCAL_CALLER) -> UserRecord:
+        self._collection(collection_id)
+        user = self.store.create_user(collection_id, check_user_id(user_id))
+        self._record(caller, "CreateUser", collection_id, detail={"user_id": user_id})
+        return _with_status(user)
+
+    def delete_user(self, collection_id: str, user_id: str, *, caller: Caller = LOCAL_CALLER) -> None:
+        check_collection_id(collection_id)
+        self.store.delete_user(collection_id, check_user_id(user_id))
+        self._record(caller, "DeleteUser", collection_id, detail={"user_id": user_id})
+
+    def get_user(self, collection_id: str, user_id: str) -> UserRecord:
+        check_collection_id(collection_id)
+        return _with_status(self.store.get_user(collection_id, check_user_id(user_id)))
+
+    def list_users(
+        self, collection_id: str, *, limit: int = 500, next_token: str | None = None
+    ) -> Page[UserRecord]:
+        check_collection_id(collection_id)
+        page = self.store.list_users(
+            collection_id, limit=check_int(limit, "limit", 1, 500), next_token=next_token
+        )
+        return Page(tuple(_with_status(u) for u in page.items), page.next_token)
+
+    def associate_faces(
+        self,
+        collection_id: str,
+        user_id: str,
+        face_ids: Sequence[str],
+        *,
+        threshold: float = 75.0,
+        caller: Caller = LOCAL_CALLER,
+    ) -> Association:
+        """Attach faces to a user. A face must resemble the user's existing faces at ``threshold`` or more."""
+        self._collection(collection_id)
+        check_user_id(user_id)
+        ids = list(dict.fromkeys(check_face_ids(list(face_ids), maximum=100)))
+        threshold = check_percent(threshold, "threshold")
+        user = self.store.get_user(collection_id, user_id)
+        found = {face.face_id: face for face in self.store.get_faces(collection_id, ids)}
+        existing = [
+            self.store.get_vector(collection_id, face.face_id)
+            for face in self.store.list_faces(collection_id, limit=MAX_FACES_PER_USER, user_id=user_id).items
+        ]
+        accepted: list[str] = []
+        unsuccessful: list[UnsuccessfulFace] = []
+        for face_id in ids:
+            face = found.get(face_id)
+            if face is None:
+                unsuccessful.append(UnsuccessfulFace(face_id, ("FACE_NOT_FOUND",)))
+                continue
+            if face.user_id is not None and face.user_id != user_id:
+                unsuccessful.append(
+                    UnsuccessfulFace(face_id, ("ASSOCIATED_TO_A_DIFFERENT_USER",), user_id=face.user_id)
+                )
+                continue
+            if face.user_id == user_id:
+                accepted.append(face_id)
+                continue
+            if existing:
+                vector = self.store.get_vector(collection_id, face_id)
+                best = max(self.engine.similarity(vector, other) for other in existing)
+                if best < threshold:
+                    unsuccessful.append(
+                        UnsuccessfulFace(face_id, ("LOW_MATCH_CONFIDENCE",), user_id=user_id, similarity=best)
+                    )
+                    continue
+            accepted.append(face_id)
+        room = MAX_FACES_PER_USER - user.face_count
+        if len([f for f in accepted if found[f].user_id is None]) > room:
+            raise InvalidParameterError(f"a user can have at most {MAX_FACES_PER_USER} faces")
+        if accepted:
+            self.store.associate_faces(collection_id, user_id, accepted)
+        self._record(
+            caller, "AssociateFaces", collection_id, match_count=len(accepted), matched=tuple(accepted),
+            detail={"user_id": user_id},
+        )  # fmt: skip
+        return Association(tuple(accepted), tuple(unsuccessful), self.get_user(collection_id, user_id))
+
+    def disassociate_faces(
+        self, collection_id: str, user_id: str, face_ids: Sequence[str], *, caller: Caller = LOCAL_CALLER
+    ) -> Disassociation:
+        check_collection_id(collection_id)
+        check_user_id(user_id)
+        ids = list(dict.fromkeys(check_face_ids(list(face_ids), maximum=100)))
+        self.store.get_user(collection_id, user_id)
+        found = {face.face_id: face for face in self.store.get_faces(collection_id, ids)}
+        unsuccessful = []
+        for face_id in ids:
+            face = found.get(face_id)
+            if face is None:
+                unsuccessful.append(UnsuccessfulFace(face_id, ("FACE_NOT_FOUND",)))
+            elif face.user_id != user_id:
+                unsuccessful.append(
+                    UnsuccessfulFace(face_id, ("ASSOCIATED_TO_A_DIFFERENT_USER",), user_id=face.user_id)
+                )
+        mine = [f for f in ids if f in found and found[f].user_id == user_id]
+        done = self.store.disassociate_faces(collection_id, user_id, mine) if mine else []
+        self._record(
+            caller, "DisassociateFaces", collection_id, match_count=len(done), matched=tuple(done),
+            detail={"user_id": user_id},
+        )  # fmt: skip
+        return Disassociation(tuple(done), tuple(unsuccessful), self.get_user(collection_id, user_id))
+
+    def search_users(
+        self,
+        collection_id: str,
+        *,
+        face_id: str | None = None,
+        user_id: str | None = None,
+        max_users: int = 500,
+        threshold: float = DEFAULT_MATCH_THRESHOLD,
+        caller: Caller = LOCAL_CALLER,
+    ) -> UserSearch:
+        """Users like a stored face, or like a user's faces (that user excluded), best first."""
+        self._collection(collection_id)
+        if (face_id is None) == (user_id is None):
+            raise InvalidParameterError("give exactly one of face_id and user_id")
+        check_int(max_users, "max_users", 1, 500)
+        threshold = check_percent(threshold, "threshold")
+        if face_id is not None:
+            vectors = [self.store.get_vector(collection_id, check_face_id(face_id))]
+        else:
+            self.store.get_user(collection_id, check_user_id(user_id))
+            faces = self.store.list_faces(collection_id, limit=MAX_FACES_PER_USER, user_id=user_id).items
+            vectors = [self.store.get_vector(collection_id, face.face_id) for face in faces]
+        matches = self._search_users(collection_id, vectors, max_users, threshold, exclude=user_id)
+        self._record_user_search(caller, "SearchUsers", collection_id, threshold, matches)
+        return UserSearch(matches, face_id, user_id, self.model)
+
+    def search_users_by_image(
+        self,
+        collection_id: str,
+        image: ImageSource | Image,
+        *,
+        max_users: int = 500,
+        threshold: float = DEFAULT_MATCH_THRESHOLD,
+        quality_filter: QualityFilter | str = QualityFilter.NONE,
+        caller: Caller = LOCAL_CALLER,
+    ) -> UserImageSearch:
+        """Users like the largest face in ``image``; the other faces are reported as not searched."""
+        self._collection(collection_id)
+        check_int(max_users, "max_users", 1, 500)
+        threshold = check_percent(threshold, "threshold")
+        level = _quality_filter(quality_filter)
+        _, faces = self.engine.analyze(image)
+        if not faces:
+            raise NoFaceError("there are no faces in the image")
+        probe, others = faces[0], faces[1:]
+        reasons = quality_reasons(probe, level)
+        if reasons:
+            raise NoFaceError(
+                "the largest face in the image does not pass the quality filter: " + ", ".join(reasons)
+            )
+        unsearched = tuple(UnindexedFace(face, ("FACE_NOT_LARGEST",)) for face in others)
+        matches = self._search_users(collection_id, [_vector(probe)], max_users, threshold)
+        self._record_user_search(caller, "SearchUsersByImage", collection_id, threshold, matches)
+        return UserImageSearch(probe, matches, unsearched, self.model)
+
+    def _search_users(
+        self,
+        collection_id: str,
+        vectors: list[Vector],
+        limit: int,
+        threshold: float,
+        exclude: str | None = None,
+    ) -> tuple[UserMatch, ...]:
+        min_cosine = self.engine.calibration.cosine_for(threshold)
+        best: dict[str, tuple[float, UserRecord, str]] = {}
+        for vector in vectors:
+            for hit in self.store.search_users(
+                collection_id, vector, limit=limit, min_cosine=min_cosine, exclude_user_id=exclude
+            ):
+                current = best.get(hit.user.user_id)
+                if current is None or hit.cosine > current[0]:
+                    best[hit.user.user_id] = (hit.cosine, hit.user, hit.face_id)
+        ranked = sorted(best.values(), key=lambda item: item[0], reverse=True)[:limit]
+        matches = []
+        for cosine, user, face_id in ranked:
+            similarity = self.engine.calibration.similarity(cosine)
+            if similarity >= threshold:
+                matches.append(UserMatch(_with_status(user), round(similarity, 4), (face_id,)))
+        return tuple(matches)
+
+    # -- audit -------------------------------------------------------------------------------------------
+
+    def _record(
+        self,
+        caller: Caller,
+        operation: str,
+        collection_id: str | None,
+        *,
+        threshold: float | None = None,
+        match_count: int | None = None,
+        matched: tuple[str, ...] = (),
+        detail: dict[str, str | int | float | None] | None = None,
+    ) -> None:
+        if self._audit is None:
+            return
+        self._audit.record(
+            AuditEvent(
+                operation=operation,
+                principal=caller.principal,
+                collection_id=collection_id,
+                purpose=caller.purpose,
+                threshold=threshold,
+                match_count=match_count,
+                matched_face_ids=matched,
+                detail=detail or {},
+            )
+        )
+
+    def _record_search(
+        self,
+        caller: Caller,
+        operation: str,
+        collection_id: str,
+        threshold: float,
+        matches: tuple[FaceMatch, ...],
+        detail: dict[str, str | int | float | None] | None = None,
+    ) -> None:
+        self._record(
+            caller, operation, collection_id, threshold=threshold, match_count=len(matches),
+            matched=tuple(m.face.face_id for m in matches), detail=detail,
+        )  # fmt: skip
+
+    def _record_user_search(
+        self,
+        caller: Caller,
+        operation: str,
+        collection_id: str,
+        threshold: float,
+        matches: tuple[UserMatch, ...],
+    ) -> None:
+        self._record(
+            caller, operation, collection_id, threshold=threshold, match_count=len(matches),
+            matched=tuple(face for m in matches for face in m.face_ids),
+            detail={"user_ids": ",".join(m.user.user_id for m in matches)},
+        )  # fmt: skip
+
+
+def _quality_filter(value: QualityFilter | str) -> QualityFilter:
+    try:
+        return QualityFilter(value)
+    except ValueError:
+        allowed = ", ".join(level.value for level in QualityFilter)
+        raise InvalidParameterError(f"quality filter must be one of {allowed}, not {value!r}") from None
+
+
+def _vector(face: AnalyzedFace) -> Vector:
+    if face.vector is None:
+        raise NotFoundError("the face has no vector")
+    return face.vector
+
+
+def _with_status(user: UserRecord) -> UserRecord:
+    """Rekognition's UserStatus: CREATED until the user has a face, then ACTIVE."""
+    return dataclasses.replace(user, status="ACTIVE" if user.face_count > 0 else "CREATED")
