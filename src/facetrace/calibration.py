@@ -51,9 +51,7 @@ class Calibration:
 
         Thresholds on this scale carry no false-match guarantee; use it only to try a new model.
         """
-        return cls(
-            model=model, cosines=(-1.0, 1.0), similarities=(0.0, 100.0), evidence={"uncalibrated": True}
-        )
+        return cls(model=model, cosines=(-1.0, 1.0), similarities=(0.0, 100.0), evidence={"uncalibrated": True})
 
     def __post_init__(self) -> None:
         if len(self.cosines) != len(self.similarities) or len(self.cosines) < 2:
@@ -84,8 +82,7 @@ def load_calibration(model: str) -> Calibration:
         text = resources.files("facetrace.data").joinpath(name).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ModelError(
-            f"no calibration for model {model!r}; run benchmarks/calibrate.py to fit one "
-            "and pass it to the engine"
+            f"no calibration for model {model!r}; run benchmarks/calibrate.py to fit one and pass it to the engine"
         ) from None
     data = json.loads(text)
     return Calibration(

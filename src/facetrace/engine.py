@@ -164,9 +164,7 @@ class FaceEngine:
         height, width = pixels.shape[:2]
         scale = min(1.0, settings.max_side / max(width, height))
         view = (
-            pixels
-            if scale == 1.0
-            else cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            pixels if scale == 1.0 else cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         )
         found = [_rescale(d, 1.0 / scale, 0.0, 0.0) for d in self._detector().detect(view)]
         if settings.small_faces:

@@ -438,9 +438,7 @@ class Gallery:
         self, collection_id: str, *, limit: int = 500, next_token: str | None = None
     ) -> Page[UserRecord]:
         check_collection_id(collection_id)
-        page = self.store.list_users(
-            collection_id, limit=check_int(limit, "limit", 1, 500), next_token=next_token
-        )
+        page = self.store.list_users(collection_id, limit=check_int(limit, "limit", 1, 500), next_token=next_token)
         return Page(tuple(_with_status(u) for u in page.items), page.next_token)
 
     def associate_faces(

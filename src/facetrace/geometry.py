@@ -29,9 +29,7 @@ ARCFACE_TEMPLATE_112 = np.array(
 """Where the five landmarks go in a 112×112 crop: the template both SFace and ArcFace were trained on."""
 
 
-def similarity_transform(
-    src: npt.NDArray[np.float32], dst: npt.NDArray[np.float32]
-) -> npt.NDArray[np.float64]:
+def similarity_transform(src: npt.NDArray[np.float32], dst: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     """The 2×3 least-squares similarity (rotation, uniform scale, translation) mapping ``src`` onto ``dst``.
 
     Umeyama's closed form, as InsightFace and OpenCV's ``alignCrop`` use; unlike RANSAC estimators it is

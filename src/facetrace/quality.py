@@ -68,9 +68,7 @@ def _wrap(angle: float) -> float:
     return (angle + 180.0) % 360.0 - 180.0
 
 
-def estimate_quality(
-    bgr: npt.NDArray[np.uint8], detection: Detection, aligned: npt.NDArray[np.uint8]
-) -> Quality:
+def estimate_quality(bgr: npt.NDArray[np.uint8], detection: Detection, aligned: npt.NDArray[np.uint8]) -> Quality:
     """Brightness of the face box and sharpness of the aligned crop, each 0–100."""
     height, width = bgr.shape[:2]
     x0, y0 = max(0, int(detection.x)), max(0, int(detection.y))

@@ -48,9 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InvalidInputError, NotFoundError) as exc:
         return fail(args, exc, EXIT_BAD_INPUT)
     except FacetraceError as exc:
-        code = (
-            EXIT_BAD_INPUT if type(exc).__name__ in ("AlreadyExistsError", "ConflictError") else EXIT_FAILURE
-        )
+        code = EXIT_BAD_INPUT if type(exc).__name__ in ("AlreadyExistsError", "ConflictError") else EXIT_FAILURE
         return fail(args, exc, code)
     except KeyboardInterrupt:
         return 130

@@ -46,9 +46,7 @@ class OnnxEmbedder:
             raise ModelLoadError(f"{model_path}: expected one input and an embedding output")
         shape = inputs[0].shape
         if len(shape) != 4 or shape[1] != 3 or shape[2] != input_size or shape[3] != input_size:
-            raise ModelLoadError(
-                f"{model_path}: input shape {shape} is not (N, 3, {input_size}, {input_size})"
-            )
+            raise ModelLoadError(f"{model_path}: input shape {shape} is not (N, 3, {input_size}, {input_size})")
         out_shape = outputs[0].shape
         dim = out_shape[-1]
         if not isinstance(dim, int) or dim < 2:
@@ -88,9 +86,7 @@ class OnnxEmbedder:
 def _create_sface(model_path: str | Path | None = None, threads: int | None = None) -> OnnxEmbedder:
     """SFace 2021dec (OpenCV zoo): RGB input in 0–255, no normalisation, 128-d output."""
     path = Path(model_path) if model_path else artifact_path(ARTIFACTS[SFACE_FILE])
-    return OnnxEmbedder(
-        path, name="sface", version="2021dec", mean=0.0, std=1.0, swap_rb=True, threads=threads
-    )
+    return OnnxEmbedder(path, name="sface", version="2021dec", mean=0.0, std=1.0, swap_rb=True, threads=threads)
 
 
 @register_embedder("onnx")

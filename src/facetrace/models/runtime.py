@@ -29,9 +29,7 @@ def default_threads() -> int:
         return 1
 
 
-def load_onnx_session(
-    path: Path, *, threads: int | None = None, batch_dim: bool = False
-) -> ort.InferenceSession:
+def load_onnx_session(path: Path, *, threads: int | None = None, batch_dim: bool = False) -> ort.InferenceSession:
     """Load ``path`` into an onnxruntime CPU session.
 
     Weights listed as graph inputs (as in SFace 2021dec) are removed from the inputs first: otherwise

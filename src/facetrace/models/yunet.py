@@ -38,9 +38,7 @@ class YuNetDetector:
         self._lock = threading.Lock()
         self._size = (320, 320)
         try:
-            self._net = cv2.FaceDetectorYN.create(
-                str(path), "", self._size, score_threshold, nms_threshold, top_k
-            )
+            self._net = cv2.FaceDetectorYN.create(str(path), "", self._size, score_threshold, nms_threshold, top_k)
         except cv2.error as exc:
             raise ModelLoadError(f"OpenCV cannot load YuNet from {path}: {exc}") from None
 
@@ -68,7 +66,7 @@ class YuNetDetector:
                     h=float(row[3]),
                     score=float(row[14]),
                     landmarks=landmarks,
-                )  # fmt: skip
+                )
             )
         return detections
 
