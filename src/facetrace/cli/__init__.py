@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
     common.add_argument("--home", help="data directory (default: $FACETRACE_HOME or the user data dir)")
+    common.add_argument("--purpose", help="case or purpose reference recorded in the audit log")
     common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     parser = _Parser(prog="facetrace", description="Self-hosted face detection, recognition and search.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -52,3 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(args, exc, code)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug or an environment failure: say so briefly, details with -vv
+        logging.getLogger("facetrace").debug("unexpected error", exc_info=True)
+        return fail(
+            args,
+            FacetraceError(f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)"),
+            EXIT_FAILURE,
+        )

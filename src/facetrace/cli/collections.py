@@ -1,10 +1,450 @@
-"""`facetrace` subcommands: collections (being written)."""
+"""Collections and what lives in them: ``collections``, ``index``, ``faces``, ``search``, ``users``."""
 
 from __future__ import annotations
 
 import argparse
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from facetrace import shapes
+from facetrace.cli.common import local_caller, open_library
+from facetrace.cli.output import emit, progress, stderr
+from facetrace.errors import InvalidInputError, InvalidParameterError
+from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery, IndexResult
+from facetrace.types import QualityFilter
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+_UNSAFE_ID_CHARS = re.compile(r"[^a-zA-Z0-9_.\-:]+")
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add this module's subcommands (none yet)."""
+    _register_collections(subparsers, common)
+    _register_index(subparsers, common)
+    _register_faces(subparsers, common)
+    _register_search(subparsers, common)
+    _register_users(subparsers, common)
+
+
+# -- collections ---------------------------------------------------------------------------------------------
+
+
+def _register_collections(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser("collections", help="create, list, describe and delete collections")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, func, help_text in (
+        ("create", _collection_create, "create a collection"),
+        ("describe", _collection_describe, "face count, user count and model of a collection"),
+        ("delete", _collection_delete, "delete a collection and every face in it"),
+    ):
+        action = actions.add_parser(name, parents=[common], help=help_text)
+        action.add_argument("collection", metavar="NAME")
+        action.set_defaults(func=func)
+    listing = actions.add_parser("list", parents=[common], help="list collections")
+    listing.set_defaults(func=_collection_list)
+
+
+def _collection_create(args: argparse.Namespace) -> int:
+    info = open_library(args).create_collection(args.collection, caller=local_caller(args))
+    emit(args, shapes.collection(info), lambda c: c.print(f"created collection [bold]{info.collection_id}[/]"))
+    return 0
+
+
+def _collection_describe(args: argparse.Namespace) -> int:
+    data = shapes.collection(open_library(args).describe_collection(args.collection))
+
+    def render(console: Console) -> None:
+        for key, value in data.items():
+            console.print(f"{key}: {value}")
+
+    emit(args, data, render)
+    return 0
+
+
+def _collection_delete(args: argparse.Namespace) -> int:
+    open_library(args).delete_collection(args.collection, caller=local_caller(args))
+    emit(args, {"CollectionId": args.collection, "Deleted": True}, lambda c: c.print(f"deleted {args.collection}"))
+    return 0
+
+
+def _collection_list(args: argparse.Namespace) -> int:
+    gallery = open_library(args)
+    names: list[str] = []
+    token: str | None = None
+    while True:
+        page = gallery.list_collections(limit=1000, next_token=token)
+        names.extend(page.items)
+        token = page.next_token
+        if token is None:
+            break
+    emit(args, {"CollectionIds": names}, lambda c: c.print("\n".join(names) if names else "(no collections)"))
+    return 0
+
+
+# -- index ---------------------------------------------------------------------------------------------------
+
+
+def _register_index(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser("index", parents=[common], help="add the faces in images to a collection")
+    parser.add_argument("collection", metavar="COLLECTION")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    parser.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
+    parser.add_argument(
+        "--external-id-from",
+        choices=("filename", "parent", "none"),
+        default="filename",
+        help="ExternalImageId from the file name (default), the parent folder's name, or none",
+    )
+    parser.add_argument("--max-faces", type=int, default=None, help="index at most this many faces per image")
+    parser.add_argument(
+        "--quality-filter",
+        choices=[q.value for q in QualityFilter],
+        default=QualityFilter.AUTO.value,
+        help="skip faces below this quality (default AUTO)",
+    )
+    parser.add_argument("--keep-images", action="store_true", help="store a copy of each indexed image")
+    parser.add_argument("--workers", type=int, default=2, help="images analysed in parallel (default 2)")
+    parser.set_defaults(func=_index)
+
+
+def _collect(paths: list[str], recursive: bool) -> tuple[list[Path], list[str]]:
+    files, missing = [], []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files.extend(
+                sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            )
+        elif path.exists():
+            files.append(path)
+        else:
+            missing.append(raw)
+    return files, missing
+
+
+def external_id(path: Path, mode: str) -> str | None:
+    """ExternalImageId for ``path``: its stem or its folder's name, with unsafe characters replaced by ``_``."""
+    if mode == "none":
+        return None
+    raw = path.stem if mode == "filename" else path.resolve().parent.name
+    cleaned = _UNSAFE_ID_CHARS.sub("_", raw)[:255]
+    return cleaned or None
+
+
+def _index(args: argparse.Namespace) -> int:
+    if not 1 <= args.workers <= 64:
+        raise InvalidParameterError("--workers must be between 1 and 64")
+    gallery = open_library(args)
+    gallery.describe_collection(args.collection)  # fail fast on a missing collection
+    files, missing = _collect(args.paths, args.recursive)
+    caller = local_caller(args)
+    report: list[dict[str, Any]] = [
+        {"Path": m, "Error": {"Type": "InvalidImageFormatError", "Message": "no such file or folder"}}
+        for m in missing
+    ]
+
+    def one(path: Path) -> dict[str, Any]:
+        try:
+            result = gallery.index_faces(
+                args.collection,
+                path,
+                external_image_id=external_id(path, args.external_id_from),
+                max_faces=args.max_faces,
+                quality_filter=args.quality_filter,
+                keep_image=args.keep_images,
+                caller=caller,
+            )
+        except InvalidInputError as exc:
+            return {"Path": str(path), "Error": {"Type": type(exc).__name__, "Message": exc.message}}
+        return {"Path": str(path), **_index_json(result)}
+
+    with (
+        progress(len(files), f"indexing into {args.collection}", enabled=not args.json) as advance,
+        ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="index") as pool,
+    ):
+        for item in pool.map(one, files):
+            report.append(item)
+            advance(1)
+            if "Error" in item and not args.json:
+                stderr.print(f"[yellow]skipped[/] {item['Path']}: {item['Error']['Message']}")
+    indexed = sum(len(r.get("FaceRecords", [])) for r in report)
+    failed = sum(1 for r in report if "Error" in r)
+    summary = {"Images": len(files), "FacesIndexed": indexed, "ImagesFailed": failed, "Results": report}
+
+    def render(console: Console) -> None:
+        console.print(
+            f"indexed [bold]{indexed}[/] face(s) from {len(files) - failed} image(s) into {args.collection}; "
+            f"{failed} file(s) skipped"
+        )
+
+    emit(args, summary, render)
+    return 1 if failed else 0
+
+
+def _index_json(result: IndexResult) -> dict[str, Any]:
+    return {
+        "FaceRecords": [
+            {"Face": shapes.face_record(item.record), "FaceDetail": shapes.face_detail(item.face.detail)}
+            for item in result.indexed
+        ],
+        "UnindexedFaces": [
+            {"Reasons": list(item.reasons), "FaceDetail": shapes.face_detail(item.face.detail)}
+            for item in result.unindexed
+        ],
+        "FaceModelVersion": result.model,
+    }
+
+
+# -- faces ---------------------------------------------------------------------------------------------------
+
+
+def _register_faces(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser("faces", help="list and delete the faces in a collection")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", parents=[common], help="list faces (paginated)")
+    listing.add_argument("collection", metavar="COLLECTION")
+    listing.add_argument("--user-id", help="only this user's faces")
+    listing.add_argument("--limit", type=int, default=100, help="faces per page (1-4096)")
+    listing.add_argument("--next-token", help="continue from a previous page")
+    listing.add_argument("--all", action="store_true", help="follow every page")
+    listing.set_defaults(func=_faces_list)
+    delete = actions.add_parser("delete", parents=[common], help="delete faces by id")
+    delete.add_argument("collection", metavar="COLLECTION")
+    delete.add_argument("face_ids", nargs="+", metavar="FACE_ID")
+    delete.set_defaults(func=_faces_delete)
+
+
+def _faces_list(args: argparse.Namespace) -> int:
+    gallery = open_library(args)
+    faces, token = [], args.next_token
+    while True:
+        page = gallery.list_faces(args.collection, limit=args.limit, next_token=token, user_id=args.user_id)
+        faces.extend(page.items)
+        token = page.next_token
+        if not args.all or token is None:
+            break
+    data: dict[str, Any] = {"Faces": [shapes.face_record(f) for f in faces], "FaceModelVersion": gallery.model}
+    if token:
+        data["NextToken"] = token
+
+    def render(console: Console) -> None:
+        table = Table("FaceId", "ExternalImageId", "UserId", "Confidence")
+        for face in faces:
+            table.add_row(face.face_id, face.external_image_id or "", face.user_id or "", f"{face.confidence:.1f}")
+        console.print(table)
+        if token:
+            console.print(f"more: --next-token {token}")
+
+    emit(args, data, render)
+    return 0
+
+
+def _faces_delete(args: argparse.Namespace) -> int:
+    result = open_library(args).delete_faces(args.collection, args.face_ids, caller=local_caller(args))
+    data = {
+        "DeletedFaces": list(result.deleted),
+        "UnsuccessfulFaceDeletions": [
+            {"FaceId": u.face_id, "Reasons": list(u.reasons), **({"UserId": u.user_id} if u.user_id else {})}
+            for u in result.unsuccessful
+        ],
+    }
+
+    def render(console: Console) -> None:
+        console.print(f"deleted {len(result.deleted)} face(s)")
+        for u in result.unsuccessful:
+            console.print(f"[yellow]not deleted[/] {u.face_id}: {', '.join(u.reasons)}")
+
+    emit(args, data, render)
+    return 1 if result.unsuccessful else 0
+
+
+# -- search --------------------------------------------------------------------------------------------------
+
+
+def _register_search(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "search", parents=[common], help="who is this? search a collection with the largest face in an image"
+    )
+    parser.add_argument("collection", metavar="COLLECTION")
+    parser.add_argument("image", metavar="IMAGE")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_MATCH_THRESHOLD,
+        help=f"minimum similarity 0-100 (default {DEFAULT_MATCH_THRESHOLD:g}; see docs/accuracy.md)",
+    )
+    parser.add_argument("--max-faces", type=int, default=10, help="at most this many matches (default 10)")
+    parser.set_defaults(func=_search)
+
+
+def _search(args: argparse.Namespace) -> int:
+    gallery = open_library(args)
+    result = gallery.search_faces_by_image(
+        args.collection, args.image, max_faces=args.max_faces, threshold=args.threshold, caller=local_caller(args)
+    )
+    data = {
+        "SearchedFaceBoundingBox": shapes.bounding_box(result.searched_face.detail.bounding_box),
+        "SearchedFaceConfidence": result.searched_face.detail.confidence,
+        "FaceMatches": [shapes.face_match(m) for m in result.matches],
+        "FaceModelVersion": result.model,
+    }
+
+    def render(console: Console) -> None:
+        if not result.matches:
+            console.print(f"[yellow]no match[/] at or above similarity {args.threshold:g}")
+            return
+        table = Table("similarity", "FaceId", "ExternalImageId", "UserId")
+        for match in result.matches:
+            face = match.face
+            table.add_row(
+                f"{match.similarity:.2f}", face.face_id, face.external_image_id or "", face.user_id or ""
+            )
+        console.print(table)
+
+    emit(args, data, render)
+    return 0
+
+
+# -- users ---------------------------------------------------------------------------------------------------
+
+
+def _register_users(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser("users", help="users: named identities that group faces")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, func in (("create", _user_create), ("delete", _user_delete)):
+        action = actions.add_parser(name, parents=[common], help=f"{name} a user")
+        action.add_argument("collection", metavar="COLLECTION")
+        action.add_argument("user_id", metavar="USER_ID")
+        action.set_defaults(func=func)
+    listing = actions.add_parser("list", parents=[common], help="list users")
+    listing.add_argument("collection", metavar="COLLECTION")
+    listing.set_defaults(func=_user_list)
+    for name, func in (("associate", _user_associate), ("disassociate", _user_disassociate)):
+        action = actions.add_parser(name, parents=[common], help=f"{name} faces with a user")
+        action.add_argument("collection", metavar="COLLECTION")
+        action.add_argument("user_id", metavar="USER_ID")
+        action.add_argument("face_ids", nargs="+", metavar="FACE_ID")
+        if name == "associate":
+            action.add_argument(
+                "--threshold", type=float, default=75.0, help="faces must resemble the user's faces this much"
+            )
+        action.set_defaults(func=func)
+    search = actions.add_parser("search", parents=[common], help="search users by face id, user id or image")
+    search.add_argument("collection", metavar="COLLECTION")
+    target = search.add_mutually_exclusive_group(required=True)
+    target.add_argument("--face-id")
+    target.add_argument("--user-id")
+    target.add_argument("--image")
+    search.add_argument("--threshold", type=float, default=DEFAULT_MATCH_THRESHOLD)
+    search.add_argument("--max-users", type=int, default=10)
+    search.set_defaults(func=_user_search)
+
+
+def _user_create(args: argparse.Namespace) -> int:
+    user = open_library(args).create_user(args.collection, args.user_id, caller=local_caller(args))
+    emit(args, shapes.user(user), lambda c: c.print(f"created user {user.user_id}"))
+    return 0
+
+
+def _user_delete(args: argparse.Namespace) -> int:
+    open_library(args).delete_user(args.collection, args.user_id, caller=local_caller(args))
+    emit(args, {"UserId": args.user_id, "Deleted": True}, lambda c: c.print(f"deleted user {args.user_id}"))
+    return 0
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    gallery = open_library(args)
+    users, token = [], None
+    while True:
+        page = gallery.list_users(args.collection, limit=500, next_token=token)
+        users.extend(page.items)
+        token = page.next_token
+        if token is None:
+            break
+
+    def render(console: Console) -> None:
+        table = Table("UserId", "status", "faces")
+        for user in users:
+            table.add_row(user.user_id, user.status, str(user.face_count))
+        console.print(table)
+
+    emit(args, {"Users": [shapes.user(u) for u in users]}, render)
+    return 0
+
+
+def _user_associate(args: argparse.Namespace) -> int:
+    result = open_library(args).associate_faces(
+        args.collection, args.user_id, args.face_ids, threshold=args.threshold, caller=local_caller(args)
+    )
+    data = {
+        "AssociatedFaces": [{"FaceId": f} for f in result.associated],
+        "UnsuccessfulFaceAssociations": [_unsuccessful(u) for u in result.unsuccessful],
+        "UserStatus": result.user.status,
+    }
+    emit(args, data, lambda c: _print_unsuccessful(c, len(result.associated), "associated", result.unsuccessful))
+    return 1 if result.unsuccessful else 0
+
+
+def _user_disassociate(args: argparse.Namespace) -> int:
+    result = open_library(args).disassociate_faces(
+        args.collection, args.user_id, args.face_ids, caller=local_caller(args)
+    )
+    data = {
+        "DisassociatedFaces": [{"FaceId": f} for f in result.disassociated],
+        "UnsuccessfulFaceDisassociations": [_unsuccessful(u) for u in result.unsuccessful],
+        "UserStatus": result.user.status,
+    }
+    emit(
+        args,
+        data,
+        lambda c: _print_unsuccessful(c, len(result.disassociated), "disassociated", result.unsuccessful),
+    )
+    return 1 if result.unsuccessful else 0
+
+
+def _unsuccessful(item: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"FaceId": item.face_id, "Reasons": list(item.reasons)}
+    if item.user_id:
+        data["UserId"] = item.user_id
+    if item.similarity is not None:
+        data["Confidence"] = item.similarity
+    return data
+
+
+def _print_unsuccessful(console: Console, count: int, verb: str, unsuccessful: Any) -> None:
+    console.print(f"{verb} {count} face(s)")
+    for item in unsuccessful:
+        console.print(f"[yellow]not {verb}[/] {item.face_id}: {', '.join(item.reasons)}")
+
+
+def _user_search(args: argparse.Namespace) -> int:
+    gallery: Gallery = open_library(args)
+    caller = local_caller(args)
+    if args.image:
+        found = gallery.search_users_by_image(
+            args.collection, args.image, max_users=args.max_users, threshold=args.threshold, caller=caller
+        )
+        matches = found.matches
+    else:
+        matches = gallery.search_users(
+            args.collection,
+            face_id=args.face_id,
+            user_id=args.user_id,
+            max_users=args.max_users,
+            threshold=args.threshold,
+            caller=caller,
+        ).matches
+
+    def render(console: Console) -> None:
+        if not matches:
+            console.print(f"[yellow]no match[/] at or above similarity {args.threshold:g}")
+        for match in matches:
+            console.print(f"{match.similarity:.2f}  {match.user.user_id}")
+
+    emit(args, {"UserMatches": [shapes.user_match(m) for m in matches], "FaceModelVersion": gallery.model}, render)
+    return 0

@@ -1,10 +1,104 @@
-"""`facetrace` subcommands: images (being written)."""
+"""``facetrace detect`` and ``facetrace compare``: one-off image analysis, no collection needed."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
+from facetrace import shapes
+from facetrace.cli.common import local_caller, open_engine, open_library
+from facetrace.cli.output import emit, stderr
+from facetrace.errors import InvalidInputError
+
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add this module's subcommands (none yet)."""
+    detect = subparsers.add_parser("detect", parents=[common], help="find faces in images (DetectFaces)")
+    detect.add_argument("images", nargs="+", metavar="IMAGE")
+    detect.add_argument("--max-faces", type=int, default=100, help="at most this many faces, largest first")
+    detect.add_argument("--small-faces", action="store_true", help="also scan in tiles for small faces (slower)")
+    detect.set_defaults(func=_detect)
+
+    compare = subparsers.add_parser("compare", parents=[common], help="compare two faces (CompareFaces)")
+    compare.add_argument("source", metavar="SOURCE", help="image whose largest face is compared")
+    compare.add_argument("target", metavar="TARGET", help="image whose faces are compared against it")
+    compare.add_argument("--threshold", type=float, default=80.0, help="similarity to count as a match (0-100)")
+    compare.set_defaults(func=_compare)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    engine = open_engine(small_faces=args.small_faces)
+    results, failed = [], 0
+    for path in args.images:
+        try:
+            image, faces = engine.analyze(path, max_faces=args.max_faces, embed=False)
+        except InvalidInputError as exc:
+            failed += 1
+            results.append({"Image": path, "Error": {"Type": type(exc).__name__, "Message": exc.message}})
+            if not args.json:
+                stderr.print(f"[red]skipped[/] {path}: {exc.message}")
+            continue
+        results.append(
+            {
+                "Image": path,
+                "Width": image.width,
+                "Height": image.height,
+                "FaceDetails": [shapes.face_detail(face.detail) for face in faces],
+            }
+        )
+
+    def render(console: Console) -> None:
+        for result in results:
+            if "Error" in result:
+                continue
+            table = Table("#", "box (x, y, w, h px)", "confidence", "yaw", "pitch", "roll", "sharpness")
+            for i, face in enumerate(result["FaceDetails"], 1):
+                box, pose = face["BoundingBox"], face["Pose"]
+                w, h = result["Width"], result["Height"]
+                table.add_row(
+                    str(i),
+                    f"{box['Left'] * w:.0f}, {box['Top'] * h:.0f}, {box['Width'] * w:.0f}, {box['Height'] * h:.0f}",
+                    f"{face['Confidence']:.1f}",
+                    f"{pose['Yaw']:.0f}",
+                    f"{pose['Pitch']:.0f}",
+                    f"{pose['Roll']:.0f}",
+                    f"{face['Quality']['Sharpness']:.0f}",
+                )
+            console.print(f"[bold]{result['Image']}[/]: {len(result['FaceDetails'])} face(s)")
+            console.print(table)
+
+    emit(args, {"Results": results}, render)
+    return 1 if failed else 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    gallery = open_library(args)
+    result = gallery.compare_faces(args.source, args.target, threshold=args.threshold, caller=local_caller(args))
+    data = {
+        "SourceImageFace": {
+            "BoundingBox": shapes.bounding_box(result.source.detail.bounding_box),
+            "Confidence": result.source.detail.confidence,
+        },
+        "FaceMatches": [
+            {"Similarity": score, "Face": shapes.face_detail(face.detail)} for face, score in result.matches
+        ],
+        "UnmatchedFaces": [shapes.face_detail(face.detail) for face, _ in result.unmatched],
+        "SimilarityThreshold": args.threshold,
+    }
+
+    def render(console: Console) -> None:
+        if not result.matches:
+            best = max((score for _, score in result.unmatched), default=None)
+            extra = f" (best {best:.1f})" if best is not None else " (no face in target)"
+            console.print(f"[yellow]no match[/] at threshold {args.threshold:g}{extra}")
+        for face, score in result.matches:
+            box = face.detail.bounding_box
+            console.print(
+                f"[green]match[/] similarity {score:.2f} at left={box.left:.3f} top={box.top:.3f} "
+                f"width={box.width:.3f} height={box.height:.3f}"
+            )
+
+    emit(args, data, render)
+    return 0

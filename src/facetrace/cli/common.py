@@ -1,0 +1,34 @@
+"""What several commands need: an engine, a gallery on the chosen home, the caller's identity."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from pathlib import Path
+
+from facetrace.audit import Caller
+from facetrace.engine import DetectionSettings, FaceEngine
+from facetrace.gallery import Gallery
+
+__all__ = ["local_caller", "open_engine", "open_library"]
+
+
+def open_engine(*, small_faces: bool = False) -> FaceEngine:
+    return FaceEngine.create(settings=DetectionSettings(small_faces=small_faces))
+
+
+def open_library(args: argparse.Namespace, engine: FaceEngine | None = None) -> Gallery:
+    """The gallery on ``--home`` (or ``$FACETRACE_HOME``), audited as the local user."""
+    from facetrace.app import open_gallery
+
+    home = Path(args.home) if getattr(args, "home", None) else None
+    return open_gallery(home, engine=engine)
+
+
+def local_caller(args: argparse.Namespace) -> Caller:
+    """Audit identity for CLI use: ``local:<os user>`` and the ``--purpose`` given, if any."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Caller(principal=f"local:{user}", purpose=getattr(args, "purpose", None))

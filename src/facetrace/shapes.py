@@ -1,0 +1,82 @@
+"""Library records as Rekognition's JSON shapes (PascalCase dicts), shared by the CLI and the server.
+
+One place decides how a ``FaceDetail`` or a ``FaceMatch`` looks on the outside, so ``facetrace search --json``
+prints exactly what ``SearchFacesByImage`` returns on the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from facetrace.engine import AnalyzedFace
+from facetrace.store.base import CollectionInfo
+from facetrace.types import BoundingBox, FaceDetail, FaceMatch, FaceRecord, UserMatch, UserRecord
+
+__all__ = [
+    "analyzed_face",
+    "bounding_box",
+    "collection",
+    "face_detail",
+    "face_match",
+    "face_record",
+    "user",
+    "user_match",
+]
+
+JSON = dict[str, Any]
+
+
+def bounding_box(box: BoundingBox) -> JSON:
+    return {"Width": box.width, "Height": box.height, "Left": box.left, "Top": box.top}
+
+
+def face_detail(detail: FaceDetail) -> JSON:
+    """DetectFaces' FaceDetail with only what facetrace estimates (no age, gender, emotion, ethnicity)."""
+    return {
+        "BoundingBox": bounding_box(detail.bounding_box),
+        "Landmarks": [{"Type": lm.type, "X": lm.x, "Y": lm.y} for lm in detail.landmarks],
+        "Pose": {"Roll": detail.pose.roll, "Yaw": detail.pose.yaw, "Pitch": detail.pose.pitch},
+        "Quality": {"Brightness": detail.quality.brightness, "Sharpness": detail.quality.sharpness},
+        "Confidence": detail.confidence,
+    }
+
+
+def analyzed_face(face: AnalyzedFace) -> JSON:
+    return face_detail(face.detail)
+
+
+def face_record(face: FaceRecord) -> JSON:
+    data: JSON = {
+        "FaceId": face.face_id,
+        "BoundingBox": bounding_box(face.bounding_box),
+        "ImageId": face.image_id,
+        "Confidence": face.confidence,
+        "IndexFacesModelVersion": face.model,
+    }
+    if face.external_image_id is not None:
+        data["ExternalImageId"] = face.external_image_id
+    if face.user_id is not None:
+        data["UserId"] = face.user_id
+    return data
+
+
+def face_match(match: FaceMatch) -> JSON:
+    return {"Similarity": match.similarity, "Face": face_record(match.face)}
+
+
+def user(record: UserRecord) -> JSON:
+    return {"UserId": record.user_id, "UserStatus": record.status}
+
+
+def user_match(match: UserMatch) -> JSON:
+    return {"Similarity": match.similarity, "User": user(match.user)}
+
+
+def collection(info: CollectionInfo) -> JSON:
+    return {
+        "CollectionId": info.collection_id,
+        "FaceCount": info.face_count,
+        "UserCount": info.user_count,
+        "FaceModelVersion": info.model,
+        "CreationTimestamp": info.created_at,
+    }
