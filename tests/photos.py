@@ -55,3 +55,9 @@ def shared_data() -> Path | None:
     """``../shared/data`` beside the checkout, when it exists (benchmarks and extra tests use it)."""
     candidate = Path(__file__).resolve().parents[2] / "shared" / "data"
     return candidate if candidate.is_dir() else None
+
+
+if __name__ == "__main__":  # `python -m tests.photos`: fetch every photo and print the folder
+    for photo_name in PHOTOS:
+        photo(photo_name)
+    print(cache_dir())

@@ -11,7 +11,7 @@ from pathlib import Path
 from facetrace.audit import AuditSink
 from facetrace.engine import FaceEngine
 from facetrace.gallery import Gallery
-from facetrace.home import resolve_home
+from facetrace.home import ensure_home
 from facetrace.store import open_store
 
 __all__ = ["open_gallery"]
@@ -24,7 +24,7 @@ def open_gallery(
     audit: AuditSink | None = None,
 ) -> Gallery:
     """A gallery on ``home`` (default ``$FACETRACE_HOME`` or the user data dir), audited to ``home/audit``."""
-    root = resolve_home(Path(home) if home is not None else None)
+    root = ensure_home(Path(home) if home is not None else None)
     store = open_store(root)
     if audit is None:
         from facetrace.audit import AuditLog  # the hash-chained log beside the interface

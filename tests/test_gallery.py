@@ -1,0 +1,190 @@
+"""The gallery on real photos: indexing, quality filtering, search with explicit no-match, users, audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facetrace.audit import AuditEvent, Caller
+from facetrace.engine import FaceEngine
+from facetrace.errors import (
+    AlreadyExistsError,
+    InvalidParameterError,
+    ModelMismatchError,
+    NoFaceError,
+    NotFoundError,
+)
+from facetrace.gallery import Gallery
+from facetrace.store.memory import MemoryStore
+
+
+class RecordingAudit:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+def audit() -> RecordingAudit:
+    return RecordingAudit()
+
+
+@pytest.fixture
+def gallery(engine: FaceEngine, audit: RecordingAudit) -> Gallery:
+    gallery = Gallery(engine, MemoryStore(), audit=audit)
+    gallery.create_collection("people")
+    return gallery
+
+
+def test_index_then_identify_and_reject_a_stranger(gallery: Gallery, photos: dict[str, Path]) -> None:
+    obama = gallery.index_faces("people", photos["obama.jpg"], external_image_id="obama")
+    gallery.index_faces("people", photos["biden.jpg"], external_image_id="biden")
+    assert len(obama.indexed) == 1
+    assert obama.indexed[0].record.model == "sface-2021dec"
+
+    found = gallery.search_faces_by_image("people", photos["obama2.jpg"])
+    assert [m.face.external_image_id for m in found.matches] == ["obama"]
+    assert found.matches[0].similarity >= 99.0
+
+    # t1.jpg's people are neither Obama nor Biden: at the default threshold the answer is an explicit no-match.
+    stranger = gallery.search_faces_by_image("people", photos["t1.jpg"])
+    assert stranger.matches == ()
+    # ...even though a permissive threshold would return the nearest strangers.
+    loose = gallery.search_faces_by_image("people", photos["t1.jpg"], threshold=0.0)
+    assert len(loose.matches) == 2
+
+
+def test_search_by_face_id_excludes_the_face_itself(gallery: Gallery, photos: dict[str, Path]) -> None:
+    first = gallery.index_faces("people", photos["obama.jpg"], external_image_id="a").indexed[0].record
+    gallery.index_faces("people", photos["obama2.jpg"], external_image_id="b")
+    gallery.index_faces("people", photos["biden.jpg"], external_image_id="c")
+    result = gallery.search_faces("people", first.face_id, threshold=90.0)
+    assert [m.face.external_image_id for m in result.matches] == ["b"]
+
+
+def test_max_faces_reports_the_rest_as_exceeding(gallery: Gallery, photos: dict[str, Path]) -> None:
+    result = gallery.index_faces("people", photos["t1.jpg"], max_faces=2, quality_filter="NONE")
+    assert len(result.indexed) == 2
+    assert len(result.unindexed) == 4
+    assert all(u.reasons == ("EXCEEDS_MAX_FACES",) for u in result.unindexed)
+    # the indexed ones are the largest
+    areas = [i.face.detection.area for i in result.indexed] + [u.face.detection.area for u in result.unindexed]
+    assert areas[:2] == sorted(areas, reverse=True)[:2]
+
+
+def test_quality_filter_rejects_blurred_and_dark_faces(gallery: Gallery, photos: dict[str, Path]) -> None:
+    pixels = cv2.imread(str(photos["obama.jpg"]))
+    blurred = cv2.GaussianBlur(pixels, (0, 0), 12)
+    result = gallery.index_faces("people", blurred, quality_filter="HIGH")
+    assert result.indexed == ()
+    assert "LOW_SHARPNESS" in result.unindexed[0].reasons
+    dark = (pixels.astype(np.float32) * 0.04).astype(np.uint8)
+    dark_result = gallery.index_faces("people", dark, quality_filter="MEDIUM")
+    assert all("LOW_BRIGHTNESS" in u.reasons for u in dark_result.unindexed)
+    assert dark_result.indexed == ()
+    # with NONE the same sharp photo goes in
+    assert len(gallery.index_faces("people", pixels, quality_filter="NONE").indexed) == 1
+
+
+def test_list_and_delete_faces_paginated(gallery: Gallery, photos: dict[str, Path]) -> None:
+    gallery.index_faces("people", photos["t1.jpg"], quality_filter="NONE")
+    ids: list[str] = []
+    token = None
+    while True:
+        page = gallery.list_faces("people", limit=4, next_token=token)
+        ids.extend(face.face_id for face in page.items)
+        token = page.next_token
+        if token is None:
+            break
+    assert len(ids) == len(set(ids)) == 6
+    missing = "00000000-0000-4000-8000-000000000000"
+    deletion = gallery.delete_faces("people", [ids[0], missing])
+    assert deletion.deleted == (ids[0],)
+    assert deletion.unsuccessful[0].face_id == missing
+    assert deletion.unsuccessful[0].reasons == ("FACE_NOT_FOUND",)
+    assert gallery.describe_collection("people").face_count == 5
+
+
+def test_users_associate_search_and_protect_faces(gallery: Gallery, photos: dict[str, Path]) -> None:
+    o1 = gallery.index_faces("people", photos["obama.jpg"]).indexed[0].record.face_id
+    o2 = gallery.index_faces("people", photos["obama2.jpg"]).indexed[0].record.face_id
+    b1 = gallery.index_faces("people", photos["biden.jpg"]).indexed[0].record.face_id
+    assert gallery.create_user("people", "barack").status == "CREATED"
+    gallery.create_user("people", "joe")
+    first = gallery.associate_faces("people", "barack", [o1])
+    assert first.associated == (o1,)
+    assert first.user.status == "ACTIVE"
+    # Biden's face does not resemble Barack's existing face: refused with LOW_MATCH_CONFIDENCE.
+    second = gallery.associate_faces("people", "barack", [o2, b1])
+    assert second.associated == (o2,)
+    assert second.unsuccessful[0].face_id == b1
+    assert second.unsuccessful[0].reasons == ("LOW_MATCH_CONFIDENCE",)
+    gallery.associate_faces("people", "joe", [b1])
+    # a face of another user is not moved
+    moved = gallery.associate_faces("people", "joe", [o1])
+    assert moved.unsuccessful[0].reasons == ("ASSOCIATED_TO_A_DIFFERENT_USER",)
+
+    found = gallery.search_users_by_image("people", photos["obama3.jpg"], threshold=90.0)
+    assert [m.user.user_id for m in found.matches] == ["barack"]
+    by_face = gallery.search_users("people", face_id=b1, threshold=90.0)
+    assert [m.user.user_id for m in by_face.matches] == ["joe"]
+
+    # a face that belongs to a user is not deleted until it is disassociated
+    refused = gallery.delete_faces("people", [o1])
+    assert refused.deleted == ()
+    assert refused.unsuccessful[0].reasons == ("ASSOCIATED_TO_AN_EXISTING_USER",)
+    gallery.disassociate_faces("people", "barack", [o1])
+    assert gallery.delete_faces("people", [o1]).deleted == (o1,)
+    assert [u.user_id for u in gallery.list_users("people").items] == ["barack", "joe"]
+    gallery.delete_user("people", "joe")
+    assert gallery.list_faces("people", face_ids=[b1]).items[0].user_id is None
+
+
+def test_every_search_and_change_is_audited(gallery: Gallery, audit: RecordingAudit, photos: dict[str, Path]) -> None:
+    face = gallery.index_faces("people", photos["obama.jpg"]).indexed[0].record
+    caller = Caller(principal="AKIDEXAMPLE", purpose="case-42")
+    gallery.search_faces_by_image("people", photos["obama2.jpg"], threshold=95.0, caller=caller)
+    gallery.compare_faces(photos["obama.jpg"], photos["biden.jpg"], caller=caller)
+    operations = [e.operation for e in audit.events]
+    assert operations == ["CreateCollection", "IndexFaces", "SearchFacesByImage", "CompareFaces"]
+    search = audit.events[2]
+    assert search.principal == "AKIDEXAMPLE"
+    assert search.purpose == "case-42"
+    assert search.threshold == 95.0
+    assert search.matched_face_ids == (face.face_id,)
+    assert audit.events[3].match_count == 0
+
+
+def test_bad_input_is_a_typed_error(gallery: Gallery, photos: dict[str, Path]) -> None:
+    with pytest.raises(InvalidParameterError):
+        gallery.create_collection("no spaces allowed")
+    with pytest.raises(AlreadyExistsError):
+        gallery.create_collection("people")
+    with pytest.raises(NotFoundError):
+        gallery.search_faces_by_image("missing", photos["obama.jpg"])
+    with pytest.raises(InvalidParameterError):
+        gallery.search_faces_by_image("people", photos["obama.jpg"], threshold=101)
+    with pytest.raises(InvalidParameterError):
+        gallery.index_faces("people", photos["obama.jpg"], external_image_id="bad/slash")
+    with pytest.raises(InvalidParameterError):
+        gallery.index_faces("people", photos["obama.jpg"], quality_filter="SUPERB")
+    with pytest.raises(InvalidParameterError):
+        gallery.search_faces("people", "not-a-uuid")
+    with pytest.raises(NoFaceError):
+        gallery.search_faces_by_image("people", np.full((200, 200, 3), 127, np.uint8))
+    assert gallery.describe_collection("people").face_count == 0
+
+
+def test_vectors_of_another_model_are_never_compared(engine: FaceEngine, photos: dict[str, Path]) -> None:
+    store = MemoryStore()
+    store.create_collection("legacy", "other-model-v1")
+    gallery = Gallery(engine, store)
+    with pytest.raises(ModelMismatchError):
+        gallery.search_faces_by_image("legacy", photos["obama.jpg"])
+    with pytest.raises(ModelMismatchError):
+        gallery.index_faces("legacy", photos["obama.jpg"])
