@@ -145,7 +145,9 @@ def test_users_associate_search_and_protect_faces(gallery: Gallery, photos: dict
     assert gallery.list_faces("people", face_ids=[b1]).items[0].user_id is None
 
 
-def test_every_search_and_change_is_audited(gallery: Gallery, audit: RecordingAudit, photos: dict[str, Path]) -> None:
+def test_every_search_and_change_is_audited(
+    gallery: Gallery, audit: RecordingAudit, photos: dict[str, Path]
+) -> None:
     face = gallery.index_faces("people", photos["obama.jpg"]).indexed[0].record
     caller = Caller(principal="AKIDEXAMPLE", purpose="case-42")
     gallery.search_faces_by_image("people", photos["obama2.jpg"], threshold=95.0, caller=caller)
