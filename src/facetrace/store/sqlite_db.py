@@ -80,6 +80,8 @@ def translate(action: str, path: Path) -> Iterator[None]:
         raise StoreError(f"{action} failed: {text}") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"{action} failed: {exc}") from exc
+    except OSError as exc:
+        raise StoreError(f"{action} failed: {exc.strerror or exc} ({path})") from exc
 
 
 class Database:

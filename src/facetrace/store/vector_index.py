@@ -39,8 +39,8 @@ _SAMPLE_FROM = 8192  # below this many rows a plain selection is as fast
 def as_unit_matrix(vectors: npt.ArrayLike, dim: int | None) -> npt.NDArray[np.float32]:
     """``vectors`` as an (n, dim) C-contiguous float32 matrix of unit rows.
 
-    Rows are re-normalised (the contract says callers pass unit vectors; re-normalising keeps the scores true
-    cosines even when a caller rounds). ``ModelMismatchError`` when the width is not the collection's
+    Rows that are not unit length are normalised (the contract says callers pass unit vectors; normalising
+    keeps the scores true cosines even when a caller does not). ``ModelMismatchError`` when the width is not the collection's
     dimension: vectors of different widths come from different recognizers.
     """
     try:
@@ -56,7 +56,8 @@ def as_unit_matrix(vectors: npt.ArrayLike, dim: int | None) -> npt.NDArray[np.fl
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     if (norms < 1e-12).any():
         raise InvalidParameterError("face vectors must not be zero")
-    matrix /= norms
+    if (np.abs(norms - 1.0) > 1e-5).any():  # unit vectors are kept bit for bit: get_vector returns them as given
+        matrix /= norms
     return matrix
 
 

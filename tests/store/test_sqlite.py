@@ -1,0 +1,195 @@
+"""What only the SQLite store promises: persistence across reopen, clear errors on bad files, WAL settings,
+and an in-memory index that stays equal to the database when other processes write."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetrace.errors import NotFoundError, StoreError
+from facetrace.store import DB_FILENAME, SQLiteStore, open_store
+from tests.store.conftest import MODEL, faces_with_vectors, unit_vectors
+
+
+def test_everything_survives_reopen(db_path: Path) -> None:
+    faces = faces_with_vectors(30)
+    store = SQLiteStore(db_path)
+    store.create_collection("c", MODEL)
+    store.add_faces("c", faces)
+    store.create_user("c", "alice")
+    store.associate_faces("c", "alice", [faces[3][0].face_id])
+    store.delete_faces("c", [faces[0][0].face_id])
+    before = (store.describe_collection("c"), store.list_faces("c", limit=100), store.list_users("c", limit=10))
+    store.close()
+
+    reopened = SQLiteStore(db_path)
+    try:
+        after = (
+            reopened.describe_collection("c"),
+            reopened.list_faces("c", limit=100),
+            reopened.list_users("c", limit=10),
+        )
+        assert after == before
+        np.testing.assert_array_equal(reopened.get_vector("c", faces[5][0].face_id), faces[5][1])
+        hit = reopened.search_users("c", faces[3][1], limit=1, min_cosine=0.9)
+        assert (hit[0].user.user_id, hit[0].face_id) == ("alice", faces[3][0].face_id)
+        assert reopened.search("c", faces[0][1], limit=1, min_cosine=0.9) == []
+    finally:
+        reopened.close()
+
+
+def test_wal_and_full_sync(db_path: Path) -> None:
+    store = SQLiteStore(db_path)
+    try:
+        with sqlite3.connect(db_path) as raw:
+            assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._db._writer.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"this is not a database at all" * 100, b"SQLite format 3\x00" + os.urandom(8192)],
+    ids=["text", "garbled-sqlite"],
+)
+def test_corrupt_file_is_a_clear_store_error(db_path: Path, content: bytes) -> None:
+    db_path.write_bytes(content)
+    with pytest.raises(StoreError, match=r"corrupt|not a database|malformed"):
+        SQLiteStore(db_path)
+
+
+def test_corrupted_pages_after_writes_give_store_error(db_path: Path) -> None:
+    store = SQLiteStore(db_path)
+    store.create_collection("c", MODEL)
+    store.add_faces("c", faces_with_vectors(2000))
+    store.close()
+    data = bytearray(db_path.read_bytes())
+    for offset in range(4096 * 3, len(data) - 4096, 4096):  # scribble over every b-tree page header
+        data[offset : offset + 16] = b"\xff" * 16
+    db_path.write_bytes(bytes(data))
+
+    def use() -> None:
+        broken = SQLiteStore(db_path)
+        try:
+            broken.search("c", unit_vectors(1)[0], limit=5, min_cosine=0.0)
+            broken.list_faces("c", limit=5000)
+        finally:
+            broken.close()
+
+    with pytest.raises(StoreError):
+        use()
+
+
+def test_foreign_sqlite_database_is_refused(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("CREATE TABLE invoices(id INTEGER)")
+    with pytest.raises(StoreError, match="not facetrace"):
+        SQLiteStore(db_path)
+
+
+def test_database_from_a_newer_facetrace_is_refused(db_path: Path) -> None:
+    SQLiteStore(db_path).close()
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    with pytest.raises(StoreError, match="newer"):
+        SQLiteStore(db_path)
+
+
+def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        SQLiteStore(tmp_path / "missing-dir" / DB_FILENAME)
+
+
+def test_closed_store_raises_store_error(db_path: Path) -> None:
+    store = SQLiteStore(db_path)
+    store.create_collection("c", MODEL)
+    store.close()
+    store.close()
+    with pytest.raises(StoreError):
+        store.describe_collection("c")
+    with pytest.raises(StoreError):
+        store.create_collection("d", MODEL)
+
+
+def test_open_store_uses_private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "nested" / "home"
+    monkeypatch.setenv("FACETRACE_HOME", str(home))
+    store = open_store()
+    try:
+        store.create_collection("c", MODEL)
+    finally:
+        store.close()
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / DB_FILENAME).stat().st_mode) == 0o600
+    explicit = open_store(home)
+    try:
+        assert explicit.list_collections(limit=5).items == ("c",)
+    finally:
+        explicit.close()
+
+
+def test_index_follows_writes_of_another_store_on_the_same_file(db_path: Path) -> None:
+    """Two handles on one file behave like two processes (server + CLI): each sees the other's commits."""
+    first, second = SQLiteStore(db_path), SQLiteStore(db_path)
+    try:
+        first.create_collection("c", MODEL)
+        faces = faces_with_vectors(40)
+        first.add_faces("c", faces[:20])
+        assert second.search("c", faces[5][1], limit=1, min_cosine=0.9)[0].face.face_id == faces[5][0].face_id
+        first.add_faces("c", faces[20:])  # second's index is now stale
+        first.delete_faces("c", [faces[5][0].face_id])
+        assert second.search("c", faces[30][1], limit=1, min_cosine=0.9)[0].face.face_id == faces[30][0].face_id
+        assert second.search("c", faces[5][1], limit=1, min_cosine=0.9) == []
+        second.add_faces("c", faces_with_vectors(3, seed=9))  # second writes on top of a reloaded index
+        assert first.describe_collection("c").face_count == 42
+        first.delete_collection("c")
+        with pytest.raises(NotFoundError):
+            second.search("c", faces[30][1], limit=1, min_cosine=0.9)
+        first.create_collection("c", MODEL)  # same name, new collection: the old index must not be reused
+        assert second.search("c", faces[30][1], limit=5, min_cosine=-1.0) == []
+    finally:
+        first.close()
+        second.close()
+
+
+def test_incremental_index_equals_a_fresh_load(db_path: Path) -> None:
+    store = SQLiteStore(db_path)
+    store.create_collection("c", MODEL)
+    faces = faces_with_vectors(400, seed=3)
+    store.add_faces("c", faces[:100])
+    probe = unit_vectors(1, seed=4)[0]
+    store.search("c", probe, limit=1, min_cosine=-1.0)  # index loaded; everything below is incremental
+    store.add_faces("c", faces[100:])
+    store.delete_faces("c", [f.face_id for f, _ in faces[50:150]])
+    store.create_user("c", "u1")
+    store.create_user("c", "u2")
+    store.associate_faces("c", "u1", [f.face_id for f, _ in faces[200:210]])
+    store.associate_faces("c", "u2", [f.face_id for f, _ in faces[210:220]])
+    store.disassociate_faces("c", "u1", [faces[200][0].face_id])
+    store.delete_user("c", "u2")
+    incremental = (
+        store.search("c", probe, limit=50, min_cosine=-1.0),
+        store.search_users("c", probe, limit=5, min_cosine=-1.0),
+    )
+    store.close()
+    fresh = SQLiteStore(db_path)
+    try:
+        loaded = (
+            fresh.search("c", probe, limit=50, min_cosine=-1.0),
+            fresh.search_users("c", probe, limit=5, min_cosine=-1.0),
+        )
+    finally:
+        fresh.close()
+    assert [(n.face.face_id, n.face.user_id) for n in loaded[0]] == [
+        (n.face.face_id, n.face.user_id) for n in incremental[0]
+    ]
+    assert [(u.user.user_id, u.face_id) for u in loaded[1]] == [
+        (u.user.user_id, u.face_id) for u in incremental[1]
+    ]
+    assert [u.user.user_id for u in loaded[1]] == ["u1"]
