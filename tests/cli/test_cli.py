@@ -1,0 +1,87 @@
+"""The command line end to end on real photos: JSON output, exit codes, skipping bad files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from facetrace.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]:
+    code = main([*argv, "--json"])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if out.strip() else {}), err
+
+
+def test_detect_reports_six_faces_and_skips_bad_files(
+    capsys: pytest.CaptureFixture[str], photos: dict[str, Path], tmp_path: Path
+) -> None:
+    bogus = tmp_path / "notes.jpg"
+    bogus.write_text("not a picture")
+    code, data, _ = run(capsys, "detect", str(photos["t1.jpg"]), str(bogus))
+    assert code == 1
+    good, bad = data["Results"]
+    assert len(good["FaceDetails"]) == 6
+    assert set(good["FaceDetails"][0]) == {"BoundingBox", "Landmarks", "Pose", "Quality", "Confidence"}
+    assert bad["Error"]["Type"] == "InvalidImageFormatError"
+
+
+def test_collection_index_search_roundtrip(
+    capsys: pytest.CaptureFixture[str], photos: dict[str, Path], home: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "gallery"
+    (folder / "obama").mkdir(parents=True)
+    (folder / "biden").mkdir()
+    shutil.copy(photos["obama.jpg"], folder / "obama" / "portrait 1.jpg")
+    shutil.copy(photos["biden.jpg"], folder / "biden" / "portrait.jpg")
+    (folder / "biden" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+
+    assert run(capsys, "collections", "create", "people")[0] == 0
+    code, report, _ = run(capsys, "index", "people", str(folder), "--recursive", "--external-id-from", "parent")
+    assert code == 1  # one broken file, reported and skipped
+    assert report["FacesIndexed"] == 2
+    assert report["ImagesFailed"] == 1
+
+    code, found, _ = run(capsys, "search", "people", str(photos["obama2.jpg"]))
+    assert code == 0
+    assert [m["Face"]["ExternalImageId"] for m in found["FaceMatches"]] == ["obama"]
+    assert found["FaceMatches"][0]["Similarity"] >= 99
+
+    code, nobody, _ = run(capsys, "search", "people", str(photos["t1.jpg"]))
+    assert code == 0
+    assert nobody["FaceMatches"] == []
+
+    code, described, _ = run(capsys, "collections", "describe", "people")
+    assert described["FaceCount"] == 2
+    assert described["FaceModelVersion"] == "sface-2021dec"
+
+    code, listed, _ = run(capsys, "faces", "list", "people", "--limit", "1", "--all")
+    assert len(listed["Faces"]) == 2
+    face_id = listed["Faces"][0]["FaceId"]
+    code, deleted, _ = run(capsys, "faces", "delete", "people", face_id)
+    assert deleted["DeletedFaces"] == [face_id]
+    assert run(capsys, "collections", "list")[1]["CollectionIds"] == ["people"]
+
+
+def test_errors_have_exit_codes(capsys: pytest.CaptureFixture[str], photos: dict[str, Path], home: Path) -> None:
+    code, _, err = run(capsys, "search", "nowhere", str(photos["obama.jpg"]))
+    assert code == 1
+    assert json.loads(err)["error"]["type"] == "NotFoundError"
+    assert run(capsys, "collections", "create", "bad name!")[0] == 1
+    run(capsys, "collections", "create", "dup")
+    assert run(capsys, "collections", "create", "dup")[0] == 1
+
+
+def test_usage_error_exits_2_without_traceback(home: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "facetrace", "search"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "usage:" in result.stderr
