@@ -2,16 +2,41 @@
 
 Face search can hurt people when it is wrong or abused, so every search, comparison and change to a
 collection is recorded — by the library itself, so the CLI, the server and the video pipeline are all
-covered. This module holds the event record and the sink interface; the hash-chained, append-only
-implementation lives beside it.
+covered. This module holds the event record, the sink interface, and ``AuditLog``: the hash-chained,
+append-only implementation on SQLite.
+
+Each stored record holds the hash of the record before it, and its own hash is SHA-256 over that previous
+hash and the record's canonical JSON. Editing, deleting or reordering any record breaks the chain and
+``AuditLog.verify`` says where. Two limits, documented in ``docs/server.md``: someone who can write the file
+can rewrite the *whole* chain from the edit onwards (keep the head hash ``verify`` prints somewhere else to
+detect that), and dropping records at the very end is only visible against such a saved head or count.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
-__all__ = ["LOCAL_CALLER", "AuditEvent", "AuditSink", "Caller"]
+from facetrace.errors import StoreError
+
+__all__ = [
+    "GENESIS_HASH",
+    "LOCAL_CALLER",
+    "AuditEvent",
+    "AuditLog",
+    "AuditRecord",
+    "AuditSink",
+    "Caller",
+    "Verification",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +68,193 @@ class AuditSink(Protocol):
     def record(self, event: AuditEvent) -> None:
         """Append ``event`` durably; raise ``StoreError`` if it cannot be recorded."""
         ...
+
+
+GENESIS_HASH = "0" * 64
+"""The ``prev_hash`` of the first record."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One stored record: the event, when it was recorded, and its place in the chain."""
+
+    seq: int
+    time: float  # unix seconds
+    event: AuditEvent
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The result of checking the chain: ``ok`` with the head, or the first broken record and why."""
+
+    ok: bool
+    count: int  # records checked
+    head: str  # hash of the last good record (GENESIS_HASH when empty)
+    broken_seq: int | None = None
+    reason: str | None = None
+
+
+def _payload(seq: int, when: float, event: AuditEvent, prev_hash: str) -> str:
+    """The canonical JSON a record's hash covers (sorted keys, no spaces)."""
+    body: dict[str, Any] = {
+        "seq": seq,
+        "time": when,
+        "operation": event.operation,
+        "principal": event.principal,
+        "collection_id": event.collection_id,
+        "purpose": event.purpose,
+        "threshold": event.threshold,
+        "match_count": event.match_count,
+        "matched_face_ids": list(event.matched_face_ids),
+        "detail": event.detail,
+        "prev_hash": prev_hash,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _hash(payload: str) -> str:
+    return hashlib.sha256(payload.encode("ascii")).hexdigest()
+
+
+def _event(body: dict[str, Any]) -> AuditEvent:
+    return AuditEvent(
+        operation=body["operation"],
+        principal=body["principal"],
+        collection_id=body["collection_id"],
+        purpose=body["purpose"],
+        threshold=body["threshold"],
+        match_count=body["match_count"],
+        matched_face_ids=tuple(body["matched_face_ids"]),
+        detail=dict(body["detail"]),
+    )
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    payload TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+
+class AuditLog:
+    """A hash-chained, append-only audit log in one SQLite file (created 0600).
+
+    Safe to share between threads, and between processes (the CLI and the server may append to the same
+    file): the previous hash is read inside the same write transaction that appends.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the audit log {self.path}: {exc}") from None
+
+    def record(self, event: AuditEvent) -> None:
+        """Append ``event`` chained to the current head; durable when this returns."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+                    seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS_HASH)
+                    payload = _payload(seq, round(time.time(), 6), event, prev)
+                    self._db.execute(
+                        "INSERT INTO audit (seq, payload, hash) VALUES (?, ?, ?)", (seq, payload, _hash(payload))
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot append to the audit log: {exc}") from None
+
+    def records(
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        operation: str | None = None,
+        principal: str | None = None,
+        collection_id: str | None = None,
+    ) -> list[AuditRecord]:
+        """Stored records in order (``seq`` > ``after``), optionally filtered; at most ``limit``."""
+        out: list[AuditRecord] = []
+        for record in self._iter(after):
+            event = record.event
+            if operation is not None and event.operation != operation:
+                continue
+            if principal is not None and event.principal != principal:
+                continue
+            if collection_id is not None and event.collection_id != collection_id:
+                continue
+            out.append(record)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def _iter(self, after: int = 0) -> Iterator[AuditRecord]:
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT seq, payload, hash FROM audit WHERE seq > ? ORDER BY seq", (after,)
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the audit log: {exc}") from None
+        for seq, payload, digest in rows:
+            try:
+                body = json.loads(payload)
+                event = _event(body)
+                yield AuditRecord(seq, float(body["time"]), event, str(body["prev_hash"]), digest)
+            except (ValueError, KeyError, TypeError):
+                yield AuditRecord(seq, 0.0, AuditEvent("<unreadable>", "<unreadable>"), "", digest)
+
+    def verify(self) -> Verification:
+        """Recompute the chain from the first record; report the first record that does not fit."""
+        with self._lock:
+            try:
+                rows = self._db.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the audit log: {exc}") from None
+        prev, expected_seq = GENESIS_HASH, 1
+        for count, (seq, payload, digest) in enumerate(rows):
+            problem = _check(seq, payload, digest, prev, expected_seq)
+            if problem is not None:
+                return Verification(False, count, prev, broken_seq=seq, reason=problem)
+            prev, expected_seq = digest, seq + 1
+        return Verification(True, len(rows), prev)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _check(seq: int, payload: str, digest: str, prev: str, expected_seq: int) -> str | None:
+    if seq != expected_seq:
+        return f"record {expected_seq} is missing (the next one is {seq})"
+    if _hash(payload) != digest:
+        return "the record's contents do not match its hash (edited)"
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return "the record is not valid JSON"
+    if body.get("seq") != seq:
+        return "the record's sequence number was changed"
+    if body.get("prev_hash") != prev:
+        return "the record does not follow the previous one (a record before it was edited or removed)"
+    return None

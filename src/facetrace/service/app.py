@@ -1,0 +1,129 @@
+"""Composition: the Starlette app, its three routes, and the middleware stack, assembled in one place.
+
+Request path, outermost first: request id → metrics → errors → body limit → auth (SigV4) → rate limit →
+``POST /`` (``dispatch.Dispatcher``: handler table, permissions, worker pool). ``GET /healthz`` and
+``GET /metrics`` need no signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from facetrace.errors import FacetraceError
+from facetrace.gallery import Gallery
+from facetrace.service.config import ServiceConfig
+from facetrace.service.dispatch import Dispatcher, WorkerPool
+from facetrace.service.keys import KeyStore
+from facetrace.service.metrics import Metrics
+from facetrace.service.middleware.auth import AuthMiddleware
+from facetrace.service.middleware.body_limit import BodyLimitMiddleware
+from facetrace.service.middleware.errors import ErrorMiddleware
+from facetrace.service.middleware.metrics import MetricsMiddleware
+from facetrace.service.middleware.rate_limit import RateLimitMiddleware, TokenBuckets
+from facetrace.service.middleware.request_id import RequestIdMiddleware
+from facetrace.service.operations import Resources, load_handlers
+from facetrace.service.protocol import TARGET_PREFIX
+from facetrace.service.validation import service_model
+
+__all__ = ["body_limits", "create_app", "middleware_stack"]
+
+MAX_LISTED_COLLECTIONS = 1000  # /metrics reports at most this many collections
+
+
+def body_limits(config: ServiceConfig) -> Callable[[str | None], int]:
+    """The body limit for an X-Amz-Target: the per-image limit times the images the operation takes."""
+    model = service_model()
+    images: dict[str, int] = {}
+    for name in model.operation_names:
+        shape = model.operation_model(name).input_shape
+        members = shape.members.values() if shape is not None else ()  # type: ignore[attr-defined]
+        images[name] = max(1, sum(1 for member in members if member.name == "Image"))
+
+    def limit_for(target: str | None) -> int:
+        name = target[len(TARGET_PREFIX) :] if target and target.startswith(TARGET_PREFIX) else ""
+        return config.max_body_bytes * images.get(name, 1)
+
+    return limit_for
+
+
+def middleware_stack(keys: KeyStore, config: ServiceConfig, metrics: Metrics) -> list[Middleware]:
+    """The middleware, outermost first."""
+    return [
+        Middleware(RequestIdMiddleware),
+        Middleware(MetricsMiddleware, metrics=metrics),
+        Middleware(ErrorMiddleware),
+        Middleware(BodyLimitMiddleware, limit_for=body_limits(config)),
+        Middleware(AuthMiddleware, keys=keys, max_skew=config.max_clock_skew),
+        Middleware(RateLimitMiddleware, buckets=TokenBuckets(config.rate, config.burst)),
+    ]
+
+
+def create_app(
+    gallery: Gallery,
+    keys: KeyStore,
+    config: ServiceConfig | None = None,
+    *,
+    handler_modules: Iterable[str] = (),
+    on_shutdown: Callable[[], None] | None = None,
+) -> Starlette:
+    """The Rekognition-compatible ASGI app over ``gallery``, authenticating with ``keys``.
+
+    ``handler_modules`` are imported besides ``facetrace.service.handlers.*``; ``on_shutdown`` runs after the
+    last in-flight request has finished (close the store and the audit log there).
+    """
+    config = config or ServiceConfig()
+    load_handlers(handler_modules)
+    pool = WorkerPool(config.workers, config.max_pending)
+    resources = Resources()
+    metrics = Metrics()
+    dispatcher = Dispatcher(gallery, config, pool, resources)
+
+    async def healthz(request: Request) -> Response:
+        try:
+            await anyio.to_thread.run_sync(lambda: gallery.list_collections(limit=1))
+        except FacetraceError as exc:
+            return JSONResponse({"status": "unhealthy", "reason": exc.message}, status_code=503)
+        return JSONResponse({"status": "ok", "in_flight": pool.in_flight, "model": gallery.model})
+
+    def collection_sizes() -> list[tuple[str, int, int]]:
+        if not config.metrics_collections:
+            return []
+        sizes = []
+        for name in gallery.list_collections(limit=MAX_LISTED_COLLECTIONS).items:
+            info = gallery.describe_collection(name)
+            sizes.append((name, info.face_count, info.user_count))
+        return sizes
+
+    async def metrics_endpoint(request: Request) -> Response:
+        try:
+            sizes = await anyio.to_thread.run_sync(collection_sizes)
+        except FacetraceError:
+            sizes = []
+        text = metrics.render(in_flight=pool.in_flight, collections=sizes)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await anyio.to_thread.run_sync(pool.shutdown)
+        resources.close()
+        if on_shutdown is not None:
+            on_shutdown()
+
+    return Starlette(
+        routes=[
+            Route("/", dispatcher.__call__, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+        ],
+        middleware=middleware_stack(keys, config, metrics),
+        lifespan=lifespan,
+    )

@@ -1,0 +1,54 @@
+"""Server settings: one strict pydantic model, every field described and bounded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["IMAGE_BODY_BYTES", "ServiceConfig"]
+
+IMAGE_BODY_BYTES = 4 * ((5 * 1024 * 1024 + 2) // 3) + 64 * 1024
+"""A 5 MB image in base64 (6,990,508 bytes) plus 64 KiB for the rest of the JSON."""
+
+
+def _cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+class ServiceConfig(BaseModel):
+    """How ``facetrace serve`` listens, limits and maps buckets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="address to listen on; loopback unless you mean otherwise")
+    port: int = Field(8089, ge=0, le=65535, description="TCP port (0: any free port)")
+    buckets: dict[str, Path] = Field(
+        default_factory=dict,
+        description="S3Object buckets: bucket name → local folder whose files are its objects",
+    )
+    max_body_bytes: int = Field(
+        IMAGE_BODY_BYTES,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="largest request body per image the operation takes (CompareFaces: twice this)",
+    )
+    workers: int = Field(default_factory=_cores, ge=1, le=256, description="threads running library calls")
+    max_pending: int = Field(
+        32, ge=0, le=10_000, description="requests allowed to wait for a worker before ThrottlingException"
+    )
+    rate: float = Field(50.0, gt=0, le=1_000_000, description="requests per second per access key, sustained")
+    burst: int = Field(100, ge=1, le=1_000_000, description="requests per access key allowed in a burst")
+    max_clock_skew: float = Field(900.0, ge=1, le=86_400, description="seconds a signature's date may be off")
+    region: str = Field("us-east-1", min_length=1, max_length=64, description="region used in ARNs")
+    account_id: str = Field("000000000000", pattern=r"\d{12}", description="account id used in ARNs")
+    shutdown_timeout: float = Field(30.0, ge=0, le=3600, description="seconds to finish in-flight requests")
+    metrics_collections: bool = Field(True, description="report faces per collection on /metrics")
+
+    @field_validator("buckets")
+    @classmethod
+    def _bucket_names(cls, value: dict[str, Path]) -> dict[str, Path]:
+        from facetrace.service.images import check_bucket_name
+
+        return {check_bucket_name(name): Path(path).expanduser().resolve() for name, path in value.items()}

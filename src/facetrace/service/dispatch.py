@@ -1,0 +1,117 @@
+"""``POST /``: find the operation in the handler table, check the key may call it, run it in the worker pool.
+
+Library calls (inference, SQLite) block, so they run in a bounded thread pool sized to the cores; the event
+loop only moves bytes. ``WorkerPool`` admits at most ``workers + max_pending`` requests at once and answers
+ThrottlingException *immediately* past that, so an overloaded server says so instead of letting clients
+time out. Decoding JSON and validating happen in the worker too: a 7 MB body never blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from facetrace.audit import Caller
+from facetrace.errors import AccessDeniedError, InvalidParameterError, ThrottlingError
+from facetrace.gallery import Gallery
+from facetrace.service import protocol
+from facetrace.service.config import ServiceConfig
+from facetrace.service.images import ImageResolver
+from facetrace.service.keys import AccessKey
+from facetrace.service.operations import Context, Operation, Resources, lookup
+from facetrace.service.validation import validate
+
+__all__ = ["Dispatcher", "WorkerPool"]
+
+T = TypeVar("T")
+KEY_SCOPE = "facetrace.key"
+REQUEST_ID_SCOPE = "facetrace.request_id"
+
+
+class WorkerPool:
+    """A thread pool with admission control: ``run`` raises ``ThrottlingError`` at once when it is full."""
+
+    def __init__(self, workers: int, max_pending: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facetrace-worker")
+        self._capacity = workers + max_pending
+        self._admitted = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        return self._admitted
+
+    async def run(self, func: Callable[[], T]) -> T:
+        with self._lock:
+            if self._admitted >= self._capacity:
+                raise ThrottlingError("Rate exceeded: the server is busy; retry with backoff")
+            self._admitted += 1
+        try:
+            # A call that has started runs to the end even if the client goes away: no half-done writes.
+            return await asyncio.wrap_future(self._executor.submit(func))
+        finally:
+            with self._lock:
+                self._admitted -= 1
+
+    def shutdown(self) -> None:
+        """Wait for running calls to finish."""
+        self._executor.shutdown(wait=True)
+
+
+class Dispatcher:
+    """Everything ``POST /`` needs, built once per app."""
+
+    def __init__(self, gallery: Gallery, config: ServiceConfig, pool: WorkerPool, resources: Resources) -> None:
+        self.gallery = gallery
+        self.config = config
+        self.pool = pool
+        self.resources = resources
+        self.images = ImageResolver(config.buckets, gallery.engine.limits.max_bytes)
+
+    async def __call__(self, request: Request) -> Response:
+        name = protocol.operation_name(request.headers.get("x-amz-target"))
+        entry = lookup(name)
+        if entry is None:
+            raise InvalidParameterError(
+                f"facetrace does not support {name}; it serves Rekognition's face operations (docs/server.md)"
+            )
+        key: AccessKey = request.scope[KEY_SCOPE]
+        if not key.may(entry.permission):
+            raise AccessDeniedError(f"User: {key.access_key_id} is not authorized to perform: rekognition:{name}")
+        caller = Caller(key.access_key_id, protocol.purpose(request.headers.get(protocol.PURPOSE_HEADER)))
+        body = await protocol.read_body(request.scope, request.receive)
+        content_type = request.headers.get("content-type")
+        context = Context(
+            gallery=self.gallery,
+            caller=caller,
+            key=key,
+            images=self.images,
+            config=self.config,
+            resources=self.resources,
+            request_id=request.scope.get(REQUEST_ID_SCOPE, ""),
+        )
+        payload = await self.pool.run(lambda: _handle(entry, context, body, content_type))
+        return protocol.json_response(payload)
+
+
+def _handle(entry: Operation, context: Context, body: bytes, content_type: str | None) -> bytes:
+    params = validate(entry.name, protocol.decode_body(body, content_type))
+    _check_collection(entry, context.key, params)
+    return protocol.encode_body(entry.handler(context, params))
+
+
+def _check_collection(entry: Operation, key: AccessKey, params: dict[str, Any]) -> None:
+    if entry.collection_param is None or key.collections is None:
+        return
+    collection = params.get(entry.collection_param)
+    if isinstance(collection, str) and not key.sees(collection):
+        raise AccessDeniedError(
+            f"User: {key.access_key_id} is not authorized to use collection {collection} "
+            f"(rekognition:{entry.name})"
+        )
