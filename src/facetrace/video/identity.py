@@ -1,0 +1,185 @@
+"""Who is this track? Quality-weighted evidence over several frames, a stable best match, periodic re-checks.
+
+A single video frame is a poor witness: faces are small, blurred, turned away. So a track is identified from
+its *template* — the quality-weighted mean of the identity vectors sampled along it (``Track.add_sample``) —
+and only once it holds ``min_samples`` samples. Averaging the unit vectors of one person's frames cancels much
+of the per-frame noise: on the Hamilton clip the template of a track scores higher against the reference photo
+than the median single frame (``benchmarks/bench_video.py``).
+
+The match reported for a track is stable: once identified, it changes only when ``switch_after`` consecutive
+re-checks agree on a different person. Identified tracks are re-checked every ``recheck_interval`` seconds.
+"Person" means the matched face's UserId, else its ExternalImageId, else its FaceId, so several indexed photos
+of one person count as one candidate.
+
+``Matcher`` is the small interface to the collection; ``CollectionMatcher`` implements it over a ``Gallery``
+(the store's exact search with the threshold turned into a cosine bound once, as ``Gallery`` does).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+from facetrace.engine import AnalyzedFace
+from facetrace.errors import InvalidParameterError, ModelMismatchError
+from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
+from facetrace.types import FaceMatch, Vector
+from facetrace.validation import check_collection_id, check_percent
+from facetrace.video.tracker import Track
+
+__all__ = [
+    "CollectionMatcher",
+    "IdentitySettings",
+    "IdentityState",
+    "Matcher",
+    "person_key",
+    "sample_weight",
+]
+
+
+class Matcher(Protocol):
+    """Searches one collection: matches at or above ``threshold``, best first (empty: nobody)."""
+
+    @property
+    def threshold(self) -> float: ...
+
+    def search(self, vector: Vector, limit: int = 5) -> tuple[FaceMatch, ...]: ...
+
+
+class CollectionMatcher:
+    """A ``Matcher`` over one collection of a ``Gallery``. Thread-safe when the gallery's store is."""
+
+    def __init__(self, gallery: Gallery, collection_id: str, threshold: float = DEFAULT_MATCH_THRESHOLD) -> None:
+        self.gallery = gallery
+        self.collection_id = check_collection_id(collection_id)
+        self._threshold = check_percent(threshold, "threshold")
+        info = gallery.describe_collection(collection_id)
+        if info.model != gallery.model:
+            raise ModelMismatchError(
+                f"collection {collection_id} holds {info.model} vectors; this engine makes {gallery.model} vectors"
+            )
+        self._calibration = gallery.engine.calibration
+        self._min_cosine = self._calibration.cosine_for(self._threshold)
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    def search(self, vector: Vector, limit: int = 5) -> tuple[FaceMatch, ...]:
+        neighbors = self.gallery.store.search(self.collection_id, vector, limit=limit, min_cosine=self._min_cosine)
+        matches = []
+        for neighbor in neighbors:
+            similarity = self._calibration.similarity(neighbor.cosine)
+            if similarity >= self._threshold:
+                matches.append(FaceMatch(neighbor.face, round(similarity, 4)))
+        return tuple(matches)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySettings:
+    """When to embed a track's face and how to decide who it is.
+
+    ``sample_interval``: seconds between samples of a track not yet identified (its first ``quick_samples``),
+    then ``recheck_interval`` between samples (identified or not).
+    ``min_samples``: samples in the template before it is searched.
+    ``switch_after``: consecutive re-checks naming another person before an identified track's match changes.
+    ``min_face_px``: faces whose shorter side is smaller are never embedded (too little detail).
+    """
+
+    sample_interval: float = 0.2
+    quick_samples: int = 6
+    recheck_interval: float = 2.0
+    min_samples: int = 2
+    switch_after: int = 2
+    min_face_px: float = 16.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sample_interval <= 60.0 or not 0.0 <= self.recheck_interval <= 3600.0:
+            raise InvalidParameterError("sample_interval must be 0-60 s and recheck_interval 0-3600 s")
+        if not 1 <= self.min_samples <= 100 or not 1 <= self.switch_after <= 100 or self.quick_samples < 0:
+            raise InvalidParameterError("min_samples and switch_after must be 1-100, quick_samples >= 0")
+        if not 0.0 <= self.min_face_px <= 1000.0:
+            raise InvalidParameterError("min_face_px must be 0-1000")
+
+
+def person_key(match: FaceMatch) -> str:
+    """The person a matched face stands for: its user, else its external image id, else the face itself."""
+    face = match.face
+    if face.user_id:
+        return "user:" + face.user_id
+    if face.external_image_id:
+        return "external:" + face.external_image_id
+    return "face:" + face.face_id
+
+
+def sample_weight(face: AnalyzedFace) -> float:
+    """How much one embedded frame should count (0–1): detector confidence × frontality × size × sharpness."""
+    detail, det = face.detail, face.detection
+    confidence = min(1.0, max(0.05, detail.confidence / 100.0))
+    frontal = max(0.1, math.cos(math.radians(min(89.0, abs(detail.pose.yaw))))) * max(
+        0.1, math.cos(math.radians(min(89.0, abs(detail.pose.pitch))))
+    )
+    size = min(1.0, max(0.2, min(det.w, det.h) / 64.0))
+    sharp = 0.5 + 0.5 * min(1.0, detail.quality.sharpness / 30.0)
+    return float(confidence * frontal * size * sharp)
+
+
+@dataclass(eq=False)
+class IdentityState:
+    """Per-track identification state (kept in ``Track.state['identity']``)."""
+
+    match: FaceMatch | None = None
+    best_similarity: float = 0.0
+    challenger: str | None = None
+    challenges: int = 0
+    checks: int = 0
+
+    @classmethod
+    def of(cls, track: Track) -> IdentityState:
+        state = track.state.get("identity")
+        if state is None:
+            state = track.state["identity"] = cls()
+        assert isinstance(state, cls)
+        return state
+
+    def wants_sample(self, track: Track, t: float, settings: IdentitySettings) -> bool:
+        """Whether the track's face should be embedded in the frame at stream time ``t``."""
+        if min(track.detection.w, track.detection.h) < settings.min_face_px:
+            return False
+        if track.samples == 0:
+            return True
+        quick = self.match is None and track.samples < settings.quick_samples
+        interval = settings.sample_interval if quick else settings.recheck_interval
+        return t - track.last_sample >= interval
+
+    def update(self, track: Track, matcher: Matcher, settings: IdentitySettings) -> FaceMatch | None:
+        """Search with the track's template; returns the new match when it was just identified or changed."""
+        if track.template is None or track.samples < settings.min_samples:
+            return None
+        self.checks += 1
+        matches = matcher.search(track.template, 5)
+        best = matches[0] if matches else None
+        if best is None:
+            self.challenger, self.challenges = None, 0
+            return None
+        if self.match is None:
+            self._accept(best)
+            return best
+        if person_key(best) == person_key(self.match):
+            self.challenger, self.challenges = None, 0
+            self._accept(best)
+            return None
+        key = person_key(best)
+        self.challenges = self.challenges + 1 if self.challenger == key else 1
+        self.challenger = key
+        if self.challenges >= settings.switch_after:
+            self.challenger, self.challenges = None, 0
+            self.best_similarity = 0.0
+            self._accept(best)
+            return best
+        return None
+
+    def _accept(self, match: FaceMatch) -> None:
+        self.match = match
+        self.best_similarity = max(self.best_similarity, match.similarity)
