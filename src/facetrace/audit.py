@@ -224,8 +224,12 @@ class AuditLog:
             except (ValueError, KeyError, TypeError):
                 yield AuditRecord(seq, 0.0, AuditEvent("<unreadable>", "<unreadable>"), "", digest)
 
-    def verify(self) -> Verification:
-        """Recompute the chain from the first record; report the first record that does not fit."""
+    def verify(self, *, expect_head: str | None = None) -> Verification:
+        """Recompute the chain from the first record; report the first record that does not fit.
+
+        ``expect_head`` is a head hash saved from an earlier verify: the log must still contain that record
+        (records are only ever appended), which catches records dropped from the end.
+        """
         with self._lock:
             try:
                 rows = self._db.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
@@ -237,6 +241,13 @@ class AuditLog:
             if problem is not None:
                 return Verification(False, count, prev, broken_seq=seq, reason=problem)
             prev, expected_seq = digest, seq + 1
+        if expect_head is not None and expect_head != GENESIS_HASH and all(r[2] != expect_head for r in rows):
+            return Verification(
+                False,
+                len(rows),
+                prev,
+                reason=f"the expected head {expect_head[:16]}... is not in the log (truncated?)",
+            )
         return Verification(True, len(rows), prev)
 
     def close(self) -> None:

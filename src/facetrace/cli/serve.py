@@ -1,10 +1,117 @@
-"""`facetrace` subcommands: serve (being written)."""
+"""`facetrace serve`: Amazon Rekognition's face API on the wire, over the embedded store."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
+from pathlib import Path
 from typing import Any
+
+from facetrace.cli.output import stderr
+from facetrace.errors import InvalidParameterError
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add this module's subcommands (none yet)."""
+    parser = subparsers.add_parser(
+        "serve",
+        parents=[common],
+        help="serve Rekognition's face API (boto3 compatible) on HTTP",
+        description="Serve Amazon Rekognition's face operations, authenticated with `facetrace keys` (SigV4). "
+        "See docs/server.md.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8089, help="TCP port (default 8089)")
+    parser.add_argument(
+        "--bucket",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="serve the files under PATH as S3 bucket NAME for Image.S3Object (repeatable)",
+    )
+    parser.add_argument("--workers", type=int, help="threads running library calls (default: cores)")
+    parser.add_argument("--max-pending", type=int, default=32, help="requests that may wait for a worker")
+    parser.add_argument("--rate", type=float, default=50.0, help="requests per second per access key")
+    parser.add_argument("--burst", type=int, default=100, help="burst size per access key")
+    parser.add_argument("--max-body-bytes", type=int, help="request body limit per image (default ~6.8 MiB)")
+    parser.add_argument("--max-clock-skew", type=float, default=900.0, help="seconds (default 900)")
+    parser.add_argument(
+        "--no-collection-metrics", action="store_true", help="leave collection names out of /metrics"
+    )
+    parser.set_defaults(func=_serve)
+
+
+def _buckets(values: list[str]) -> dict[str, Path]:
+    buckets: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise InvalidParameterError(f"--bucket takes NAME=PATH, not {value!r}")
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise InvalidParameterError(f"--bucket {name}: {folder} is not a directory")
+        buckets[name] = folder
+    return buckets
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from facetrace.service import ServiceConfig
+
+    settings: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "buckets": _buckets(args.bucket),
+        "max_pending": args.max_pending,
+        "rate": args.rate,
+        "burst": args.burst,
+        "max_clock_skew": args.max_clock_skew,
+        "metrics_collections": not args.no_collection_metrics,
+    }
+    if args.workers is not None:
+        settings["workers"] = args.workers
+    if args.max_body_bytes is not None:
+        settings["max_body_bytes"] = args.max_body_bytes
+    try:
+        return ServiceConfig(**settings)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidParameterError(problems) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from facetrace.app import open_gallery
+    from facetrace.audit import AuditLog
+    from facetrace.home import ensure_home
+    from facetrace.service import KeyStore, create_app, run
+
+    config = _config(args)
+    home = ensure_home(Path(args.home) if args.home else None)
+    keys = KeyStore.in_home(home)
+    audit = AuditLog(home / "audit.db")
+    gallery = open_gallery(home, audit=audit)
+
+    def close() -> None:
+        gallery.store.close()
+        audit.close()
+
+    app = create_app(gallery, keys, config, on_shutdown=close)
+    if not _is_loopback(config.host):
+        stderr.print(f"[yellow]warning:[/] listening on {config.host}: reachable from other machines")
+    if not keys.list():
+        stderr.print("[yellow]warning:[/] no access keys yet; create one with `facetrace keys create`")
+    stderr.print(f"facetrace: Rekognition API on http://{config.host}:{config.port} (home {home})")
+    run(app, config)
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
