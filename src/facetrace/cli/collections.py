@@ -16,7 +16,7 @@ from facetrace.cli.common import local_caller, open_library
 from facetrace.cli.output import emit, progress, stderr
 from facetrace.errors import InvalidInputError, InvalidParameterError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery, IndexResult
-from facetrace.types import QualityFilter
+from facetrace.types import FaceRecord, QualityFilter, UserRecord
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 _UNSAFE_ID_CHARS = re.compile(r"[^a-zA-Z0-9_.\-:]+")
@@ -221,7 +221,8 @@ def _register_faces(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def _faces_list(args: argparse.Namespace) -> int:
     gallery = open_library(args)
-    faces, token = [], args.next_token
+    faces: list[FaceRecord] = []
+    token = args.next_token
     while True:
         page = gallery.list_faces(args.collection, limit=args.limit, next_token=token, user_id=args.user_id)
         faces.extend(page.items)
@@ -359,7 +360,8 @@ def _user_delete(args: argparse.Namespace) -> int:
 
 def _user_list(args: argparse.Namespace) -> int:
     gallery = open_library(args)
-    users, token = [], None
+    users: list[UserRecord] = []
+    token: str | None = None
     while True:
         page = gallery.list_users(args.collection, limit=500, next_token=token)
         users.extend(page.items)

@@ -47,11 +47,12 @@ def _list(args: argparse.Namespace) -> int:
         except FacetraceError as exc:
             status = f"missing: {exc.message}"
         rows.append({"file": artifact.name, "package": artifact.requirement, "status": status})
+    detectors, embedders = available_detectors(), available_embedders()
     data = {
         "CacheDir": str(cache_dir()),
         "Models": rows,
-        "Detectors": available_detectors(),
-        "Embedders": available_embedders(),
+        "Detectors": detectors,
+        "Embedders": embedders,
     }
 
     def render(console: Console) -> None:
@@ -59,7 +60,7 @@ def _list(args: argparse.Namespace) -> int:
         for row in rows:
             table.add_row(row["file"], row["package"], row["status"])
         console.print(table)
-        console.print(f"detectors: {', '.join(data['Detectors'])}; embedders: {', '.join(data['Embedders'])}")
+        console.print(f"detectors: {', '.join(detectors)}; embedders: {', '.join(embedders)}")
 
     emit(args, data, render)
     return 0

@@ -60,4 +60,8 @@ def progress(total: int, description: str, *, enabled: bool = True) -> Iterator[
         console=stderr, disable=not show, transient=True,
     ) as bar:  # fmt: skip
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance
