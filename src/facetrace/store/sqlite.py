@@ -82,7 +82,10 @@ class SQLiteStore:
     def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
         self._db = Database(self.path, timeout=timeout)
+        # ``_index_lock`` guards ``_loaded`` only (never held during I/O), so a search that must (re)load an
+        # index never waits for a long write transaction; writes update indexes after commit, in commit order.
         self._loaded: dict[str, _Loaded] = {}
+        self._index_lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
         self._load_locks_lock = threading.Lock()
 
@@ -124,20 +127,22 @@ class SQLiteStore:
         change: Callable[[VectorIndex | None], VectorIndex | None],
     ) -> None:
         """After a commit that moved the collection to ``generation``: update its index, or drop it if stale."""
-        loaded = self._loaded.get(collection_id)
-        if loaded is None:
-            return
-        if loaded.cid != cid or loaded.generation != generation - 1:
-            del self._loaded[collection_id]
-            return
-        try:
-            self._loaded[collection_id] = _Loaded(cid, generation, change(loaded.index))
-        except Exception:  # a bug here must not fail a committed write; the next search rebuilds
-            log.exception("updating the index of %s failed; it will be rebuilt", collection_id)
-            del self._loaded[collection_id]
+        with self._index_lock:
+            loaded = self._loaded.get(collection_id)
+            if loaded is None or (loaded.cid == cid and loaded.generation >= generation):
+                return  # nothing cached, or it was loaded from a snapshot that already has this commit
+            if loaded.cid != cid or loaded.generation != generation - 1:
+                del self._loaded[collection_id]
+                return
+            try:
+                self._loaded[collection_id] = _Loaded(cid, generation, change(loaded.index))
+            except Exception:  # a bug here must not fail a committed write; the next search rebuilds
+                log.exception("updating the index of %s failed; it will be rebuilt", collection_id)
+                del self._loaded[collection_id]
 
     def _forget(self, collection_id: str) -> None:
-        self._loaded.pop(collection_id, None)
+        with self._index_lock:
+            self._loaded.pop(collection_id, None)
 
     # --- collections ----------------------------------------------------------------------------------
 
@@ -343,7 +348,7 @@ class SQLiteStore:
             if loaded is not None and loaded.cid == cid and loaded.generation >= generation:
                 return loaded
             loaded = self._load(collection_id)
-            with self._db.write_lock:  # install unless a write already moved past this snapshot
+            with self._index_lock:  # install unless a write already moved past this snapshot
                 current = self._loaded.get(collection_id)
                 if current is None or current.cid != loaded.cid or current.generation < loaded.generation:
                     self._loaded[collection_id] = loaded
