@@ -6,6 +6,7 @@ root as ``python -m benchmarks.<name>`` or ``python benchmarks/<name>.py``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from facetrace.engine import FaceEngine
 from facetrace.types import Detection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,10 +56,8 @@ def machine_info() -> str:
         pass
     versions = []
     for module in ("numpy", "cv2", "onnxruntime", "PIL"):
-        try:
+        with contextlib.suppress(ImportError):
             versions.append(f"{module} {__import__(module).__version__}")
-        except ImportError:
-            pass
     return (
         f"machine: {cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}\n"
         f"load average (1/5/15 min): {load_average()}\n"
@@ -160,9 +160,7 @@ def face_recognition_set() -> PairSet:
             seen.add(digest)
             paths.append(path)
             identities.append(names)
-    pairs = [
-        (a, b, identities[a] == identities[b]) for a in range(len(paths)) for b in range(a + 1, len(paths))
-    ]
+    pairs = [(a, b, identities[a] == identities[b]) for a in range(len(paths)) for b in range(a + 1, len(paths))]
     return PairSet(name="face_recognition", images=paths, identities=identities, pairs=pairs, central=False)
 
 
@@ -193,9 +191,9 @@ def estimate_source_height(image: WiderImage, detections: Sequence[Detection], s
 
     The width is known (1024), so detections map onto the official boxes horizontally; the vertical scale is
     the one that makes the most detections overlap their official box (IoU ≥ 0.5). None when fewer than
-    two faces agree, in which case the image stays squashed.
+    faces agree.
     """
-    if len(detections) < 2 or len(image.boxes) == 0:
+    if not detections or len(image.boxes) == 0:
         return None
     sx = side / WIDER_SOURCE_WIDTH
     truth = image.boxes
@@ -213,6 +211,30 @@ def estimate_source_height(image: WiderImage, detections: Sequence[Detection], s
             if top >= 0.5:
                 matched += 1
                 total += top
-        if matched >= 2 and (best is None or (matched, total) > (best[0], best[1])):
+        if matched and (best is None or (matched, total) > (best[0], best[1])):
             best = (matched, total, height)
     return None if best is None else best[2]
+
+
+def embed_set(engine: FaceEngine, pair_set: PairSet) -> npt.NDArray[np.float32]:
+    """One vector per image of ``pair_set`` (its centred or largest face); a row of NaN where none was found."""
+    vectors = np.full((len(pair_set.images), engine.model.dim), np.nan, dtype=np.float32)
+    for index, path in enumerate(pair_set.images):
+        image = engine.load(path)
+        detections = engine.find_faces(image)
+        if pair_set.central:
+            chosen = central_face(detections, image.width, image.height)
+        else:
+            chosen = detections[0] if detections else None
+        if chosen is None:
+            continue
+        face = engine.describe(image, [chosen])[0]
+        assert face.vector is not None
+        vectors[index] = face.vector
+    return vectors
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("FACETRACE_BENCH_CACHE", Path.home() / ".cache" / "facetrace" / "bench"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -186,8 +186,15 @@ class FaceEngine:
         for top in _starts(height, settings.tile, step):
             for left in _starts(width, settings.tile, step):
                 tile = pixels[top : top + settings.tile, left : left + settings.tile]
+                # A box touching a tile edge inside the image is a face cut by the seam: it is whole in the
+                # neighbouring tile (the overlap is wider than the faces tiling is for) or in the full view.
+                inner = (left > 0, top > 0, left + tile.shape[1] < width, top + tile.shape[0] < height)
                 for detection in detector.detect(np.ascontiguousarray(tile)):
-                    results.append(_rescale(detection, 1.0 / settings.upscale, left, top))
+                    if _cut_by_seam(detection, tile.shape[1], tile.shape[0], inner):
+                        continue
+                    # Tile offsets are in upscaled pixels: shift first, then scale back to the original.
+                    factor = 1.0 / settings.upscale
+                    results.append(_rescale(detection, factor, left * factor, top * factor))
         return results
 
     # -- analysis ----------------------------------------------------------------------------------------
@@ -257,6 +264,16 @@ class FaceEngine:
             (matches if score >= threshold else unmatched).append((face, score))
         matches.sort(key=lambda pair: pair[1], reverse=True)
         return Comparison(source=source_face, matches=tuple(matches), unmatched=tuple(unmatched))
+
+
+def _cut_by_seam(detection: Detection, width: int, height: int, inner: tuple[bool, bool, bool, bool]) -> bool:
+    margin = 2.0
+    return (
+        (inner[0] and detection.x <= margin)
+        or (inner[1] and detection.y <= margin)
+        or (inner[2] and detection.x + detection.w >= width - margin)
+        or (inner[3] and detection.y + detection.h >= height - margin)
+    )
 
 
 def _starts(length: int, tile: int, step: int) -> list[int]:

@@ -94,11 +94,31 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
     return inter / union if union > 0 else 0.0
 
 
-def merge_detections(detections: list[Detection], iou_threshold: float = 0.4) -> list[Detection]:
-    """Non-maximum suppression across detection passes (tiles, scales): keep the best of overlapping boxes."""
+def merge_detections(
+    detections: list[Detection], iou_threshold: float = 0.4, containment: float = 0.7
+) -> list[Detection]:
+    """Non-maximum suppression across detection passes (tiles, scales): keep the best of overlapping boxes.
+
+    Two boxes are the same face when their IoU reaches ``iou_threshold`` or when ``containment`` of the
+    smaller box lies inside the larger one (a face found whole in one pass and partly in another).
+    """
     if len(detections) < 2:
         return list(detections)
-    boxes = [[d.x, d.y, d.w, d.h] for d in detections]
-    scores = [d.score for d in detections]
-    keep = cv2.dnn.NMSBoxes(boxes, scores, 0.0, iou_threshold)
-    return [detections[int(i)] for i in np.asarray(keep).reshape(-1)]
+    order = sorted(range(len(detections)), key=lambda i: detections[i].score, reverse=True)
+    boxes = np.array([[d.x, d.y, d.x + d.w, d.y + d.h] for d in detections], dtype=np.float64)
+    areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0.0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
+    kept: list[int] = []
+    for index in order:
+        if kept:
+            others = boxes[kept]
+            inter_w = np.minimum(others[:, 2], boxes[index, 2]) - np.maximum(others[:, 0], boxes[index, 0])
+            inter_h = np.minimum(others[:, 3], boxes[index, 3]) - np.maximum(others[:, 1], boxes[index, 1])
+            inter = np.clip(inter_w, 0.0, None) * np.clip(inter_h, 0.0, None)
+            union = areas[kept] + areas[index] - inter
+            smaller = np.minimum(areas[kept], areas[index])
+            overlap_iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+            overlap_min = np.where(smaller > 0, inter / np.maximum(smaller, 1e-12), 0.0)
+            if (overlap_iou >= iou_threshold).any() or (overlap_min >= containment).any():
+                continue
+        kept.append(index)
+    return [detections[i] for i in kept]
