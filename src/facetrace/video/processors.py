@@ -1,0 +1,343 @@
+"""Stream processors: named, persistent live-stream searches (Rekognition's Create/Start/Stop/Describe/List/
+DeleteStreamProcessor with FaceSearch settings).
+
+A processor watches one source against one collection and emits ``TrackIdentified`` / ``TrackEnded`` events
+to its sinks: the manager's event bus (the server's SSE feed), the sightings store, and optionally a
+JSON-lines file and a webhook. Definitions and the desired state (running or stopped) are stored in SQLite
+(default ``$FACETRACE_HOME/video/processors.db``), so ``resume()`` after a restart starts again every
+processor that was running.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from facetrace.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidParameterError,
+    NotFoundError,
+    StoreError,
+)
+from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
+from facetrace.validation import check_int
+from facetrace.video.analysis import AnalysisSettings
+from facetrace.video.identity import CollectionMatcher
+from facetrace.video.pipeline import StreamConfig, StreamWorker
+from facetrace.video.sightings import DEFAULT_RETENTION_DAYS, SightingSink, SightingStore
+from facetrace.video.sinks import EventBus, EventSink, JsonLinesSink, WebhookSink
+from facetrace.video.source import SourceSettings, redact
+
+__all__ = ["FaceSearchSettings", "ProcessorDefinition", "ProcessorStatus", "StreamProcessors"]
+
+ProcessorStatus = Literal["STOPPED", "STARTING", "RUNNING", "FAILED", "STOPPING"]
+
+
+class FaceSearchSettings(BaseModel):
+    """Rekognition's FaceSearchSettings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    collection_id: str = Field(pattern=r"^[a-zA-Z0-9_.\-]{1,255}$", description="the collection to search")
+    face_match_threshold: float = Field(
+        DEFAULT_MATCH_THRESHOLD, ge=0, le=100, description="least similarity for a match"
+    )
+
+
+class ProcessorDefinition(BaseModel):
+    """What a stream processor watches, against what, and where its events go."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_.\-]{1,128}$", description="unique processor name")
+    source: str = Field(min_length=1, max_length=4096, description="URL, path or device of the video source")
+    camera: str | None = Field(None, max_length=255, description="camera name in events (default: the name)")
+    face_search: FaceSearchSettings
+    detect_every: int = Field(2, ge=1, le=300, description="analyse every n-th decoded frame")
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    stall_timeout: float = Field(5.0, ge=0.5, le=600, description="seconds without data before reconnecting")
+    retention_days: float = Field(DEFAULT_RETENTION_DAYS, gt=0, le=36500, description="how long sightings live")
+    keep_unidentified: bool = Field(False, description="also report and store tracks nobody matched")
+    jsonl: str | None = Field(None, max_length=4096, description="append events to this JSON-lines file")
+    webhook: str | None = Field(None, pattern=r"^https?://", max_length=4096, description="POST events here")
+    created_at: float = Field(default_factory=time.time)
+
+    @property
+    def camera_name(self) -> str:
+        return self.camera or self.name
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS processors (
+    name TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    desired TEXT NOT NULL,   -- RUNNING or STOPPED: what resume() restores
+    updated_at REAL NOT NULL
+);
+"""
+
+
+class _Running:
+    def __init__(self, worker: StreamWorker, sinks: list[EventSink]) -> None:
+        self.worker = worker
+        self.sinks = sinks
+
+
+class StreamProcessors:
+    """The stream processors of one facetrace home. Thread-safe."""
+
+    def __init__(
+        self,
+        gallery: Gallery,
+        *,
+        path: Path | str | None = None,
+        sightings: SightingStore | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.gallery = gallery
+        self.sightings = sightings
+        self.bus = bus or EventBus()
+        self._lock = threading.RLock()
+        self._definitions: dict[str, ProcessorDefinition] = {}
+        self._desired: dict[str, str] = {}
+        self._updated: dict[str, float] = {}
+        self._running: dict[str, _Running] = {}
+        self._failed: dict[str, str] = {}
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            self._open(Path(path))
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def create(self, definition: ProcessorDefinition | dict[str, Any]) -> ProcessorDefinition:
+        definition = _definition(definition)
+        CollectionMatcher(self.gallery, definition.face_search.collection_id)  # the collection must exist
+        SourceSettings(definition.source)  # and the source must be well-formed
+        with self._lock:
+            if definition.name in self._definitions:
+                raise AlreadyExistsError(f"stream processor {definition.name} already exists")
+            self._definitions[definition.name] = definition
+            self._set_desired(definition.name, "STOPPED")
+        return definition
+
+    def start(self, name: str) -> None:
+        with self._lock:
+            definition = self._get(name)
+            current = self._running.get(name)
+            if current is not None and current.worker.is_alive():
+                raise ConflictError(f"stream processor {name} is already running")
+            settings = definition.face_search
+            matcher = CollectionMatcher(self.gallery, settings.collection_id, settings.face_match_threshold)
+            sinks = self._sinks(definition)
+            config = StreamConfig(
+                name=definition.name,
+                camera=definition.camera_name,
+                source=SourceSettings(
+                    definition.source,
+                    rtsp_transport=definition.rtsp_transport,
+                    stall_timeout=definition.stall_timeout,
+                ),
+                analysis=AnalysisSettings(keep_unidentified=definition.keep_unidentified),
+                detect_every=definition.detect_every,
+            )
+            worker = StreamWorker(config, self.gallery.engine, matcher=matcher, sinks=sinks)
+            worker.start()
+            self._running[name] = _Running(worker, sinks)
+            self._failed.pop(name, None)
+            self._set_desired(name, "RUNNING")
+
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._get(name)
+            running = self._running.pop(name, None)
+            self._set_desired(name, "STOPPED")
+        if running is not None:
+            running.worker.stop()
+            running.worker.join(timeout)
+            for sink in running.sinks:
+                if sink is not self.bus:
+                    sink.close()
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self._get(name)
+            if self.status(name) in ("RUNNING", "STARTING"):
+                raise ConflictError(f"stream processor {name} is running; stop it before deleting it")
+            del self._definitions[name]
+            self._desired.pop(name, None)
+            self._running.pop(name, None)
+            if self._db is not None:
+                self._execute("DELETE FROM processors WHERE name = ?", (name,))
+
+    def resume(self) -> builtins.list[str]:
+        """Start every processor that was running when the process stopped; returns their names."""
+        with self._lock:
+            wanted = [name for name, state in self._desired.items() if state == "RUNNING"]
+        started = []
+        for name in wanted:
+            try:
+                self.start(name)
+                started.append(name)
+            except (NotFoundError, InvalidParameterError, ConflictError) as exc:
+                self._failed[name] = exc.message
+        return started
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop every worker (keeping their desired state, so ``resume`` restarts them) and close the db."""
+        with self._lock:
+            running, self._running = self._running, {}
+        for item in running.values():
+            item.worker.stop()
+        for item in running.values():
+            item.worker.join(timeout)
+            for sink in item.sinks:
+                if sink is not self.bus:
+                    sink.close()
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    def status(self, name: str) -> ProcessorStatus:
+        with self._lock:
+            self._get(name)
+            running = self._running.get(name)
+            if name in self._failed:
+                return "FAILED"
+            if running is None:
+                return "STOPPED"
+            state = running.worker.metrics.state
+        if state == "FAILED":
+            return "FAILED"
+        if not running.worker.is_alive():
+            return "STOPPED"
+        return "STARTING" if state == "STARTING" else "RUNNING"
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """DescribeStreamProcessor's fields, plus the live metrics of a running processor."""
+        with self._lock:
+            definition = self._get(name)
+            running = self._running.get(name)
+            updated = self._updated.get(name, definition.created_at)
+        status = self.status(name)
+        data: dict[str, Any] = {
+            "Name": definition.name,
+            "StreamProcessorArn": f"arn:facetrace:rekognition:local:stream-processor/{definition.name}",
+            "Status": status,
+            "CreationTimestamp": definition.created_at,
+            "LastUpdateTimestamp": updated,
+            "Input": {"Source": redact(definition.source), "Camera": definition.camera_name},
+            "Settings": {
+                "FaceSearch": {
+                    "CollectionId": definition.face_search.collection_id,
+                    "FaceMatchThreshold": definition.face_search.face_match_threshold,
+                }
+            },
+            "RetentionDays": definition.retention_days,
+        }
+        message = self._failed.get(name) or (running.worker.metrics.message if running else "")
+        if message:
+            data["StatusMessage"] = message
+        if running is not None:
+            data["Metrics"] = running.worker.metrics.snapshot()
+        return data
+
+    def definition(self, name: str) -> ProcessorDefinition:
+        with self._lock:
+            return self._get(name)
+
+    def list(
+        self, *, max_results: int = 1000, next_token: str | None = None
+    ) -> tuple[builtins.list[dict[str, str]], str | None]:
+        """Processors by name: ``[{"Name", "Status"}]`` and the token for the next page."""
+        check_int(max_results, "max_results", 1, 1000)
+        with self._lock:
+            names = sorted(self._definitions)
+        if next_token:
+            names = [n for n in names if n > next_token]
+        page = names[:max_results]
+        token = page[-1] if len(names) > max_results else None
+        return [{"Name": name, "Status": self.status(name)} for name in page], token
+
+    def worker(self, name: str) -> StreamWorker | None:
+        with self._lock:
+            running = self._running.get(name)
+        return running.worker if running else None
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _get(self, name: str) -> ProcessorDefinition:
+        definition = self._definitions.get(name)
+        if definition is None:
+            raise NotFoundError(f"there is no stream processor {name!r}")
+        return definition
+
+    def _sinks(self, definition: ProcessorDefinition) -> builtins.list[EventSink]:
+        sinks: builtins.list[EventSink] = [self.bus]
+        if self.sightings is not None:
+            sinks.append(
+                SightingSink(
+                    self.sightings,
+                    definition.name,
+                    retention_days=definition.retention_days,
+                    keep_unidentified=definition.keep_unidentified,
+                )
+            )
+        if definition.jsonl:
+            sinks.append(JsonLinesSink(definition.jsonl))
+        if definition.webhook:
+            sinks.append(WebhookSink(definition.webhook))
+        return sinks
+
+    def _set_desired(self, name: str, state: str) -> None:
+        now = time.time()
+        self._desired[name] = state
+        self._updated[name] = now
+        if self._db is not None:
+            self._execute(
+                "INSERT OR REPLACE INTO processors VALUES (?, ?, ?, ?)",
+                (name, self._definitions[name].model_dump_json(), state, now),
+            )
+
+    def _open(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.executescript(_SCHEMA)
+            rows = self._db.execute("SELECT name, definition, desired, updated_at FROM processors").fetchall()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the stream processor database {path}: {exc}") from None
+        for name, text, desired, updated in rows:
+            try:
+                self._definitions[name] = ProcessorDefinition.model_validate(json.loads(text))
+            except (ValidationError, ValueError):
+                continue
+            self._desired[name] = desired
+            self._updated[name] = updated
+
+    def _execute(self, sql: str, values: tuple[Any, ...]) -> None:
+        assert self._db is not None
+        try:
+            self._db.execute(sql, values)
+        except sqlite3.Error as exc:
+            raise StoreError(f"stream processor database error: {exc}") from None
+
+
+def _definition(value: ProcessorDefinition | dict[str, Any]) -> ProcessorDefinition:
+    if isinstance(value, ProcessorDefinition):
+        return value
+    try:
+        return ProcessorDefinition.model_validate(value)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise InvalidParameterError(f"invalid stream processor: {problems}") from None
