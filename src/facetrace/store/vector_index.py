@@ -7,7 +7,7 @@ exact and there is no recall to argue about. numpy has no fast fp16/int8 product
 and measured ~30× slower), so compressing the matrix would cost more than it saves.
 
 What made the difference is the top-k selection: ``argpartition`` over 1M scores costs ~8 ms, more than half
-of the product. ``_top_k`` instead takes the k-th best score of a strided sample, which is a lower bound of the
+of the product. ``_top_k`` instead takes the k-th best score of a random sample, which is a lower bound of the
 true k-th best score, keeps only scores at or above it (a vectorised comparison, ~1 ms) and sorts those few
 hundred. The result is identical to a full sort.
 
@@ -76,10 +76,14 @@ def _top_k(scores: npt.NDArray[np.float32], k: int, floor: float) -> npt.NDArray
     if k <= 0 or n == 0:
         return np.empty(0, dtype=np.intp)
     if n >= _SAMPLE_FROM and k * _SAMPLE_PER_K * 4 <= n:
-        sample = scores[:: n // (k * _SAMPLE_PER_K)]
-        kth_of_sample = float(np.partition(sample, sample.shape[0] - k)[sample.shape[0] - k])
-        # The sample is a subset, so its k-th best is ≤ the true k-th best: nothing in the top k is below it.
-        floor = max(floor, kth_of_sample)
+        # Random rows, not a stride: a stride can line up with structure in the rows (e.g. every other face
+        # masked out by search_users) and make the bound useless. Distinct rows, so the sample is a subset.
+        rows = np.unique(np.random.default_rng(n).integers(0, n, k * _SAMPLE_PER_K))
+        sample = scores[rows]
+        if sample.shape[0] >= k:
+            kth_of_sample = float(np.partition(sample, sample.shape[0] - k)[sample.shape[0] - k])
+            # A subset's k-th best is ≤ the true k-th best: nothing in the top k is below it.
+            floor = max(floor, kth_of_sample)
     candidates = np.flatnonzero(scores >= floor)
     if candidates.shape[0] > k:
         candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
@@ -253,7 +257,7 @@ class VectorIndex:
             excluded = self._user_code.get(exclude_user_id) if exclude_user_id is not None else None
             if excluded is not None:
                 unusable |= users == excluded
-            scores[unusable] = -np.inf
+            np.putmask(scores, unusable, -np.inf)
             # Ask for a few faces per wanted user; widen only when many of the best faces share a user.
             wanted = min(n, max(4 * limit, 64))
             while True:
