@@ -53,6 +53,7 @@ __all__ = [
     "operation",
     "operations",
     "register_operation",
+    "unregister_operation",
 ]
 
 JSON = dict[str, Any]
@@ -128,6 +129,12 @@ def register_operation(
             raise ValueError(f"{name} is registered already (by {current.handler.__module__})")
         _TABLE[name] = entry
     return entry
+
+
+def unregister_operation(name: str) -> None:
+    """Remove ``name`` from the table (tests, or a module that replaces a handler)."""
+    with _TABLE_LOCK:
+        _TABLE.pop(name, None)
 
 
 def operation(

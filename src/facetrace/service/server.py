@@ -62,6 +62,11 @@ class ServerThread:
             time.sleep(0.01)
         return self
 
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` has been asked for (in-flight requests may still be finishing)."""
+        return bool(self._server.should_exit)
+
     def stop(self, timeout: float = 60.0) -> None:
         self._server.should_exit = True
         self._thread.join(timeout)

@@ -37,9 +37,19 @@ def service_model() -> ServiceModel:
     return botocore.session.get_session().get_service_model("rekognition", api_version="2016-06-27")
 
 
+# Java's Unicode classes, which Python's ``re`` lacks, widened to the nearest class it has (never stricter).
+_JAVA_CLASSES = {r"\p{L}": r"\w", r"\p{N}": r"\d", r"\p{Z}": r"\s"}
+
+
 @functools.cache
-def _pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _pattern(pattern: str) -> re.Pattern[str] | None:
+    """The compiled pattern; None (no check) if even the widened form does not compile."""
+    for java, python in _JAVA_CLASSES.items():
+        pattern = pattern.replace(java, python)
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
 
 
 def _echo(value: object) -> str:
@@ -107,8 +117,10 @@ class _Checker:
         enum = shape.enum
         if enum and value not in enum:
             self.fail(path, value, "Member must satisfy enum value set: [" + ", ".join(enum) + "]")
-        elif "pattern" in meta and _pattern(meta["pattern"]).fullmatch(value) is None:
-            self.fail(path, value, f"Member must satisfy regular expression pattern: {meta['pattern']}")
+        elif "pattern" in meta:
+            compiled = _pattern(meta["pattern"])
+            if compiled is not None and compiled.fullmatch(value) is None:
+                self.fail(path, value, f"Member must satisfy regular expression pattern: {meta['pattern']}")
         return value
 
     def _integer(self, shape: Shape, value: Any, path: str) -> Any:
