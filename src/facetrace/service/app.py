@@ -44,7 +44,7 @@ def body_limits(config: ServiceConfig) -> Callable[[str | None], int]:
     images: dict[str, int] = {}
     for name in model.operation_names:
         shape = model.operation_model(name).input_shape
-        members = shape.members.values() if shape is not None else ()  # type: ignore[attr-defined]
+        members = shape.members.values() if shape is not None else ()
         images[name] = max(1, sum(1 for member in members if member.name == "Image"))
 
     def limit_for(target: str | None) -> int:

@@ -22,29 +22,35 @@ class ServiceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    host: str = Field("127.0.0.1", description="address to listen on; loopback unless you mean otherwise")
-    port: int = Field(8089, ge=0, le=65535, description="TCP port (0: any free port)")
+    host: str = Field(default="127.0.0.1", description="address to listen on; loopback unless you mean otherwise")
+    port: int = Field(default=8089, ge=0, le=65535, description="TCP port (0: any free port)")
     buckets: dict[str, Path] = Field(
         default_factory=dict,
         description="S3Object buckets: bucket name → local folder whose files are its objects",
     )
     max_body_bytes: int = Field(
-        IMAGE_BODY_BYTES,
+        default=IMAGE_BODY_BYTES,
         ge=1024,
         le=256 * 1024 * 1024,
         description="largest request body per image the operation takes (CompareFaces: twice this)",
     )
     workers: int = Field(default_factory=_cores, ge=1, le=256, description="threads running library calls")
     max_pending: int = Field(
-        32, ge=0, le=10_000, description="requests allowed to wait for a worker before ThrottlingException"
+        default=32, ge=0, le=10_000, description="requests allowed to wait for a worker before ThrottlingException"
     )
-    rate: float = Field(50.0, gt=0, le=1_000_000, description="requests per second per access key, sustained")
-    burst: int = Field(100, ge=1, le=1_000_000, description="requests per access key allowed in a burst")
-    max_clock_skew: float = Field(900.0, ge=1, le=86_400, description="seconds a signature's date may be off")
-    region: str = Field("us-east-1", min_length=1, max_length=64, description="region used in ARNs")
-    account_id: str = Field("000000000000", pattern=r"\d{12}", description="account id used in ARNs")
-    shutdown_timeout: float = Field(30.0, ge=0, le=3600, description="seconds to finish in-flight requests")
-    metrics_collections: bool = Field(True, description="report faces per collection on /metrics")
+    rate: float = Field(
+        default=50.0, gt=0, le=1_000_000, description="requests per second per access key, sustained"
+    )
+    burst: int = Field(default=100, ge=1, le=1_000_000, description="requests per access key allowed in a burst")
+    max_clock_skew: float = Field(
+        default=900.0, ge=1, le=86_400, description="seconds a signature's date may be off"
+    )
+    region: str = Field(default="us-east-1", min_length=1, max_length=64, description="region used in ARNs")
+    account_id: str = Field(default="000000000000", pattern=r"\d{12}", description="account id used in ARNs")
+    shutdown_timeout: float = Field(
+        default=30.0, ge=0, le=3600, description="seconds to finish in-flight requests"
+    )
+    metrics_collections: bool = Field(default=True, description="report faces per collection on /metrics")
 
     @field_validator("buckets")
     @classmethod

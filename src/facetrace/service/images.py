@@ -45,9 +45,9 @@ class ImageResolver:
         data, s3 = image.get("Bytes"), image.get("S3Object")
         if (data is None) == (s3 is None):
             raise InvalidParameterError("Image must have exactly one of Bytes and S3Object")
-        if data is not None:
-            assert isinstance(data, bytes)
+        if isinstance(data, bytes):
             return data
+        assert isinstance(s3, dict)
         return self.read_object(s3)
 
     def path_of(self, s3: dict[str, Any]) -> Path:

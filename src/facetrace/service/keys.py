@@ -20,6 +20,7 @@ import secrets
 import string
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,7 @@ class KeyStore:
         self,
         permission: Permission | str = Permission.READ,
         *,
-        collections: list[str] | tuple[str, ...] | None = None,
+        collections: Sequence[str] | None = None,
         description: str = "",
     ) -> AccessKey:
         """Make a new key; the returned object holds the secret, which is never shown again."""

@@ -93,7 +93,7 @@ class _Checker:
             self.fail(path, _type_name(value), "Member must be a list")
             return None
         self._length(shape, value, len(value), path, "length")
-        member = shape.member  # type: ignore[attr-defined]
+        member = shape.member
         return [self.check(member, item, f"{path}.{index + 1}") for index, item in enumerate(value)]
 
     def _map(self, shape: Shape, value: Any, path: str) -> Any:
@@ -101,7 +101,7 @@ class _Checker:
             self.fail(path, _type_name(value), "Member must be a map (a JSON object)")
             return None
         self._length(shape, value, len(value), path, "length")
-        key_shape, value_shape = shape.key, shape.value  # type: ignore[attr-defined]
+        key_shape, value_shape = shape.key, shape.value
         return {
             self.check(key_shape, key, f"{path}.key"): self.check(value_shape, item, f"{path}.{key}")
             for key, item in value.items()

@@ -25,20 +25,18 @@ class MetricsMiddleware:
         target = Headers(scope=scope).get("x-amz-target") or ""
         operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else ""
         started = time.perf_counter()
-        outcome = {"status": 500, "error": "InternalServerError"}
+        status, error = 500, "InternalServerError"  # unless a response starts
 
         async def observing_send(message: Message) -> None:
+            nonlocal status, error
             if message["type"] == "http.response.start":
-                outcome["status"] = message["status"]
-                outcome["error"] = ""
+                status, error = int(message["status"]), ""
                 for name, value in message.get("headers", []):
                     if name.lower() == _ERROR_HEADER:
-                        outcome["error"] = value.decode("latin-1")
+                        error = value.decode("latin-1")
             await send(message)
 
         try:
             await self.app(scope, receive, observing_send)
         finally:
-            self.metrics.observe(
-                operation, int(outcome["status"]), str(outcome["error"]), time.perf_counter() - started
-            )
+            self.metrics.observe(operation, status, error, time.perf_counter() - started)
