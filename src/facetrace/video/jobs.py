@@ -200,8 +200,7 @@ class VideoJobs:
         return self._submit(job)
 
     def _submit(self, job: Job) -> str:
-        source = SourceSettings(job.video, live=False)
-        if source.is_live:
+        if SourceSettings(job.video).is_live:
             raise InvalidParameterError("stored-video jobs need a file, not a live stream")
         with self._lock:
             self._jobs[job.job_id] = job
