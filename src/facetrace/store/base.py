@@ -11,6 +11,10 @@ Contract:
 - ``search`` is exact unless the store documents otherwise; results are sorted by cosine, best first.
 - pagination tokens are opaque strings; a token from one listing is only valid for the same listing.
 - missing collections raise ``NotFoundError``; creating an existing one raises ``AlreadyExistsError``.
+- a collection holds vectors of one model (``FaceRecord.model`` must equal the collection's) and one dimension;
+  anything else raises ``ModelMismatchError``. Vectors that are not unit length are normalised; unit vectors are
+  stored bit for bit. A ``FaceRecord.created_at`` of 0 means "now".
+- storage failures (disk full, corrupt or foreign database) raise ``StoreError``, never a backend exception.
 """
 
 from __future__ import annotations
@@ -115,7 +119,12 @@ class FaceStore(Protocol):
     def get_user(self, collection_id: str, user_id: str) -> UserRecord: ...
     def list_users(self, collection_id: str, *, limit: int, next_token: str | None = None) -> Page[UserRecord]: ...
     def associate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> None:
-        """Set ``user_id`` on the given faces (they exist and are unassociated or already this user's)."""
+        """Set ``user_id`` on the given faces (they exist and are unassociated or already this user's).
+
+        All or nothing: a missing user or face raises ``NotFoundError``, and a face that belongs to another user
+        raises ``ConflictError``; a face is never moved between users silently. Callers that report per-face
+        reasons (``ASSOCIATED_TO_A_DIFFERENT_USER``) check with ``get_faces`` first.
+        """
         ...
 
     def disassociate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> list[str]:

@@ -104,6 +104,8 @@ class Database:
                 if str(mode).lower() != "wal":
                     raise StoreError(f"cannot put {path} in WAL mode (got {mode!r})")
                 self._writer.execute("PRAGMA synchronous=FULL")
+                # After a big import the WAL is checkpointed; do not keep a huge file around afterwards.
+                self._writer.execute("PRAGMA journal_size_limit=67108864")
                 self._init_schema()
             except BaseException:
                 self._writer.close()
