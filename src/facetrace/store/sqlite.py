@@ -1,25 +1,18 @@
 """``SQLiteStore``: the durable default ``FaceStore``, one SQLite file plus an in-memory index per collection.
 
-The database is the source of truth; the ``VectorIndex`` of a collection is a cache built from it at the
-first search (two sequential scans, ~0.5 s for 300,000 faces) and kept in step by this process's writes.
-Each collection row carries a ``generation`` bumped in every transaction that changes its vectors or users;
-the index remembers the generation it reflects. A write applies its change to the index only when the index
-was exactly one generation behind; otherwise (another process wrote, or a load raced the write) the index is
-dropped and rebuilt at the next search. So a crash never leaves a stale cache: there is nothing on disk to
-be stale, and two processes sharing one home (the server and the CLI) see each other's writes.
-
-Writes are serialised by one writer connection (SQLite allows one writer anyway); reads use pooled
-connections on WAL snapshots and never wait for a writer. Vectors of different models are never mixed: a
-collection records its model key and its vectors' dimension, and refuses faces of any other.
+The database (``sqlite_db``: WAL, ``synchronous=FULL``) is the source of truth; each collection's vectors are
+also held in a ``VectorIndex`` for exact search, cached and kept fresh by ``sqlite_index.IndexCache``.
+Writes are serialised through one writer connection (SQLite allows one writer anyway) and update the cache
+only after they commit; reads use pooled connections on WAL snapshots and never wait for a writer. Vectors
+of different models are never mixed: a collection records its model key and its vectors' dimension, and
+refuses faces of any other.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,22 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-from facetrace.errors import AlreadyExistsError, ConflictError, ModelMismatchError, NotFoundError, StoreError
+from facetrace.errors import AlreadyExistsError, ConflictError, ModelMismatchError, NotFoundError
 from facetrace.store.base import CollectionInfo, Neighbor, Page, UserNeighbor
 from facetrace.store.paging import check_limit, decode_token, encode_token, listing_scope
-from facetrace.store.sqlite_db import Database, translate
+from facetrace.store.sqlite_db import Database, collection_row, translate
+from facetrace.store.sqlite_index import IndexCache
 from facetrace.store.vector_index import VectorIndex, as_unit_matrix, as_unit_vector
 from facetrace.types import BoundingBox, FaceRecord, UserRecord, Vector
 
 __all__ = ["SQLiteStore"]
 
-log = logging.getLogger(__name__)
-
 _FACE_COLUMNS = (
     "face_id, image_id, external_image_id, user_id, confidence, bb_left, bb_top, bb_width, bb_height, created_at"
 )
 _IN_IDS = "face_id IN (SELECT value FROM json_each(?))"
-_LOAD_CHUNK = 8192
 
 
 @dataclass(slots=True)
@@ -51,15 +42,6 @@ class _Tx:
 
     conn: sqlite3.Connection
     after_commit: list[Callable[[], None]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _Loaded:
-    """A collection's index as of ``generation``; ``index`` is None while the collection has no vectors yet."""
-
-    cid: int
-    generation: int
-    index: VectorIndex | None
 
 
 def _face(row: Sequence[object], model: str) -> FaceRecord:
@@ -82,21 +64,7 @@ class SQLiteStore:
     def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
         self._db = Database(self.path, timeout=timeout)
-        # ``_index_lock`` guards ``_loaded`` only (never held during I/O), so a search that must (re)load an
-        # index never waits for a long write transaction; writes update indexes after commit, in commit order.
-        self._loaded: dict[str, _Loaded] = {}
-        self._index_lock = threading.Lock()
-        self._load_locks: dict[str, threading.Lock] = {}
-        self._load_locks_lock = threading.Lock()
-
-    def _collection(self, conn: sqlite3.Connection, collection_id: str) -> tuple[int, str, int | None, int]:
-        """(cid, model, dim, generation) of a collection, or ``NotFoundError``."""
-        row = conn.execute(
-            "SELECT cid, model, dim, generation FROM collections WHERE name=?", (collection_id,)
-        ).fetchone()
-        if row is None:
-            raise NotFoundError(f"collection {collection_id!r} does not exist")
-        return int(row[0]), str(row[1]), row[2], int(row[3])
+        self._indexes = IndexCache(self._db)
 
     def _bump(
         self, conn: sqlite3.Connection, cid: int, generation: int, faces: int = 0, dim: int | None = None
@@ -119,31 +87,6 @@ class SQLiteStore:
             for step in tx.after_commit:
                 step()
 
-    def _apply(
-        self,
-        collection_id: str,
-        cid: int,
-        generation: int,
-        change: Callable[[VectorIndex | None], VectorIndex | None],
-    ) -> None:
-        """After a commit that moved the collection to ``generation``: update its index, or drop it if stale."""
-        with self._index_lock:
-            loaded = self._loaded.get(collection_id)
-            if loaded is None or (loaded.cid == cid and loaded.generation >= generation):
-                return  # nothing cached, or it was loaded from a snapshot that already has this commit
-            if loaded.cid != cid or loaded.generation != generation - 1:
-                del self._loaded[collection_id]
-                return
-            try:
-                self._loaded[collection_id] = _Loaded(cid, generation, change(loaded.index))
-            except Exception:  # a bug here must not fail a committed write; the next search rebuilds
-                log.exception("updating the index of %s failed; it will be rebuilt", collection_id)
-                del self._loaded[collection_id]
-
-    def _forget(self, collection_id: str) -> None:
-        with self._index_lock:
-            self._loaded.pop(collection_id, None)
-
     # --- collections ----------------------------------------------------------------------------------
 
     def create_collection(self, collection_id: str, model: str) -> CollectionInfo:
@@ -160,10 +103,10 @@ class SQLiteStore:
 
     def delete_collection(self, collection_id: str) -> None:
         with self._write("deleting a collection") as tx:
-            cid = self._collection(tx.conn, collection_id)[0]
+            cid = collection_row(tx.conn, collection_id)[0]
             for table in ("vectors", "faces", "users", "collections"):
                 tx.conn.execute(f"DELETE FROM {table} WHERE cid=?", (cid,))  # noqa: S608 (fixed names)
-            tx.after_commit.append(lambda: self._forget(collection_id))
+            tx.after_commit.append(lambda: self._indexes.forget(collection_id))
 
     def describe_collection(self, collection_id: str) -> CollectionInfo:
         with translate("describing a collection", self.path), self._db.reader() as conn:
@@ -199,7 +142,7 @@ class SQLiteStore:
         now = time.time()
         with self._write("adding faces") as tx:
             conn = tx.conn
-            cid, model, dim, generation = self._collection(conn, collection_id)
+            cid, model, dim, generation = collection_row(conn, collection_id)
             for record, _ in faces:
                 if record.model != model:
                     raise ModelMismatchError(f"face from {record.model} added to a {model} collection")
@@ -246,13 +189,13 @@ class SQLiteStore:
                 index.add(ids, matrix, user_ids)
                 return index
 
-            tx.after_commit.append(lambda: self._apply(collection_id, cid, generation, change))
+            tx.after_commit.append(lambda: self._indexes.apply(collection_id, cid, generation, change))
 
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
         wanted = list(dict.fromkeys(face_ids))
         with self._write("deleting faces") as tx:
             conn = tx.conn
-            cid, _, _, generation = self._collection(conn, collection_id)
+            cid, _, _, generation = collection_row(conn, collection_id)
             listed = json.dumps(wanted)
             found = {
                 str(r[0])
@@ -278,13 +221,13 @@ class SQLiteStore:
                     index.remove(deleted)
                 return index
 
-            tx.after_commit.append(lambda: self._apply(collection_id, cid, generation, change))
+            tx.after_commit.append(lambda: self._indexes.apply(collection_id, cid, generation, change))
         return deleted
 
     def get_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[FaceRecord]:
         wanted = list(dict.fromkeys(face_ids))
         with translate("reading faces", self.path), self._db.reader(snapshot=True) as conn:
-            cid, model, _, _ = self._collection(conn, collection_id)
+            cid, model, _, _ = collection_row(conn, collection_id)
             rows = conn.execute(
                 f"SELECT {_FACE_COLUMNS} FROM faces WHERE cid=? AND {_IN_IDS}",  # noqa: S608
                 (cid, json.dumps(wanted)),
@@ -294,7 +237,7 @@ class SQLiteStore:
 
     def get_vector(self, collection_id: str, face_id: str) -> Vector:
         with translate("reading a vector", self.path), self._db.reader(snapshot=True) as conn:
-            cid = self._collection(conn, collection_id)[0]
+            cid = collection_row(conn, collection_id)[0]
             row = conn.execute(
                 "SELECT v.vector FROM faces f JOIN vectors v ON v.fid=f.fid WHERE f.cid=? AND f.face_id=?",
                 (cid, face_id),
@@ -324,7 +267,7 @@ class SQLiteStore:
             where.append(_IN_IDS)
             params.append(json.dumps(wanted))
         with translate("listing faces", self.path), self._db.reader(snapshot=True) as conn:
-            cid, model, _, _ = self._collection(conn, collection_id)
+            cid, model, _, _ = collection_row(conn, collection_id)
             rows = conn.execute(
                 f"SELECT {_FACE_COLUMNS} FROM faces WHERE {' AND '.join(where)} ORDER BY face_id LIMIT ?",  # noqa: S608
                 (cid, *params, limit + 1),
@@ -333,51 +276,6 @@ class SQLiteStore:
         return Page(items, encode_token(scope, items[-1].face_id) if len(rows) > limit else None)
 
     # --- search -----------------------------------------------------------------------------------------
-
-    def _index(self, collection_id: str) -> _Loaded:
-        """The collection's index, fresh as of now: reused if no commit happened since it was built."""
-        with translate("searching", self.path), self._db.reader() as conn:
-            cid, _, _, generation = self._collection(conn, collection_id)
-        loaded = self._loaded.get(collection_id)
-        if loaded is not None and loaded.cid == cid and loaded.generation >= generation:
-            return loaded
-        with self._load_locks_lock:
-            lock = self._load_locks.setdefault(collection_id, threading.Lock())
-        with lock:  # one load per collection at a time; others wait for it and reuse it
-            loaded = self._loaded.get(collection_id)
-            if loaded is not None and loaded.cid == cid and loaded.generation >= generation:
-                return loaded
-            loaded = self._load(collection_id)
-            with self._index_lock:  # install unless a write already moved past this snapshot
-                current = self._loaded.get(collection_id)
-                if current is None or current.cid != loaded.cid or current.generation < loaded.generation:
-                    self._loaded[collection_id] = loaded
-            return loaded
-
-    def _load(self, collection_id: str) -> _Loaded:
-        """Build a collection's index from one consistent snapshot (two ordered scans, no write lock)."""
-        started = time.perf_counter()
-        with translate("loading the face index", self.path), self._db.reader(snapshot=True) as conn:
-            cid, _, dim, generation = self._collection(conn, collection_id)
-            if dim is None:
-                return _Loaded(cid, generation, None)
-            meta = conn.execute("SELECT face_id, user_id FROM faces WHERE cid=? ORDER BY fid", (cid,)).fetchall()
-            matrix = np.empty((len(meta), dim), dtype=np.float32)
-            cursor = conn.execute("SELECT vector FROM vectors WHERE cid=? ORDER BY fid", (cid,))
-            row = 0
-            while chunk := cursor.fetchmany(_LOAD_CHUNK):
-                block = np.frombuffer(b"".join(r[0] for r in chunk), dtype="<f4")
-                if row + len(chunk) > len(meta) or block.shape[0] != len(chunk) * dim:
-                    raise StoreError(
-                        f"the vectors of collection {collection_id!r} are inconsistent in {self.path}"
-                    )
-                matrix[row : row + len(chunk)] = block.reshape(len(chunk), dim)
-                row += len(chunk)
-            if row != len(meta):
-                raise StoreError(f"the vectors of collection {collection_id!r} are inconsistent in {self.path}")
-        index = VectorIndex.from_arrays([r[0] for r in meta], matrix, [r[1] for r in meta], generation=generation)
-        log.info("loaded %d faces of %s in %.2f s", len(meta), collection_id, time.perf_counter() - started)
-        return _Loaded(cid, generation, index)
 
     def search(
         self,
@@ -389,7 +287,7 @@ class SQLiteStore:
         exclude_face_id: str | None = None,
     ) -> list[Neighbor]:
         check_limit(limit)
-        index = self._index(collection_id).index
+        index = self._indexes.get(collection_id)
         if index is None:
             as_unit_vector(vector, None)
             return []
@@ -416,7 +314,7 @@ class SQLiteStore:
 
     def create_user(self, collection_id: str, user_id: str) -> UserRecord:
         with self._write("creating a user") as tx:
-            cid = self._collection(tx.conn, collection_id)[0]
+            cid = collection_row(tx.conn, collection_id)[0]
             if tx.conn.execute("SELECT 1 FROM users WHERE cid=? AND user_id=?", (cid, user_id)).fetchone():
                 raise AlreadyExistsError(f"user {user_id!r} already exists")
             created = time.time()
@@ -427,7 +325,7 @@ class SQLiteStore:
 
     def delete_user(self, collection_id: str, user_id: str) -> None:
         with self._write("deleting a user") as tx:
-            cid, _, _, generation = self._collection(tx.conn, collection_id)
+            cid, _, _, generation = collection_row(tx.conn, collection_id)
             self._require_user(tx.conn, cid, user_id)
             tx.conn.execute("UPDATE faces SET user_id=NULL WHERE cid=? AND user_id=?", (cid, user_id))
             tx.conn.execute("DELETE FROM users WHERE cid=? AND user_id=?", (cid, user_id))
@@ -438,11 +336,11 @@ class SQLiteStore:
                     index.clear_user(user_id)
                 return index
 
-            tx.after_commit.append(lambda: self._apply(collection_id, cid, generation, change))
+            tx.after_commit.append(lambda: self._indexes.apply(collection_id, cid, generation, change))
 
     def get_user(self, collection_id: str, user_id: str) -> UserRecord:
         with translate("reading a user", self.path), self._db.reader(snapshot=True) as conn:
-            cid = self._collection(conn, collection_id)[0]
+            cid = collection_row(conn, collection_id)[0]
             user = self._users(conn, cid, [user_id]).get(user_id)
         if user is None:
             raise NotFoundError(f"user {user_id!r} does not exist")
@@ -453,7 +351,7 @@ class SQLiteStore:
         after = decode_token(next_token, scope)
         check_limit(limit)
         with translate("listing users", self.path), self._db.reader(snapshot=True) as conn:
-            cid = self._collection(conn, collection_id)[0]
+            cid = collection_row(conn, collection_id)[0]
             ids = [
                 str(r[0])
                 for r in conn.execute(
@@ -470,7 +368,7 @@ class SQLiteStore:
         belongs to another user (it is never moved silently)."""
         wanted = list(dict.fromkeys(face_ids))
         with self._write("associating faces") as tx:
-            cid, _, _, generation = self._collection(tx.conn, collection_id)
+            cid, _, _, generation = collection_row(tx.conn, collection_id)
             self._require_user(tx.conn, cid, user_id)
             owners = dict(
                 tx.conn.execute(
@@ -494,12 +392,12 @@ class SQLiteStore:
                     index.set_user(wanted, user_id)
                 return index
 
-            tx.after_commit.append(lambda: self._apply(collection_id, cid, generation, change))
+            tx.after_commit.append(lambda: self._indexes.apply(collection_id, cid, generation, change))
 
     def disassociate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> list[str]:
         wanted = list(dict.fromkeys(face_ids))
         with self._write("disassociating faces") as tx:
-            cid, _, _, generation = self._collection(tx.conn, collection_id)
+            cid, _, _, generation = collection_row(tx.conn, collection_id)
             self._require_user(tx.conn, cid, user_id)
             done_set = {
                 str(r[0])
@@ -517,7 +415,7 @@ class SQLiteStore:
                         index.set_user(done, None)
                     return index
 
-                tx.after_commit.append(lambda: self._apply(collection_id, cid, generation, change))
+                tx.after_commit.append(lambda: self._indexes.apply(collection_id, cid, generation, change))
         return done
 
     def search_users(
@@ -530,7 +428,7 @@ class SQLiteStore:
         exclude_user_id: str | None = None,
     ) -> list[UserNeighbor]:
         check_limit(limit)
-        index = self._index(collection_id).index
+        index = self._indexes.get(collection_id)
         if index is None:
             as_unit_vector(vector, None)
             return []
@@ -538,11 +436,11 @@ class SQLiteStore:
         if not hits:
             return []
         with translate("searching users", self.path), self._db.reader(snapshot=True) as conn:
-            cid = self._collection(conn, collection_id)[0]
+            cid = collection_row(conn, collection_id)[0]
             users = self._users(conn, cid, [u for u, _, _ in hits])
         return [UserNeighbor(users[u], cosine, face_id) for u, cosine, face_id in hits if u in users]
 
     def close(self) -> None:
         """Close the database; the indexes are dropped. Safe to call twice."""
         self._db.close()
-        self._loaded.clear()
+        self._indexes.clear()

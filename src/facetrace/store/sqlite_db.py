@@ -17,9 +17,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from facetrace.errors import FacetraceError, StoreError
+from facetrace.errors import FacetraceError, NotFoundError, StoreError
 
-__all__ = ["SCHEMA_VERSION", "Database", "translate"]
+__all__ = ["SCHEMA_VERSION", "Database", "collection_row", "translate"]
 
 SCHEMA_VERSION = 1
 
@@ -82,6 +82,16 @@ def translate(action: str, path: Path) -> Iterator[None]:
         raise StoreError(f"{action} failed: {exc}") from exc
     except OSError as exc:
         raise StoreError(f"{action} failed: {exc.strerror or exc} ({path})") from exc
+
+
+def collection_row(conn: sqlite3.Connection, collection_id: str) -> tuple[int, str, int | None, int]:
+    """(cid, model, dim, generation) of a collection, or ``NotFoundError``."""
+    row = conn.execute(
+        "SELECT cid, model, dim, generation FROM collections WHERE name=?", (collection_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"collection {collection_id!r} does not exist")
+    return int(row[0]), str(row[1]), row[2], int(row[3])
 
 
 class Database:

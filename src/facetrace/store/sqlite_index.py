@@ -1,0 +1,129 @@
+"""The in-memory vector indexes of an ``SQLiteStore``, kept equal to the database by generation numbers.
+
+The database is the source of truth; a collection's ``VectorIndex`` is a cache built from it at the first
+search (two ordered scans, ~0.5 s for 300,000 faces) and kept in step by this process's writes. Each
+collection row carries a ``generation`` bumped in every transaction that changes its vectors or users, and
+the cache remembers the generation each index reflects:
+
+- a search compares the two (one indexed lookup) and rebuilds the index when the database moved on, so
+  writes by another process sharing the home (the server and the CLI) are seen, and a crash leaves nothing
+  stale behind: there is nothing on disk to be stale;
+- a write, once committed, applies its change to the index only if the index was exactly one generation
+  behind; otherwise (another process wrote, or a load raced the write) the index is dropped and rebuilt later.
+
+``_lock`` guards the dictionary only and is never held during I/O, so a search that must (re)load an index
+never waits for a long write transaction, and readers of other collections never wait for a load.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from facetrace.errors import StoreError
+from facetrace.store.sqlite_db import Database, collection_row, translate
+from facetrace.store.vector_index import VectorIndex
+
+__all__ = ["IndexCache"]
+
+log = logging.getLogger(__name__)
+
+_LOAD_CHUNK = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """A collection's index as of ``generation``; ``index`` is None while the collection has no vectors yet."""
+
+    cid: int
+    generation: int
+    index: VectorIndex | None
+
+
+class IndexCache:
+    """Collection name → its fresh ``VectorIndex``, loaded lazily from the database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._loaded: dict[str, _Loaded] = {}
+        self._lock = threading.Lock()
+        self._load_locks: dict[str, threading.Lock] = {}
+
+    def get(self, collection_id: str) -> VectorIndex | None:
+        """The collection's index as of now (None if it has no vectors yet); ``NotFoundError`` if missing."""
+        with translate("searching", self._db.path), self._db.reader() as conn:
+            cid, _, _, generation = collection_row(conn, collection_id)
+        loaded = self._loaded.get(collection_id)
+        if loaded is not None and loaded.cid == cid and loaded.generation >= generation:
+            return loaded.index
+        with self._lock:
+            load_lock = self._load_locks.setdefault(collection_id, threading.Lock())
+        with load_lock:  # one load per collection at a time; concurrent searches wait for it and reuse it
+            loaded = self._loaded.get(collection_id)
+            if loaded is not None and loaded.cid == cid and loaded.generation >= generation:
+                return loaded.index
+            loaded = self._load(collection_id)
+            with self._lock:  # install unless a write already moved the cache past this snapshot
+                current = self._loaded.get(collection_id)
+                if current is None or current.cid != loaded.cid or current.generation < loaded.generation:
+                    self._loaded[collection_id] = loaded
+            return loaded.index
+
+    def _load(self, collection_id: str) -> _Loaded:
+        """Build an index from one consistent snapshot (two ordered scans, no write lock)."""
+        started = time.perf_counter()
+        path = self._db.path
+        with translate("loading the face index", path), self._db.reader(snapshot=True) as conn:
+            cid, _, dim, generation = collection_row(conn, collection_id)
+            if dim is None:
+                return _Loaded(cid, generation, None)
+            meta = conn.execute("SELECT face_id, user_id FROM faces WHERE cid=? ORDER BY fid", (cid,)).fetchall()
+            matrix = np.empty((len(meta), dim), dtype=np.float32)
+            cursor = conn.execute("SELECT vector FROM vectors WHERE cid=? ORDER BY fid", (cid,))
+            row = 0
+            while chunk := cursor.fetchmany(_LOAD_CHUNK):
+                block = np.frombuffer(b"".join(r[0] for r in chunk), dtype="<f4")
+                if row + len(chunk) > len(meta) or block.shape[0] != len(chunk) * dim:
+                    raise StoreError(f"the vectors of collection {collection_id!r} are inconsistent in {path}")
+                matrix[row : row + len(chunk)] = block.reshape(len(chunk), dim)
+                row += len(chunk)
+            if row != len(meta):
+                raise StoreError(f"the vectors of collection {collection_id!r} are inconsistent in {path}")
+        index = VectorIndex.from_arrays([r[0] for r in meta], matrix, [r[1] for r in meta], generation=generation)
+        log.info("loaded %d faces of %s in %.2f s", len(meta), collection_id, time.perf_counter() - started)
+        return _Loaded(cid, generation, index)
+
+    def apply(
+        self,
+        collection_id: str,
+        cid: int,
+        generation: int,
+        change: Callable[[VectorIndex | None], VectorIndex | None],
+    ) -> None:
+        """After a commit moved the collection to ``generation``: update its index, or drop it if stale.
+        Writers call this after commit and before releasing the write lock, so changes arrive in order."""
+        with self._lock:
+            loaded = self._loaded.get(collection_id)
+            if loaded is None or (loaded.cid == cid and loaded.generation >= generation):
+                return  # nothing cached, or it was loaded from a snapshot that already has this commit
+            if loaded.cid != cid or loaded.generation != generation - 1:
+                del self._loaded[collection_id]
+                return
+            try:
+                self._loaded[collection_id] = _Loaded(cid, generation, change(loaded.index))
+            except Exception:  # a bug here must not fail a committed write; the next search rebuilds
+                log.exception("updating the index of %s failed; it will be rebuilt", collection_id)
+                del self._loaded[collection_id]
+
+    def forget(self, collection_id: str) -> None:
+        with self._lock:
+            self._loaded.pop(collection_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded.clear()
