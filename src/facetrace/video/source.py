@@ -248,6 +248,10 @@ class VideoSource:
             fmt = fmt or "image2"
             if _GLOB.search(Path(url).name):
                 options.setdefault("pattern_type", "glob")
+        if self.is_live:
+            # Probe briefly: FFmpeg's default reads 5 s of a live stream before the first frame comes out.
+            options.setdefault("analyzeduration", "1000000")
+            options.setdefault("probesize", "1000000")
         timeout = (
             None
             if kind is SourceKind.FILE and "://" not in url
