@@ -115,3 +115,38 @@ def test_reads_do_not_wait_for_an_open_write_transaction(db_path: Path) -> None:
     assert results == [100, faces[7][0].face_id, 100, faces[1][0].face_id]
     assert store.describe_collection("c").face_count == 100
     store.close()
+
+
+def test_opening_does_not_wait_for_another_writer(db_path: Path) -> None:
+    """Every CLI command opens the store; it must not queue behind the server's long write transaction."""
+    server = SQLiteStore(db_path)
+    server.create_collection("c", MODEL)
+    in_transaction, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def long_writer() -> None:
+        with server._db.transaction():
+            in_transaction.set()
+            release.wait(60)
+
+    def cli() -> None:
+        store = SQLiteStore(db_path)
+        try:
+            seen.append(store.describe_collection("c").face_count)
+        finally:
+            store.close()
+
+    writer = threading.Thread(target=long_writer)
+    writer.start()
+    try:
+        assert in_transaction.wait(60)
+        opener = threading.Thread(target=cli)
+        opener.start()
+        opener.join(60)  # a deadlock guard, not a timing measurement
+        opened_while_writer_held_the_lock = not opener.is_alive()
+    finally:
+        release.set()
+        writer.join()
+        server.close()
+    assert opened_while_writer_held_the_lock
+    assert seen == [0]

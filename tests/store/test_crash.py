@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -10,17 +11,21 @@ from pathlib import Path
 
 import numpy as np
 
+import facetrace
 from facetrace.store import SQLiteStore
 from tests.store import crash_writer
 
 
 def _write_until_killed(db: Path, start: int, acks_wanted: int) -> list[int]:
     """Run the writer from batch ``start``, SIGKILL it after ``acks_wanted`` acks; the batches it acked."""
+    src = str(Path(facetrace.__file__).resolve().parents[1])  # importable even when not installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
     child = subprocess.Popen(
         [sys.executable, crash_writer.__file__, str(db), str(start)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     acked: list[int] = []
     assert child.stdout is not None

@@ -127,23 +127,33 @@ class Database:
         return conn
 
     def _init_schema(self) -> None:
+        """Create the schema in an empty file, or check an existing one. Checking only reads, so opening a
+        store (every CLI command does) never waits for another process's long write transaction."""
+        if self._check_schema(self._writer):
+            return
         with self.transaction() as conn:
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if "meta" not in tables:
-                if tables:
-                    raise StoreError(f"{self.path} is an SQLite database, but not facetrace's")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            if self._check_schema(conn):  # another process created it meanwhile
                 return
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None or not str(row[0]).isdigit():
-                raise StoreError(f"{self.path} has no facetrace schema version")
-            if int(row[0]) > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} was written by a newer facetrace (schema {row[0]}, this one reads {SCHEMA_VERSION})"
-                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _check_schema(self, conn: sqlite3.Connection) -> bool:
+        """True if the file holds a facetrace schema this version reads, False if it is empty."""
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            if tables:
+                raise StoreError(f"{self.path} is an SQLite database, but not facetrace's")
+            return False
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None or not str(row[0]).isdigit():
+            raise StoreError(f"{self.path} has no facetrace schema version")
+        if int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer facetrace (schema {row[0]}, this one reads {SCHEMA_VERSION})"
+            )
+        return True
 
     def _check_open(self) -> None:
         if self._closed:
