@@ -153,6 +153,10 @@ def test_index_follows_writes_of_another_store_on_the_same_file(db_path: Path) -
             second.search("c", faces[30][1], limit=1, min_cosine=0.9)
         first.create_collection("c", MODEL)  # same name, new collection: the old index must not be reused
         assert second.search("c", faces[30][1], limit=5, min_cosine=-1.0) == []
+        newcomer = faces_with_vectors(1, seed=10)
+        first.add_faces("c", newcomer)
+        hits = second.search("c", newcomer[0][1], limit=5, min_cosine=-1.0)
+        assert [h.face.face_id for h in hits] == [newcomer[0][0].face_id]
     finally:
         first.close()
         second.close()

@@ -26,11 +26,12 @@ SCHEMA_VERSION = 1
 # One row per face in ``faces`` (metadata, narrow so listings read few pages) and ``vectors`` (the float32
 # little-endian bytes). ``fid`` orders both by insertion so the index loads with two sequential scans;
 # ``faces_load`` covers the loading scan. ``generation`` counts committed changes to a collection's vectors
-# and users: an in-memory index built at generation g is fresh while the database is still at g.
+# and users: an in-memory index built at generation g is fresh while the database is still at g. ``cid`` is
+# AUTOINCREMENT so a deleted collection's id is never reused: (cid, generation) names one state for good.
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE collections(
-    cid INTEGER PRIMARY KEY,
+    cid INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     model TEXT NOT NULL,
     dim INTEGER,
