@@ -6,7 +6,6 @@ Shutdown is graceful: on SIGINT/SIGTERM uvicorn stops accepting, lets in-flight 
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from types import TracebackType
@@ -38,20 +37,17 @@ def run(app: ASGIApp, config: ServiceConfig) -> None:
 
 
 class ServerThread:
-    """Serve ``app`` on ``host``:a free port in a background thread; ``with ServerThread(app) as s: s.url``."""
+    """Serve ``app`` in a background thread; ``with ServerThread(app, config) as s: s.url``.
+
+    With ``config.port`` 0 the server takes a free port; ``port`` and ``url`` are known once started.
+    """
 
     def __init__(self, app: ASGIApp, config: ServiceConfig | None = None) -> None:
         self.config = config or ServiceConfig()
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((self.config.host, self.config.port))
-        self.port: int = self._socket.getsockname()[1]
-        self.url = f"http://{self.config.host}:{self.port}"
         self._server = uvicorn.Server(_uvicorn_config(app, self.config))
-        self._thread = threading.Thread(target=self._serve, name="facetrace-server", daemon=True)
-
-    def _serve(self) -> None:
-        self._server.run(sockets=[self._socket])
+        self._thread = threading.Thread(target=self._server.run, name="facetrace-server", daemon=True)
+        self.port = self.config.port
+        self.url = ""
 
     def start(self, timeout: float = 30.0) -> ServerThread:
         self._thread.start()
@@ -60,6 +56,9 @@ class ServerThread:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the server did not start")
             time.sleep(0.01)
+        # (A socket bound by the caller and handed to uvicorn costs ~40 ms per request on loopback; let it bind.)
+        self.port = int(self._server.servers[0].sockets[0].getsockname()[1])
+        self.url = f"http://{self.config.host}:{self.port}"
         return self
 
     @property
@@ -70,7 +69,6 @@ class ServerThread:
     def stop(self, timeout: float = 60.0) -> None:
         self._server.should_exit = True
         self._thread.join(timeout)
-        self._socket.close()
 
     def __enter__(self) -> ServerThread:
         return self.start()
