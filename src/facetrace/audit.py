@@ -208,15 +208,23 @@ class AuditLog:
                 break
         return out
 
+    def _rows(self, after: int = 0, chunk: int = 1000) -> Iterator[tuple[int, str, str]]:
+        """(seq, payload, hash) in order, read in chunks so a long log never sits in memory at once."""
+        while True:
+            with self._lock:
+                try:
+                    rows = self._db.execute(
+                        "SELECT seq, payload, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?", (after, chunk)
+                    ).fetchall()
+                except sqlite3.Error as exc:
+                    raise StoreError(f"cannot read the audit log: {exc}") from None
+            yield from rows
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0]
+
     def _iter(self, after: int = 0) -> Iterator[AuditRecord]:
-        with self._lock:
-            try:
-                rows = self._db.execute(
-                    "SELECT seq, payload, hash FROM audit WHERE seq > ? ORDER BY seq", (after,)
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot read the audit log: {exc}") from None
-        for seq, payload, digest in rows:
+        for seq, payload, digest in self._rows(after):
             try:
                 body = json.loads(payload)
                 event = _event(body)
@@ -230,25 +238,18 @@ class AuditLog:
         ``expect_head`` is a head hash saved from an earlier verify: the log must still contain that record
         (records are only ever appended), which catches records dropped from the end.
         """
-        with self._lock:
-            try:
-                rows = self._db.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot read the audit log: {exc}") from None
-        prev, expected_seq = GENESIS_HASH, 1
-        for count, (seq, payload, digest) in enumerate(rows):
+        prev, expected_seq, count, head_seen = GENESIS_HASH, 1, 0, expect_head in (None, GENESIS_HASH)
+        for seq, payload, digest in self._rows():
             problem = _check(seq, payload, digest, prev, expected_seq)
             if problem is not None:
                 return Verification(False, count, prev, broken_seq=seq, reason=problem)
-            prev, expected_seq = digest, seq + 1
-        if expect_head is not None and expect_head != GENESIS_HASH and all(r[2] != expect_head for r in rows):
-            return Verification(
-                False,
-                len(rows),
-                prev,
-                reason=f"the expected head {expect_head[:16]}... is not in the log (truncated?)",
-            )
-        return Verification(True, len(rows), prev)
+            head_seen = head_seen or digest == expect_head
+            prev, expected_seq, count = digest, seq + 1, count + 1
+        if not head_seen:
+            assert expect_head is not None
+            reason = f"the expected head {expect_head[:16]}... is not in the log (truncated?)"
+            return Verification(False, count, prev, reason=reason)
+        return Verification(True, count, prev)
 
     def close(self) -> None:
         with self._lock:
