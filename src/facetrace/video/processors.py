@@ -144,6 +144,7 @@ class StreamProcessors:
                     definition.source,
                     rtsp_transport=definition.rtsp_transport,
                     stall_timeout=definition.stall_timeout,
+                    realtime=True,  # a file is replayed at its own pace, like a camera
                 ),
                 analysis=AnalysisSettings(keep_unidentified=definition.keep_unidentified),
                 detect_every=definition.detect_every,

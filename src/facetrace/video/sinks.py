@@ -119,6 +119,7 @@ class WebhookSink:
         self._queue: collections.deque[Event] = collections.deque(maxlen=queue_size)
         self._ready = threading.Condition()
         self._closing = threading.Event()
+        self._abort = threading.Event()
         self._thread = threading.Thread(target=self._run, name="facetrace-webhook", daemon=True)
         self._thread.start()
 
@@ -135,13 +136,16 @@ class WebhookSink:
         with self._ready:
             self._ready.notify()
         self._thread.join(timeout)
+        if self._thread.is_alive():  # still retrying: give up on what is left
+            self._abort.set()
+            self._thread.join(1.0)
 
     def _run(self) -> None:
         while True:
             with self._ready:
                 while not self._queue and not self._closing.is_set():
                     self._ready.wait()
-                if not self._queue:
+                if not self._queue or self._abort.is_set():
                     return
                 event = self._queue.popleft()
             if self._deliver(_line(event).encode("utf-8")):
@@ -153,14 +157,15 @@ class WebhookSink:
         for attempt in range(self.retries + 1):
             if attempt:
                 delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-                if self._closing.wait(delay) and attempt > 1:
-                    return False  # closing: one retry at most
+                if self._abort.wait(delay):
+                    return False
             request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")  # noqa: S310
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                     if 200 <= response.status < 300:
                         return True
             except urllib.error.HTTPError as exc:
+                exc.close()
                 if 400 <= exc.code < 500 and exc.code not in (408, 429):
                     log.warning("webhook %s refused an event: HTTP %s", self.url, exc.code)
                     return False

@@ -1,0 +1,68 @@
+"""Stream workers: frames are dropped (and counted) when analysis falls behind, never buffered unboundedly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from facetrace.engine import FaceEngine
+from facetrace.gallery import Gallery
+from facetrace.video.events import Event, TrackIdentified
+from facetrace.video.identity import CollectionMatcher
+from facetrace.video.pipeline import Pipeline, StreamConfig
+from facetrace.video.sinks import CallbackSink
+from facetrace.video.source import SourceSettings
+from tests.video.conftest import FPS, SECONDS, THRESHOLD
+
+
+def test_frames_are_dropped_when_analysis_falls_behind(engine: FaceEngine, scene: Path) -> None:
+    """Decoding runs far ahead of analysis (no pacing), so a one-frame queue must drop most frames."""
+    pipeline = Pipeline(engine)
+    worker = pipeline.add(
+        StreamConfig(name="fast", source=SourceSettings(str(scene)), detect_every=1, queue_size=1)
+    )
+    pipeline.start()
+    assert pipeline.join(60)
+    metrics = worker.metrics.snapshot()
+    total = int(SECONDS * FPS)
+    assert metrics["FramesDecoded"] == total
+    assert metrics["FramesDropped"] > 0
+    assert metrics["FramesAnalysed"] > 0
+    # every decoded frame is accounted for exactly once
+    assert metrics["FramesAnalysed"] + metrics["FramesDropped"] + metrics["FramesSkipped"] == total
+    assert metrics["State"] == "ENDED"
+
+
+def test_without_dropping_every_selected_frame_is_analysed(engine: FaceEngine, scene: Path) -> None:
+    pipeline = Pipeline(engine)
+    worker = pipeline.add(
+        StreamConfig(
+            name="all", source=SourceSettings(str(scene)), detect_every=3, queue_size=1, drop_when_behind=False
+        )
+    )
+    pipeline.start()
+    assert pipeline.join(60)
+    metrics = worker.metrics.snapshot()
+    total = int(SECONDS * FPS)
+    assert metrics["FramesDropped"] == 0
+    assert metrics["FramesAnalysed"] == len(range(0, total, 3))
+    assert metrics["FramesSkipped"] == total - metrics["FramesAnalysed"]
+
+
+def test_several_streams_share_one_stop_event(engine: FaceEngine, gallery: Gallery, scene: Path) -> None:
+    events: list[Event] = []
+    pipeline = Pipeline(engine, sinks=[CallbackSink(events.append)])
+    matcher = CollectionMatcher(gallery, "people", THRESHOLD)
+    for name in ("a", "b"):
+        source = SourceSettings(str(scene), realtime=True, loop=True)
+        pipeline.add(StreamConfig(name=name, source=source), matcher=matcher)
+    with pipeline:
+        pipeline.workers["a"].join(3.0)  # both run until stopped (looping files never end)
+        assert all(worker.is_alive() for worker in pipeline.workers.values())
+    assert not any(worker.is_alive() for worker in pipeline.workers.values())
+    metrics = pipeline.metrics()
+    assert set(metrics) == {"a", "b"}
+    assert all(m["State"] == "STOPPED" for m in metrics.values())
+    assert all(m["FramesAnalysed"] > 0 for m in metrics.values())
+    identified = {(e.processor, e.match.face.external_image_id) for e in events if isinstance(e, TrackIdentified)}
+    assert ("a", "obama") in identified
+    assert ("b", "obama") in identified
