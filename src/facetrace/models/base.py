@@ -90,7 +90,7 @@ def available_embedders() -> list[str]:
     return sorted(_EMBEDDERS)
 
 
-def create_detector(name: str, **options: Any) -> Detector:
+def create_detector(name: str, /, **options: Any) -> Detector:
     """Build the detector registered as ``name`` with explicit ``options``."""
     try:
         factory = _DETECTORS[name]
@@ -101,7 +101,7 @@ def create_detector(name: str, **options: Any) -> Detector:
     return factory(**options)
 
 
-def create_embedder(name: str, **options: Any) -> Embedder:
+def create_embedder(name: str, /, **options: Any) -> Embedder:
     """Build the embedder registered as ``name`` with explicit ``options``."""
     try:
         factory = _EMBEDDERS[name]
