@@ -7,7 +7,10 @@ import contextlib
 import threading
 from pathlib import Path
 
+import pytest
+
 from facetrace.store import FaceStore, SQLiteStore
+from facetrace.store.sqlite_index import IndexCache
 from tests.store.conftest import MODEL, faces_with_vectors
 
 BATCHES = 300
@@ -150,3 +153,56 @@ def test_opening_does_not_wait_for_another_writer(db_path: Path) -> None:
         server.close()
     assert opened_while_writer_held_the_lock
     assert seen == [0]
+
+
+def test_index_is_loaded_once_during_a_stream_of_writes(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load that races writes catches up with them instead of being thrown away and redone: with a writer
+    committing all the time, a naive cache would reload the whole collection on almost every search."""
+    loads = 0
+    original = IndexCache._load
+
+    def counting(self: IndexCache, collection_id: str) -> object:
+        nonlocal loads
+        loads += 1
+        return original(self, collection_id)
+
+    monkeypatch.setattr(IndexCache, "_load", counting)
+    store = SQLiteStore(db_path)
+    store.create_collection("c", MODEL)
+    store.add_faces("c", faces_with_vectors(20_000, seed=1))
+    job = faces_with_vectors(2000, seed=2)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for b in range(200):
+                store.add_faces("c", job[b * 10 : (b + 1) * 10])
+                if b % 20 == 0:
+                    store.delete_faces("c", [job[b * 10][0].face_id])
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                store.search("c", job[5][1], limit=3, min_cosine=-1.0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader), threading.Thread(target=reader)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert loads == 1
+    # And the index that was kept up to date by the writes equals the database.
+    deleted = {record.face_id for record, _ in job[::200]}
+    for record, vector in job[::47]:
+        hits = [h.face.face_id for h in store.search("c", vector, limit=1, min_cosine=0.99)]
+        assert hits == ([] if record.face_id in deleted else [record.face_id])
+    assert store.describe_collection("c").face_count == 20_000 + 2000 - 10
+    store.close()

@@ -36,11 +36,16 @@ _FACE_COLUMNS = (
 _IN_IDS = "face_id IN (SELECT value FROM json_each(?))"
 
 
+_Change = Callable[[VectorIndex | None], VectorIndex | None]
+
+
 @dataclass(slots=True)
 class _Tx:
-    """An open write transaction and what to do to the in-memory indexes once it has committed."""
+    """An open write transaction and what to do to the in-memory indexes once it has committed:
+    ``changes`` are (collection, cid, new generation, change to its index)."""
 
     conn: sqlite3.Connection
+    changes: list[tuple[str, int, int, _Change]] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -81,11 +86,21 @@ class SQLiteStore:
         """A write transaction; its ``after_commit`` steps run once it committed, still under the write lock,
         so index changes happen in commit order and never for a transaction that rolled back."""
         with self._db.write_lock, translate(action, self.path):
-            with self._db.transaction() as conn:
-                tx = _Tx(conn)
-                yield tx
-            for step in tx.after_commit:
-                step()
+            tx: _Tx | None = None
+            try:
+                with self._db.transaction() as conn:
+                    tx = _Tx(conn)
+                    yield tx
+                    # Searches that see this commit before its change reached the index wait for the change
+                    # instead of reloading the whole index.
+                    self._indexes.expect([(name, generation) for name, _, generation, _ in tx.changes])
+                for name, cid, generation, change in tx.changes:
+                    self._indexes.apply(name, cid, generation, change)
+                for step in tx.after_commit:
+                    step()
+            finally:
+                if tx is not None:
+                    self._indexes.settle([name for name, _, _, _ in tx.changes])
 
     # --- collections ----------------------------------------------------------------------------------
 
@@ -189,7 +204,7 @@ class SQLiteStore:
                 index.add(ids, matrix, user_ids)
                 return index
 
-            tx.after_commit.append(lambda: self._indexes.apply(collection_id, cid, generation, change))
+            tx.changes.append((collection_id, cid, generation, change))
 
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
         wanted = list(dict.fromkeys(face_ids))
@@ -221,7 +236,7 @@ class SQLiteStore:
                     index.remove(deleted)
                 return index
 
-            tx.after_commit.append(lambda: self._indexes.apply(collection_id, cid, generation, change))
+            tx.changes.append((collection_id, cid, generation, change))
         return deleted
 
     def get_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[FaceRecord]:
@@ -336,7 +351,7 @@ class SQLiteStore:
                     index.clear_user(user_id)
                 return index
 
-            tx.after_commit.append(lambda: self._indexes.apply(collection_id, cid, generation, change))
+            tx.changes.append((collection_id, cid, generation, change))
 
     def get_user(self, collection_id: str, user_id: str) -> UserRecord:
         with translate("reading a user", self.path), self._db.reader(snapshot=True) as conn:
@@ -392,7 +407,7 @@ class SQLiteStore:
                     index.set_user(wanted, user_id)
                 return index
 
-            tx.after_commit.append(lambda: self._indexes.apply(collection_id, cid, generation, change))
+            tx.changes.append((collection_id, cid, generation, change))
 
     def disassociate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> list[str]:
         wanted = list(dict.fromkeys(face_ids))
@@ -415,7 +430,7 @@ class SQLiteStore:
                         index.set_user(done, None)
                     return index
 
-                tx.after_commit.append(lambda: self._indexes.apply(collection_id, cid, generation, change))
+                tx.changes.append((collection_id, cid, generation, change))
         return done
 
     def search_users(

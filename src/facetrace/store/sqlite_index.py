@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 _LOAD_CHUNK = 8192
 
 
+_Change = Callable[[VectorIndex | None], VectorIndex | None]
+
+
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     """A collection's index as of ``generation``; ``index`` is None while the collection has no vectors yet."""
@@ -53,22 +56,63 @@ class IndexCache:
         self._loaded: dict[str, _Loaded] = {}
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
+        # Generations this process is committing right now (see ``expect``), and a signal when they settle.
+        self._expected: dict[str, int] = {}
+        # While a collection loads, this process's commits to it are queued here and replayed on the new
+        # index, so a load finishes current even under a steady stream of writes (instead of finishing stale
+        # and being redone forever).
+        self._during_load: dict[str, list[tuple[int, int, _Change]]] = {}
+        self._settled = threading.Condition(self._lock)
+
+    def expect(self, commits: list[tuple[str, int]]) -> None:
+        """Called just before a commit that moves these collections to these generations."""
+        with self._lock:
+            self._expected.update(commits)
+
+    def settle(self, collection_ids: list[str]) -> None:
+        """Called once those commits were applied (or rolled back)."""
+        with self._lock:
+            for collection_id in collection_ids:
+                self._expected.pop(collection_id, None)
+            self._settled.notify_all()
+
+    def _fresh(self, collection_id: str, cid: int, generation: int) -> _Loaded | None:
+        loaded = self._loaded.get(collection_id)
+        if loaded is not None and loaded.cid == cid and loaded.generation >= generation:
+            return loaded
+        return None
 
     def get(self, collection_id: str) -> VectorIndex | None:
         """The collection's index as of now (None if it has no vectors yet); ``NotFoundError`` if missing."""
         with translate("searching", self._db.path), self._db.reader() as conn:
             cid, _, _, generation = collection_row(conn, collection_id)
-        loaded = self._loaded.get(collection_id)
-        if loaded is not None and loaded.cid == cid and loaded.generation >= generation:
+        if (loaded := self._fresh(collection_id, cid, generation)) is not None:
             return loaded.index
         with self._lock:
+            if self._expected.get(collection_id) == generation:
+                # Our own write committed and is being applied to the index (it may be waiting for a scan
+                # to finish): waiting for it costs a scan, reloading the whole collection costs far more.
+                self._settled.wait_for(lambda: self._expected.get(collection_id) != generation, timeout=30)
             load_lock = self._load_locks.setdefault(collection_id, threading.Lock())
+        if (loaded := self._fresh(collection_id, cid, generation)) is not None:
+            return loaded.index
         with load_lock:  # one load per collection at a time; concurrent searches wait for it and reuse it
-            loaded = self._loaded.get(collection_id)
-            if loaded is not None and loaded.cid == cid and loaded.generation >= generation:
+            if (loaded := self._fresh(collection_id, cid, generation)) is not None:
                 return loaded.index
-            loaded = self._load(collection_id)
-            with self._lock:  # install unless a write already moved the cache past this snapshot
+            with self._lock:
+                self._during_load[collection_id] = []  # before the snapshot: no later commit is missed
+            try:
+                loaded = self._load(collection_id)
+            finally:
+                with self._lock:
+                    queued = self._during_load.pop(collection_id)
+            with self._lock:
+                for q_cid, q_generation, change in queued:
+                    if q_cid != loaded.cid or q_generation <= loaded.generation:
+                        continue  # already in the snapshot
+                    if q_generation != loaded.generation + 1:
+                        break  # another process committed in between: stay at the snapshot, reload later
+                    loaded = _Loaded(q_cid, q_generation, change(loaded.index))
                 current = self._loaded.get(collection_id)
                 if current is None or current.cid != loaded.cid or current.generation < loaded.generation:
                     self._loaded[collection_id] = loaded
@@ -103,11 +147,14 @@ class IndexCache:
         collection_id: str,
         cid: int,
         generation: int,
-        change: Callable[[VectorIndex | None], VectorIndex | None],
+        change: _Change,
     ) -> None:
         """After a commit moved the collection to ``generation``: update its index, or drop it if stale.
         Writers call this after commit and before releasing the write lock, so changes arrive in order."""
         with self._lock:
+            queue = self._during_load.get(collection_id)
+            if queue is not None:
+                queue.append((cid, generation, change))
             loaded = self._loaded.get(collection_id)
             if loaded is None or (loaded.cid == cid and loaded.generation >= generation):
                 return  # nothing cached, or it was loaded from a snapshot that already has this commit
