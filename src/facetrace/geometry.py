@@ -95,7 +95,7 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
 
 
 def merge_detections(
-    detections: list[Detection], iou_threshold: float = 0.4, containment: float = 0.7
+    detections: list[Detection], iou_threshold: float = 0.4, containment: float = 0.6
 ) -> list[Detection]:
     """Non-maximum suppression across detection passes (tiles, scales): keep the best of overlapping boxes.
 
