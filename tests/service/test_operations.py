@@ -37,6 +37,7 @@ def people(client: Any, image_bytes: Callable[[str], bytes]) -> dict[str, str]:
 def test_collection_lifecycle(client: Any) -> None:
     created = client.create_collection(CollectionId="lifecycle")
     assert created["StatusCode"] == 200
+    assert created["ResponseMetadata"]["HTTPHeaders"]["server-timing"].startswith("handler;dur=")
     assert created["CollectionArn"].endswith(":collection/lifecycle")
     described = client.describe_collection(CollectionId="lifecycle")
     assert (described["FaceCount"], described["UserCount"]) == (0, 0)

@@ -4,12 +4,16 @@ Library calls (inference, SQLite) block, so they run in a bounded thread pool si
 loop only moves bytes. ``WorkerPool`` admits at most ``workers + max_pending`` requests at once and answers
 ThrottlingException *immediately* past that, so an overloaded server says so instead of letting clients
 time out. Decoding JSON and validating happen in the worker too: a 7 MB body never blocks the loop.
+
+Successful responses carry ``Server-Timing: handler;dur=<ms>``, the time spent in the handler (the library
+call and the response shapes), so a client can tell the service's own cost from the library's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -96,14 +100,20 @@ class Dispatcher:
             resources=self.resources,
             request_id=request.scope.get(REQUEST_ID_SCOPE, ""),
         )
-        payload = await self.pool.run(lambda: _handle(entry, context, body, content_type))
-        return protocol.json_response(payload)
+        payload, seconds = await self.pool.run(lambda: _handle(entry, context, body, content_type))
+        response = protocol.json_response(payload)
+        response.headers["Server-Timing"] = f"handler;dur={seconds * 1000:.3f}"
+        return response
 
 
-def _handle(entry: Operation, context: Context, body: bytes, content_type: str | None) -> bytes:
+def _handle(entry: Operation, context: Context, body: bytes, content_type: str | None) -> tuple[bytes, float]:
+    """Decode, validate, check the collection, run the handler; the response and the handler's own time."""
     params = validate(entry.name, protocol.decode_body(body, content_type))
     _check_collection(entry, context.key, params)
-    return protocol.encode_body(entry.handler(context, params))
+    started = time.perf_counter()
+    result = entry.handler(context, params)
+    elapsed = time.perf_counter() - started
+    return protocol.encode_body(result), elapsed
 
 
 def _check_collection(entry: Operation, key: AccessKey, params: dict[str, Any]) -> None:
