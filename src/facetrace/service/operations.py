@@ -32,7 +32,7 @@ import importlib
 import pkgutil
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from facetrace.audit import Caller
@@ -97,7 +97,6 @@ class Context:
     config: ServiceConfig
     resources: Resources
     request_id: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Handler = Callable[[Context, JSON], JSON]
