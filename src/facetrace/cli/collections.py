@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -16,10 +17,12 @@ from facetrace.cli.common import local_caller, open_library
 from facetrace.cli.output import emit, progress, stderr
 from facetrace.errors import InvalidInputError, InvalidParameterError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery, IndexResult
-from facetrace.types import FaceRecord, QualityFilter, UserRecord
+from facetrace.store.base import Page
+from facetrace.types import FaceRecord, QualityFilter
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 _UNSAFE_ID_CHARS = re.compile(r"[^a-zA-Z0-9_.\-:]+")
+T = TypeVar("T")
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -73,14 +76,7 @@ def _collection_delete(args: argparse.Namespace) -> int:
 
 def _collection_list(args: argparse.Namespace) -> int:
     gallery = open_library(args)
-    names: list[str] = []
-    token: str | None = None
-    while True:
-        page = gallery.list_collections(limit=1000, next_token=token)
-        names.extend(page.items)
-        token = page.next_token
-        if token is None:
-            break
+    names = every_page(lambda token: gallery.list_collections(limit=1000, next_token=token))
     emit(args, {"CollectionIds": names}, lambda c: c.print("\n".join(names) if names else "(no collections)"))
     return 0
 
@@ -109,6 +105,18 @@ def _register_index(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-images", action="store_true", help="store a copy of each indexed image")
     parser.add_argument("--workers", type=int, default=2, help="images analysed in parallel (default 2)")
     parser.set_defaults(func=_index)
+
+
+def every_page(fetch: Callable[[str | None], Page[T]]) -> list[T]:
+    """Follow ``next_token`` from the first page to the last."""
+    items: list[T] = []
+    token: str | None = None
+    while True:
+        page = fetch(token)
+        items.extend(page.items)
+        token = page.next_token
+        if token is None:
+            return items
 
 
 def _collect(paths: list[str], recursive: bool) -> tuple[list[Path], list[str]]:
@@ -360,14 +368,7 @@ def _user_delete(args: argparse.Namespace) -> int:
 
 def _user_list(args: argparse.Namespace) -> int:
     gallery = open_library(args)
-    users: list[UserRecord] = []
-    token: str | None = None
-    while True:
-        page = gallery.list_users(args.collection, limit=500, next_token=token)
-        users.extend(page.items)
-        token = page.next_token
-        if token is None:
-            break
+    users = every_page(lambda token: gallery.list_users(args.collection, limit=500, next_token=token))
 
     def render(console: Console) -> None:
         table = Table("UserId", "status", "faces")
