@@ -167,6 +167,7 @@ class FrameAnalyzer:
                         )
                     )
         for track in self.tracker.expire(t):
+            self._final_check(track)
             if settings.keep_unidentified or track_match(track) is not None:
                 events.append(self._ended(track, frame))
 
@@ -195,7 +196,17 @@ class FrameAnalyzer:
         if frame is None:
             return []
         keep = self.settings.keep_unidentified
+        for track in ended:
+            self._final_check(track)
         return [self._ended(track, frame) for track in ended if keep or track_match(track) is not None]
+
+    def _final_check(self, track: Track) -> None:
+        """One last search with everything the track gathered since its previous check."""
+        if self.matcher is None:
+            return
+        state = IdentityState.of(track)
+        if track.samples > state.checked_samples:
+            state.update(track, self.matcher, self.settings.identity)
 
     # -- internals ---------------------------------------------------------------------------------------
 

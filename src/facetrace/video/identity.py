@@ -83,6 +83,9 @@ class IdentitySettings:
     ``sample_interval``: seconds between samples of a track not yet identified (its first ``quick_samples``),
     then ``recheck_interval`` between samples (identified or not).
     ``min_samples``: samples in the template before it is searched.
+    ``min_evidence``: least total sample weight (``sample_weight``: about 0.8 for a sharp frontal face of 64 px
+    or more, 0.05–0.15 for a profile or a 20 px face) before a track is named, so a couple of poor frames
+    cannot name anyone.
     ``switch_after``: consecutive re-checks naming another person before an identified track's match changes.
     ``min_face_px``: faces whose shorter side is smaller are never embedded (too little detail).
     """
@@ -91,6 +94,7 @@ class IdentitySettings:
     quick_samples: int = 6
     recheck_interval: float = 2.0
     min_samples: int = 2
+    min_evidence: float = 0.5
     switch_after: int = 2
     min_face_px: float = 16.0
 
@@ -99,6 +103,8 @@ class IdentitySettings:
             raise InvalidParameterError("sample_interval must be 0-60 s and recheck_interval 0-3600 s")
         if not 1 <= self.min_samples <= 100 or not 1 <= self.switch_after <= 100 or self.quick_samples < 0:
             raise InvalidParameterError("min_samples and switch_after must be 1-100, quick_samples >= 0")
+        if not 0.0 <= self.min_evidence <= 100.0:
+            raise InvalidParameterError("min_evidence must be 0-100")
         if not 0.0 <= self.min_face_px <= 1000.0:
             raise InvalidParameterError("min_face_px must be 0-1000")
 
@@ -134,6 +140,7 @@ class IdentityState:
     challenger: str | None = None
     challenges: int = 0
     checks: int = 0
+    checked_samples: int = 0  # the track's sample count at the latest search
 
     @classmethod
     def of(cls, track: Track) -> IdentityState:
@@ -157,7 +164,10 @@ class IdentityState:
         """Search with the track's template; returns the new match when it was just identified or changed."""
         if track.template is None or track.samples < settings.min_samples:
             return None
+        if track.template_weight < settings.min_evidence:
+            return None
         self.checks += 1
+        self.checked_samples = track.samples
         matches = matcher.search(track.template, 5)
         best = matches[0] if matches else None
         if best is None:
