@@ -167,8 +167,10 @@ class FaceEngine:
         pixels = image.pixels
         height, width = pixels.shape[:2]
         scale = min(1.0, settings.max_side / max(width, height))
-        view = (
-            pixels if scale == 1.0 else cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        view: npt.NDArray[np.uint8] = (
+            pixels
+            if scale == 1.0
+            else np.asarray(cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.uint8)
         )
         found = [_rescale(d, 1.0 / scale, 0.0, 0.0) for d in self._detector().detect(view)]
         if settings.small_faces:
@@ -196,8 +198,10 @@ class FaceEngine:
         detector = self._detector()
         for _ in range(2):
             matrix = cv2.getRotationMatrix2D((cx, cy), angle, scale)
-            matrix[:, 2] += (out / 2.0 - cx, out / 2.0 - cy)
-            patch = cv2.warpAffine(pixels, matrix, (out, out), borderMode=cv2.BORDER_REPLICATE)
+            matrix[:, 2] += np.array([out / 2.0 - cx, out / 2.0 - cy])
+            patch = np.asarray(
+                cv2.warpAffine(pixels, matrix, (out, out), borderMode=cv2.BORDER_REPLICATE), np.uint8
+            )
             candidates = [d for d in detector.detect(patch) if d.score >= self.settings.min_confidence]
             if not candidates:
                 break
@@ -212,8 +216,9 @@ class FaceEngine:
     def _tiled(self, pixels: npt.NDArray[np.uint8]) -> list[Detection]:
         settings = self.settings
         if settings.upscale > 1.0:
-            pixels = cv2.resize(
-                pixels, None, fx=settings.upscale, fy=settings.upscale, interpolation=cv2.INTER_LINEAR
+            pixels = np.asarray(
+                cv2.resize(pixels, None, fx=settings.upscale, fy=settings.upscale, interpolation=cv2.INTER_LINEAR),
+                dtype=np.uint8,
             )
         height, width = pixels.shape[:2]
         step = int(settings.tile * 0.75)  # 25% overlap so a face on a seam is whole in some tile
@@ -293,7 +298,8 @@ class FaceEngine:
         _, source_face = self.largest_face(source)
         _, target_faces = self.analyze(target)
         assert source_face.vector is not None
-        matches, unmatched = [], []
+        matches: list[tuple[AnalyzedFace, float]] = []
+        unmatched: list[tuple[AnalyzedFace, float]] = []
         for face in target_faces:
             assert face.vector is not None
             score = self.similarity(source_face.vector, face.vector)

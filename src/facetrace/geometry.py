@@ -80,8 +80,9 @@ def align_face(
             local = (landmarks - np.array([x0, y0], dtype=np.float32)) * np.array(
                 [new_w / (x1 - x0), new_h / (y1 - y0)], dtype=np.float32
             )
-            bgr, matrix = small, similarity_transform(local, template)
-    return cv2.warpAffine(bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            bgr, matrix = np.asarray(small, dtype=np.uint8), similarity_transform(local, template)
+    warped = cv2.warpAffine(bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(warped, dtype=np.uint8)
 
 
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:

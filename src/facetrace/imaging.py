@@ -112,8 +112,8 @@ def _decode(data: bytes, limits: ImageLimits) -> Image:
             fmt = pil.format
             _check_dimensions(pil.width, pil.height, limits)
             pil.load()
-            pil = ImageOps.exif_transpose(pil) or pil
-            pixels = _to_bgr(pil)
+            upright: PILImage.Image = ImageOps.exif_transpose(pil) or pil
+            pixels = _to_bgr(upright)
     except UnidentifiedImageError:
         raise InvalidImageFormatError(
             "not an image in a supported format (" + ", ".join(SUPPORTED_FORMATS) + ")"

@@ -79,7 +79,7 @@ class OnnxEmbedder:
         vectors = np.asarray(self._session.run(None, {self._input_name: blob})[0], dtype=np.float32)
         vectors = vectors.reshape(len(crops), -1)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 @register_embedder("sface")
