@@ -1,26 +1,33 @@
 """Exact cosine search over one collection's vectors, held in memory as one contiguous float32 matrix.
 
-Why exact and why this shape (figures from ``benchmarks/bench_search.py`` on a 2-core EPYC): a face vector is
-128 float32, so 300,000 faces are 150 MB and one BLAS matrix-vector product over them is memory-bound at about
-5 ms; 1M faces take about 15 ms. That already meets the targets (≤ 10 ms at 300k, ≤ 40 ms at 1M), so search is
-exact and there is no recall to argue about. numpy has no fast fp16/int8 product (it does not go through BLAS
-and measured ~30× slower), so compressing the matrix would cost more than it saves.
+Why exact and why this shape (figures from ``benchmarks/bench_search.py`` on the 2-core EPYC dev machine): a
+face vector is 128 float32, so 300,000 faces are 150 MB and one pass over them is memory-bound at ~5–7 ms;
+1M faces take ~20 ms. That meets the targets (≤ 10 ms at 300k, ≤ 40 ms at 1M), so search is exact and there
+is no recall to argue about. numpy has no fast fp16/int8 product (it does not go through BLAS and measured
+~30× slower than fp32), so compressing the matrix would cost more than it saves.
 
-What made the difference is the top-k selection: ``argpartition`` over 1M scores costs ~8 ms, more than half
-of the product. ``_top_k`` instead takes the k-th best score of a random sample, which is a lower bound of the
-true k-th best score, keeps only scores at or above it (a vectorised comparison, ~1 ms) and sorts those few
-hundred. The result is identical to a full sort.
+The product is numpy's ``einsum`` (SIMD, single-threaded, releases the GIL) over row chunks run on a small
+thread pool, not BLAS ``sgemv``: OpenBLAS's own threads spin-wait for each other, and when another process
+keeps one of the two cores busy (the detector, a video pipeline) ``np.dot`` measured 2–3× slower than the
+same work split by us (300k: 16 ms vs 7 ms; 1M: 38 ms vs 26 ms); on an idle machine they are on par.
+
+The top-k selection matters as much: ``argpartition`` over 1M scores costs ~8 ms. ``_top_k`` instead takes
+the k-th best score of a random sample, which is a lower bound of the true k-th best score, keeps only scores
+at or above it (a vectorised comparison, <1 ms) and sorts those few. The result is identical to a full sort.
 
 Rows are kept dense: a delete moves the last row into the hole (swap-remove), so the scan never reads dead
 rows and needs no mask; ``_slot`` maps face id → row. The matrix grows by 1.5× (amortised O(1) appends).
 Every method takes the index's lock; a search holds it for the scan (milliseconds), so writers wait at most
-one scan, and the BLAS product already uses every core, so concurrent scans would not be faster anyway.
+one scan, and a scan already uses every core, so concurrent scans would not be faster anyway.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +41,39 @@ _NO_USER = -1
 _MIN_CAPACITY = 1024
 _SAMPLE_PER_K = 64  # sample size per requested result; the candidate set is ~ n / _SAMPLE_PER_K
 _SAMPLE_FROM = 8192  # below this many rows a plain selection is as fast
+_ROWS_PER_WORKER = 65_536  # below this a thread hand-off costs more than it saves
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _cosines(matrix: npt.NDArray[np.float32], probe: Vector, out: npt.NDArray[np.float32]) -> None:
+    """``out = matrix @ probe``, split over the cores (see the module docstring for why not BLAS)."""
+    global _pool
+    n = matrix.shape[0]
+    parts = min(_workers(), n // _ROWS_PER_WORKER)
+    if parts <= 1:
+        np.einsum("ij,j->i", matrix, probe, out=out)
+        return
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_workers() - 1 or 1, thread_name_prefix="facetrace-scan")
+        pool = _pool
+    bounds = [n * i // parts for i in range(parts + 1)]
+    futures = [
+        pool.submit(np.einsum, "ij,j->i", matrix[a:b], probe, out=out[a:b])
+        for a, b in itertools.pairwise(bounds[1:])
+    ]
+    np.einsum("ij,j->i", matrix[: bounds[1]], probe, out=out[: bounds[1]])
+    for future in futures:
+        future.result()
 
 
 def as_unit_matrix(vectors: npt.ArrayLike, dim: int | None) -> npt.NDArray[np.float32]:
@@ -225,7 +265,7 @@ class VectorIndex:
         """Cosine of every row to ``probe`` (into a reused buffer; call with the lock held)."""
         n = len(self._ids)
         scores = self._scores[:n]
-        np.dot(self._matrix[:n], probe, out=scores)
+        _cosines(self._matrix[:n], probe, scores)
         return scores
 
     def search(
