@@ -34,6 +34,11 @@ class ScriptedMatcher:
         self.calls += 1
         return self.answers.pop(0) if self.answers else ()
 
+    def closest(self, vector: Vector) -> float:
+        return self.nearest
+
+    nearest = 80.0
+
 
 def track_with_samples(n: int, size: float = 80.0) -> Track:
     detection = Detection(0, 0, size, size, 0.9, np.zeros((5, 2), np.float32))
@@ -105,3 +110,21 @@ def test_collection_matcher_applies_the_threshold(gallery, photos) -> None:  # t
     assert all(m.similarity >= 99.9 for m in strict.search(face.vector))
     _, stranger = gallery.engine.largest_face(photos["t1.jpg"])
     assert CollectionMatcher(gallery, "people", 90.0).search(stranger.vector) == ()
+
+
+def test_strangers_are_sampled_less() -> None:
+    """Once the nearest face is far below the threshold, quick sampling stops until the next re-check."""
+    settings = IdentitySettings(min_samples=1, min_evidence=0, sample_interval=0.1, recheck_interval=2.0)
+    matcher = ScriptedMatcher([])
+    matcher.nearest = 40.0  # threshold 90 - margin 30 = 60 > 40: hopeless
+    state, track = IdentityState(), track_with_samples(1)
+    assert state.update(track, matcher, settings) is None
+    assert state.hopeless
+    assert not state.wants_sample(track, track.last_sample + 0.5, settings)
+    assert state.wants_sample(track, track.last_sample + 2.0, settings)
+    near = ScriptedMatcher([])
+    near.nearest = 75.0
+    other = IdentityState()
+    other.update(track, near, settings)
+    assert not other.hopeless
+    assert other.wants_sample(track, track.last_sample + 0.2, settings)

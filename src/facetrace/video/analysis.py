@@ -229,7 +229,14 @@ class FrameAnalyzer:
             if state.wants_sample(track, t, settings.identity):
                 ranked.append((2 if state.match is None else 3, track.last_sample, di))
         ranked.sort()
-        chosen = [di for _, _, di in ranked[: settings.max_embeds_per_frame]]
+        # Quality first (cheap: alignment, pose, sharpness), then embed the best-ranked faces worth it.
+        candidates = [di for _, _, di in ranked[: 3 * settings.max_embeds_per_frame]]
+        if not candidates:
+            return {}
+        looks = self.engine.describe(image, [detections[di] for di in candidates], embed=False)
+        floor = settings.identity.min_sample_weight
+        chosen = [di for di, look in zip(candidates, looks, strict=True) if sample_weight(look) >= floor]
+        chosen = chosen[: settings.max_embeds_per_frame]
         if not chosen:
             return {}
         faces = self.engine.describe(image, [detections[di] for di in chosen])

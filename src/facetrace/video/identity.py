@@ -46,6 +46,10 @@ class Matcher(Protocol):
 
     def search(self, vector: Vector, limit: int = 5) -> tuple[FaceMatch, ...]: ...
 
+    def closest(self, vector: Vector) -> float:
+        """Similarity of the nearest face whatever the threshold (0 for an empty collection)."""
+        ...
+
 
 class CollectionMatcher:
     """A ``Matcher`` over one collection of a ``Gallery``. Thread-safe when the gallery's store is."""
@@ -75,6 +79,10 @@ class CollectionMatcher:
                 matches.append(FaceMatch(neighbor.face, round(similarity, 4)))
         return tuple(matches)
 
+    def closest(self, vector: Vector) -> float:
+        neighbors = self.gallery.store.search(self.collection_id, vector, limit=1, min_cosine=-1.0)
+        return self._calibration.similarity(neighbors[0].cosine) if neighbors else 0.0
+
 
 @dataclass(frozen=True, slots=True)
 class IdentitySettings:
@@ -85,7 +93,10 @@ class IdentitySettings:
     ``min_samples``: samples in the template before it is searched.
     ``min_evidence``: least total sample weight (``sample_weight``: about 0.8 for a sharp frontal face of 64 px
     or more, 0.05–0.15 for a profile or a 20 px face) before a track is named, so a couple of poor frames
-    cannot name anyone.
+    cannot name anyone. ``min_sample_weight``: frames of a face weighing less are not embedded at all (blurred
+    profiles in a crowd cost as much to embed as a sharp frontal face and say almost nothing).
+    ``hopeless_margin``: an unidentified track whose nearest face in the collection is this many points below
+    the threshold stops quick sampling and is only re-checked every ``recheck_interval`` (a stranger).
     ``switch_after``: consecutive re-checks naming another person before an identified track's match changes.
     ``min_face_px``: faces whose shorter side is smaller are never embedded (too little detail).
     """
@@ -95,6 +106,8 @@ class IdentitySettings:
     recheck_interval: float = 2.0
     min_samples: int = 2
     min_evidence: float = 0.5
+    min_sample_weight: float = 0.1
+    hopeless_margin: float = 30.0
     switch_after: int = 2
     min_face_px: float = 16.0
 
@@ -103,8 +116,8 @@ class IdentitySettings:
             raise InvalidParameterError("sample_interval must be 0-60 s and recheck_interval 0-3600 s")
         if not 1 <= self.min_samples <= 100 or not 1 <= self.switch_after <= 100 or self.quick_samples < 0:
             raise InvalidParameterError("min_samples and switch_after must be 1-100, quick_samples >= 0")
-        if not 0.0 <= self.min_evidence <= 100.0:
-            raise InvalidParameterError("min_evidence must be 0-100")
+        if not 0.0 <= self.min_evidence <= 100.0 or not 0.0 <= self.min_sample_weight <= 1.0:
+            raise InvalidParameterError("min_evidence must be 0-100 and min_sample_weight 0-1")
         if not 0.0 <= self.min_face_px <= 1000.0:
             raise InvalidParameterError("min_face_px must be 0-1000")
 
@@ -127,7 +140,7 @@ def sample_weight(face: AnalyzedFace) -> float:
         0.1, math.cos(math.radians(min(89.0, abs(detail.pose.pitch))))
     )
     size = min(1.0, max(0.2, min(det.w, det.h) / 64.0))
-    sharp = 0.5 + 0.5 * min(1.0, detail.quality.sharpness / 30.0)
+    sharp = min(1.0, 0.25 + detail.quality.sharpness / 40.0)
     return float(confidence * frontal * size * sharp)
 
 
@@ -141,6 +154,7 @@ class IdentityState:
     challenges: int = 0
     checks: int = 0
     checked_samples: int = 0  # the track's sample count at the latest search
+    hopeless: bool = False  # the latest search found nobody anywhere near the threshold
 
     @classmethod
     def of(cls, track: Track) -> IdentityState:
@@ -156,7 +170,7 @@ class IdentityState:
             return False
         if track.samples == 0:
             return True
-        quick = self.match is None and track.samples < settings.quick_samples
+        quick = self.match is None and not self.hopeless and track.samples < settings.quick_samples
         interval = settings.sample_interval if quick else settings.recheck_interval
         return t - track.last_sample >= interval
 
@@ -172,7 +186,11 @@ class IdentityState:
         best = matches[0] if matches else None
         if best is None:
             self.challenger, self.challenges = None, 0
+            if self.match is None:
+                floor = matcher.threshold - settings.hopeless_margin
+                self.hopeless = matcher.closest(track.template) < floor
             return None
+        self.hopeless = False
         if self.match is None:
             self._accept(best)
             return best
