@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import select
+import signal
+
 import numpy as np
 import pytest
 
@@ -92,3 +96,42 @@ def test_validation_of_vectors() -> None:
     unit = unit_vectors(2, seed=8)
     np.testing.assert_array_equal(as_unit_matrix(unit, 128), unit)  # unit rows are kept bit for bit
     np.testing.assert_allclose(np.linalg.norm(as_unit_matrix(unit * 7, 128), axis=1), 1.0, atol=1e-6)
+
+
+def _big_index(dim: int = 16) -> tuple[VectorIndex, np.ndarray, list[str]]:
+    """Enough rows for the scan to be split over the thread pool (narrow vectors keep it cheap)."""
+    vectors = unit_vectors(140_000, dim=dim, seed=30)
+    ids = [f"f{i}" for i in range(len(vectors))]
+    return VectorIndex.from_arrays(ids, vectors.copy(), [None] * len(ids)), vectors, ids
+
+
+def test_split_scan_is_exact() -> None:
+    index, vectors, ids = _big_index()
+    for probe in unit_vectors(3, dim=16, seed=31):
+        expected = [ids[i] for i in np.argsort(-(vectors @ probe))[:10]]
+        assert [f for f, _ in index.search(probe, limit=10, min_cosine=-1.0)] == expected
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+ warns about forking a threaded process
+def test_search_works_in_a_forked_child() -> None:
+    """The scan pool's threads do not survive fork; a child (a pre-forking server worker) must get its own."""
+    index, _, _ = _big_index()
+    probe = unit_vectors(1, dim=16, seed=32)[0]
+    expected = index.search(probe, limit=5, min_cosine=-1.0)  # the parent's pool now exists
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            found = index.search(probe, limit=5, min_cosine=-1.0)
+            os.write(write, ",".join(f for f, _ in found).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 60)  # a deadlock guard, not a timing measurement
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    answer = os.read(read, 1 << 16).decode() if ready else "child hung"
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert answer == ",".join(f for f, _ in expected)

@@ -43,7 +43,7 @@ _SAMPLE_PER_K = 64  # sample size per requested result; the candidate set is ~ n
 _SAMPLE_FROM = 8192  # below this many rows a plain selection is as fast
 _ROWS_PER_WORKER = 65_536  # below this a thread hand-off costs more than it saves
 
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it: a forked child needs its own, pool)
 _pool_lock = threading.Lock()
 
 
@@ -63,9 +63,9 @@ def _cosines(matrix: npt.NDArray[np.float32], probe: Vector, out: npt.NDArray[np
         np.einsum("ij,j->i", matrix, probe, out=out)
         return
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_workers() - 1 or 1, thread_name_prefix="facetrace-scan")
-        pool = _pool
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=_workers() - 1, thread_name_prefix="facetrace-scan"))
+        pool = _pool[1]
     bounds = [n * i // parts for i in range(parts + 1)]
     futures = [
         pool.submit(np.einsum, "ij,j->i", matrix[a:b], probe, out=out[a:b])
