@@ -174,6 +174,14 @@ def test_bad_vectors_are_refused(store: FaceStore, vector: np.ndarray) -> None:
         store.search("c", vector, limit=1, min_cosine=0.0)
 
 
+def test_a_batch_of_mixed_widths_is_refused(store: FaceStore) -> None:
+    store.create_collection("c", MODEL)
+    batch = [(face(), unit_vectors(1)[0]), (face(), unit_vectors(1, dim=64)[0])]
+    with pytest.raises(InvalidParameterError):
+        store.add_faces("c", batch)
+    assert store.describe_collection("c").face_count == 0
+
+
 def test_delete_faces(store: FaceStore) -> None:
     store.create_collection("c", MODEL)
     faces = faces_with_vectors(6)

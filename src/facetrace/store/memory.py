@@ -13,8 +13,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from facetrace.errors import AlreadyExistsError, ConflictError, ModelMismatchError, NotFoundError
 from facetrace.store.base import CollectionInfo, Neighbor, Page, UserNeighbor
 from facetrace.store.paging import check_limit, decode_token, encode_token, listing_scope
@@ -107,7 +105,7 @@ class MemoryStore:
         with self._lock:
             c = self._get(collection_id)
             dim = c.index.dim if c.index is not None else None
-            matrix = as_unit_matrix(np.stack([np.asarray(v) for _, v in faces]), dim)
+            matrix = as_unit_matrix([v for _, v in faces], dim)
             ids = [record.face_id for record, _ in faces]
             if len(set(ids)) != len(ids):
                 raise AlreadyExistsError("the same face id is given twice")
