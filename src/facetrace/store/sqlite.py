@@ -222,7 +222,8 @@ class SQLiteStore:
             if not found:
                 return []
             conn.execute(
-                "DELETE FROM vectors WHERE fid IN (SELECT fid FROM faces WHERE cid=? AND face_id IN (SELECT value FROM json_each(?)))",
+                "DELETE FROM vectors WHERE fid IN"
+                " (SELECT fid FROM faces WHERE cid=? AND face_id IN (SELECT value FROM json_each(?)))",
                 (cid, listed),
             )
             conn.execute(
