@@ -187,7 +187,8 @@ def bench_sqlite(n: int, dim: int, queries: int, k: int, batch: int, directory: 
     store.close()
     print(
         f"insert: {n / bulk:,.0f} faces/s in batches of {batch} ({n:,} faces, {bulk:.1f} s);"
-        f" {single / one_by_one:,.0f} faces/s one per transaction (fsync each) | db {db.stat().st_size / 1e6:,.0f} MB"
+        f" {single / one_by_one:,.0f} faces/s one per transaction (fsync each)"
+        f" | db {db.stat().st_size / 1e6:,.0f} MB"
         f" | {load()}",
         flush=True,
     )

@@ -285,7 +285,8 @@ class SQLiteStore:
         with translate("listing faces", self.path), self._db.reader(snapshot=True) as conn:
             cid, model, _, _ = collection_row(conn, collection_id)
             rows = conn.execute(
-                f"SELECT {_FACE_COLUMNS} FROM faces WHERE {' AND '.join(where)} ORDER BY face_id LIMIT ?",  # noqa: S608
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE {' AND '.join(where)}"  # noqa: S608
+                " ORDER BY face_id LIMIT ?",
                 (cid, *params, limit + 1),
             ).fetchall()
         items = tuple(_face(r, model) for r in rows[:limit])
@@ -318,7 +319,8 @@ class SQLiteStore:
 
     def _users(self, conn: sqlite3.Connection, cid: int, user_ids: Sequence[str]) -> dict[str, UserRecord]:
         rows = conn.execute(
-            "SELECT u.user_id, u.created_at, (SELECT COUNT(*) FROM faces f WHERE f.cid=u.cid AND f.user_id=u.user_id)"
+            "SELECT u.user_id, u.created_at,"
+            " (SELECT COUNT(*) FROM faces f WHERE f.cid=u.cid AND f.user_id=u.user_id)"
             " FROM users u WHERE u.cid=? AND u.user_id IN (SELECT value FROM json_each(?))",
             (cid, json.dumps(list(user_ids))),
         ).fetchall()
@@ -388,7 +390,8 @@ class SQLiteStore:
             self._require_user(tx.conn, cid, user_id)
             owners = dict(
                 tx.conn.execute(
-                    "SELECT face_id, user_id FROM faces WHERE cid=? AND face_id IN (SELECT value FROM json_each(?))",
+                    "SELECT face_id, user_id FROM faces"
+                    " WHERE cid=? AND face_id IN (SELECT value FROM json_each(?))",
                     (cid, json.dumps(wanted)),
                 )
             )
@@ -418,7 +421,8 @@ class SQLiteStore:
             done_set = {
                 str(r[0])
                 for r in tx.conn.execute(
-                    "UPDATE faces SET user_id=NULL WHERE cid=? AND user_id=? AND face_id IN (SELECT value FROM json_each(?)) RETURNING face_id",
+                    "UPDATE faces SET user_id=NULL"
+                    " WHERE cid=? AND user_id=? AND face_id IN (SELECT value FROM json_each(?)) RETURNING face_id",
                     (cid, user_id, json.dumps(wanted)),
                 )
             }

@@ -64,7 +64,10 @@ def _cosines(matrix: npt.NDArray[np.float32], probe: Vector, out: npt.NDArray[np
         return
     with _pool_lock:
         if _pool is None or _pool[0] != os.getpid():
-            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=_workers() - 1, thread_name_prefix="facetrace-scan"))
+            _pool = (
+                os.getpid(),
+                ThreadPoolExecutor(max_workers=_workers() - 1, thread_name_prefix="facetrace-scan"),
+            )
         pool = _pool[1]
     bounds = [n * i // parts for i in range(parts + 1)]
     futures = [
@@ -80,8 +83,8 @@ def as_unit_matrix(vectors: npt.ArrayLike, dim: int | None) -> npt.NDArray[np.fl
     """``vectors`` as an (n, dim) C-contiguous float32 matrix of unit rows.
 
     Rows that are not unit length are normalised (the contract says callers pass unit vectors; normalising
-    keeps the scores true cosines even when a caller does not). ``ModelMismatchError`` when the width is not the collection's
-    dimension: vectors of different widths come from different recognizers.
+    keeps the scores true cosines even when a caller does not). ``ModelMismatchError`` when the width is not
+    the collection's dimension: vectors of different widths come from different recognizers.
     """
     try:
         matrix: npt.NDArray[np.float32] = np.array(vectors, dtype=np.float32, order="C", ndmin=2, copy=True)
