@@ -190,3 +190,20 @@ def test_vectors_of_another_model_are_never_compared(engine: FaceEngine, photos:
         gallery.search_faces_by_image("legacy", photos["obama.jpg"])
     with pytest.raises(ModelMismatchError):
         gallery.index_faces("legacy", photos["obama.jpg"])
+
+
+def test_detect_and_compare_with_a_quality_filter(
+    gallery: Gallery, audit: RecordingAudit, photos: dict[str, Path]
+) -> None:
+    assert len(gallery.detect_faces(photos["t1.jpg"])) == 6
+    assert len(gallery.detect_faces(photos["t1.jpg"], max_faces=2)) == 2
+    sharp = cv2.imread(str(photos["obama2.jpg"]))
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 12)
+    target = np.hstack([sharp, cv2.resize(blurred, (sharp.shape[1], sharp.shape[0]))])
+    plain = gallery.compare_faces(photos["obama.jpg"], target, threshold=0.0)
+    assert len(plain.matches) == 2
+    filtered = gallery.compare_faces(photos["obama.jpg"], target, threshold=0.0, quality_filter="HIGH")
+    assert len(filtered.matches) == 1
+    assert audit.events[-1].match_count == 1
+    with pytest.raises(NoFaceError):
+        gallery.compare_faces(blurred, target, quality_filter="HIGH")

@@ -403,17 +403,36 @@ class Gallery:
 
     # -- comparison --------------------------------------------------------------------------------------
 
+    def detect_faces(self, image: ImageSource | Image, *, max_faces: int = 100) -> list[AnalyzedFace]:
+        """DetectFaces: every face with its details, largest first (no vectors, nothing stored or audited)."""
+        check_int(max_faces, "max_faces", 1, 100)
+        return self.engine.analyze(image, max_faces=max_faces, embed=False)[1]
+
     def compare_faces(
         self,
         source: ImageSource | Image,
         target: ImageSource | Image,
         *,
         threshold: float = 80.0,
+        quality_filter: QualityFilter | str = QualityFilter.NONE,
         caller: Caller = LOCAL_CALLER,
     ) -> Comparison:
-        """CompareFaces, audited like a search."""
+        """CompareFaces, audited like a search. With a quality filter, the source's largest face must pass it
+        and target faces that do not are left out of both lists."""
         threshold = check_percent(threshold, "threshold")
+        level = _quality_filter(quality_filter)
         result = self.engine.compare(source, target, threshold)
+        if level is not QualityFilter.NONE:
+            reasons = quality_reasons(result.source, level)
+            if reasons:
+                raise NoFaceError(
+                    "the source's largest face does not pass the quality filter: " + ", ".join(reasons)
+                )
+            result = Comparison(
+                source=result.source,
+                matches=tuple(pair for pair in result.matches if not quality_reasons(pair[0], level)),
+                unmatched=tuple(pair for pair in result.unmatched if not quality_reasons(pair[0], level)),
+            )
         self._record(caller, "CompareFaces", None, threshold=threshold, match_count=len(result.matches))
         return result
 

@@ -46,12 +46,13 @@ def analyzed_face(face: AnalyzedFace) -> JSON:
 
 
 def face_record(face: FaceRecord) -> JSON:
+    """Rekognition's Face. ``IndexFacesModelVersion`` is left out: the service model wants ``[0-9.]+`` and
+    facetrace's model keys (``sface-2021dec``) are not numbers; the response's ``FaceModelVersion`` names it."""
     data: JSON = {
         "FaceId": face.face_id,
         "BoundingBox": bounding_box(face.bounding_box),
         "ImageId": face.image_id,
         "Confidence": face.confidence,
-        "IndexFacesModelVersion": face.model,
     }
     if face.external_image_id is not None:
         data["ExternalImageId"] = face.external_image_id

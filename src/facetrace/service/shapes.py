@@ -8,7 +8,6 @@ members keep the library's defaults.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,15 +16,12 @@ from facetrace.engine import AnalyzedFace
 from facetrace.errors import InvalidParameterError
 from facetrace.gallery import UnindexedFace, UnsuccessfulFace
 from facetrace.service.config import ServiceConfig
-from facetrace.types import FaceMatch, FaceRecord
 
 __all__ = [
     "collection_arn",
     "compared_face",
     "compared_source_face",
     "detail_attributes",
-    "face",
-    "face_match",
     "given",
     "unindexed_face",
     "unsearched_face",
@@ -35,26 +31,11 @@ __all__ = [
 JSON = dict[str, Any]
 
 SUPPORTED_ATTRIBUTES = frozenset({"DEFAULT", "ALL"})
-_NUMERIC_VERSION = re.compile(r"[0-9.]+")
 
 
 def given(request: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
     """Keyword arguments for the members the caller sent (``{"MaxFaces": "max_faces"}``), nothing else."""
     return {kwarg: request[member] for member, kwarg in names.items() if request.get(member) is not None}
-
-
-def face(record: FaceRecord) -> JSON:
-    """Rekognition's Face. ``IndexFacesModelVersion`` must match ``[0-9.]+`` in the model and facetrace's model
-    keys (``sface-2021dec``) do not, so it is left out; the response's ``FaceModelVersion`` names the model."""
-    data = shapes.face_record(record)
-    version = data.get("IndexFacesModelVersion")
-    if version is not None and _NUMERIC_VERSION.fullmatch(version) is None:
-        del data["IndexFacesModelVersion"]
-    return data
-
-
-def face_match(match: FaceMatch) -> JSON:
-    return {"Similarity": match.similarity, "Face": face(match.face)}
 
 
 def detail_attributes(requested: Iterable[str] | None) -> None:

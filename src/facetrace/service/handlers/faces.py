@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from facetrace import shapes
-from facetrace.service import shapes as wire
 from facetrace.service.operations import Context, Permission, operation
 from facetrace.service.shapes import detail_attributes, given, unindexed_face, unsuccessful_face
 
@@ -27,7 +26,7 @@ def index_faces(ctx: Context, request: JSON) -> JSON:
     )
     return {
         "FaceRecords": [
-            {"Face": wire.face(item.record), "FaceDetail": shapes.face_detail(item.face.detail)}
+            {"Face": shapes.face_record(item.record), "FaceDetail": shapes.face_detail(item.face.detail)}
             for item in result.indexed
         ],
         "FaceModelVersion": result.model,
@@ -44,7 +43,7 @@ def list_faces(ctx: Context, request: JSON) -> JSON:
         **given(request, {"NextToken": "next_token", "UserId": "user_id", "FaceIds": "face_ids"}),
     )
     response: JSON = {
-        "Faces": [wire.face(face) for face in page.items],
+        "Faces": [shapes.face_record(face) for face in page.items],
         "FaceModelVersion": ctx.gallery.describe_collection(collection_id).model,
     }
     if page.next_token is not None:

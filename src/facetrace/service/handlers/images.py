@@ -10,10 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from facetrace import shapes
-from facetrace.gallery import quality_reasons
 from facetrace.service.operations import Context, Permission, operation
 from facetrace.service.shapes import compared_face, compared_source_face, detail_attributes, given
-from facetrace.types import QualityFilter
 
 JSON = dict[str, Any]
 
@@ -21,7 +19,7 @@ JSON = dict[str, Any]
 @operation("DetectFaces", Permission.READ, collection_param=None)
 def detect_faces(ctx: Context, request: JSON) -> JSON:
     detail_attributes(request.get("Attributes"))
-    _, faces = ctx.gallery.engine.analyze(ctx.images.load(request["Image"]), embed=False)
+    faces = ctx.gallery.detect_faces(ctx.images.load(request["Image"]))
     return {"FaceDetails": [shapes.face_detail(face.detail) for face in faces]}
 
 
@@ -30,13 +28,13 @@ def compare_faces(ctx: Context, request: JSON) -> JSON:
     source = ctx.images.load(request["SourceImage"])
     target = ctx.images.load(request["TargetImage"])
     result = ctx.gallery.compare_faces(
-        source, target, caller=ctx.caller, **given(request, {"SimilarityThreshold": "threshold"})
+        source,
+        target,
+        caller=ctx.caller,
+        **given(request, {"SimilarityThreshold": "threshold", "QualityFilter": "quality_filter"}),
     )
-    level = QualityFilter(request.get("QualityFilter", QualityFilter.NONE))
-    matches = [(f, s) for f, s in result.matches if not quality_reasons(f, level)]
-    unmatched = [(f, s) for f, s in result.unmatched if not quality_reasons(f, level)]
     return {
         "SourceImageFace": compared_source_face(result.source),
-        "FaceMatches": [{"Similarity": round(s, 4), "Face": compared_face(f)} for f, s in matches],
-        "UnmatchedFaces": [compared_face(f) for f, _ in unmatched],
+        "FaceMatches": [{"Similarity": round(s, 4), "Face": compared_face(f)} for f, s in result.matches],
+        "UnmatchedFaces": [compared_face(f) for f, _ in result.unmatched],
     }

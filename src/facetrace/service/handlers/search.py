@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from facetrace import shapes
-from facetrace.service import shapes as wire
 from facetrace.service.operations import Context, Permission, operation
 from facetrace.service.shapes import given
 
@@ -24,7 +23,7 @@ def search_faces(ctx: Context, request: JSON) -> JSON:
     )
     return {
         "SearchedFaceId": result.searched_face_id,
-        "FaceMatches": [wire.face_match(match) for match in result.matches],
+        "FaceMatches": [shapes.face_match(match) for match in result.matches],
         "FaceModelVersion": result.model,
     }
 
@@ -41,6 +40,6 @@ def search_faces_by_image(ctx: Context, request: JSON) -> JSON:
     return {
         "SearchedFaceBoundingBox": shapes.bounding_box(detail.bounding_box),
         "SearchedFaceConfidence": detail.confidence,
-        "FaceMatches": [wire.face_match(match) for match in result.matches],
+        "FaceMatches": [shapes.face_match(match) for match in result.matches],
         "FaceModelVersion": result.model,
     }
