@@ -198,6 +198,35 @@ def tail_cosine(fmr: float, tail: dict[str, float]) -> tuple[float, str]:
     return u + sigma * math.log(p_u / fmr), "exponential tail fit"
 
 
+def tail_fmr(cosine: float, tail: dict[str, float]) -> float:
+    """The false match rate the tail fit predicts at ``cosine`` (valid above the fit's start)."""
+    u, p_u, sigma, xi = tail["cosine"], tail["fraction"], tail["exp_scale"], tail["gpd_shape"]
+    if cosine <= u:
+        return p_u
+    if xi > 0:
+        return p_u * (1.0 + xi * (cosine - u) / tail["gpd_scale"]) ** (-1.0 / xi)
+    return p_u * math.exp(-(cosine - u) / sigma)
+
+
+def poisson_upper(observed: int, confidence: float = 0.95) -> float:
+    """One-sided upper confidence bound on a Poisson mean, having seen ``observed`` events (95%: z = 1.645)."""
+    if observed > 200:  # normal approximation; the exact sum below would underflow
+        return observed + 1.645 * math.sqrt(observed) + 1.0
+
+    def cdf(mean: float) -> float:
+        term = total = math.exp(-mean)
+        for k in range(1, observed + 1):
+            term *= mean / k
+            total += term
+        return total
+
+    low, high = float(observed), float(observed) + 10.0 * math.sqrt(observed + 1.0) + 10.0
+    for _ in range(100):
+        middle = (low + high) / 2.0
+        low, high = (middle, high) if cdf(middle) > 1.0 - confidence else (low, middle)
+    return high
+
+
 def empirical_cosine(fmr: float, sorted_desc: npt.NDArray[np.float64]) -> tuple[float, int]:
     """The lowest cosine with at most ``fmr`` of the impostor pairs at or above it, and how many those are."""
     allowed = math.floor(fmr * len(sorted_desc))
@@ -273,6 +302,8 @@ def evaluate(
             "genuines_at_or_above": f"{true}/{len(genuines)}",
             "tmr": round(true / len(genuines), 4),
             "threshold_from": methods[similarity],
+            "fmr_upper_95": poisson_upper(false) / len(impostors),
+            "fmr_tail_fit": tail_fmr(cosine, tail),
             "empirical_cosine": round(empirical_cosine(fmr_target[similarity], sorted_desc)[0], 4),
             "tail_fit_cosine": round(tail_cosine(fmr_target[similarity], tail)[0], 4),
         }
