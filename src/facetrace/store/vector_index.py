@@ -41,7 +41,7 @@ _NO_USER = -1
 _MIN_CAPACITY = 1024
 _SAMPLE_PER_K = 64  # sample size per requested result; the candidate set is ~ n / _SAMPLE_PER_K
 _SAMPLE_FROM = 8192  # below this many rows a plain selection is as fast
-_ROWS_PER_WORKER = 65_536  # below this a thread hand-off costs more than it saves
+_ROWS_PER_WORKER = 32_768  # below this a thread hand-off costs more than it saves
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it: a forked child needs its own, pool)
 _pool_lock = threading.Lock()
