@@ -1,15 +1,15 @@
 """Exact cosine search over one collection's vectors, held in memory as one contiguous float32 matrix.
 
-Why exact and why this shape (figures from ``benchmarks/bench_search.py`` on the 2-core EPYC dev machine): a
-face vector is 128 float32, so 300,000 faces are 150 MB and one pass over them is memory-bound at ~5–7 ms;
-1M faces take ~20 ms. That meets the targets (≤ 10 ms at 300k, ≤ 40 ms at 1M), so search is exact and there
-is no recall to argue about. numpy has no fast fp16/int8 product (it does not go through BLAS and measured
-~30× slower than fp32), so compressing the matrix would cost more than it saves.
+Why exact and why this shape (``benchmarks/bench_search.py`` on the 2-core EPYC dev machine, top-10): a face
+vector is 128 float32, so 300,000 faces are 150 MB and one pass over them is memory-bound: search takes a
+median 4.7–6 ms at 300k and 18 ms at 1M on an idle machine, within the targets (≤ 10 ms, ≤ 40 ms), so search
+is exact and there is no recall to argue about. numpy has no fast fp16/int8 product (it does not go through
+BLAS and measured ~30× slower than fp32), so compressing the matrix would cost more than it saves.
 
-The product is numpy's ``einsum`` (SIMD, single-threaded, releases the GIL) over row chunks run on a small
-thread pool, not BLAS ``sgemv``: OpenBLAS's own threads spin-wait for each other, and when another process
-keeps one of the two cores busy (the detector, a video pipeline) ``np.dot`` measured 2–3× slower than the
-same work split by us (300k: 16 ms vs 7 ms; 1M: 38 ms vs 26 ms); on an idle machine they are on par.
+The product is numpy's ``einsum`` (SIMD, releases the GIL) over row chunks run on a small thread pool, not
+BLAS ``sgemv``: OpenBLAS's threads spin-wait for each other, so when another process keeps one of the two
+cores busy (the detector, a video pipeline) ``np.dot`` alone took 16 ms at 300k and 67 ms at 1M where this
+whole search took 9 ms and 40 ms. Idle, the two are on par (``np.dot`` alone: 5.3 ms and 19 ms).
 
 The top-k selection matters as much: ``argpartition`` over 1M scores costs ~8 ms. ``_top_k`` instead takes
 the k-th best score of a random sample, which is a lower bound of the true k-th best score, keeps only scores
