@@ -68,6 +68,10 @@ class ProcessorDefinition(BaseModel):
     keep_unidentified: bool = Field(False, description="also report and store tracks nobody matched")
     jsonl: str | None = Field(None, max_length=4096, description="append events to this JSON-lines file")
     webhook: str | None = Field(None, pattern=r"^https?://", max_length=4096, description="POST events here")
+    wire: dict[str, Any] | None = Field(
+        None,
+        description="Rekognition request members kept to describe the processor as created (Input, Output...)",
+    )
     created_at: float = Field(default_factory=time.time)
 
     @property

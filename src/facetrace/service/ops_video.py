@@ -1,0 +1,300 @@
+"""Video operations on the wire: StartFaceSearch / GetFaceSearch, StartFaceDetection / GetFaceDetection and
+the stream processors (Create / Start / Stop / Describe / List / DeleteStreamProcessor), in Rekognition's shapes.
+
+Load it with ``create_app(..., handler_modules=["facetrace.service.ops_video"])``. Handlers only translate:
+the work is ``facetrace.video.VideoJobs`` and ``facetrace.video.StreamProcessors``, one of each per server
+(``ctx.resources``), keeping their databases in ``<home>/video/`` (the home is ``ctx.resources``'
+``"video.home"`` when the server put one there, else ``$FACETRACE_HOME`` or the user data directory).
+
+- ``Video.S3Object`` is resolved like an image's: a file in a folder mapped with ``--bucket``.
+- A stream processor's ``Input.KinesisVideoStream.Arn`` names the source: everything after the account id is
+  the URL, e.g. ``arn:aws:kinesisvideo:us-east-1:000000000000:rtsp://10.0.0.5/stream1`` (Rekognition's pattern
+  accepts any text there). ``Output``, ``RoleArn`` and ``NotificationChannel`` are kept and echoed, not used:
+  events go to the server-sent-events feed (``event_stream``) and to the sightings store.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from facetrace.errors import AccessDeniedError, ConflictError, InvalidParameterError
+from facetrace.gallery import DEFAULT_MATCH_THRESHOLD
+from facetrace.home import resolve_home
+from facetrace.service.errors import ServiceError
+from facetrace.service.operations import Context, Permission, operation
+from facetrace.video.jobs import Job, VideoJobs
+from facetrace.video.processors import StreamProcessors
+from facetrace.video.sightings import RetentionSweeper, SightingStore
+from facetrace.video.sinks import EventBus, sse_message
+
+__all__ = ["event_stream", "processors_of"]
+
+JSON = dict[str, Any]
+_TOKENS_LOCK = threading.Lock()
+
+
+def _home(ctx: Context) -> Path:
+    home = ctx.resources.get("video.home", lambda: resolve_home())
+    return Path(home) / "video"
+
+
+# ``Resources.get`` holds its lock while a factory runs, so a factory never calls ``get``: what it needs is
+# fetched first.
+
+
+def _sightings(ctx: Context) -> SightingStore:
+    folder = _home(ctx)
+    store = ctx.resources.get("video.sightings", lambda: SightingStore(folder / "sightings.db"))
+    ctx.resources.get("video.sweeper", lambda: RetentionSweeper(store).start())
+    return store
+
+
+def _jobs(ctx: Context) -> VideoJobs:
+    folder, sightings = _home(ctx), _sightings(ctx)
+    return ctx.resources.get(
+        "video.jobs", lambda: VideoJobs(ctx.gallery, path=folder / "jobs.db", sightings=sightings)
+    )
+
+
+def processors_of(ctx: Context) -> StreamProcessors:
+    """The server's stream processors (started again, on first use, if they were running before a restart)."""
+    folder, sightings = _home(ctx), _sightings(ctx)
+
+    def build() -> StreamProcessors:
+        manager = StreamProcessors(ctx.gallery, path=folder / "processors.db", sightings=sightings, bus=EventBus())
+        manager.resume()
+        return manager
+
+    return ctx.resources.get("video.processors", build)
+
+
+def _video_path(ctx: Context, request: JSON) -> str:
+    video = request.get("Video") or {}
+    s3 = video.get("S3Object")
+    if not s3:
+        raise InvalidParameterError("Video must have an S3Object")
+    return str(ctx.images.path_of(s3))
+
+
+def _idempotent(ctx: Context, request: JSON, start: Any) -> str:
+    """The same ClientRequestToken returns the same JobId (as in Rekognition)."""
+    token = request.get("ClientRequestToken")
+    if token is None:
+        return str(start())
+    tokens: dict[str, str] = ctx.resources.get("video.tokens", dict)
+    with _TOKENS_LOCK:
+        if token not in tokens:
+            tokens[token] = str(start())
+        return tokens[token]
+
+
+def _job_fields(job: Job, request_video: JSON | None = None) -> JSON:
+    data: JSON = {"JobStatus": job.status.value, "JobId": job.job_id}
+    if job.message:
+        data["StatusMessage"] = job.message
+    if job.metadata is not None:
+        data["VideoMetadata"] = job.metadata.to_dict()
+    if job.job_tag:
+        data["JobTag"] = job.job_tag
+    if request_video is not None:
+        data["Video"] = request_video
+    return data
+
+
+# -- stored video ----------------------------------------------------------------------------------------------
+
+
+@operation("StartFaceSearch", Permission.READ)
+def start_face_search(ctx: Context, request: JSON) -> JSON:
+    path = _video_path(ctx, request)
+    jobs = _jobs(ctx)
+    threshold = request.get("FaceMatchThreshold")
+    job_id = _idempotent(
+        ctx,
+        request,
+        lambda: jobs.start_face_search(
+            path,
+            request["CollectionId"],
+            threshold=DEFAULT_MATCH_THRESHOLD if threshold is None else threshold,  # as SearchFacesByImage
+            job_tag=request.get("JobTag"),
+            camera=request["Video"]["S3Object"].get("Name"),
+            caller=ctx.caller,
+        ),
+    )
+    _videos(ctx)[job_id] = request["Video"]
+    return {"JobId": job_id}
+
+
+@operation("GetFaceSearch", Permission.READ, collection_param=None)
+def get_face_search(ctx: Context, request: JSON) -> JSON:
+    jobs = _jobs(ctx)
+    job = jobs.get(request["JobId"])
+    if job.collection_id is not None and not ctx.key.sees(job.collection_id):
+        raise AccessDeniedError(f"this key may not read collection {job.collection_id}")
+    page = jobs.get_face_search(
+        request["JobId"],
+        max_results=request.get("MaxResults") or 1000,
+        next_token=request.get("NextToken"),
+        sort_by=request.get("SortBy") or "TIMESTAMP",
+    )
+    data = _job_fields(page.job, _videos(ctx).get(job.job_id))
+    data["Persons"] = list(page.items)
+    if page.next_token:
+        data["NextToken"] = page.next_token
+    return data
+
+
+@operation("StartFaceDetection", Permission.READ, collection_param=None)
+def start_face_detection(ctx: Context, request: JSON) -> JSON:
+    path = _video_path(ctx, request)
+    jobs = _jobs(ctx)
+    job_id = _idempotent(ctx, request, lambda: jobs.start_face_detection(path, job_tag=request.get("JobTag")))
+    _videos(ctx)[job_id] = request["Video"]
+    return {"JobId": job_id}
+
+
+@operation("GetFaceDetection", Permission.READ, collection_param=None)
+def get_face_detection(ctx: Context, request: JSON) -> JSON:
+    page = _jobs(ctx).get_face_detection(
+        request["JobId"], max_results=request.get("MaxResults") or 1000, next_token=request.get("NextToken")
+    )
+    data = _job_fields(page.job, _videos(ctx).get(page.job.job_id))
+    data["Faces"] = list(page.items)
+    if page.next_token:
+        data["NextToken"] = page.next_token
+    return data
+
+
+def _videos(ctx: Context) -> dict[str, JSON]:
+    """JobId → the request's Video member, echoed by the Get operations."""
+    videos: dict[str, JSON] = ctx.resources.get("video.requests", dict)
+    return videos
+
+
+# -- stream processors ---------------------------------------------------------------------------------------
+
+
+def _source_of(arn: str) -> str:
+    parts = arn.split(":", 5)
+    if len(parts) < 6 or not parts[5]:
+        raise InvalidParameterError("Input.KinesisVideoStream.Arn must end with the video source's URL or path")
+    return parts[5]
+
+
+def _arn(ctx: Context, name: str) -> str:
+    config = ctx.config
+    return f"arn:aws:rekognition:{config.region}:{config.account_id}:streamprocessor/{name}"
+
+
+@operation("CreateStreamProcessor", Permission.ADMIN, collection_param=None)
+def create_stream_processor(ctx: Context, request: JSON) -> JSON:
+    face_search = (request.get("Settings") or {}).get("FaceSearch")
+    if not face_search:
+        raise InvalidParameterError("Settings.FaceSearch is required (facetrace runs face search processors)")
+    collection_id = face_search.get("CollectionId")
+    if collection_id is None:
+        raise InvalidParameterError("Settings.FaceSearch.CollectionId is required")
+    if not ctx.key.sees(collection_id):
+        raise AccessDeniedError(f"this key may not use collection {collection_id}")
+    arn = request["Input"]["KinesisVideoStream"]["Arn"]
+    definition: JSON = {
+        "name": request["Name"],
+        "source": _source_of(arn),
+        "face_search": {"collection_id": collection_id},
+        "wire": {"Input": request["Input"], "Output": request.get("Output"), "RoleArn": request.get("RoleArn")},
+    }
+    if face_search.get("FaceMatchThreshold") is not None:
+        definition["face_search"]["face_match_threshold"] = face_search["FaceMatchThreshold"]
+    processors_of(ctx).create(definition)
+    return {"StreamProcessorArn": _arn(ctx, request["Name"])}
+
+
+def _in_use(error: ConflictError) -> ServiceError:
+    """Rekognition answers a running processor's conflicts with ResourceInUseException."""
+    return ServiceError("ResourceInUseException", error.message)
+
+
+@operation("StartStreamProcessor", Permission.WRITE, collection_param=None)
+def start_stream_processor(ctx: Context, request: JSON) -> JSON:
+    try:
+        processors_of(ctx).start(request["Name"])
+    except ConflictError as exc:
+        raise _in_use(exc) from None
+    return {"SessionId": str(uuid.uuid4())}
+
+
+@operation("StopStreamProcessor", Permission.WRITE, collection_param=None)
+def stop_stream_processor(ctx: Context, request: JSON) -> JSON:
+    processors_of(ctx).stop(request["Name"])
+    return {}
+
+
+@operation("DeleteStreamProcessor", Permission.ADMIN, collection_param=None)
+def delete_stream_processor(ctx: Context, request: JSON) -> JSON:
+    try:
+        processors_of(ctx).delete(request["Name"])
+    except ConflictError as exc:
+        raise _in_use(exc) from None
+    return {}
+
+
+@operation("DescribeStreamProcessor", Permission.READ, collection_param=None)
+def describe_stream_processor(ctx: Context, request: JSON) -> JSON:
+    manager = processors_of(ctx)
+    name = request["Name"]
+    described = manager.describe(name)
+    wire = manager.definition(name).wire or {}
+    data: JSON = {
+        "Name": name,
+        "StreamProcessorArn": _arn(ctx, name),
+        "Status": described["Status"],
+        "CreationTimestamp": described["CreationTimestamp"],
+        "LastUpdateTimestamp": described["LastUpdateTimestamp"],
+        "Input": wire.get("Input"),
+        "Settings": described["Settings"],
+    }
+    if described.get("StatusMessage"):
+        data["StatusMessage"] = described["StatusMessage"]
+    for member in ("Output", "RoleArn"):
+        if wire.get(member):
+            data[member] = wire[member]
+    return {k: v for k, v in data.items() if v is not None}
+
+
+@operation("ListStreamProcessors", Permission.READ, collection_param=None)
+def list_stream_processors(ctx: Context, request: JSON) -> JSON:
+    items, token = processors_of(ctx).list(
+        max_results=request.get("MaxResults") or 1000, next_token=request.get("NextToken")
+    )
+    data: JSON = {"StreamProcessors": items}
+    if token:
+        data["NextToken"] = token
+    return data
+
+
+# -- server-sent events ----------------------------------------------------------------------------------------
+
+
+async def event_stream(
+    bus: EventBus, processor: str | None = None, *, heartbeat: float = 15.0
+) -> AsyncIterator[str]:
+    """Server-sent-events text for every event on ``bus`` (one processor's, when given), with a comment line
+    every ``heartbeat`` seconds so proxies keep the connection open. For a Starlette route::
+
+        StreamingResponse(event_stream(processors.bus, request.query_params.get("processor")),
+                          media_type="text/event-stream")
+    """
+    subscription = bus.subscribe(processor=processor)
+    try:
+        while not subscription.closed:
+            event = await anyio.to_thread.run_sync(subscription.get, heartbeat)
+            yield ": keep-alive\n\n" if event is None else sse_message(event)
+    finally:
+        subscription.close()
