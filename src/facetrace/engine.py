@@ -207,6 +207,8 @@ class FaceEngine:
             if not candidates:
                 break
             best = min(candidates, key=lambda d: (d.x + d.w / 2 - out / 2) ** 2 + (d.y + d.h / 2 - out / 2) ** 2)
+            if max(abs(best.x + best.w / 2 - out / 2), abs(best.y + best.h / 2 - out / 2)) > out / 8:
+                break  # not this face (a neighbour in a crowd): keep what we have
             inverse = cv2.invertAffineTransform(matrix)
             landmarks = (best.landmarks @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
             angle = _eye_line_degrees(landmarks)
