@@ -51,6 +51,7 @@ def test_live_stream_events_arrive_with_the_right_identity(
     port = free_udp_port()
     worker, events = _worker(engine, gallery, port, open_timeout=5.0, stall_timeout=2.0)
     worker.start()
+    assert worker.wait_ready(30)
     try:
         with UdpSender(port, actors, seconds=8.0):
             seen = _collect(
@@ -90,6 +91,7 @@ def test_reconnects_after_the_stream_is_cut(engine: FaceEngine, gallery: Gallery
         engine, gallery, port, open_timeout=4.0, stall_timeout=0.5, backoff_initial=0.1, backoff_max=0.5
     )
     worker.start()
+    assert worker.wait_ready(30)
     try:
         with UdpSender(port, actors, seconds=1.5) as first:
             first.wait()
@@ -192,6 +194,7 @@ def test_track_ended_follows_identification(engine: FaceEngine, gallery: Gallery
     port = free_udp_port()
     worker, events = _worker(engine, gallery, port, open_timeout=5.0, stall_timeout=2.0)
     worker.start()
+    assert worker.wait_ready(30)
     try:
         with UdpSender(port, actors, seconds=6.0, loop=6.0):
             seen = _collect(

@@ -49,7 +49,7 @@ class AnalysisSettings:
 
     max_faces: int = 20
     min_face_px: float = 10.0
-    max_embeds_per_frame: int = 2
+    max_embeds_per_frame: int = 1
     details: bool = False
     keep_unidentified: bool = False
     snapshot_px: int = 112
@@ -112,6 +112,14 @@ class FrameAnalyzer:
         self._last_frame: Frame | None = None
         self._cuts = SceneCutDetector() if self.settings.scene_cuts else None
         self.scene_cuts = 0
+
+    def warm_up(self) -> None:
+        """Build this thread's models now (a few hundred ms) rather than on the first real frame."""
+        blank = Image(np.full((160, 160, 3), 128, dtype=np.uint8))
+        self.engine.find_faces(blank, 1)
+        if self.matcher is not None:
+            landmarks = np.array([[60, 70], [100, 70], [80, 90], [65, 110], [95, 110]], dtype=np.float32)
+            self.engine.describe(blank, [Detection(40, 40, 80, 90, 1.0, landmarks)])
 
     def process(self, frame: Frame) -> FrameResult:
         settings, identity = self.settings, self.settings.identity

@@ -162,6 +162,7 @@ class StreamWorker:
         self.metrics = StreamMetrics()
         self.error: FacetraceError | None = None
         self._halt = threading.Event()
+        self._ready = threading.Event()
         self._queue: queue.Queue[Any] = queue.Queue(config.queue_size)
         self._source = VideoSource(config.source, stop=self.stop_event, on_status=self._on_status)
         self._analyser = threading.Thread(
@@ -178,8 +179,12 @@ class StreamWorker:
         return self._source
 
     def start(self) -> None:
+        """Start the analyser; it builds its models, then starts the reader (no frames dropped meanwhile)."""
         self._analyser.start()
-        self._reader.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the models are built and the source is being read; True when it is."""
+        return self._ready.wait(timeout)
 
     def stop(self) -> None:
         """Ask this worker alone to stop (the shared stop event stops them all)."""
@@ -265,6 +270,10 @@ class StreamWorker:
             camera=config.camera or config.name,
         )
         try:
+            analyzer.warm_up()
+            if not self._stopping():
+                self._reader.start()
+            self._ready.set()
             while True:
                 try:
                     item = self._queue.get(timeout=0.2)
@@ -293,6 +302,8 @@ class StreamWorker:
         finally:
             stopped = self._stopping()
             self._halt.set()  # releases a reader waiting on a full queue
+            if not self._reader.is_alive() and not self._reader.ident:
+                self._put(_END, force=True)  # never started: nobody else will say the end
             self._source.close()
             if metrics.state != "FAILED":
                 metrics.set_state("STOPPED" if stopped else "ENDED")
