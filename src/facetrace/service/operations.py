@@ -68,7 +68,7 @@ class Resources:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a factory may itself ``get`` what it depends on
         self._items: dict[str, Any] = {}
 
     def get(self, name: str, factory: Callable[[], T]) -> T:
