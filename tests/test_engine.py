@@ -293,3 +293,27 @@ def test_threads_get_their_own_models_and_agree(engine: FaceEngine, photos: dict
     assert errors == []
     np.testing.assert_allclose(results[0], results[1], atol=1e-5)
     np.testing.assert_allclose(results[0], results[2], atol=1e-5)
+
+
+@pytest.mark.shared
+def test_lfw_subset_verification(engine: FaceEngine, shared: Path) -> None:
+    """All 4,950 pairs of the LFW subset (10 people × 10 photos) at CompareFaces' default threshold."""
+    folder = shared / "lfw_subset"
+    paths = sorted(folder.glob("*/*.jpg"))
+    vectors = {}
+    for path in paths:
+        image = engine.load(path)
+        detections = engine.find_faces(image)
+        centre = [d for d in detections if d.x <= 125 <= d.x + d.w and d.y <= 125 <= d.y + d.h]
+        vectors[path.relative_to(folder).as_posix()] = vector(engine.describe(image, centre[:1])[0])
+    same_ok = same = different_ok = different = 0
+    for line in (folder / "all_pairs.csv").read_text().splitlines()[1:]:
+        a, b, label = line.split(",")
+        matched = engine.similarity(vectors[a], vectors[b]) >= 80.0
+        if label == "1":
+            same, same_ok = same + 1, same_ok + matched
+        else:
+            different, different_ok = different + 1, different_ok + (not matched)
+    assert (same, different) == (450, 4500)
+    assert same_ok / same >= 0.97
+    assert different_ok / different >= 0.995
