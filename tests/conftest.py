@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,11 +31,11 @@ def engine() -> FaceEngine:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh FACETRACE_HOME for one test."""
     path = tmp_path / "home"
     monkeypatch.setenv("FACETRACE_HOME", str(path))
-    yield path
+    return path
 
 
 @pytest.fixture(scope="session")

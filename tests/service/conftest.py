@@ -96,6 +96,7 @@ def start_server(tmp: Path, engine: FaceEngine, config: ServiceConfig | None = N
     keys = KeyStore(tmp / "keys.json")
     admin = keys.create("admin", description="tests")
     config = config or ServiceConfig(port=0, workers=2)
+    app_options.setdefault("home", tmp)  # handler modules' state (video) stays in the test's folder
     thread = ServerThread(create_app(gallery, keys, config, **app_options), config).start()
     return Server(thread.url, gallery, keys, audit, tmp, admin, thread)
 

@@ -8,7 +8,18 @@ import pytest
 
 import facetrace.video
 
-MODULES = ["analysis", "events", "identity", "jobs", "pipeline", "processors", "sightings", "sinks", "source", "tracker"]
+MODULES = [
+    "analysis",
+    "events",
+    "identity",
+    "jobs",
+    "pipeline",
+    "processors",
+    "sightings",
+    "sinks",
+    "source",
+    "tracker",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

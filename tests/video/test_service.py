@@ -24,7 +24,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine, scene: 
     monkey = pytest.MonkeyPatch()
     monkey.setenv("FACETRACE_HOME", str(root / "home"))
     config = ServiceConfig(port=0, workers=2, buckets={"videos": bucket})
-    running = start_server(root, engine, config, handler_modules=["facetrace.service.ops_video"])
+    running = start_server(root, engine, config, home=root)
     running.gallery.create_collection("people")
     running.gallery.index_faces("people", photos["obama2.jpg"], external_image_id="obama", max_faces=1)
     running.gallery.index_faces("people", photos["biden.jpg"], external_image_id="biden", max_faces=1)
@@ -110,7 +110,7 @@ def test_stream_processors_over_the_wire(server: Server, scene: Path) -> None:
 def test_event_stream_yields_server_sent_events() -> None:
     import anyio
 
-    from facetrace.service.ops_video import event_stream
+    from facetrace.service.handlers.video import event_stream
     from facetrace.video.events import StreamState, StreamStatus
     from facetrace.video.sinks import EventBus
 
@@ -133,3 +133,19 @@ def test_event_stream_yields_server_sent_events() -> None:
     assert messages[1].startswith("event: StreamStatus\ndata: ")
     assert '"Processor":"cam"' in messages[1]
     assert bus.subscribers == 0
+
+
+def test_events_feed_is_signed_and_streams(server: Server) -> None:
+    import httpx
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{server.url}/events"
+    assert httpx.get(url, timeout=10).status_code in (400, 403)  # no signature: refused
+    request = AWSRequest(method="GET", url=url)
+    credentials = Credentials(server.admin.access_key_id, server.admin.secret)
+    SigV4Auth(credentials, "rekognition", "us-east-1").add_auth(request)
+    with httpx.stream("GET", url, headers=dict(request.headers), timeout=10) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")

@@ -98,7 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
         gallery.store.close()
         audit.close()
 
-    app = create_app(gallery, keys, config, on_shutdown=close)
+    app = create_app(gallery, keys, config, on_shutdown=close, home=home)
     if not _is_loopback(config.host):
         stderr.print(f"[yellow]warning:[/] listening on {config.host}: reachable from other machines")
     if not keys.list():

@@ -1,14 +1,16 @@
-"""Composition: the Starlette app, its three routes, and the middleware stack, assembled in one place.
+"""Composition: the Starlette app, its routes, and the middleware stack, assembled in one place.
 
 Request path, outermost first: request id → metrics → errors → body limit → auth (SigV4) → rate limit →
 ``POST /`` (``dispatch.Dispatcher``: handler table, permissions, worker pool). ``GET /healthz`` and
-``GET /metrics`` need no signature.
+``GET /metrics`` need no signature; routes that handler modules add (``operations.route``, e.g. the video
+events feed) sit behind the same stack as ``POST /``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -29,7 +31,7 @@ from facetrace.service.middleware.errors import ErrorMiddleware
 from facetrace.service.middleware.metrics import MetricsMiddleware
 from facetrace.service.middleware.rate_limit import RateLimitMiddleware, TokenBuckets
 from facetrace.service.middleware.request_id import RequestIdMiddleware
-from facetrace.service.operations import Resources, load_handlers
+from facetrace.service.operations import Resources, RouteEndpoint, extra_routes, load_handlers, startup_hooks
 from facetrace.service.protocol import TARGET_PREFIX
 from facetrace.service.validation import service_model
 
@@ -73,16 +75,20 @@ def create_app(
     *,
     handler_modules: Iterable[str] = (),
     on_shutdown: Callable[[], None] | None = None,
+    home: Path | None = None,
 ) -> Starlette:
     """The Rekognition-compatible ASGI app over ``gallery``, authenticating with ``keys``.
 
     ``handler_modules`` are imported besides ``facetrace.service.handlers.*``; ``on_shutdown`` runs after the
-    last in-flight request has finished (close the store and the audit log there).
+    last in-flight request has finished (close the store and the audit log there). ``home`` is where handler
+    modules keep their own state (video jobs, stream processors); default ``$FACETRACE_HOME``.
     """
     config = config or ServiceConfig()
     load_handlers(handler_modules)
     pool = WorkerPool(config.workers, config.max_pending)
     resources = Resources()
+    if home is not None:
+        resources.put("home", home)
     metrics = Metrics()
     dispatcher = Dispatcher(gallery, config, pool, resources)
 
@@ -112,6 +118,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for hook in startup_hooks():
+            await anyio.to_thread.run_sync(hook, resources, gallery)
         yield
         await anyio.to_thread.run_sync(pool.shutdown)
         resources.close()
@@ -123,7 +131,20 @@ def create_app(
             Route("/", dispatcher.__call__, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *(
+                Route(path, _bind(endpoint, resources, gallery), methods=["GET"])
+                for path, endpoint in extra_routes().items()
+            ),
         ],
         middleware=middleware_stack(keys, config, metrics),
         lifespan=lifespan,
     )
+
+
+def _bind(
+    endpoint: RouteEndpoint, resources: Resources, gallery: Gallery
+) -> Callable[[Request], Awaitable[Response]]:
+    async def bound(request: Request) -> Response:
+        return await endpoint(request, resources, gallery)
+
+    return bound

@@ -31,9 +31,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 from facetrace.audit import Caller
 from facetrace.gallery import Gallery
@@ -48,11 +51,17 @@ __all__ = [
     "Operation",
     "Permission",
     "Resources",
+    "RouteEndpoint",
+    "StartupHook",
+    "extra_routes",
     "load_handlers",
     "lookup",
+    "on_startup",
     "operation",
     "operations",
     "register_operation",
+    "route",
+    "startup_hooks",
     "unregister_operation",
 ]
 
@@ -76,6 +85,11 @@ class Resources:
             if name not in self._items:
                 self._items[name] = factory()
             return self._items[name]  # type: ignore[no-any-return]
+
+    def put(self, name: str, value: object) -> None:
+        """Provide ``name`` up front (e.g. the server's home directory) instead of building it on first use."""
+        with self._lock:
+            self._items[name] = value
 
     def close(self) -> None:
         with self._lock:
@@ -146,6 +160,44 @@ def operation(
         return handler
 
     return decorate
+
+
+StartupHook = Callable[[Resources, Gallery], None]
+RouteEndpoint = Callable[[Request, Resources, Gallery], Awaitable[Response]]
+_STARTUP: dict[str, StartupHook] = {}
+_ROUTES: dict[str, RouteEndpoint] = {}
+
+
+def on_startup(hook: StartupHook) -> StartupHook:
+    """Run ``hook(resources, gallery)`` (in a worker thread) when the server starts, e.g. to resume work that
+    was running before a restart."""
+    with _TABLE_LOCK:
+        _STARTUP[f"{hook.__module__}.{hook.__qualname__}"] = hook
+    return hook
+
+
+def route(path: str) -> Callable[[RouteEndpoint], RouteEndpoint]:
+    """Add ``GET path`` to the app, behind the same middleware (SigV4 included) as ``POST /``. The endpoint
+    reads the caller's key from ``request.scope[KEY_SCOPE]`` and checks its permission itself."""
+
+    def decorate(endpoint: RouteEndpoint) -> RouteEndpoint:
+        with _TABLE_LOCK:
+            if path in ("/", "/healthz", "/metrics"):
+                raise ValueError(f"{path} is a built-in route")
+            _ROUTES[path] = endpoint
+        return endpoint
+
+    return decorate
+
+
+def startup_hooks() -> list[StartupHook]:
+    with _TABLE_LOCK:
+        return list(_STARTUP.values())
+
+
+def extra_routes() -> dict[str, RouteEndpoint]:
+    with _TABLE_LOCK:
+        return dict(_ROUTES)
 
 
 def load_handlers(extra: Iterable[str] = ()) -> None:

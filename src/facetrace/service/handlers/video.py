@@ -1,10 +1,10 @@
 """Video operations on the wire: StartFaceSearch / GetFaceSearch, StartFaceDetection / GetFaceDetection and
 the stream processors (Create / Start / Stop / Describe / List / DeleteStreamProcessor), in Rekognition's shapes.
 
-Load it with ``create_app(..., handler_modules=["facetrace.service.ops_video"])``. Handlers only translate:
-the work is ``facetrace.video.VideoJobs`` and ``facetrace.video.StreamProcessors``, one of each per server
-(``ctx.resources``), keeping their databases in ``<home>/video/`` (the home is ``ctx.resources``'
-``"video.home"`` when the server put one there, else ``$FACETRACE_HOME`` or the user data directory).
+Handlers only translate: the work is ``facetrace.video.VideoJobs`` and ``facetrace.video.StreamProcessors``,
+one of each per server (``ctx.resources``), keeping their databases in ``<home>/video/`` (the server's home,
+else ``$FACETRACE_HOME`` or the user data directory). Running processors are resumed when the server starts,
+and ``GET /events[?processor=NAME]`` streams their events as server-sent events (SigV4-signed like any call).
 
 - ``Video.S3Object`` is resolved like an image's: a file in a folder mapped with ``--bucket``.
 - A stream processor's ``Input.KinesisVideoStream.Arn`` names the source: everything after the account id is
@@ -23,56 +23,71 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
 from facetrace.errors import AccessDeniedError, ConflictError, InvalidParameterError
-from facetrace.gallery import DEFAULT_MATCH_THRESHOLD
+from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.home import resolve_home
+from facetrace.service.dispatch import KEY_SCOPE
 from facetrace.service.errors import ServiceError
-from facetrace.service.operations import Context, Permission, operation
+from facetrace.service.keys import AccessKey
+from facetrace.service.operations import Context, Permission, Resources, on_startup, operation, route
 from facetrace.video.jobs import Job, VideoJobs
 from facetrace.video.processors import StreamProcessors
 from facetrace.video.sightings import RetentionSweeper, SightingStore
 from facetrace.video.sinks import EventBus, sse_message
 
-__all__ = ["event_stream", "processors_of"]
+__all__ = ["event_stream", "events", "processors_of"]
 
 JSON = dict[str, Any]
 _TOKENS_LOCK = threading.Lock()
 
 
-def _home(ctx: Context) -> Path:
-    home = ctx.resources.get("video.home", lambda: resolve_home())
+def _home(resources: Resources) -> Path:
+    home = resources.get("home", resolve_home)
     return Path(home) / "video"
 
 
-# ``Resources.get`` holds its lock while a factory runs, so a factory never calls ``get``: what it needs is
-# fetched first.
-
-
-def _sightings(ctx: Context) -> SightingStore:
-    folder = _home(ctx)
-    store = ctx.resources.get("video.sightings", lambda: SightingStore(folder / "sightings.db"))
-    ctx.resources.get("video.sweeper", lambda: RetentionSweeper(store).start())
+def _sightings(resources: Resources) -> SightingStore:
+    folder = _home(resources)
+    store = resources.get("video.sightings", lambda: SightingStore(folder / "sightings.db"))
+    resources.get("video.sweeper", lambda: RetentionSweeper(store).start())
     return store
 
 
 def _jobs(ctx: Context) -> VideoJobs:
-    folder, sightings = _home(ctx), _sightings(ctx)
+    folder, sightings = _home(ctx.resources), _sightings(ctx.resources)
     return ctx.resources.get(
         "video.jobs", lambda: VideoJobs(ctx.gallery, path=folder / "jobs.db", sightings=sightings)
     )
 
 
-def processors_of(ctx: Context) -> StreamProcessors:
-    """The server's stream processors (started again, on first use, if they were running before a restart)."""
-    folder, sightings = _home(ctx), _sightings(ctx)
+def processors_of(resources: Resources, gallery: Gallery) -> StreamProcessors:
+    """The server's stream processors; the first call resumes those that were running before a restart."""
+    folder, sightings = _home(resources), _sightings(resources)
 
     def build() -> StreamProcessors:
-        manager = StreamProcessors(ctx.gallery, path=folder / "processors.db", sightings=sightings, bus=EventBus())
+        manager = StreamProcessors(gallery, path=folder / "processors.db", sightings=sightings, bus=EventBus())
         manager.resume()
         return manager
 
-    return ctx.resources.get("video.processors", build)
+    return resources.get("video.processors", build)
+
+
+@on_startup
+def _resume_processors(resources: Resources, gallery: Gallery) -> None:
+    """Processors survive a restart: their definitions are stored, and the running ones start again here."""
+    processors_of(resources, gallery)
+
+
+def _visible_processor(ctx: Context, name: str) -> StreamProcessors:
+    """The processors, once the caller's key may see the named processor's collection."""
+    manager = processors_of(ctx.resources, ctx.gallery)
+    collection_id = manager.definition(name).face_search.collection_id
+    if not ctx.key.sees(collection_id):
+        raise AccessDeniedError(f"this key may not use collection {collection_id}")
+    return manager
 
 
 def _video_path(ctx: Context, request: JSON) -> str:
@@ -212,7 +227,7 @@ def create_stream_processor(ctx: Context, request: JSON) -> JSON:
     }
     if face_search.get("FaceMatchThreshold") is not None:
         definition["face_search"]["face_match_threshold"] = face_search["FaceMatchThreshold"]
-    processors_of(ctx).create(definition)
+    processors_of(ctx.resources, ctx.gallery).create(definition)
     return {"StreamProcessorArn": _arn(ctx, request["Name"])}
 
 
@@ -224,7 +239,7 @@ def _in_use(error: ConflictError) -> ServiceError:
 @operation("StartStreamProcessor", Permission.WRITE, collection_param=None)
 def start_stream_processor(ctx: Context, request: JSON) -> JSON:
     try:
-        processors_of(ctx).start(request["Name"])
+        _visible_processor(ctx, request["Name"]).start(request["Name"])
     except ConflictError as exc:
         raise _in_use(exc) from None
     return {"SessionId": str(uuid.uuid4())}
@@ -232,14 +247,14 @@ def start_stream_processor(ctx: Context, request: JSON) -> JSON:
 
 @operation("StopStreamProcessor", Permission.WRITE, collection_param=None)
 def stop_stream_processor(ctx: Context, request: JSON) -> JSON:
-    processors_of(ctx).stop(request["Name"])
+    _visible_processor(ctx, request["Name"]).stop(request["Name"])
     return {}
 
 
 @operation("DeleteStreamProcessor", Permission.ADMIN, collection_param=None)
 def delete_stream_processor(ctx: Context, request: JSON) -> JSON:
     try:
-        processors_of(ctx).delete(request["Name"])
+        _visible_processor(ctx, request["Name"]).delete(request["Name"])
     except ConflictError as exc:
         raise _in_use(exc) from None
     return {}
@@ -247,8 +262,8 @@ def delete_stream_processor(ctx: Context, request: JSON) -> JSON:
 
 @operation("DescribeStreamProcessor", Permission.READ, collection_param=None)
 def describe_stream_processor(ctx: Context, request: JSON) -> JSON:
-    manager = processors_of(ctx)
     name = request["Name"]
+    manager = _visible_processor(ctx, name)
     described = manager.describe(name)
     wire = manager.definition(name).wire or {}
     data: JSON = {
@@ -270,7 +285,7 @@ def describe_stream_processor(ctx: Context, request: JSON) -> JSON:
 
 @operation("ListStreamProcessors", Permission.READ, collection_param=None)
 def list_stream_processors(ctx: Context, request: JSON) -> JSON:
-    items, token = processors_of(ctx).list(
+    items, token = processors_of(ctx.resources, ctx.gallery).list(
         max_results=request.get("MaxResults") or 1000, next_token=request.get("NextToken")
     )
     data: JSON = {"StreamProcessors": items}
@@ -298,3 +313,19 @@ async def event_stream(
             yield ": keep-alive\n\n" if event is None else sse_message(event)
     finally:
         subscription.close()
+
+
+@route("/events")
+async def events(request: Request, resources: Resources, gallery: Gallery) -> Response:
+    """Server-sent events of the stream processors (``?processor=NAME`` for one), for any key with read access
+    that may see that processor's collection."""
+    key: AccessKey = request.scope[KEY_SCOPE]
+    name = request.query_params.get("processor")
+    manager = await anyio.to_thread.run_sync(processors_of, resources, gallery)
+    allowed = key.may(Permission.READ) and (
+        key.collections is None
+        or (name is not None and key.sees(manager.definition(name).face_search.collection_id))
+    )
+    if not allowed:
+        raise AccessDeniedError(f"User: {key.access_key_id} is not authorized to read these events")
+    return StreamingResponse(event_stream(manager.bus, name), media_type="text/event-stream")
