@@ -209,12 +209,12 @@ class Gallery:
 
     def create_collection(self, collection_id: str, *, caller: Caller = LOCAL_CALLER) -> CollectionInfo:
         info = self.store.create_collection(check_collection_id(collection_id), self.model)
-        self._record(caller, "CreateCollection", collection_id)
+        self.record_event(caller, "CreateCollection", collection_id)
         return info
 
     def delete_collection(self, collection_id: str, *, caller: Caller = LOCAL_CALLER) -> None:
         self.store.delete_collection(check_collection_id(collection_id))
-        self._record(caller, "DeleteCollection", collection_id)
+        self.record_event(caller, "DeleteCollection", collection_id)
 
     def describe_collection(self, collection_id: str) -> CollectionInfo:
         return self.store.describe_collection(check_collection_id(collection_id))
@@ -277,7 +277,7 @@ class Gallery:
             self.store.add_faces(collection_id, [(item.record, _vector(item.face)) for item in indexed])
             if keep_image:
                 self._keep_image(collection_id, image_id, decoded)
-        self._record(
+        self.record_event(
             caller,
             "IndexFaces",
             collection_id,
@@ -338,7 +338,7 @@ class Gallery:
             else:
                 deletable.append(face_id)
         deleted = self.store.delete_faces(collection_id, deletable) if deletable else []
-        self._record(caller, "DeleteFaces", collection_id, match_count=len(deleted), matched=tuple(deleted))
+        self.record_event(caller, "DeleteFaces", collection_id, match_count=len(deleted), matched=tuple(deleted))
         return Deletion(tuple(deleted), tuple(unsuccessful))
 
     # -- search ------------------------------------------------------------------------------------------
@@ -390,6 +390,21 @@ class Gallery:
             )
         return face
 
+    def search_vector(
+        self,
+        collection_id: str,
+        vector: Vector,
+        *,
+        max_faces: int = 80,
+        threshold: float = DEFAULT_MATCH_THRESHOLD,
+    ) -> tuple[FaceMatch, ...]:
+        """Faces like ``vector`` (a vector this gallery's engine made), best first. **Not audited**: it is the
+        building block for callers that search many times on behalf of one audited act (a video job, a
+        stream processor's track) and record that act themselves with ``record_event``."""
+        self._collection(collection_id)
+        check_int(max_faces, "max_faces", 1, 4096)
+        return self._search(collection_id, vector, max_faces, check_percent(threshold, "threshold"))
+
     def _search(
         self, collection_id: str, vector: Vector, limit: int, threshold: float, exclude: str | None = None
     ) -> tuple[FaceMatch, ...]:
@@ -436,7 +451,7 @@ class Gallery:
                 matches=tuple(pair for pair in result.matches if not quality_reasons(pair[0], level)),
                 unmatched=tuple(pair for pair in result.unmatched if not quality_reasons(pair[0], level)),
             )
-        self._record(caller, "CompareFaces", None, threshold=threshold, match_count=len(result.matches))
+        self.record_event(caller, "CompareFaces", None, threshold=threshold, match_count=len(result.matches))
         return result
 
     # -- users -------------------------------------------------------------------------------------------
@@ -444,13 +459,13 @@ class Gallery:
     def create_user(self, collection_id: str, user_id: str, *, caller: Caller = LOCAL_CALLER) -> UserRecord:
         self._collection(collection_id)
         user = self.store.create_user(collection_id, check_user_id(user_id))
-        self._record(caller, "CreateUser", collection_id, detail={"user_id": user_id})
+        self.record_event(caller, "CreateUser", collection_id, detail={"user_id": user_id})
         return _with_status(user)
 
     def delete_user(self, collection_id: str, user_id: str, *, caller: Caller = LOCAL_CALLER) -> None:
         check_collection_id(collection_id)
         self.store.delete_user(collection_id, check_user_id(user_id))
-        self._record(caller, "DeleteUser", collection_id, detail={"user_id": user_id})
+        self.record_event(caller, "DeleteUser", collection_id, detail={"user_id": user_id})
 
     def get_user(self, collection_id: str, user_id: str) -> UserRecord:
         check_collection_id(collection_id)
@@ -512,7 +527,7 @@ class Gallery:
             raise InvalidParameterError(f"a user can have at most {MAX_FACES_PER_USER} faces")
         if accepted:
             self.store.associate_faces(collection_id, user_id, accepted)
-        self._record(
+        self.record_event(
             caller, "AssociateFaces", collection_id, match_count=len(accepted), matched=tuple(accepted),
             detail={"user_id": user_id},
         )  # fmt: skip
@@ -537,7 +552,7 @@ class Gallery:
                 )
         mine = [f for f in ids if f in found and found[f].user_id == user_id]
         done = self.store.disassociate_faces(collection_id, user_id, mine) if mine else []
-        self._record(
+        self.record_event(
             caller, "DisassociateFaces", collection_id, match_count=len(done), matched=tuple(done),
             detail={"user_id": user_id},
         )  # fmt: skip
@@ -625,7 +640,7 @@ class Gallery:
 
     # -- audit -------------------------------------------------------------------------------------------
 
-    def _record(
+    def record_event(
         self,
         caller: Caller,
         operation: str,
@@ -636,6 +651,8 @@ class Gallery:
         matched: tuple[str, ...] = (),
         detail: dict[str, str | int | float | None] | None = None,
     ) -> None:
+        """Append one event to the audit trail (a no-op without an audit sink); raises if it cannot be kept,
+        so an act that cannot be audited does not happen silently."""
         if self._audit is None:
             return
         self._audit.record(
@@ -660,7 +677,7 @@ class Gallery:
         matches: tuple[FaceMatch, ...],
         detail: dict[str, str | int | float | None] | None = None,
     ) -> None:
-        self._record(
+        self.record_event(
             caller, operation, collection_id, threshold=threshold, match_count=len(matches),
             matched=tuple(m.face.face_id for m in matches), detail=detail,
         )  # fmt: skip
@@ -673,7 +690,7 @@ class Gallery:
         threshold: float,
         matches: tuple[UserMatch, ...],
     ) -> None:
-        self._record(
+        self.record_event(
             caller, operation, collection_id, threshold=threshold, match_count=len(matches),
             matched=tuple(face for m in matches for face in m.face_ids),
             detail={"user_ids": ",".join(m.user.user_id for m in matches)},

@@ -105,3 +105,28 @@ def test_bad_definitions_are_refused_with_every_problem(gallery: Gallery, scene:
     page, token = processors.list(max_results=1)
     assert page == [{"Name": "cam", "Status": "STOPPED"}]
     assert token is None
+
+
+def test_every_identified_track_is_audited(engine, photos, scene: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from facetrace.audit import AuditEvent
+    from facetrace.store.memory import MemoryStore
+
+    events: list[AuditEvent] = []
+
+    class Recorder:
+        def record(self, event: AuditEvent) -> None:
+            events.append(event)
+
+    audited = Gallery(engine, MemoryStore(), audit=Recorder())
+    audited.create_collection("people")
+    audited.index_faces("people", photos["obama2.jpg"], external_image_id="obama", max_faces=1)
+    processors = StreamProcessors(audited, path=tmp_path / "processors.db")
+    processors.create(definition("door", scene))
+    processors.start("door")
+    assert wait_for(lambda: any(e.operation == "StreamProcessorFaceMatch" for e in events))
+    processors.stop("door")
+    match = next(e for e in events if e.operation == "StreamProcessorFaceMatch")
+    assert match.principal == "streamprocessor:door"
+    assert match.collection_id == "people"
+    assert match.threshold == THRESHOLD
+    assert len(match.matched_face_ids) == 1

@@ -64,20 +64,13 @@ class CollectionMatcher:
                 f"collection {collection_id} holds {info.model} vectors; this engine makes {gallery.model} vectors"
             )
         self._calibration = gallery.engine.calibration
-        self._min_cosine = self._calibration.cosine_for(self._threshold)
 
     @property
     def threshold(self) -> float:
         return self._threshold
 
     def search(self, vector: Vector, limit: int = 5) -> tuple[FaceMatch, ...]:
-        neighbors = self.gallery.store.search(self.collection_id, vector, limit=limit, min_cosine=self._min_cosine)
-        matches = []
-        for neighbor in neighbors:
-            similarity = self._calibration.similarity(neighbor.cosine)
-            if similarity >= self._threshold:
-                matches.append(FaceMatch(neighbor.face, round(similarity, 4)))
-        return tuple(matches)
+        return self.gallery.search_vector(self.collection_id, vector, max_faces=limit, threshold=self._threshold)
 
     def closest(self, vector: Vector) -> float:
         neighbors = self.gallery.store.search(self.collection_id, vector, limit=1, min_cosine=-1.0)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from facetrace import shapes
-from facetrace.audit import LOCAL_CALLER, AuditEvent, AuditSink, Caller
+from facetrace.audit import LOCAL_CALLER, Caller
 from facetrace.errors import FacetraceError, InvalidParameterError, NotFoundError, StoreError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.types import FaceMatch
@@ -108,6 +108,7 @@ class Job:
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
+    caller: Caller = LOCAL_CALLER  # who started it: the audit record of its results names them
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def describe(self) -> dict[str, Any]:
@@ -160,12 +161,10 @@ class VideoJobs:
         sightings: SightingStore | None = None,
         settings: JobSettings | None = None,
         workers: int = 1,
-        audit: AuditSink | None = None,
     ) -> None:
         self.gallery = gallery
         self.settings = settings or JobSettings()
         self.sightings = sightings
-        self._audit = audit
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._pool = ThreadPoolExecutor(max_workers=check_int(workers, "workers", 1, 16), thread_name_prefix="job")
@@ -190,7 +189,7 @@ class VideoJobs:
         CollectionMatcher(self.gallery, collection_id, threshold)  # fails now on a bad collection
         job = Job(
             job_id=_job_id(), kind=JobKind.FACE_SEARCH, video=str(video), collection_id=collection_id,
-            threshold=threshold, job_tag=_tag(job_tag), camera=camera,
+            threshold=threshold, job_tag=_tag(job_tag), camera=camera, caller=caller,
         )  # fmt: skip
         self._record(caller, "StartFaceSearch", collection_id, threshold, {"job_id": job.job_id})
         return self._submit(job)
@@ -270,6 +269,7 @@ class VideoJobs:
         try:
             if job.kind is JobKind.FACE_SEARCH:
                 self._search(job)
+                self._record_results(job)  # results nobody could audit are not released
             else:
                 self._detect(job)
             job.status = JobStatus.SUCCEEDED
@@ -461,16 +461,23 @@ class VideoJobs:
             self._jobs.setdefault(job_id, job)
         return job
 
+    def _record_results(self, job: Job) -> None:
+        """What the search found, audited when it is known (the start was audited when it was asked for)."""
+        matched = tuple(
+            dict.fromkeys(
+                match["Face"]["FaceId"] for person in job.results for match in person.get("FaceMatches", ())
+            )
+        )
+        self.gallery.record_event(
+            job.caller, "GetFaceSearch", job.collection_id, threshold=job.threshold,
+            match_count=len(matched), matched=matched, detail={"job_id": job.job_id},
+        )  # fmt: skip
+
     def _record(
         self, caller: Caller, operation: str, collection_id: str, threshold: float, detail: dict[str, Any]
     ) -> None:
-        if self._audit is not None:
-            self._audit.record(
-                AuditEvent(
-                    operation=operation, principal=caller.principal, collection_id=collection_id,
-                    purpose=caller.purpose, threshold=threshold, detail=detail,
-                )
-            )  # fmt: skip
+        """Audited like any search, through the gallery's audit trail."""
+        self.gallery.record_event(caller, operation, collection_id, threshold=threshold, detail=detail)
 
 
 def _job_id() -> str:

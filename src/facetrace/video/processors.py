@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from facetrace.audit import Caller
 from facetrace.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -30,6 +31,7 @@ from facetrace.errors import (
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.validation import check_int
 from facetrace.video.analysis import AnalysisSettings
+from facetrace.video.events import Event, TrackIdentified
 from facetrace.video.identity import CollectionMatcher
 from facetrace.video.pipeline import StreamConfig, StreamWorker
 from facetrace.video.sightings import DEFAULT_RETENTION_DAYS, SightingSink, SightingStore
@@ -288,7 +290,7 @@ class StreamProcessors:
         return definition
 
     def _sinks(self, definition: ProcessorDefinition) -> builtins.list[EventSink]:
-        sinks: builtins.list[EventSink] = [self.bus]
+        sinks: builtins.list[EventSink] = [AuditSink(self.gallery, definition), self.bus]
         if self.sightings is not None:
             sinks.append(
                 SightingSink(
@@ -346,3 +348,31 @@ def _definition(value: ProcessorDefinition | dict[str, Any]) -> ProcessorDefinit
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise InvalidParameterError(f"invalid stream processor: {problems}") from None
+
+
+class AuditSink:
+    """Records every identification a processor makes in the gallery's audit trail.
+
+    A live processor searches its collection for every track it follows; the audited act is the answer, one
+    record per identified track (principal ``streamprocessor:<name>``), not each frame's search. An event
+    that cannot be audited raises in the worker, which stops the processor rather than identify silently.
+    """
+
+    def __init__(self, gallery: Gallery, definition: ProcessorDefinition) -> None:
+        self.gallery = gallery
+        self.caller = Caller(principal=f"streamprocessor:{definition.name}")
+        self.collection_id = definition.face_search.collection_id
+        self.threshold = definition.face_search.face_match_threshold
+        self.processor = definition.name
+
+    def publish(self, event: Event) -> None:
+        if not isinstance(event, TrackIdentified) or event.match is None:
+            return
+        self.gallery.record_event(
+            self.caller, "StreamProcessorFaceMatch", self.collection_id, threshold=self.threshold,
+            match_count=1, matched=(event.match.face.face_id,),
+            detail={"processor": self.processor, "track_id": event.track_id, "similarity": event.match.similarity},
+        )  # fmt: skip
+
+    def close(self) -> None:
+        return None
