@@ -31,6 +31,7 @@ from facetrace.video.events import Event, StreamStatus, TrackEvent
 from facetrace.video.identity import CollectionMatcher
 from facetrace.video.jobs import Job, JobSettings, JobStatus, VideoJobs
 from facetrace.video.pipeline import StreamConfig, StreamWorker
+from facetrace.video.processors import AuditSink
 from facetrace.video.sightings import DEFAULT_RETENTION_DAYS, SightingSink, SightingStore
 from facetrace.video.sinks import CallbackSink, EventSink, JsonLinesSink, WebhookSink
 from facetrace.video.source import SourceSettings
@@ -217,7 +218,8 @@ def _watch(args: argparse.Namespace) -> int:
     gallery = open_library(args)
     camera = args.camera or "watch"
     matcher = CollectionMatcher(gallery, args.collection, args.threshold)
-    sinks: list[EventSink] = [CallbackSink(lambda event: _print_event(args, event))]
+    audit = AuditSink(gallery, local_caller(args), args.collection, matcher.threshold, f"watch:{camera}")
+    sinks: list[EventSink] = [audit, CallbackSink(lambda event: _print_event(args, event))]
     if args.jsonl:
         sinks.append(JsonLinesSink(args.jsonl))
     if args.webhook:

@@ -290,7 +290,14 @@ class StreamProcessors:
         return definition
 
     def _sinks(self, definition: ProcessorDefinition) -> builtins.list[EventSink]:
-        sinks: builtins.list[EventSink] = [AuditSink(self.gallery, definition), self.bus]
+        audit = AuditSink(
+            self.gallery,
+            Caller(principal=f"streamprocessor:{definition.name}"),
+            definition.face_search.collection_id,
+            definition.face_search.face_match_threshold,
+            definition.name,
+        )
+        sinks: builtins.list[EventSink] = [audit, self.bus]
         if self.sightings is not None:
             sinks.append(
                 SightingSink(
@@ -353,17 +360,20 @@ def _definition(value: ProcessorDefinition | dict[str, Any]) -> ProcessorDefinit
 class AuditSink:
     """Records every identification a processor makes in the gallery's audit trail.
 
-    A live processor searches its collection for every track it follows; the audited act is the answer, one
-    record per identified track (principal ``streamprocessor:<name>``), not each frame's search. An event
-    that cannot be audited raises in the worker, which stops the processor rather than identify silently.
+    A live stream searches its collection for every track it follows; the audited act is the answer, one
+    record per identified track (a processor's principal is ``streamprocessor:<name>``; ``facetrace watch``
+    records the local user), not each frame's search. An event that cannot be audited raises in the worker,
+    which stops the stream rather than identify people silently.
     """
 
-    def __init__(self, gallery: Gallery, definition: ProcessorDefinition) -> None:
+    def __init__(
+        self, gallery: Gallery, caller: Caller, collection_id: str, threshold: float, stream: str
+    ) -> None:
         self.gallery = gallery
-        self.caller = Caller(principal=f"streamprocessor:{definition.name}")
-        self.collection_id = definition.face_search.collection_id
-        self.threshold = definition.face_search.face_match_threshold
-        self.processor = definition.name
+        self.caller = caller
+        self.collection_id = collection_id
+        self.threshold = threshold
+        self.processor = stream
 
     def publish(self, event: Event) -> None:
         if not isinstance(event, TrackIdentified) or event.match is None:
