@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,6 +22,10 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import machine_info
 
 from facetrace.store import SQLiteStore
 from facetrace.store.vector_index import VectorIndex
@@ -38,15 +41,7 @@ def parse_size(text: str) -> int:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    """The shared machine paragraph plus what matters for a vector scan: the BLAS numpy was built with."""
     blas = "?"
     try:
         config = np.show_config(mode="dicts")  # type: ignore[func-returns-value]
@@ -55,10 +50,7 @@ def machine() -> str:
     except Exception:
         pass
     threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
-    return (
-        f"cpu: {cpu}, {cores} cores | python {platform.python_version()} | numpy {np.__version__}, BLAS {blas}"
-        f" (threads: {threads})"
-    )
+    return f"{machine_info()}\nBLAS {blas} (threads: {threads})"
 
 
 def load() -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -251,7 +252,7 @@ class FrameAnalyzer:
         self.embedded += len(chosen)
         return dict(zip(chosen, faces, strict=True))
 
-    def _event(self, kind: type[TrackEvent], track: Track, frame: Frame, **extra: str | None) -> TrackEvent:
+    def _event(self, kind: type[TrackEvent], track: Track, frame: Frame, **extra: Any) -> TrackEvent:
         return kind(
             processor=self.processor,
             camera=self.camera,
@@ -268,20 +269,8 @@ class FrameAnalyzer:
         )
 
     def _ended(self, track: Track, frame: Frame) -> TrackEvent:
-        return TrackEnded(
-            processor=self.processor,
-            camera=self.camera,
-            track_id=track.track_id,
-            stream_time_ms=round(frame.stream_time * 1000),
-            frame_time=frame.arrived,
-            bounding_box=BoundingBox.from_pixels(*track.box, frame.width, frame.height),
-            match=track_match(track),
-            snapshot=_jpeg(track.state.get("snapshot")),
-            started_at=track.first_wall,
-            start_stream_ms=round(track.first_seen * 1000),
-            ended_at=track.last_wall,
-            end_stream_ms=round(track.last_seen * 1000),
-            wall_time=time.time(),
+        return self._event(
+            TrackEnded, track, frame, ended_at=track.last_wall, end_stream_ms=round(track.last_seen * 1000)
         )
 
 
