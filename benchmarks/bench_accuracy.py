@@ -31,7 +31,6 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import PairSet, central_face, embed_set, labelled_sets, machine_info, median_ms
-
 from facetrace.engine import FaceEngine
 
 Scores = npt.NDArray[np.float64]

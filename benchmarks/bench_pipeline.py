@@ -37,7 +37,6 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import DATA, central_face, load_average, machine_info, median_ms, timed
-
 from facetrace import geometry, quality
 from facetrace.engine import DetectionSettings, FaceEngine
 from facetrace.imaging import Image, load_image

@@ -26,7 +26,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine_info
-
 from facetrace.store import SQLiteStore
 from facetrace.store.vector_index import VectorIndex
 from facetrace.types import BoundingBox, FaceRecord

@@ -41,22 +41,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import boto3
 import httpx
 import numpy as np
-from benchmarks.common import machine_info
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from PIL import Image as PILImage
-from tests.photos import photo
 
+from benchmarks.common import machine_info
 from facetrace.app import open_gallery
 from facetrace.audit import AuditLog
 from facetrace.gallery import Gallery
 from facetrace.service.keys import AccessKey, KeyStore
 from facetrace.types import BoundingBox, FaceRecord
+from tests.photos import photo
 
 PHOTOS = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "t1.jpg")
 PROBES = ("obama2.jpg", "obama3.jpg", "biden.jpg", "t1.jpg")

@@ -31,7 +31,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import load_average, machine_info, require_data
-
 from facetrace.engine import DetectionSettings, FaceEngine
 from facetrace.gallery import Gallery
 from facetrace.imaging import Image

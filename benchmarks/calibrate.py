@@ -49,7 +49,6 @@ from benchmarks.common import (
     machine_info,
     wider_images,
 )
-
 from facetrace.calibration import FMR_ANCHORS
 from facetrace.engine import DetectionSettings, FaceEngine
 from facetrace.imaging import Image
