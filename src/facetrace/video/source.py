@@ -322,10 +322,12 @@ class VideoSource:
                 state = StreamState.DISCONNECTED
             except StreamStalledError as exc:
                 if not live:
+                    self._status(StreamState.FAILED, exc.message, attempt)
                     raise
                 message, state = exc.message, StreamState.STALLED
             except StreamError as exc:
                 if not live:
+                    self._status(StreamState.FAILED, exc.message, attempt)
                     raise
                 message, state = exc.message, StreamState.DISCONNECTED
             finally:
