@@ -253,3 +253,31 @@ def test_yunet_thresholds_are_honoured(photos: dict[str, Path]) -> None:
     strict = YuNetDetector(score_threshold=0.9).detect(pixels)
     assert len(strict) < len(everything)
     assert all(d.score >= 0.9 for d in strict)
+
+
+def test_branchless_prelu_is_exact(tmp_path: Path) -> None:
+    """The PRelu rewrite gives the same numbers as onnxruntime's own PRelu, for slopes above 1 and below 0."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from facetrace.models.runtime import branchless_prelu
+
+    slope = np.array([1.12, 0.25, -0.5], dtype=np.float32).reshape(3, 1, 1)
+    graph = helper.make_graph(
+        [helper.make_node("PRelu", ["x", "slope"], ["y"], name="act")],
+        "prelu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [numpy_helper.from_array(slope, "slope")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = np.random.default_rng(0).normal(0, 50, (1, 3, 8, 8)).astype(np.float32)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x}
+    )
+    assert branchless_prelu(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Relu", "Min", "Mul", "Add"]
+    onnx.checker.check_model(model)
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_array_equal(before[0], after[0])
