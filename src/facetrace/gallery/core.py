@@ -13,12 +13,25 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from facetrace.audit import LOCAL_CALLER, AuditEvent, AuditSink, Caller
 from facetrace.engine import AnalyzedFace, Comparison, FaceEngine
 from facetrace.errors import InvalidParameterError, ModelMismatchError, NoFaceError, NotFoundError
+from facetrace.gallery.quality_filter import parse_quality_filter, quality_reasons
+from facetrace.gallery.results import (
+    Association,
+    Deletion,
+    Disassociation,
+    FaceSearch,
+    ImageSearch,
+    IndexedFace,
+    IndexResult,
+    UnindexedFace,
+    UnsuccessfulFace,
+    UserImageSearch,
+    UserSearch,
+)
 from facetrace.imaging import Image, ImageSource
 from facetrace.store.base import CollectionInfo, FaceStore, Page
 from facetrace.types import (
@@ -40,148 +53,13 @@ from facetrace.validation import (
     check_user_id,
 )
 
-__all__ = [
-    "DEFAULT_MATCH_THRESHOLD",
-    "Association",
-    "Deletion",
-    "Disassociation",
-    "FaceSearch",
-    "Gallery",
-    "ImageSearch",
-    "IndexResult",
-    "IndexedFace",
-    "QualityBar",
-    "UnindexedFace",
-    "UnsuccessfulFace",
-    "UserImageSearch",
-    "UserSearch",
-]
+__all__ = ["DEFAULT_MATCH_THRESHOLD", "MAX_FACES_PER_USER", "Gallery"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MATCH_THRESHOLD = 99.0
 """Default similarity for 1:N identification: about one false match in a million comparisons (docs/accuracy.md)."""
 MAX_FACES_PER_USER = 100
-
-
-@dataclass(frozen=True, slots=True)
-class QualityBar:
-    """The minimums a face must meet under one QualityFilter level."""
-
-    min_side_px: float
-    min_confidence: float  # 0–100
-    min_sharpness: float  # 0–100
-    brightness: tuple[float, float]  # allowed range, 0–100
-    max_yaw: float  # degrees
-    max_pitch: float
-
-
-QUALITY_BARS: dict[QualityFilter, QualityBar] = {
-    QualityFilter.LOW: QualityBar(20, 50, 5, (5, 98), 75, 60),
-    QualityFilter.MEDIUM: QualityBar(40, 70, 15, (10, 95), 60, 45),
-    QualityFilter.HIGH: QualityBar(60, 80, 30, (20, 90), 45, 35),
-}
-"""MEDIUM (and so AUTO) keeps faces inside the calibration's evidence: the false match rates in
-docs/accuracy.md were measured on detections with confidence ≥ 70 and at least 16 px tall. Faces let in by
-LOW or NONE can be searched, but their similarities carry no measured guarantee."""
-QUALITY_BARS[QualityFilter.AUTO] = QUALITY_BARS[QualityFilter.MEDIUM]
-
-
-def quality_reasons(face: AnalyzedFace, level: QualityFilter) -> tuple[str, ...]:
-    """Why ``face`` falls below ``level`` (empty when it passes or the level is NONE)."""
-    bar = QUALITY_BARS.get(level)
-    if bar is None:
-        return ()
-    detail, reasons = face.detail, list[str]()
-    if min(face.detection.w, face.detection.h) < bar.min_side_px:
-        reasons.append(UnindexedReason.SMALL_BOUNDING_BOX)
-    if detail.confidence < bar.min_confidence:
-        reasons.append(UnindexedReason.LOW_CONFIDENCE)
-    if abs(detail.pose.yaw) > bar.max_yaw or abs(detail.pose.pitch) > bar.max_pitch:
-        reasons.append(UnindexedReason.EXTREME_POSE)
-    if not bar.brightness[0] <= detail.quality.brightness <= bar.brightness[1]:
-        reasons.append(UnindexedReason.LOW_BRIGHTNESS)
-    if detail.quality.sharpness < bar.min_sharpness:
-        reasons.append(UnindexedReason.LOW_SHARPNESS)
-    return tuple(reasons)
-
-
-@dataclass(frozen=True, slots=True)
-class IndexedFace:
-    record: FaceRecord
-    face: AnalyzedFace
-
-
-@dataclass(frozen=True, slots=True)
-class UnindexedFace:
-    face: AnalyzedFace
-    reasons: tuple[str, ...]  # UnindexedReason values (and FACE_NOT_LARGEST for unsearched faces)
-
-
-@dataclass(frozen=True, slots=True)
-class IndexResult:
-    indexed: tuple[IndexedFace, ...]
-    unindexed: tuple[UnindexedFace, ...]
-    model: str
-    image_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class UnsuccessfulFace:
-    face_id: str
-    reasons: tuple[str, ...]
-    user_id: str | None = None
-    similarity: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Deletion:
-    deleted: tuple[str, ...]
-    unsuccessful: tuple[UnsuccessfulFace, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class FaceSearch:
-    searched_face_id: str
-    matches: tuple[FaceMatch, ...]  # empty means: no match at or above the threshold
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class ImageSearch:
-    searched_face: AnalyzedFace
-    matches: tuple[FaceMatch, ...]
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class Association:
-    associated: tuple[str, ...]
-    unsuccessful: tuple[UnsuccessfulFace, ...]
-    user: UserRecord
-
-
-@dataclass(frozen=True, slots=True)
-class Disassociation:
-    disassociated: tuple[str, ...]
-    unsuccessful: tuple[UnsuccessfulFace, ...]
-    user: UserRecord
-
-
-@dataclass(frozen=True, slots=True)
-class UserSearch:
-    matches: tuple[UserMatch, ...]
-    searched_face_id: str | None
-    searched_user_id: str | None
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class UserImageSearch:
-    searched_face: AnalyzedFace
-    matches: tuple[UserMatch, ...]
-    unsearched: tuple[UnindexedFace, ...]
-    model: str
 
 
 class Gallery:
@@ -250,7 +128,7 @@ class Gallery:
             check_external_image_id(external_image_id)
         if max_faces is not None:
             check_int(max_faces, "max_faces", 1, 100)
-        level = _quality_filter(quality_filter)
+        level = parse_quality_filter(quality_filter)
         decoded, faces = self.engine.analyze(image)
         indexed: list[IndexedFace] = []
         unindexed: list[UnindexedFace] = []
@@ -376,7 +254,7 @@ class Gallery:
         self._collection(collection_id)
         check_int(max_faces, "max_faces", 1, 4096)
         threshold = check_percent(threshold, "threshold")
-        probe = self._probe(image, _quality_filter(quality_filter))
+        probe = self._probe(image, parse_quality_filter(quality_filter))
         matches = self._search(collection_id, _vector(probe), max_faces, threshold)
         self._record_search(caller, "SearchFacesByImage", collection_id, threshold, matches)
         return ImageSearch(probe, matches, self.model)
@@ -438,7 +316,7 @@ class Gallery:
         """CompareFaces, audited like a search. With a quality filter, the source's largest face must pass it
         and target faces that do not are left out of both lists."""
         threshold = check_percent(threshold, "threshold")
-        level = _quality_filter(quality_filter)
+        level = parse_quality_filter(quality_filter)
         result = self.engine.compare(source, target, threshold)
         if level is not QualityFilter.NONE:
             reasons = quality_reasons(result.source, level)
@@ -598,7 +476,7 @@ class Gallery:
         self._collection(collection_id)
         check_int(max_users, "max_users", 1, 500)
         threshold = check_percent(threshold, "threshold")
-        level = _quality_filter(quality_filter)
+        level = parse_quality_filter(quality_filter)
         _, faces = self.engine.analyze(image)
         if not faces:
             raise NoFaceError("there are no faces in the image")
@@ -695,14 +573,6 @@ class Gallery:
             matched=tuple(face for m in matches for face in m.face_ids),
             detail={"user_ids": ",".join(m.user.user_id for m in matches)},
         )  # fmt: skip
-
-
-def _quality_filter(value: QualityFilter | str) -> QualityFilter:
-    try:
-        return QualityFilter(value)
-    except ValueError:
-        allowed = ", ".join(level.value for level in QualityFilter)
-        raise InvalidParameterError(f"quality filter must be one of {allowed}, not {value!r}") from None
 
 
 def _vector(face: AnalyzedFace) -> Vector:
