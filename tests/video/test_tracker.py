@@ -126,3 +126,17 @@ def test_template_is_the_weighted_mean_of_samples() -> None:
     assert np.allclose(track.template, expected, atol=1e-5)
     assert track.samples == 2
     assert track.similarity_to(a) > track.similarity_to(b)
+
+
+def test_template_stays_the_weighted_mean_after_many_samples() -> None:
+    """The template is the direction of the weighted *sum*: rescaling the unit template by the total weight
+    (an earlier shortcut) over-weights old samples as soon as they disagree, and kept a good close-up from
+    pulling a track's template towards the person it shows."""
+    tracker = IouTracker()
+    step(tracker, 0.0, [det(0, 0)])
+    track = tracker.tracks[0]
+    vectors, weights = [unit(1), unit(2), unit(3), unit(4)], [0.2, 0.2, 0.9, 0.9]
+    for i, (vector, weight) in enumerate(zip(vectors, weights, strict=True)):
+        track.add_sample(vector, weight, 0.1 * i)
+    total = sum(w * v for v, w in zip(vectors, weights, strict=True))
+    assert np.allclose(track.template, total / np.linalg.norm(total), atol=1e-5)

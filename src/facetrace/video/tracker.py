@@ -82,6 +82,7 @@ class Track:
     velocity: tuple[float, float] = (0.0, 0.0)  # centre, pixels per second
     template: Vector | None = None  # quality-weighted mean of the sample vectors, unit length
     template_weight: float = 0.0
+    template_sum: Vector | None = None  # the weighted sum itself: the template is its direction
     samples: int = 0
     last_sample: float = -math.inf  # stream seconds of the latest sample
     matched_now: bool = False  # paired with a detection in the current frame
@@ -97,7 +98,8 @@ class Track:
         """Fold one identity vector into the template with ``weight`` (its quality)."""
         weight = max(1e-3, float(weight))
         unit = vector / max(1e-12, float(np.linalg.norm(vector)))
-        total = unit * weight if self.template is None else self.template * self.template_weight + unit * weight
+        total = unit * weight if self.template_sum is None else self.template_sum + unit * weight
+        self.template_sum = total.astype(np.float32)
         self.template_weight += weight
         norm = float(np.linalg.norm(total))
         self.template = (total / max(norm, 1e-12)).astype(np.float32)
