@@ -43,10 +43,14 @@ def test_collection_index_search_roundtrip(
     (folder / "biden" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
 
     assert run(capsys, "collections", "create", "people")[0] == 0
-    code, report, _ = run(capsys, "index", "people", str(folder), "--recursive", "--external-id-from", "parent")
-    assert code == 1  # one broken file, reported and skipped
+    missing = str(tmp_path / "nowhere")
+    code, report, _ = run(
+        capsys, "index", "people", str(folder), missing, "--recursive", "--external-id-from", "parent"
+    )
+    assert code == 1  # one broken file and one missing path, reported and skipped
     assert report["FacesIndexed"] == 2
-    assert report["ImagesFailed"] == 1
+    assert report["Images"] == 4
+    assert report["ImagesFailed"] == 2
 
     code, found, _ = run(capsys, "search", "people", str(photos["obama2.jpg"]))
     assert code == 0

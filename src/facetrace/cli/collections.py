@@ -182,11 +182,11 @@ def _index(args: argparse.Namespace) -> int:
                 stderr.print(f"[yellow]skipped[/] {item['Path']}: {item['Error']['Message']}")
     indexed = sum(len(r.get("FaceRecords", [])) for r in report)
     failed = sum(1 for r in report if "Error" in r)
-    summary = {"Images": len(files), "FacesIndexed": indexed, "ImagesFailed": failed, "Results": report}
+    summary = {"Images": len(report), "FacesIndexed": indexed, "ImagesFailed": failed, "Results": report}
 
     def render(console: Console) -> None:
         console.print(
-            f"indexed [bold]{indexed}[/] face(s) from {len(files) - failed} image(s) into {args.collection}; "
+            f"indexed [bold]{indexed}[/] face(s) from {len(report) - failed} image(s) into {args.collection}; "
             f"{failed} file(s) skipped"
         )
 

@@ -266,7 +266,7 @@ def _watch(args: argparse.Namespace) -> int:
         stderr.print(
             f"frames: {metrics['FramesDecoded']} decoded, {metrics['FramesAnalysed']} analysed, "
             f"{metrics['FramesDropped']} dropped; events: {metrics['Events']}; "
-            f"event latency p95: {metrics['EventLatencyMillis']['p95']} ms"
+            f"event latency p95: {_ms(metrics['EventLatencyMillis']['p95'])}"
         )
     return 1 if worker.error is not None and metrics["FramesAnalysed"] == 0 else EXIT_OK
 
@@ -341,3 +341,7 @@ def _sweep(args: argparse.Namespace) -> int:
     store.close()
     emit(args, {"Deleted": deleted}, lambda c: c.print(f"deleted {deleted} expired sighting(s)"))
     return EXIT_OK
+
+
+def _ms(value: float | None) -> str:
+    return "n/a (no events)" if value is None else f"{value} ms"
