@@ -244,8 +244,25 @@ def test_bad_tokens_are_invalid_parameters(store: FaceStore, token: str) -> None
         store.list_faces("c", limit=5, next_token=token)
     with pytest.raises(InvalidParameterError):
         store.list_users("c", limit=5, next_token=token)
+
+
+@pytest.mark.parametrize("token", ["", "!!!", "a/b", "x" * 256])
+def test_bad_collection_tokens_are_invalid_parameters(store: FaceStore, token: str) -> None:
+    """A ListCollections token is the last name of the previous page (so it fits Rekognition's 255-character
+    NextToken even for 255-character ids); anything that cannot be a collection id is refused."""
     with pytest.raises(InvalidParameterError):
         store.list_collections(limit=5, next_token=token)
+
+
+def test_long_collection_ids_page_with_short_enough_tokens(store: FaceStore) -> None:
+    names = sorted(c * 255 for c in "abc")
+    for name in names:
+        store.create_collection(name, MODEL)
+    first = store.list_collections(limit=1)
+    assert first.next_token is not None
+    assert len(first.next_token) <= 255
+    rest = store.list_collections(limit=5, next_token=first.next_token)
+    assert list(first.items) + list(rest.items) == names
 
 
 def test_token_of_another_listing_is_refused(store: FaceStore) -> None:

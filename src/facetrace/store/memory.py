@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from facetrace.errors import AlreadyExistsError, ConflictError, ModelMismatchError, NotFoundError
 from facetrace.store.base import CollectionInfo, Neighbor, Page, UserNeighbor
-from facetrace.store.paging import check_limit, decode_token, encode_token, listing_scope
+from facetrace.store.paging import check_limit, decode_name_token, decode_token, encode_token, listing_scope
 from facetrace.store.vector_index import VectorIndex, as_unit_matrix, as_unit_vector
 from facetrace.types import FaceRecord, UserRecord, Vector
 
@@ -90,11 +90,10 @@ class MemoryStore:
             return CollectionInfo(collection_id, c.model, c.created_at, len(c.faces), len(c.users))
 
     def list_collections(self, *, limit: int, next_token: str | None = None) -> Page[str]:
-        scope = listing_scope("collections")
-        after = decode_token(next_token, scope)
+        after = decode_name_token(next_token)
         with self._lock:
             ids, more = _page(sorted(self._collections), after, check_limit(limit))
-        return Page(tuple(ids), encode_token(scope, ids[-1]) if more else None)
+        return Page(tuple(ids), ids[-1] if more else None)
 
     # --- faces ----------------------------------------------------------------------------------------
 

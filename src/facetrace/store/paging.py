@@ -15,12 +15,14 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 
 from facetrace.errors import InvalidParameterError
 
-__all__ = ["check_limit", "decode_token", "encode_token", "listing_scope"]
+__all__ = ["check_limit", "decode_name_token", "decode_token", "encode_token", "listing_scope"]
 
 _VERSION = 1
+_COLLECTION_NAME = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 
 
 def listing_scope(*parts: object) -> str:
@@ -49,6 +51,20 @@ def decode_token(token: str | None, scope: str) -> str | None:
     if version != _VERSION or token_scope != scope or not isinstance(last_key, str):
         raise InvalidParameterError("invalid pagination token: it belongs to another listing")
     return last_key
+
+
+def decode_name_token(token: str | None) -> str | None:
+    """The collection name a ListCollections page token resumes after, or None for the first page.
+
+    Collection listings use the last name itself as the token: a collection id may be 255 characters and
+    Rekognition caps NextToken at 255, so a wrapped token (JSON + base64 + scope) would not fit. Names are
+    already URL- and JSON-safe; a name from any other listing merely starts this one at that point.
+    """
+    if token is None:
+        return None
+    if not isinstance(token, str) or _COLLECTION_NAME.fullmatch(token) is None:
+        raise InvalidParameterError("invalid pagination token")
+    return token
 
 
 def check_limit(limit: int) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 
 from facetrace.errors import AlreadyExistsError, ConflictError, ModelMismatchError, NotFoundError
 from facetrace.store.base import CollectionInfo, Neighbor, Page, UserNeighbor
-from facetrace.store.paging import check_limit, decode_token, encode_token, listing_scope
+from facetrace.store.paging import check_limit, decode_name_token, decode_token, encode_token, listing_scope
 from facetrace.store.sqlite_db import Database, collection_row, translate
 from facetrace.store.sqlite_index import IndexCache
 from facetrace.store.vector_index import VectorIndex, as_unit_matrix, as_unit_vector
@@ -135,15 +135,14 @@ class SQLiteStore:
         return CollectionInfo(collection_id, str(row[0]), float(row[1]), int(row[2]), int(row[3]))
 
     def list_collections(self, *, limit: int, next_token: str | None = None) -> Page[str]:
-        scope = listing_scope("collections")
-        after = decode_token(next_token, scope)
+        after = decode_name_token(next_token)
         with translate("listing collections", self.path), self._db.reader() as conn:
             rows = conn.execute(
                 "SELECT name FROM collections WHERE name > ? ORDER BY name LIMIT ?",
                 (after or "", check_limit(limit) + 1),
             ).fetchall()
         ids = [str(r[0]) for r in rows[:limit]]
-        return Page(tuple(ids), encode_token(scope, ids[-1]) if len(rows) > limit else None)
+        return Page(tuple(ids), ids[-1] if len(rows) > limit else None)
 
     # --- faces ----------------------------------------------------------------------------------------
 
