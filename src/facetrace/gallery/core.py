@@ -254,19 +254,28 @@ class Gallery:
         self._collection(collection_id)
         check_int(max_faces, "max_faces", 1, 4096)
         threshold = check_percent(threshold, "threshold")
-        probe = self._probe(image, parse_quality_filter(quality_filter))
+        probe, _ = self._probe(image, parse_quality_filter(quality_filter))
         matches = self._search(collection_id, _vector(probe), max_faces, threshold)
         self._record_search(caller, "SearchFacesByImage", collection_id, threshold, matches)
         return ImageSearch(probe, matches, self.model)
 
-    def _probe(self, image: ImageSource | Image, level: QualityFilter) -> AnalyzedFace:
-        _, face = self.engine.largest_face(image)
-        reasons = quality_reasons(face, level)
+    def _probe(
+        self, image: ImageSource | Image, level: QualityFilter, *, describe_others: bool = False
+    ) -> tuple[AnalyzedFace, list[AnalyzedFace]]:
+        """The largest face, embedded and checked against ``level``; with ``describe_others``, the other faces
+        too, described but not embedded (only the probe is searched, so only it pays for a vector)."""
+        decoded = image if isinstance(image, Image) else self.engine.load(image)
+        detections = self.engine.find_faces(decoded, 100 if describe_others else 1)
+        if not detections:
+            raise NoFaceError("there are no faces in the image")
+        probe = self.engine.describe(decoded, detections[:1])[0]
+        reasons = quality_reasons(probe, level)
         if reasons:
             raise NoFaceError(
                 "the largest face in the image does not pass the quality filter: " + ", ".join(reasons)
             )
-        return face
+        others = self.engine.describe(decoded, detections[1:], embed=False) if describe_others else []
+        return probe, others
 
     def search_vector(
         self,
@@ -476,16 +485,7 @@ class Gallery:
         self._collection(collection_id)
         check_int(max_users, "max_users", 1, 500)
         threshold = check_percent(threshold, "threshold")
-        level = parse_quality_filter(quality_filter)
-        _, faces = self.engine.analyze(image)
-        if not faces:
-            raise NoFaceError("there are no faces in the image")
-        probe, others = faces[0], faces[1:]
-        reasons = quality_reasons(probe, level)
-        if reasons:
-            raise NoFaceError(
-                "the largest face in the image does not pass the quality filter: " + ", ".join(reasons)
-            )
+        probe, others = self._probe(image, parse_quality_filter(quality_filter), describe_others=True)
         unsearched = tuple(UnindexedFace(face, ("FACE_NOT_LARGEST",)) for face in others)
         matches = self._search_users(collection_id, [_vector(probe)], max_users, threshold)
         self._record_user_search(caller, "SearchUsersByImage", collection_id, threshold, matches)
