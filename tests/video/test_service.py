@@ -135,17 +135,42 @@ def test_event_stream_yields_server_sent_events() -> None:
     assert bus.subscribers == 0
 
 
-def test_events_feed_is_signed_and_streams(server: Server) -> None:
+def test_events_feed_delivers_identifications_over_the_wire(server: Server, scene: Path) -> None:
+    """A processor runs on the server; its identifications arrive on the signed /events feed as SSE."""
+    import json
+    import threading
+
     import httpx
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    url = f"{server.url}/events"
+    url = f"{server.url}/events?processor=feed"
     assert httpx.get(url, timeout=10).status_code in (400, 403)  # no signature: refused
     request = AWSRequest(method="GET", url=url)
     credentials = Credentials(server.admin.access_key_id, server.admin.secret)
     SigV4Auth(credentials, "rekognition", "us-east-1").add_auth(request)
-    with httpx.stream("GET", url, headers=dict(request.headers), timeout=10) as response:
+    client = server.client()
+    client.create_stream_processor(
+        Name="feed",
+        Input={"KinesisVideoStream": {"Arn": f"arn:aws:kinesisvideo:us-east-1:000000000000:{scene}"}},
+        Output={"KinesisDataStream": {"Arn": "arn:aws:kinesis:us-east-1:000000000000:stream/out"}},
+        RoleArn="arn:aws:iam::000000000000:role/facetrace",
+        Settings={"FaceSearch": {"CollectionId": "people", "FaceMatchThreshold": THRESHOLD}},
+    )
+    names: set[str] = set()
+    with httpx.stream("GET", url, headers=dict(request.headers), timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
+        threading.Timer(0.2, lambda: client.start_stream_processor(Name="feed")).start()
+        deadline = time.monotonic() + 30
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                event = json.loads(line[len("data:") :])
+                if event.get("Type") == "TrackIdentified":
+                    names.add(event["ExternalImageId"])
+            if names == {"obama", "biden"} or time.monotonic() > deadline:
+                break
+    client.stop_stream_processor(Name="feed")
+    client.delete_stream_processor(Name="feed")
+    assert names == {"obama", "biden"}
