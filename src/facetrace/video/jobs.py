@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from facetrace import shapes
 from facetrace.audit import LOCAL_CALLER, Caller
@@ -200,7 +201,7 @@ class VideoJobs:
         return self._submit(job)
 
     def _submit(self, job: Job) -> str:
-        if SourceSettings(job.video).is_live:
+        if SourceSettings(job.video).is_live and not _recorded_over_http(job.video):
             raise InvalidParameterError("stored-video jobs need a file, not a live stream")
         with self._lock:
             self._jobs[job.job_id] = job
@@ -478,6 +479,12 @@ class VideoJobs:
     ) -> None:
         """Audited like any search, through the gallery's audit trail."""
         self.gallery.record_event(caller, operation, collection_id, threshold=threshold, detail=detail)
+
+
+def _recorded_over_http(video: str) -> bool:
+    """An HTTP(S) playlist (HLS) counts as live for a stream worker, but a job can read it as recorded footage:
+    to the end of a finished (VOD) playlist, or to the end of what an EVENT playlist holds so far."""
+    return urlsplit(video).scheme.lower() in ("http", "https")
 
 
 def _job_id() -> str:
