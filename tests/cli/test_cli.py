@@ -89,3 +89,26 @@ def test_usage_error_exits_2_without_traceback(home: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "usage:" in result.stderr
+
+
+def test_users_from_the_command_line(
+    capsys: pytest.CaptureFixture[str], photos: dict[str, Path], home: Path
+) -> None:
+    run(capsys, "collections", "create", "people")
+    _, first, _ = run(capsys, "index", "people", str(photos["obama.jpg"]))
+    _, second, _ = run(capsys, "index", "people", str(photos["biden.jpg"]))
+    obama = first["Results"][0]["FaceRecords"][0]["Face"]["FaceId"]
+    biden = second["Results"][0]["FaceRecords"][0]["Face"]["FaceId"]
+    assert run(capsys, "users", "create", "people", "barack")[1] == {"UserId": "barack", "UserStatus": "CREATED"}
+    code, associated, _ = run(capsys, "users", "associate", "people", "barack", obama)
+    assert code == 0
+    assert associated["UserStatus"] == "ACTIVE"
+    code, found, _ = run(capsys, "users", "search", "people", "--image", str(photos["obama2.jpg"]))
+    assert [m["User"]["UserId"] for m in found["UserMatches"]] == ["barack"]
+    code, nobody, _ = run(capsys, "users", "search", "people", "--face-id", biden)
+    assert nobody["UserMatches"] == []
+    code, refused, _ = run(capsys, "faces", "delete", "people", obama)
+    assert code == 1
+    assert refused["UnsuccessfulFaceDeletions"][0]["Reasons"] == ["ASSOCIATED_TO_AN_EXISTING_USER"]
+    assert run(capsys, "users", "disassociate", "people", "barack", obama)[0] == 0
+    assert run(capsys, "users", "list", "people")[1]["Users"] == [{"UserId": "barack", "UserStatus": "CREATED"}]
