@@ -73,6 +73,8 @@ def parse_size(text: str) -> int:
 
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
+    if not ordered:
+        return float("nan")
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] * 1000.0
 
 
