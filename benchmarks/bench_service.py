@@ -73,12 +73,12 @@ def parse_size(text: str) -> int:
 
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
-    if not ordered:
-        return float("nan")
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] * 1000.0
 
 
 def summary(samples: list[float]) -> str:
+    if not samples:
+        return "n=0"
     return (
         f"n={len(samples)} p50 {percentile(samples, 50):.1f} ms, p95 {percentile(samples, 95):.1f} ms, "
         f"p99 {percentile(samples, 99):.1f} ms, max {max(samples) * 1000:.1f} ms"

@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import Image as PILImage
@@ -28,6 +29,7 @@ from facetrace.errors import (
 __all__ = ["SUPPORTED_FORMATS", "Image", "ImageLimits", "ImageSource", "load_image"]
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+_ORIENTATION = 0x0112  # the EXIF tag
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | npt.NDArray[np.generic]
 """What ``load_image`` accepts: a file path, encoded bytes, or a decoded array (BGR / gray / BGRA, uint8)."""
@@ -112,7 +114,9 @@ def _decode(data: bytes, limits: ImageLimits) -> Image:
             fmt = pil.format
             _check_dimensions(pil.width, pil.height, limits)
             pil.load()
-            upright: PILImage.Image = ImageOps.exif_transpose(pil) or pil
+            # exif_transpose copies the whole image even when there is nothing to turn: ask first.
+            oriented = pil.getexif().get(_ORIENTATION, 1) not in (1, None)
+            upright: PILImage.Image = (ImageOps.exif_transpose(pil) or pil) if oriented else pil
             pixels = _to_bgr(upright)
     except UnidentifiedImageError:
         raise InvalidImageFormatError(
@@ -149,8 +153,9 @@ def _to_bgr(pil: PILImage.Image) -> npt.NDArray[np.uint8]:
         rgba = pil.convert("RGBA")
         background = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
         pil = PILImage.alpha_composite(background, rgba)
-    rgb = np.asarray(pil.convert("RGB"), dtype=np.uint8)
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+    rgb = np.asarray(pil if pil.mode == "RGB" else pil.convert("RGB"), dtype=np.uint8)
+    # OpenCV's channel swap is one vectorised pass; a reversed-stride numpy copy is several times slower.
+    return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), dtype=np.uint8)
 
 
 def _from_array(array: npt.NDArray[np.generic], limits: ImageLimits) -> Image:
