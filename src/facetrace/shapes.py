@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from facetrace.engine import AnalyzedFace
 from facetrace.store.base import CollectionInfo
 from facetrace.types import BoundingBox, FaceDetail, FaceMatch, FaceRecord, UserMatch, UserRecord
 
 __all__ = [
-    "analyzed_face",
     "bounding_box",
     "collection",
     "face_detail",
@@ -39,10 +37,6 @@ def face_detail(detail: FaceDetail) -> JSON:
         "Quality": {"Brightness": detail.quality.brightness, "Sharpness": detail.quality.sharpness},
         "Confidence": detail.confidence,
     }
-
-
-def analyzed_face(face: AnalyzedFace) -> JSON:
-    return face_detail(face.detail)
 
 
 def face_record(face: FaceRecord) -> JSON:

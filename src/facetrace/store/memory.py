@@ -173,6 +173,15 @@ class MemoryStore:
             items = tuple(c.faces[f] for f in ids)
         return Page(items, encode_token(scope, ids[-1]) if more else None)
 
+    def _searchable(self, collection_id: str, vector: Vector, limit: int) -> VectorIndex | None:
+        """The collection's index, or None when it holds no vectors yet (the probe is still validated)."""
+        check_limit(limit)
+        with self._lock:
+            index = self._get(collection_id).index
+        if index is None:
+            as_unit_vector(vector, None)
+        return index
+
     def search(
         self,
         collection_id: str,
@@ -182,11 +191,8 @@ class MemoryStore:
         min_cosine: float,
         exclude_face_id: str | None = None,
     ) -> list[Neighbor]:
-        check_limit(limit)
-        with self._lock:
-            index = self._get(collection_id).index
+        index = self._searchable(collection_id, vector, limit)
         if index is None:
-            as_unit_vector(vector, None)
             return []
         hits = index.search(vector, limit=limit, min_cosine=min_cosine, exclude_face_id=exclude_face_id)
         with self._lock:
@@ -274,11 +280,8 @@ class MemoryStore:
         min_cosine: float,
         exclude_user_id: str | None = None,
     ) -> list[UserNeighbor]:
-        check_limit(limit)
-        with self._lock:
-            index = self._get(collection_id).index
+        index = self._searchable(collection_id, vector, limit)
         if index is None:
-            as_unit_vector(vector, None)
             return []
         hits = index.search_users(vector, limit=limit, min_cosine=min_cosine, exclude_user_id=exclude_user_id)
         with self._lock:
