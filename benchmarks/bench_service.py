@@ -54,7 +54,7 @@ from PIL import Image as PILImage
 
 from benchmarks.common import machine_info
 from facetrace.app import open_gallery
-from facetrace.audit import AuditLog
+from facetrace.audit import AuditTrail
 from facetrace.gallery import Gallery
 from facetrace.service.keys import AccessKey, KeyStore
 from facetrace.types import BoundingBox, FaceRecord
@@ -88,9 +88,9 @@ def summary(samples: list[float]) -> str:
 # -- setup -------------------------------------------------------------------------------------------------
 
 
-def build_home(home: Path, faces: int) -> tuple[Gallery, AuditLog, AccessKey, AccessKey]:
-    audit = AuditLog(home / "audit.db")
-    gallery = open_gallery(home, audit=audit)
+def build_home(home: Path, faces: int) -> tuple[Gallery, AuditTrail, AccessKey, AccessKey]:
+    gallery = open_gallery(home)
+    audit = gallery.store.audit
     for name in ("small", "large"):
         gallery.create_collection(name)
     for name in PHOTOS:
@@ -341,7 +341,7 @@ def send(http: httpx.Client, url: str, case: Case, admin: AccessKey) -> str:
         return f"non-JSON {response.status_code}"
 
 
-def snapshot(gallery: Gallery, audit: AuditLog) -> dict[str, Any]:
+def snapshot(gallery: Gallery, audit: AuditTrail) -> dict[str, Any]:
     small = gallery.list_faces("small", limit=4096).items
     return {
         "collections": list(gallery.list_collections().items),
@@ -444,7 +444,6 @@ def main() -> int:
         verdict = hostile_ok and healthy and before == after and still_works
         print(f"hostile input answered correctly, nothing changed: {'ok' if verdict else 'MISSED'}")
         gallery.store.close()
-        audit.close()
     return 0
 
 

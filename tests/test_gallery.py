@@ -16,27 +16,36 @@ from facetrace.errors import (
     ModelMismatchError,
     NoFaceError,
     NotFoundError,
+    StoreError,
 )
 from facetrace.gallery import Gallery
 from facetrace.store.memory import MemoryStore
 
 
 class RecordingAudit:
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
+    """The events in the store's own audit trail, as the gallery recorded them."""
 
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
 
-
-@pytest.fixture
-def audit() -> RecordingAudit:
-    return RecordingAudit()
+    @property
+    def events(self) -> list[AuditEvent]:
+        return [record.event for record in self.store.audit.records()]
 
 
 @pytest.fixture
-def gallery(engine: FaceEngine, audit: RecordingAudit) -> Gallery:
-    gallery = Gallery(engine, MemoryStore(), audit=audit)
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def audit(store: MemoryStore) -> RecordingAudit:
+    return RecordingAudit(store)
+
+
+@pytest.fixture
+def gallery(engine: FaceEngine, store: MemoryStore) -> Gallery:
+    gallery = Gallery(engine, store)
     gallery.create_collection("people")
     return gallery
 
@@ -160,6 +169,31 @@ def test_every_search_and_change_is_audited(
     assert search.threshold == 95.0
     assert search.matched_face_ids == (face.face_id,)
     assert audit.events[3].match_count == 0
+
+
+def test_nothing_happens_unaudited(
+    gallery: Gallery, store: MemoryStore, audit: RecordingAudit, photos: dict[str, Path]
+) -> None:
+    """Fail closed: when the trail refuses appends, changes are not made and searches return nothing."""
+    face = gallery.index_faces("people", photos["obama.jpg"]).indexed[0].record
+    before = len(audit.events)
+    store.audit.fail_with = "disk full"
+    with pytest.raises(StoreError, match="audit store unavailable"):
+        gallery.index_faces("people", photos["biden.jpg"])
+    with pytest.raises(StoreError, match="audit store unavailable"):
+        gallery.delete_faces("people", [face.face_id])
+    with pytest.raises(StoreError, match="audit store unavailable"):
+        gallery.create_collection("other")
+    with pytest.raises(StoreError, match="audit store unavailable"):
+        gallery.search_faces_by_image("people", photos["obama2.jpg"])
+    with pytest.raises(StoreError, match="audit store unavailable"):
+        gallery.create_user("people", "barack")
+    store.audit.fail_with = None
+    assert [f.face_id for f in gallery.list_faces("people").items] == [face.face_id]
+    assert gallery.list_collections().items == ("people",)
+    assert gallery.list_users("people").items == ()
+    assert len(audit.events) == before
+    assert store.audit.verify().ok
 
 
 def test_bad_input_is_a_typed_error(gallery: Gallery, photos: dict[str, Path]) -> None:

@@ -2,12 +2,16 @@
 
 Face search can hurt people when it is wrong or abused, so every search, comparison and change to a
 collection is recorded — by the library itself, so the CLI, the server and the video pipeline are all
-covered. This module holds the event record, the sink interface, and ``AuditLog``: the hash-chained,
-append-only implementation on SQLite.
+covered. This module holds the event record, the ``AuditTrail`` interface every store provides
+(``FaceStore.audit``), the hash-chain rules every backend shares, and ``MemoryAuditTrail``.
+
+The trail lives in the same database as the collections (``store/sqlite_audit.py`` for SQLite), so a change
+and its audit record commit in one transaction: both or neither. Searches append their record in its own
+transaction and return their results only after it committed (fail closed).
 
 Each stored record holds the hash of the record before it, and its own hash is SHA-256 over that previous
 hash and the record's canonical JSON. Editing, deleting or reordering any record breaks the chain and
-``AuditLog.verify`` says where. Two limits, documented in ``docs/server.md``: someone who can write the file
+``AuditTrail.verify`` says where. Two limits, documented in ``docs/server.md``: someone who can write the file
 can rewrite the *whole* chain from the edit onwards (keep the head hash ``verify`` prints somewhere else to
 detect that), and dropping records at the very end is only visible against such a saved head or count.
 """
@@ -16,26 +20,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from facetrace.errors import StoreError
 
 __all__ = [
+    "AUDIT_UNAVAILABLE",
     "GENESIS_HASH",
     "LOCAL_CALLER",
     "AuditEvent",
-    "AuditLog",
     "AuditRecord",
     "AuditSink",
+    "AuditTrail",
     "Caller",
+    "MemoryAuditTrail",
     "Verification",
+    "chain_hash",
+    "chain_payload",
+    "check_record",
+    "event_from_body",
+    "filter_records",
+    "new_row",
+    "record_from_row",
+    "verify_rows",
 ]
 
 
@@ -70,6 +81,36 @@ class AuditSink(Protocol):
         ...
 
 
+class AuditTrail(Protocol):
+    """The hash-chained, append-only audit trail of one store (``FaceStore.audit``).
+
+    Changes to collections append their record inside the store's own transaction (the ``audit=`` argument
+    of every mutating ``FaceStore`` method); ``record`` is for acts that change nothing (searches, compares,
+    identifications) and commits its own transaction. Appends are serialised per database, so several
+    processes sharing it keep one valid chain.
+    """
+
+    def record(self, event: AuditEvent) -> None:
+        """Append ``event`` in its own durable transaction; ``StoreError`` if it cannot be recorded."""
+        ...
+
+    def records(
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        operation: str | None = None,
+        principal: str | None = None,
+        collection_id: str | None = None,
+    ) -> list[AuditRecord]:
+        """Stored records in order (``seq`` > ``after``), optionally filtered; at most ``limit``."""
+        ...
+
+    def verify(self, *, expect_head: str | None = None) -> Verification:
+        """Recompute the chain from the first record; report the first record that does not fit."""
+        ...
+
+
 GENESIS_HASH = "0" * 64
 """The ``prev_hash`` of the first record."""
 
@@ -96,7 +137,7 @@ class Verification:
     reason: str | None = None
 
 
-def _payload(seq: int, when: float, event: AuditEvent, prev_hash: str) -> str:
+def chain_payload(seq: int, when: float, event: AuditEvent, prev_hash: str) -> str:
     """The canonical JSON a record's hash covers (sorted keys, no spaces)."""
     body: dict[str, Any] = {
         "seq": seq,
@@ -114,11 +155,13 @@ def _payload(seq: int, when: float, event: AuditEvent, prev_hash: str) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def _hash(payload: str) -> str:
+def chain_hash(payload: str) -> str:
+    """SHA-256 of a record's canonical JSON (which already holds the previous record's hash)."""
     return hashlib.sha256(payload.encode("ascii")).hexdigest()
 
 
-def _event(body: dict[str, Any]) -> AuditEvent:
+def event_from_body(body: dict[str, Any]) -> AuditEvent:
+    """The event stored in a record's parsed payload."""
     return AuditEvent(
         operation=body["operation"],
         principal=body["principal"],
@@ -131,58 +174,100 @@ def _event(body: dict[str, Any]) -> AuditEvent:
     )
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    payload TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
+AUDIT_UNAVAILABLE = "audit store unavailable"
+"""How every failure to append an audit record begins (``StoreError``), on every backend."""
 
 
-class AuditLog:
-    """A hash-chained, append-only audit log in one SQLite file (created 0600).
+def record_from_row(seq: int, payload: str, digest: str) -> AuditRecord:
+    """A stored row as a record; a row whose payload cannot be read is shown as ``<unreadable>``."""
+    try:
+        body = json.loads(payload)
+        return AuditRecord(seq, float(body["time"]), event_from_body(body), str(body["prev_hash"]), digest)
+    except (ValueError, KeyError, TypeError):
+        return AuditRecord(seq, 0.0, AuditEvent("<unreadable>", "<unreadable>"), "", digest)
 
-    Safe to share between threads, and between processes (the CLI and the server may append to the same
-    file): the previous hash is read inside the same write transaction that appends.
+
+def filter_records(
+    rows: Iterable[tuple[int, str, str]],
+    *,
+    limit: int | None = None,
+    operation: str | None = None,
+    principal: str | None = None,
+    collection_id: str | None = None,
+) -> list[AuditRecord]:
+    """The records among ``rows`` (seq, payload, hash; in order) that match every given filter."""
+    out: list[AuditRecord] = []
+    for seq, payload, digest in rows:
+        record = record_from_row(seq, payload, digest)
+        event = record.event
+        if operation is not None and event.operation != operation:
+            continue
+        if principal is not None and event.principal != principal:
+            continue
+        if collection_id is not None and event.collection_id != collection_id:
+            continue
+        out.append(record)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def verify_rows(rows: Iterable[tuple[int, str, str]], *, expect_head: str | None = None) -> Verification:
+    """Check a whole chain given as rows (seq, payload, hash) in order, from the first record.
+
+    ``expect_head`` is a head hash saved from an earlier verify: the chain must still contain that record
+    (records are only ever appended), which catches records dropped from the end.
+    """
+    prev, expected_seq, count, head_seen = GENESIS_HASH, 1, 0, expect_head in (None, GENESIS_HASH)
+    for seq, payload, digest in rows:
+        problem = check_record(seq, payload, digest, prev, expected_seq)
+        if problem is not None:
+            return Verification(False, count, prev, broken_seq=seq, reason=problem)
+        head_seen = head_seen or digest == expect_head
+        prev, expected_seq, count = digest, seq + 1, count + 1
+    if not head_seen:
+        assert expect_head is not None
+        reason = f"the expected head {expect_head[:16]}... is not in the log (truncated?)"
+        return Verification(False, count, prev, reason=reason)
+    return Verification(True, count, prev)
+
+
+def new_row(seq: int, prev: str, event: AuditEvent, when: float | None = None) -> tuple[int, str, str]:
+    """The row (seq, payload, hash) that appends ``event`` after ``prev``; time is now unless given."""
+    payload = chain_payload(seq, round(time.time() if when is None else when, 6), event, prev)
+    return seq, payload, chain_hash(payload)
+
+
+class MemoryAuditTrail:
+    """The audit trail of a ``MemoryStore``: the same chain in process memory (gone with the process).
+
+    ``fail_with`` makes every append raise ``StoreError`` (failure injection for tests of fail-closed paths).
     """
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a new folder is private
-            if not self.path.exists():
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the audit log {self.path}: {exc}") from None
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._rows: list[tuple[int, str, str]] = []
+        self.fail_with: str | None = None
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by the store while it changes data and appends, so the two happen as one step."""
+        return self._lock
+
+    def prepare(self, event: AuditEvent) -> tuple[int, str, str]:
+        """The next row for ``event``, not yet appended; raises if appends fail. Call under ``lock``."""
+        if self.fail_with is not None:
+            raise StoreError(f"{AUDIT_UNAVAILABLE}: {self.fail_with}")
+        seq, prev = (self._rows[-1][0] + 1, self._rows[-1][2]) if self._rows else (1, GENESIS_HASH)
+        return new_row(seq, prev, event)
+
+    def commit(self, row: tuple[int, str, str]) -> None:
+        """Append a row from ``prepare`` (cannot fail). Call under ``lock``."""
+        self._rows.append(row)
 
     def record(self, event: AuditEvent) -> None:
-        """Append ``event`` chained to the current head; durable when this returns."""
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    row = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-                    seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS_HASH)
-                    payload = _payload(seq, round(time.time(), 6), event, prev)
-                    self._db.execute(
-                        "INSERT INTO audit (seq, payload, hash) VALUES (?, ?, ?)", (seq, payload, _hash(payload))
-                    )
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot append to the audit log: {exc}") from None
+            self.commit(self.prepare(event))
 
     def records(
         self,
@@ -193,73 +278,23 @@ class AuditLog:
         principal: str | None = None,
         collection_id: str | None = None,
     ) -> list[AuditRecord]:
-        """Stored records in order (``seq`` > ``after``), optionally filtered; at most ``limit``."""
-        out: list[AuditRecord] = []
-        for record in self._iter(after):
-            event = record.event
-            if operation is not None and event.operation != operation:
-                continue
-            if principal is not None and event.principal != principal:
-                continue
-            if collection_id is not None and event.collection_id != collection_id:
-                continue
-            out.append(record)
-            if limit is not None and len(out) >= limit:
-                break
-        return out
-
-    def _rows(self, after: int = 0, chunk: int = 1000) -> Iterator[tuple[int, str, str]]:
-        """(seq, payload, hash) in order, read in chunks so a long log never sits in memory at once."""
-        while True:
-            with self._lock:
-                try:
-                    rows = self._db.execute(
-                        "SELECT seq, payload, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?", (after, chunk)
-                    ).fetchall()
-                except sqlite3.Error as exc:
-                    raise StoreError(f"cannot read the audit log: {exc}") from None
-            yield from rows
-            if len(rows) < chunk:
-                return
-            after = rows[-1][0]
-
-    def _iter(self, after: int = 0) -> Iterator[AuditRecord]:
-        for seq, payload, digest in self._rows(after):
-            try:
-                body = json.loads(payload)
-                event = _event(body)
-                yield AuditRecord(seq, float(body["time"]), event, str(body["prev_hash"]), digest)
-            except (ValueError, KeyError, TypeError):
-                yield AuditRecord(seq, 0.0, AuditEvent("<unreadable>", "<unreadable>"), "", digest)
+        with self._lock:
+            rows = [row for row in self._rows if row[0] > after]
+        return filter_records(
+            rows, limit=limit, operation=operation, principal=principal, collection_id=collection_id
+        )
 
     def verify(self, *, expect_head: str | None = None) -> Verification:
-        """Recompute the chain from the first record; report the first record that does not fit.
-
-        ``expect_head`` is a head hash saved from an earlier verify: the log must still contain that record
-        (records are only ever appended), which catches records dropped from the end.
-        """
-        prev, expected_seq, count, head_seen = GENESIS_HASH, 1, 0, expect_head in (None, GENESIS_HASH)
-        for seq, payload, digest in self._rows():
-            problem = _check(seq, payload, digest, prev, expected_seq)
-            if problem is not None:
-                return Verification(False, count, prev, broken_seq=seq, reason=problem)
-            head_seen = head_seen or digest == expect_head
-            prev, expected_seq, count = digest, seq + 1, count + 1
-        if not head_seen:
-            assert expect_head is not None
-            reason = f"the expected head {expect_head[:16]}... is not in the log (truncated?)"
-            return Verification(False, count, prev, reason=reason)
-        return Verification(True, count, prev)
-
-    def close(self) -> None:
         with self._lock:
-            self._db.close()
+            rows = list(self._rows)
+        return verify_rows(rows, expect_head=expect_head)
 
 
-def _check(seq: int, payload: str, digest: str, prev: str, expected_seq: int) -> str | None:
+def check_record(seq: int, payload: str, digest: str, prev: str, expected_seq: int) -> str | None:
+    """Why the stored row (seq, payload, hash) does not continue the chain after ``prev``, or None."""
     if seq != expected_seq:
         return f"record {expected_seq} is missing (the next one is {seq})"
-    if _hash(payload) != digest:
+    if chain_hash(payload) != digest:
         return "the record's contents do not match its hash (edited)"
     try:
         body = json.loads(payload)

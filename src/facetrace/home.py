@@ -17,7 +17,7 @@ import platformdirs
 
 from facetrace.errors import StoreError
 
-__all__ = ["ENV_VAR", "ensure_home", "resolve_home"]
+__all__ = ["ENV_VAR", "ensure_home", "private_dir", "resolve_home"]
 
 ENV_VAR = "FACETRACE_HOME"
 
@@ -54,4 +54,17 @@ def ensure_home(home: Path | None = None) -> Path:
         raise StoreError(f"cannot create facetrace home {path}: {exc.strerror or exc}") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("facetrace home %s is accessible to other users (mode %o)", path, stat.S_IMODE(mode))
+    return path
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (a folder facetrace owns inside the home, e.g. ``images/``) private to the user (0o700),
+    and take group and other access away from one an older version created with the umask's 0o755."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = path.stat()
+        if stat.S_IMODE(info.st_mode) & (stat.S_IRWXG | stat.S_IRWXO) and info.st_uid == os.getuid():
+            path.chmod(0o700)
+    except OSError as exc:
+        raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from exc
     return path

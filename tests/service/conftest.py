@@ -15,12 +15,12 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-from facetrace.audit import AuditLog
+from facetrace.audit import AuditTrail
 from facetrace.engine import FaceEngine
 from facetrace.gallery import Gallery
 from facetrace.service import KeyStore, ServerThread, ServiceConfig, create_app
 from facetrace.service.keys import AccessKey
-from facetrace.store.memory import MemoryStore
+from facetrace.store import SQLiteStore
 from tests.service.contract import check_response
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=60)
@@ -33,7 +33,7 @@ class Server:
     url: str
     gallery: Gallery
     keys: KeyStore
-    audit: AuditLog
+    audit: AuditTrail  # the store's own trail
     home: Path
     admin: AccessKey
     thread: ServerThread
@@ -90,15 +90,22 @@ def _check_contract(operation_model: Any, response_dict: dict[str, Any], **_: An
     check_response(operation_model.name, response_dict["status_code"], response_dict["body"])
 
 
-def start_server(tmp: Path, engine: FaceEngine, config: ServiceConfig | None = None, **app_options: Any) -> Server:
-    audit = AuditLog(tmp / "audit.db")
-    gallery = Gallery(engine, MemoryStore(), audit=audit)
+def start_server(
+    tmp: Path,
+    engine: FaceEngine,
+    config: ServiceConfig | None = None,
+    *,
+    store: SQLiteStore | None = None,
+    **app_options: Any,
+) -> Server:
+    store = store or SQLiteStore(tmp / "facetrace.db")  # the durable store, audited in its own database
+    gallery = Gallery(engine, store)
     keys = KeyStore(tmp / "keys.json")
     admin = keys.create("admin", description="tests")
     config = config or ServiceConfig(port=0, workers=2)
     app_options.setdefault("home", tmp)  # handler modules' state (video) stays in the test's folder
     thread = ServerThread(create_app(gallery, keys, config, **app_options), config).start()
-    return Server(thread.url, gallery, keys, audit, tmp, admin, thread)
+    return Server(thread.url, gallery, keys, store.audit, tmp, admin, thread)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +114,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine) -> Iter
     running = start_server(tmp_path_factory.mktemp("server"), engine)
     yield running
     running.thread.stop()
-    running.audit.close()
+    running.gallery.store.close()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine) -> Iter
         admin.create_collection(CollectionId=name)
     yield running
     running.thread.stop()
-    running.audit.close()
+    running.gallery.store.close()
 
 
 def _error(call: Callable[[], Any]) -> tuple[str, int]:

@@ -40,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine, bucket:
     running.client().create_collection(CollectionId="existing")
     yield running
     running.thread.stop()
-    running.audit.close()
+    running.gallery.store.close()
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ def small_server(tmp_path: Any, engine: FaceEngine) -> Iterator[Server]:
     running = start_server(tmp_path, engine, config)
     yield running
     running.thread.stop()
-    running.audit.close()
+    running.gallery.store.close()
 
 
 def test_overload_throttles_fast_and_shutdown_finishes_writes(small_server: Server, gate: Gate) -> None:

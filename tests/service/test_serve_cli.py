@@ -15,7 +15,6 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from facetrace.audit import AuditLog
 from facetrace.cli import main
 from facetrace.store import open_store
 
@@ -72,8 +71,7 @@ def test_serve_subprocess_persists_and_stops_cleanly(
     assert key["SecretAccessKey"] not in output
     store = open_store(home)
     assert store.describe_collection("kept").face_count == 1
+    assert [r.event.operation for r in store.audit.records()] == ["CreateCollection", "IndexFaces"]
+    assert store.audit.verify().ok
+    assert not (home / "audit.db").exists()  # one database: the trail is in facetrace.db
     store.close()
-    log = AuditLog(home / "audit.db")
-    assert [r.event.operation for r in log.records()] == ["CreateCollection", "IndexFaces"]
-    assert log.verify().ok
-    log.close()

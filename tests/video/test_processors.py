@@ -111,21 +111,20 @@ def test_every_identified_track_is_audited(engine, photos, scene: Path, tmp_path
     from facetrace.audit import AuditEvent
     from facetrace.store.memory import MemoryStore
 
-    events: list[AuditEvent] = []
+    store = MemoryStore()
 
-    class Recorder:
-        def record(self, event: AuditEvent) -> None:
-            events.append(event)
+    def events() -> list[AuditEvent]:
+        return [record.event for record in store.audit.records()]
 
-    audited = Gallery(engine, MemoryStore(), audit=Recorder())
+    audited = Gallery(engine, store)
     audited.create_collection("people")
     audited.index_faces("people", photos["obama2.jpg"], external_image_id="obama", max_faces=1)
     processors = StreamProcessors(audited, path=tmp_path / "processors.db")
     processors.create(definition("door", scene))
     processors.start("door")
-    assert wait_for(lambda: any(e.operation == "StreamProcessorFaceMatch" for e in events))
+    assert wait_for(lambda: any(e.operation == "StreamProcessorFaceMatch" for e in events()))
     processors.stop("door")
-    match = next(e for e in events if e.operation == "StreamProcessorFaceMatch")
+    match = next(e for e in events() if e.operation == "StreamProcessorFaceMatch")
     assert match.principal == "streamprocessor:door"
     assert match.collection_id == "people"
     assert match.threshold == THRESHOLD

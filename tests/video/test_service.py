@@ -30,7 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine, scene: 
     running.gallery.index_faces("people", photos["biden.jpg"], external_image_id="biden", max_faces=1)
     yield running
     running.thread.stop()
-    running.audit.close()
+    running.gallery.store.close()
     monkey.undo()
 
 

@@ -1,4 +1,5 @@
-"""`facetrace audit list|verify`: read the hash-chained audit log, and check nobody edited it."""
+"""`facetrace audit list|verify`: read the hash-chained audit trail in the home's database, and check nobody
+edited it."""
 
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from facetrace.audit import AuditLog, AuditRecord
+from facetrace.audit import AuditRecord, AuditTrail
 from facetrace.cli.output import EXIT_FAILURE, emit
 from facetrace.errors import NotFoundError
 from facetrace.home import resolve_home
-
-AUDIT_FILE = "audit.db"
+from facetrace.store import DB_FILENAME, LEGACY_AUDIT_FILENAME, FaceStore, open_store
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -37,11 +37,13 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     verify.set_defaults(func=_verify)
 
 
-def _open(args: argparse.Namespace) -> AuditLog:
-    path = resolve_home(Path(args.home) if getattr(args, "home", None) else None) / AUDIT_FILE
-    if not path.exists():
-        raise NotFoundError(f"there is no audit log at {path}")
-    return AuditLog(path)
+def _open(args: argparse.Namespace) -> tuple[FaceStore, AuditTrail]:
+    """The home's store (an older home's audit.db is imported on the way) and its audit trail."""
+    home = resolve_home(Path(args.home) if getattr(args, "home", None) else None)
+    if not (home / DB_FILENAME).exists() and not (home / LEGACY_AUDIT_FILENAME).exists():
+        raise NotFoundError(f"there is no facetrace database in {home}")
+    store = open_store(home)
+    return store, store.audit
 
 
 def _record(record: AuditRecord) -> dict[str, Any]:
@@ -62,7 +64,7 @@ def _record(record: AuditRecord) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    log = _open(args)
+    store, log = _open(args)
     try:
         records = [
             _record(r)
@@ -75,7 +77,7 @@ def _list(args: argparse.Namespace) -> int:
             )
         ]
     finally:
-        log.close()
+        store.close()
 
     def render(console: Console) -> None:
         table = Table("Seq", "Time", "Operation", "Principal", "Collection", "Purpose", "Threshold", "Matches")
@@ -92,11 +94,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    log = _open(args)
+    store, log = _open(args)
     try:
         result = log.verify(expect_head=args.expect_head)
     finally:
-        log.close()
+        store.close()
     data = {
         "Ok": result.ok,
         "Records": result.count,

@@ -84,19 +84,16 @@ def _config(args: argparse.Namespace) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     from facetrace.app import open_gallery
-    from facetrace.audit import AuditLog
     from facetrace.home import ensure_home
     from facetrace.service import KeyStore, create_app, run
 
     config = _config(args)
     home = ensure_home(Path(args.home) if args.home else None)
     keys = KeyStore.in_home(home)
-    audit = AuditLog(home / "audit.db")
-    gallery = open_gallery(home, audit=audit)
+    gallery = open_gallery(home)  # audited in its own database (store.audit)
 
     def close() -> None:
         gallery.store.close()
-        audit.close()
 
     app = create_app(gallery, keys, config, on_shutdown=close, home=home)
     if not _is_loopback(config.host):

@@ -3,7 +3,9 @@
 This is the library surface the CLI, the HTTP service and the video pipeline share. It validates every id
 and number it is given, keeps vectors of different models apart, turns similarity thresholds into cosine
 bounds once per search, answers "no match" explicitly (an empty ``matches``) instead of the nearest stranger,
-and records every search, comparison and change in the audit trail before it returns.
+and records every search, comparison and change in the audit trail before it returns: a change's record is
+committed in the store's own transaction (``audit=``), a search's record (``store.audit``) before its results
+are returned, so nothing happens unaudited.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from facetrace.audit import LOCAL_CALLER, AuditEvent, AuditSink, Caller
+from facetrace.audit import LOCAL_CALLER, AuditEvent, Caller
 from facetrace.engine import AnalyzedFace, Comparison, FaceEngine
 from facetrace.errors import InvalidParameterError, ModelMismatchError, NoFaceError, NotFoundError
 from facetrace.gallery.quality_filter import parse_quality_filter, quality_reasons
@@ -70,12 +72,10 @@ class Gallery:
         engine: FaceEngine,
         store: FaceStore,
         *,
-        audit: AuditSink | None = None,
         image_dir: Path | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
-        self._audit = audit
         self._image_dir = image_dir
 
     @property
@@ -86,13 +86,13 @@ class Gallery:
     # -- collections -------------------------------------------------------------------------------------
 
     def create_collection(self, collection_id: str, *, caller: Caller = LOCAL_CALLER) -> CollectionInfo:
-        info = self.store.create_collection(check_collection_id(collection_id), self.model)
-        self.record_event(caller, "CreateCollection", collection_id)
-        return info
+        check_collection_id(collection_id)
+        audit = _event(caller, "CreateCollection", collection_id)
+        return self.store.create_collection(collection_id, self.model, audit=audit)
 
     def delete_collection(self, collection_id: str, *, caller: Caller = LOCAL_CALLER) -> None:
-        self.store.delete_collection(check_collection_id(collection_id))
-        self.record_event(caller, "DeleteCollection", collection_id)
+        check_collection_id(collection_id)
+        self.store.delete_collection(collection_id, audit=_event(caller, "DeleteCollection", collection_id))
 
     def describe_collection(self, collection_id: str) -> CollectionInfo:
         return self.store.describe_collection(check_collection_id(collection_id))
@@ -151,11 +151,7 @@ class Gallery:
                     created_at=now,
                 )
                 indexed.append(IndexedFace(record, face))
-        if indexed:
-            self.store.add_faces(collection_id, [(item.record, _vector(item.face)) for item in indexed])
-            if keep_image:
-                self._keep_image(collection_id, image_id, decoded)
-        self.record_event(
+        audit = _event(
             caller,
             "IndexFaces",
             collection_id,
@@ -163,6 +159,9 @@ class Gallery:
             matched=tuple(i.record.face_id for i in indexed),
             detail={"external_image_id": external_image_id, "unindexed": len(unindexed)},
         )
+        self.store.add_faces(collection_id, [(item.record, _vector(item.face)) for item in indexed], audit=audit)
+        if indexed and keep_image:
+            self._keep_image(collection_id, image_id, decoded)
         return IndexResult(tuple(indexed), tuple(unindexed), self.model, image_id)
 
     def _keep_image(self, collection_id: str, image_id: str, image: Image) -> None:
@@ -215,8 +214,8 @@ class Gallery:
                 )
             else:
                 deletable.append(face_id)
-        deleted = self.store.delete_faces(collection_id, deletable) if deletable else []
-        self.record_event(caller, "DeleteFaces", collection_id, match_count=len(deleted), matched=tuple(deleted))
+        audit = _event(caller, "DeleteFaces", collection_id, match_count=len(deletable), matched=tuple(deletable))
+        deleted = self.store.delete_faces(collection_id, deletable, audit=audit)
         return Deletion(tuple(deleted), tuple(unsuccessful))
 
     # -- search ------------------------------------------------------------------------------------------
@@ -345,14 +344,14 @@ class Gallery:
 
     def create_user(self, collection_id: str, user_id: str, *, caller: Caller = LOCAL_CALLER) -> UserRecord:
         self._collection(collection_id)
-        user = self.store.create_user(collection_id, check_user_id(user_id))
-        self.record_event(caller, "CreateUser", collection_id, detail={"user_id": user_id})
+        audit = _event(caller, "CreateUser", collection_id, detail={"user_id": check_user_id(user_id)})
+        user = self.store.create_user(collection_id, user_id, audit=audit)
         return _with_status(user)
 
     def delete_user(self, collection_id: str, user_id: str, *, caller: Caller = LOCAL_CALLER) -> None:
         check_collection_id(collection_id)
-        self.store.delete_user(collection_id, check_user_id(user_id))
-        self.record_event(caller, "DeleteUser", collection_id, detail={"user_id": user_id})
+        audit = _event(caller, "DeleteUser", collection_id, detail={"user_id": check_user_id(user_id)})
+        self.store.delete_user(collection_id, user_id, audit=audit)
 
     def get_user(self, collection_id: str, user_id: str) -> UserRecord:
         check_collection_id(collection_id)
@@ -412,12 +411,11 @@ class Gallery:
         room = MAX_FACES_PER_USER - user.face_count
         if len([f for f in accepted if found[f].user_id is None]) > room:
             raise InvalidParameterError(f"a user can have at most {MAX_FACES_PER_USER} faces")
-        if accepted:
-            self.store.associate_faces(collection_id, user_id, accepted)
-        self.record_event(
+        audit = _event(
             caller, "AssociateFaces", collection_id, match_count=len(accepted), matched=tuple(accepted),
             detail={"user_id": user_id},
         )  # fmt: skip
+        self.store.associate_faces(collection_id, user_id, accepted, audit=audit)
         return Association(tuple(accepted), tuple(unsuccessful), self.get_user(collection_id, user_id))
 
     def disassociate_faces(
@@ -438,11 +436,11 @@ class Gallery:
                     UnsuccessfulFace(face_id, ("ASSOCIATED_TO_A_DIFFERENT_USER",), user_id=face.user_id)
                 )
         mine = [f for f in ids if f in found and found[f].user_id == user_id]
-        done = self.store.disassociate_faces(collection_id, user_id, mine) if mine else []
-        self.record_event(
-            caller, "DisassociateFaces", collection_id, match_count=len(done), matched=tuple(done),
+        audit = _event(
+            caller, "DisassociateFaces", collection_id, match_count=len(mine), matched=tuple(mine),
             detail={"user_id": user_id},
         )  # fmt: skip
+        done = self.store.disassociate_faces(collection_id, user_id, mine, audit=audit)
         return Disassociation(tuple(done), tuple(unsuccessful), self.get_user(collection_id, user_id))
 
     def search_users(
@@ -529,22 +527,13 @@ class Gallery:
         matched: tuple[str, ...] = (),
         detail: dict[str, str | int | float | None] | None = None,
     ) -> None:
-        """Append one event to the audit trail (a no-op without an audit sink); raises if it cannot be kept,
-        so an act that cannot be audited does not happen silently."""
-        if self._audit is None:
-            return
-        self._audit.record(
-            AuditEvent(
-                operation=operation,
-                principal=caller.principal,
-                collection_id=collection_id,
-                purpose=caller.purpose,
-                threshold=threshold,
-                match_count=match_count,
-                matched_face_ids=matched,
-                detail=detail or {},
-            )
-        )
+        """Append one event to the store's audit trail in its own transaction; raises ``StoreError`` if it
+        cannot be kept, so an act that cannot be audited does not happen silently (callers return results only
+        after this returned)."""
+        self.store.audit.record(
+            _event(caller, operation, collection_id, threshold=threshold, match_count=match_count,
+                   matched=matched, detail=detail)
+        )  # fmt: skip
 
     def _record_search(
         self,
@@ -573,6 +562,28 @@ class Gallery:
             matched=tuple(face for m in matches for face in m.face_ids),
             detail={"user_ids": ",".join(m.user.user_id for m in matches)},
         )  # fmt: skip
+
+
+def _event(
+    caller: Caller,
+    operation: str,
+    collection_id: str | None,
+    *,
+    threshold: float | None = None,
+    match_count: int | None = None,
+    matched: tuple[str, ...] = (),
+    detail: dict[str, str | int | float | None] | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        operation=operation,
+        principal=caller.principal,
+        collection_id=collection_id,
+        purpose=caller.purpose,
+        threshold=threshold,
+        match_count=match_count,
+        matched_face_ids=matched,
+        detail=detail or {},
+    )
 
 
 def _vector(face: AnalyzedFace) -> Vector:

@@ -97,6 +97,12 @@ def create_app(
             await anyio.to_thread.run_sync(lambda: gallery.list_collections(limit=1))
         except FacetraceError as exc:
             return JSONResponse({"status": "unhealthy", "reason": exc.message}, status_code=503)
+        try:
+            # Every change and every search needs an audit record written: a database that takes no writes
+            # means the server can only answer listings, so it is not ready for traffic.
+            await anyio.to_thread.run_sync(gallery.store.check_writable)
+        except FacetraceError as exc:
+            return JSONResponse({"status": "degraded", "reason": exc.message}, status_code=503)
         return JSONResponse({"status": "ok", "in_flight": pool.in_flight, "model": gallery.model})
 
     def collection_sizes() -> list[tuple[str, int, int]]:

@@ -16,6 +16,7 @@ from facetrace.store.sqlite import SQLiteStore
 
 __all__ = [
     "DB_FILENAME",
+    "LEGACY_AUDIT_FILENAME",
     "CollectionInfo",
     "FaceStore",
     "MemoryStore",
@@ -27,9 +28,22 @@ __all__ = [
 ]
 
 DB_FILENAME = "facetrace.db"
+LEGACY_AUDIT_FILENAME = "audit.db"
+"""The separate audit log of facetrace before schema 2; imported into the database at open."""
 
 
 def open_store(home: Path | None = None) -> FaceStore:
     """The durable store in ``home`` (default: ``$FACETRACE_HOME``, else the user data directory), created
-    private to the user if missing. Raises ``StoreError`` if the database cannot be opened or is corrupt."""
-    return SQLiteStore(ensure_home(home) / DB_FILENAME)
+    private to the user if missing. Raises ``StoreError`` if the database cannot be opened or is corrupt.
+
+    A home from an older facetrace is brought up to date here: the schema is migrated, and a separate
+    ``audit.db`` is verified, imported into the database's audit trail and renamed ``audit.db.imported``
+    (a broken old chain is refused, and the home is not opened, rather than silently dropped)."""
+    root = ensure_home(home)
+    store = SQLiteStore(root / DB_FILENAME)
+    try:
+        store.audit.import_file(root / LEGACY_AUDIT_FILENAME)
+    except BaseException:
+        store.close()
+        raise
+    return store

@@ -15,6 +15,10 @@ Contract:
   anything else raises ``ModelMismatchError``. Vectors that are not unit length are normalised; unit vectors are
   stored bit for bit. A ``FaceRecord.created_at`` of 0 means "now".
 - storage failures (disk full, corrupt or foreign database) raise ``StoreError``, never a backend exception.
+- fail closed: ``audit`` is the store's hash-chained trail, in the same database. Every mutating call takes
+  ``audit=event``; the record is appended in the same transaction as the change, so both commit or neither,
+  and a failed append raises ``StoreError("audit store unavailable: ...")`` with nothing changed. The event is
+  recorded as given, also when the call changes nothing (no faces found to delete).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from facetrace.audit import AuditEvent, AuditTrail
 from facetrace.types import FaceRecord, UserRecord, Vector
 
 __all__ = ["CollectionInfo", "FaceStore", "Neighbor", "Page", "UserNeighbor"]
@@ -63,18 +68,34 @@ class UserNeighbor:
 class FaceStore(Protocol):
     """A durable home for collections. Implementations are thread-safe."""
 
+    @property
+    def audit(self) -> AuditTrail:
+        """The audit trail kept in this store's database."""
+        ...
+
+    def check_writable(self) -> None:
+        """Raise ``StoreError`` when the store cannot take a write now (read-only, disk full): then no change
+        and no audited act can happen (the server's /healthz reports degraded)."""
+        ...
+
     # collections
-    def create_collection(self, collection_id: str, model: str) -> CollectionInfo: ...
-    def delete_collection(self, collection_id: str) -> None: ...
+    def create_collection(
+        self, collection_id: str, model: str, *, audit: AuditEvent | None = None
+    ) -> CollectionInfo: ...
+    def delete_collection(self, collection_id: str, *, audit: AuditEvent | None = None) -> None: ...
     def describe_collection(self, collection_id: str) -> CollectionInfo: ...
     def list_collections(self, *, limit: int, next_token: str | None = None) -> Page[str]: ...
 
     # faces
-    def add_faces(self, collection_id: str, faces: Sequence[tuple[FaceRecord, Vector]]) -> None:
+    def add_faces(
+        self, collection_id: str, faces: Sequence[tuple[FaceRecord, Vector]], *, audit: AuditEvent | None = None
+    ) -> None:
         """Store faces and their vectors atomically (all or none)."""
         ...
 
-    def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
+    def delete_faces(
+        self, collection_id: str, face_ids: Sequence[str], *, audit: AuditEvent | None = None
+    ) -> list[str]:
         """Delete the faces that exist; returns their ids. Missing ids are ignored."""
         ...
 
@@ -111,14 +132,16 @@ class FaceStore(Protocol):
         ...
 
     # users
-    def create_user(self, collection_id: str, user_id: str) -> UserRecord: ...
-    def delete_user(self, collection_id: str, user_id: str) -> None:
+    def create_user(self, collection_id: str, user_id: str, *, audit: AuditEvent | None = None) -> UserRecord: ...
+    def delete_user(self, collection_id: str, user_id: str, *, audit: AuditEvent | None = None) -> None:
         """Delete the user; its faces stay in the collection, no longer associated."""
         ...
 
     def get_user(self, collection_id: str, user_id: str) -> UserRecord: ...
     def list_users(self, collection_id: str, *, limit: int, next_token: str | None = None) -> Page[UserRecord]: ...
-    def associate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> None:
+    def associate_faces(
+        self, collection_id: str, user_id: str, face_ids: Sequence[str], *, audit: AuditEvent | None = None
+    ) -> None:
         """Set ``user_id`` on the given faces (they exist and are unassociated or already this user's).
 
         All or nothing: a missing user or face raises ``NotFoundError``, and a face that belongs to another user
@@ -127,7 +150,9 @@ class FaceStore(Protocol):
         """
         ...
 
-    def disassociate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> list[str]:
+    def disassociate_faces(
+        self, collection_id: str, user_id: str, face_ids: Sequence[str], *, audit: AuditEvent | None = None
+    ) -> list[str]:
         """Clear the user on those of ``face_ids`` that belong to ``user_id``; returns them."""
         ...
 

@@ -8,11 +8,13 @@ lifetime.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from facetrace.audit import AuditEvent, MemoryAuditTrail
 from facetrace.errors import AlreadyExistsError, ConflictError, ModelMismatchError, NotFoundError
 from facetrace.store.base import CollectionInfo, Neighbor, Page, UserNeighbor
 from facetrace.store.paging import check_limit, decode_name_token, decode_token, encode_token, listing_scope
@@ -58,11 +60,27 @@ def _page(items: list[str], after: str | None, limit: int) -> tuple[list[str], b
 
 
 class MemoryStore:
-    """A thread-safe in-memory ``FaceStore``."""
+    """A thread-safe in-memory ``FaceStore``; its audit trail is a ``MemoryAuditTrail``."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._collections: dict[str, _Collection] = {}
+        self.audit = MemoryAuditTrail()
+
+    def check_writable(self) -> None:
+        """Memory always takes writes, unless audit appends are made to fail (tests)."""
+        if self.audit.fail_with is not None:
+            self.audit.prepare(AuditEvent("WriteCheck", "local"))
+
+    @contextlib.contextmanager
+    def _change(self, audit: AuditEvent | None) -> Iterator[None]:
+        """A change and its audit record as one step: the record is prepared first (a failing trail stops
+        the change before anything moved) and appended only if the change completed."""
+        with self._lock, self.audit.lock:
+            row = self.audit.prepare(audit) if audit is not None else None
+            yield
+            if row is not None:
+                self.audit.commit(row)
 
     def _get(self, collection_id: str) -> _Collection:
         collection = self._collections.get(collection_id)
@@ -72,15 +90,17 @@ class MemoryStore:
 
     # --- collections ----------------------------------------------------------------------------------
 
-    def create_collection(self, collection_id: str, model: str) -> CollectionInfo:
-        with self._lock:
+    def create_collection(
+        self, collection_id: str, model: str, *, audit: AuditEvent | None = None
+    ) -> CollectionInfo:
+        with self._change(audit):
             if collection_id in self._collections:
                 raise AlreadyExistsError(f"collection {collection_id!r} already exists")
             self._collections[collection_id] = _Collection(model=model, created_at=time.time())
             return self.describe_collection(collection_id)
 
-    def delete_collection(self, collection_id: str) -> None:
-        with self._lock:
+    def delete_collection(self, collection_id: str, *, audit: AuditEvent | None = None) -> None:
+        with self._change(audit):
             self._get(collection_id)
             del self._collections[collection_id]
 
@@ -97,11 +117,15 @@ class MemoryStore:
 
     # --- faces ----------------------------------------------------------------------------------------
 
-    def add_faces(self, collection_id: str, faces: Sequence[tuple[FaceRecord, Vector]]) -> None:
+    def add_faces(
+        self, collection_id: str, faces: Sequence[tuple[FaceRecord, Vector]], *, audit: AuditEvent | None = None
+    ) -> None:
         if not faces:
+            if audit is not None:
+                self.audit.record(audit)
             return
         now = time.time()
-        with self._lock:
+        with self._change(audit):
             c = self._get(collection_id)
             dim = c.index.dim if c.index is not None else None
             matrix = as_unit_matrix([v for _, v in faces], dim)
@@ -124,8 +148,10 @@ class MemoryStore:
                     c.user_faces.setdefault(record.user_id, set()).add(record.face_id)
             c.changed()
 
-    def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
-        with self._lock:
+    def delete_faces(
+        self, collection_id: str, face_ids: Sequence[str], *, audit: AuditEvent | None = None
+    ) -> list[str]:
+        with self._change(audit):
             c = self._get(collection_id)
             deleted = [f for f in dict.fromkeys(face_ids) if f in c.faces]
             for face_id in deleted:
@@ -201,16 +227,16 @@ class MemoryStore:
 
     # --- users ----------------------------------------------------------------------------------------
 
-    def create_user(self, collection_id: str, user_id: str) -> UserRecord:
-        with self._lock:
+    def create_user(self, collection_id: str, user_id: str, *, audit: AuditEvent | None = None) -> UserRecord:
+        with self._change(audit):
             c = self._get(collection_id)
             if user_id in c.users:
                 raise AlreadyExistsError(f"user {user_id!r} already exists")
             c.users[user_id] = time.time()
             return c.user(user_id)
 
-    def delete_user(self, collection_id: str, user_id: str) -> None:
-        with self._lock:
+    def delete_user(self, collection_id: str, user_id: str, *, audit: AuditEvent | None = None) -> None:
+        with self._change(audit):
             c = self._get(collection_id)
             if user_id not in c.users:
                 raise NotFoundError(f"user {user_id!r} does not exist")
@@ -237,10 +263,12 @@ class MemoryStore:
             items = tuple(c.user(u) for u in ids)
         return Page(items, encode_token(scope, ids[-1]) if more else None)
 
-    def associate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> None:
+    def associate_faces(
+        self, collection_id: str, user_id: str, face_ids: Sequence[str], *, audit: AuditEvent | None = None
+    ) -> None:
         """All or nothing: ``NotFoundError`` for a missing user or face, ``ConflictError`` for a face that
         belongs to another user (it is never moved silently)."""
-        with self._lock:
+        with self._change(audit):
             c = self._get(collection_id)
             if user_id not in c.users:
                 raise NotFoundError(f"user {user_id!r} does not exist")
@@ -257,8 +285,10 @@ class MemoryStore:
             if c.index is not None:
                 c.index.set_user(ids, user_id)
 
-    def disassociate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> list[str]:
-        with self._lock:
+    def disassociate_faces(
+        self, collection_id: str, user_id: str, face_ids: Sequence[str], *, audit: AuditEvent | None = None
+    ) -> list[str]:
+        with self._change(audit):
             c = self._get(collection_id)
             if user_id not in c.users:
                 raise NotFoundError(f"user {user_id!r} does not exist")

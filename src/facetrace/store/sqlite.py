@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from facetrace.audit import AUDIT_UNAVAILABLE, AuditEvent
 from facetrace.errors import AlreadyExistsError, ConflictError, ModelMismatchError, NotFoundError
 from facetrace.store.base import CollectionInfo, Neighbor, Page, UserNeighbor
 from facetrace.store.paging import check_limit, decode_name_token, decode_token, encode_token, listing_scope
+from facetrace.store.sqlite_audit import SQLiteAuditTrail
 from facetrace.store.sqlite_db import Database, collection_row, translate
 from facetrace.store.sqlite_index import IndexCache
 from facetrace.store.vector_index import VectorIndex, as_unit_matrix, as_unit_vector
@@ -64,12 +66,26 @@ def _face(row: Sequence[object], model: str) -> FaceRecord:
 
 
 class SQLiteStore:
-    """A durable, thread-safe ``FaceStore`` in one SQLite file (``open_store`` puts it in the home)."""
+    """A durable, thread-safe ``FaceStore`` in one SQLite file (``open_store`` puts it in the home).
+
+    ``audit`` is the hash-chained trail in the same file; a mutating call given ``audit=event`` appends the
+    record in its own transaction, so the change and its record are saved together or not at all.
+    """
 
     def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
         self._db = Database(self.path, timeout=timeout)
         self._indexes = IndexCache(self._db)
+        self.audit = SQLiteAuditTrail(self._db)
+
+    @property
+    def database(self) -> Database:
+        """The connections (for the other record repositories that share this file)."""
+        return self._db
+
+    def check_writable(self) -> None:
+        """``StoreError`` when the database cannot take a write now (read-only, disk full)."""
+        self._db.check_writable()
 
     def _bump(
         self, conn: sqlite3.Connection, cid: int, generation: int, faces: int = 0, dim: int | None = None
@@ -82,15 +98,20 @@ class SQLiteStore:
         return generation + 1
 
     @contextlib.contextmanager
-    def _write(self, action: str) -> Iterator[_Tx]:
+    def _write(self, action: str, audit: AuditEvent | None = None) -> Iterator[_Tx]:
         """A write transaction; its ``after_commit`` steps run once it committed, still under the write lock,
-        so index changes happen in commit order and never for a transaction that rolled back."""
-        with self._db.write_lock, translate(action, self.path):
+        so index changes happen in commit order and never for a transaction that rolled back. With ``audit``,
+        the record is appended last inside the transaction (also when the block returns early), and any
+        storage failure is reported as the audit store being unavailable: nothing was saved."""
+        label = action if audit is None else f"{AUDIT_UNAVAILABLE}: {action}"
+        with self._db.write_lock, translate(label, self.path):
             tx: _Tx | None = None
             try:
                 with self._db.transaction() as conn:
                     tx = _Tx(conn)
                     yield tx
+                    if audit is not None:
+                        self.audit.append(conn, audit)
                     # Searches that see this commit before its change reached the index wait for the change
                     # instead of reloading the whole index.
                     self._indexes.expect([(name, generation) for name, _, generation, _ in tx.changes])
@@ -104,8 +125,10 @@ class SQLiteStore:
 
     # --- collections ----------------------------------------------------------------------------------
 
-    def create_collection(self, collection_id: str, model: str) -> CollectionInfo:
-        with self._write("creating a collection") as tx:
+    def create_collection(
+        self, collection_id: str, model: str, *, audit: AuditEvent | None = None
+    ) -> CollectionInfo:
+        with self._write("creating a collection", audit) as tx:
             conn = tx.conn
             if conn.execute("SELECT 1 FROM collections WHERE name=?", (collection_id,)).fetchone():
                 raise AlreadyExistsError(f"collection {collection_id!r} already exists")
@@ -116,8 +139,8 @@ class SQLiteStore:
             )
         return CollectionInfo(collection_id, model, created, 0, 0)
 
-    def delete_collection(self, collection_id: str) -> None:
-        with self._write("deleting a collection") as tx:
+    def delete_collection(self, collection_id: str, *, audit: AuditEvent | None = None) -> None:
+        with self._write("deleting a collection", audit) as tx:
             cid = collection_row(tx.conn, collection_id)[0]
             for table in ("vectors", "faces", "users", "collections"):
                 tx.conn.execute(f"DELETE FROM {table} WHERE cid=?", (cid,))  # noqa: S608 (fixed names)
@@ -146,15 +169,19 @@ class SQLiteStore:
 
     # --- faces ----------------------------------------------------------------------------------------
 
-    def add_faces(self, collection_id: str, faces: Sequence[tuple[FaceRecord, Vector]]) -> None:
+    def add_faces(
+        self, collection_id: str, faces: Sequence[tuple[FaceRecord, Vector]], *, audit: AuditEvent | None = None
+    ) -> None:
         if not faces:
+            if audit is not None:
+                self.audit.record(audit)
             return
         matrix = as_unit_matrix([vector for _, vector in faces], None)
         ids = [record.face_id for record, _ in faces]
         if len(set(ids)) != len(ids):
             raise AlreadyExistsError("the same face id is given twice")
         now = time.time()
-        with self._write("adding faces") as tx:
+        with self._write("adding faces", audit) as tx:
             conn = tx.conn
             cid, model, dim, generation = collection_row(conn, collection_id)
             for record, _ in faces:
@@ -205,9 +232,11 @@ class SQLiteStore:
 
             tx.changes.append((collection_id, cid, generation, change))
 
-    def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
+    def delete_faces(
+        self, collection_id: str, face_ids: Sequence[str], *, audit: AuditEvent | None = None
+    ) -> list[str]:
         wanted = list(dict.fromkeys(face_ids))
-        with self._write("deleting faces") as tx:
+        with self._write("deleting faces", audit) as tx:
             conn = tx.conn
             cid, _, _, generation = collection_row(conn, collection_id)
             listed = json.dumps(wanted)
@@ -329,8 +358,8 @@ class SQLiteStore:
         if conn.execute("SELECT 1 FROM users WHERE cid=? AND user_id=?", (cid, user_id)).fetchone() is None:
             raise NotFoundError(f"user {user_id!r} does not exist")
 
-    def create_user(self, collection_id: str, user_id: str) -> UserRecord:
-        with self._write("creating a user") as tx:
+    def create_user(self, collection_id: str, user_id: str, *, audit: AuditEvent | None = None) -> UserRecord:
+        with self._write("creating a user", audit) as tx:
             cid = collection_row(tx.conn, collection_id)[0]
             if tx.conn.execute("SELECT 1 FROM users WHERE cid=? AND user_id=?", (cid, user_id)).fetchone():
                 raise AlreadyExistsError(f"user {user_id!r} already exists")
@@ -340,8 +369,8 @@ class SQLiteStore:
             )
         return UserRecord(user_id, created_at=created)
 
-    def delete_user(self, collection_id: str, user_id: str) -> None:
-        with self._write("deleting a user") as tx:
+    def delete_user(self, collection_id: str, user_id: str, *, audit: AuditEvent | None = None) -> None:
+        with self._write("deleting a user", audit) as tx:
             cid, _, _, generation = collection_row(tx.conn, collection_id)
             self._require_user(tx.conn, cid, user_id)
             tx.conn.execute("UPDATE faces SET user_id=NULL WHERE cid=? AND user_id=?", (cid, user_id))
@@ -380,11 +409,13 @@ class SQLiteStore:
         items = tuple(users[u] for u in ids[:limit])
         return Page(items, encode_token(scope, items[-1].user_id) if len(ids) > limit else None)
 
-    def associate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> None:
+    def associate_faces(
+        self, collection_id: str, user_id: str, face_ids: Sequence[str], *, audit: AuditEvent | None = None
+    ) -> None:
         """All or nothing: ``NotFoundError`` for a missing user or face, ``ConflictError`` for a face that
         belongs to another user (it is never moved silently)."""
         wanted = list(dict.fromkeys(face_ids))
-        with self._write("associating faces") as tx:
+        with self._write("associating faces", audit) as tx:
             cid, _, _, generation = collection_row(tx.conn, collection_id)
             self._require_user(tx.conn, cid, user_id)
             owners = dict(
@@ -412,9 +443,11 @@ class SQLiteStore:
 
             tx.changes.append((collection_id, cid, generation, change))
 
-    def disassociate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str]) -> list[str]:
+    def disassociate_faces(
+        self, collection_id: str, user_id: str, face_ids: Sequence[str], *, audit: AuditEvent | None = None
+    ) -> list[str]:
         wanted = list(dict.fromkeys(face_ids))
-        with self._write("disassociating faces") as tx:
+        with self._write("disassociating faces", audit) as tx:
             cid, _, _, generation = collection_row(tx.conn, collection_id)
             self._require_user(tx.conn, cid, user_id)
             done_set = {

@@ -6,6 +6,11 @@ one writer commits, which is what keeps searches and listings going during a lar
 
 Every ``sqlite3.Error`` is turned into ``StoreError`` here (``translate``), so no raw sqlite3 traceback ever
 reaches a caller; a file that is not a facetrace database, or comes from a newer facetrace, is refused at open.
+
+Schema versions: ``MIGRATIONS`` is the ordered list of steps; step *n* (1-based) takes a database from version
+*n-1* to *n*, and ``meta.schema_version`` says how many have been applied. At open, the missing steps run in
+one ``BEGIN IMMEDIATE`` transaction (all or none, one process at a time); a database with more steps than
+this facetrace knows is refused. Adding a step is appending one entry; steps are never edited once released.
 """
 
 from __future__ import annotations
@@ -13,22 +18,33 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from facetrace.errors import FacetraceError, NotFoundError, StoreError
 
-__all__ = ["SCHEMA_VERSION", "Database", "collection_row", "translate"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Database", "Migration", "collection_row", "translate"]
 
-SCHEMA_VERSION = 1
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step: what it does (for messages) and its SQL (statements separated by ``;``, no ``;`` in
+    string literals or trigger bodies other than at statement ends — see ``_statements``)."""
+
+    name: str
+    sql: str
+
 
 # One row per face in ``faces`` (metadata, narrow so listings read few pages) and ``vectors`` (the float32
 # little-endian bytes). ``fid`` orders both by insertion so the index loads with two sequential scans;
 # ``faces_load`` covers the loading scan. ``generation`` counts committed changes to a collection's vectors
 # and users: an in-memory index built at generation g is fresh while the database is still at g. ``cid`` is
 # AUTOINCREMENT so a deleted collection's id is never reused: (cid, generation) names one state for good.
-_SCHEMA = """
+_V1_BASE = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE collections(
     cid INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -66,6 +82,39 @@ CREATE TABLE users(
 ) WITHOUT ROWID;
 """
 
+# The audit chain (rules in facetrace.audit), moved here from the separate audit.db so a change and its audit
+# record commit in one transaction. Append-only: the triggers refuse UPDATE and DELETE.
+_V2_AUDIT = """
+CREATE TABLE audit(seq INTEGER PRIMARY KEY, payload TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("collections, faces, vectors, users", _V1_BASE),
+    Migration("audit chain in the database", _V2_AUDIT),
+)
+"""Every schema step in order; append new steps at the end (one line each)."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a step's SQL into statements; a trigger's ``BEGIN ... END;`` stays one statement."""
+    out: list[str] = []
+    pending = ""
+    for part in sql.split(";"):
+        pending = f"{pending};{part}" if pending else part
+        if sqlite3.complete_statement(pending + ";"):
+            if pending.strip():
+                out.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        out.append(pending.strip())
+    return out
+
 
 @contextlib.contextmanager
 def translate(action: str, path: Path) -> Iterator[None]:
@@ -83,6 +132,16 @@ def translate(action: str, path: Path) -> Iterator[None]:
         raise StoreError(f"{action} failed: {exc}") from exc
     except OSError as exc:
         raise StoreError(f"{action} failed: {exc.strerror or exc} ({path})") from exc
+
+
+def _make_private(path: Path) -> None:
+    """Files of older versions were created 0644: take group and other access away (owner's files only)."""
+    info = path.stat()
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO) and info.st_uid == os.getuid():
+        path.chmod(0o600)
+        for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                extra.chmod(0o600)
 
 
 def collection_row(conn: sqlite3.Connection, collection_id: str) -> tuple[int, str, int | None, int]:
@@ -109,6 +168,7 @@ class Database:
             if not path.exists():
                 # Private from the start: SQLite gives the -wal and -shm files the database's permissions.
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            _make_private(path)
             self._writer = self._connect()
             try:
                 mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -128,33 +188,48 @@ class Database:
         return conn
 
     def _init_schema(self) -> None:
-        """Create the schema in an empty file, or check an existing one. Checking only reads, so opening a
-        store (every CLI command does) never waits for another process's long write transaction."""
-        if self._check_schema(self._writer):
+        """Create the schema in an empty file, or bring an older one up to date (``MIGRATIONS``). Checking
+        only reads, so opening a current store (every CLI command does) never waits for another process's
+        long write transaction."""
+        if self._schema_version(self._writer) == SCHEMA_VERSION:
             return
         with self.transaction() as conn:
-            if self._check_schema(conn):  # another process created it meanwhile
-                return
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            version = self._schema_version(conn)  # again: another process may have migrated meanwhile
+            for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+                try:
+                    for statement in _statements(step.sql):
+                        conn.execute(statement)
+                except sqlite3.Error as exc:
+                    raise StoreError(
+                        f"upgrading {self.path} to schema {number} ({step.name}) failed: {exc}; nothing was changed"
+                    ) from exc
+            if version == 0:
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif version < SCHEMA_VERSION:
+                conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
-    def _check_schema(self, conn: sqlite3.Connection) -> bool:
-        """True if the file holds a facetrace schema this version reads, False if it is empty."""
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        """The steps applied to the file (0: empty); refuses a foreign database or a newer facetrace's."""
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" not in tables:
             if tables:
                 raise StoreError(f"{self.path} is an SQLite database, but not facetrace's")
-            return False
+            return 0
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None or not str(row[0]).isdigit():
+        if row is None or not str(row[0]).isdigit() or int(row[0]) < 1:
             raise StoreError(f"{self.path} has no facetrace schema version")
         if int(row[0]) > SCHEMA_VERSION:
             raise StoreError(
-                f"{self.path} was written by a newer facetrace (schema {row[0]}, this one reads {SCHEMA_VERSION})"
+                f"{self.path} was written by a newer facetrace (schema {row[0]}, this one reads {SCHEMA_VERSION});"
+                " upgrade facetrace to open it"
             )
-        return True
+        return int(row[0])
+
+    def check_writable(self) -> None:
+        """Commit a tiny write (``meta.last_write_check``): ``StoreError`` when the database cannot take
+        writes (read-only file or folder, full disk), which also means no audit record can be appended."""
+        with translate("writing to the database", self.path), self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_write_check', ?)", (repr(time.time()),))
 
     def _check_open(self) -> None:
         if self._closed:
