@@ -27,6 +27,7 @@ from facetrace.store.paging import check_limit, decode_name_token, decode_token,
 from facetrace.store.sqlite_audit import SQLiteAuditTrail
 from facetrace.store.sqlite_db import Database, collection_row, translate
 from facetrace.store.sqlite_index import IndexCache
+from facetrace.store.sqlite_records import SQLiteRecords, cascade_collection, cascade_faces, cascade_user
 from facetrace.store.vector_index import VectorIndex, as_unit_matrix, as_unit_vector
 from facetrace.types import BoundingBox, FaceRecord, UserRecord, Vector
 
@@ -70,6 +71,8 @@ class SQLiteStore:
 
     ``audit`` is the hash-chained trail in the same file; a mutating call given ``audit=event`` appends the
     record in its own transaction, so the change and its record are saved together or not at all.
+    ``records`` are the other repositories in the file; deleting faces, a user or a collection removes the
+    data derived from them (sightings with their snapshots, job results naming them) in the same transaction.
     """
 
     def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
@@ -77,6 +80,7 @@ class SQLiteStore:
         self._db = Database(self.path, timeout=timeout)
         self._indexes = IndexCache(self._db)
         self.audit = SQLiteAuditTrail(self._db)
+        self.records = SQLiteRecords.of(self._db)  # keys, tokens, video jobs, processors, sightings
 
     @property
     def database(self) -> Database:
@@ -144,6 +148,7 @@ class SQLiteStore:
             cid = collection_row(tx.conn, collection_id)[0]
             for table in ("vectors", "faces", "users", "collections"):
                 tx.conn.execute(f"DELETE FROM {table} WHERE cid=?", (cid,))  # noqa: S608 (fixed names)
+            cascade_collection(tx.conn, collection_id)
             tx.after_commit.append(lambda: self._indexes.forget(collection_id))
 
     def describe_collection(self, collection_id: str) -> CollectionInfo:
@@ -259,6 +264,7 @@ class SQLiteStore:
             )
             generation = self._bump(conn, cid, generation, faces=-len(found))
             deleted = [f for f in wanted if f in found]
+            cascade_faces(conn, deleted)
 
             def change(index: VectorIndex | None) -> VectorIndex | None:
                 if index is not None:
@@ -375,6 +381,7 @@ class SQLiteStore:
             self._require_user(tx.conn, cid, user_id)
             tx.conn.execute("UPDATE faces SET user_id=NULL WHERE cid=? AND user_id=?", (cid, user_id))
             tx.conn.execute("DELETE FROM users WHERE cid=? AND user_id=?", (cid, user_id))
+            cascade_user(tx.conn, collection_id, user_id)
             generation = self._bump(tx.conn, cid, generation)
 
             def change(index: VectorIndex | None) -> VectorIndex | None:

@@ -92,9 +92,85 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
+# Everything else facetrace keeps (store/records.py): access keys (were keys.json), ClientRequestToken
+# answers (were in memory), video jobs with the faces their results name, stream processors and sightings
+# (were video/*.db). ``collection_id`` on jobs and sightings lets deleting a collection take them along.
+_V3_RECORDS = """
+CREATE TABLE access_keys(
+    access_key_id TEXT PRIMARY KEY,
+    secret TEXT NOT NULL,
+    permission TEXT NOT NULL,
+    collections TEXT,
+    description TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE request_tokens(
+    principal TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    token TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY(principal, operation, token)
+) WITHOUT ROWID;
+CREATE INDEX request_tokens_by_age ON request_tokens(created_at);
+CREATE TABLE video_jobs(
+    job_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    video TEXT NOT NULL,
+    collection_id TEXT,
+    threshold REAL,
+    job_tag TEXT,
+    camera TEXT,
+    status TEXT NOT NULL,
+    message TEXT,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    metadata TEXT,
+    results BLOB,
+    principal TEXT NOT NULL,
+    purpose TEXT,
+    request TEXT
+);
+CREATE INDEX video_jobs_by_collection ON video_jobs(collection_id);
+CREATE TABLE video_job_faces(job_id TEXT NOT NULL, face_id TEXT NOT NULL, PRIMARY KEY(face_id, job_id)) WITHOUT ROWID;
+CREATE TABLE stream_processors(
+    name TEXT PRIMARY KEY,
+    collection_id TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    desired TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE sightings(
+    sighting_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    camera TEXT NOT NULL,
+    track_id INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL NOT NULL,
+    start_stream_ms INTEGER NOT NULL,
+    end_stream_ms INTEGER NOT NULL,
+    face_id TEXT,
+    user_id TEXT,
+    external_image_id TEXT,
+    similarity REAL,
+    box_left REAL, box_top REAL, box_width REAL, box_height REAL,
+    snapshot BLOB,
+    expires_at REAL NOT NULL,
+    collection_id TEXT,
+    UNIQUE(source, track_id)
+);
+CREATE INDEX sightings_face ON sightings(face_id, started_at);
+CREATE INDEX sightings_user ON sightings(user_id, started_at);
+CREATE INDEX sightings_external ON sightings(external_image_id, started_at);
+CREATE INDEX sightings_expiry ON sightings(expires_at);
+CREATE INDEX sightings_collection ON sightings(collection_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("collections, faces, vectors, users", _V1_BASE),
     Migration("audit chain in the database", _V2_AUDIT),
+    Migration("keys, request tokens, video jobs, processors, sightings", _V3_RECORDS),
 )
 """Every schema step in order; append new steps at the end (one line each)."""
 

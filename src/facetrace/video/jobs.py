@@ -269,8 +269,15 @@ class VideoJobs:
     def _run(self, job: Job) -> None:
         try:
             if job.kind is JobKind.FACE_SEARCH:
-                self._search(job)
-                self._record_results(job)  # results nobody could audit are not released
+                sightings = self._search(job)
+                try:
+                    self._record_results(job)  # results nobody could audit are neither kept nor released
+                except FacetraceError:
+                    job.results.clear()
+                    raise
+                if self.sightings is not None:  # only what was audited becomes a sighting
+                    for sighting in sightings:
+                        self.sightings.add(sighting)
             else:
                 self._detect(job)
             job.status = JobStatus.SUCCEEDED
@@ -344,7 +351,8 @@ class VideoJobs:
                 if observation.detail is not None:
                     job.results.append({"Timestamp": ms, "Face": shapes.face_detail(observation.detail)})
 
-    def _search(self, job: Job) -> None:
+    def _search(self, job: Job) -> list[Sighting]:
+        """Fill ``job.results``; returns the sightings to store once the results are audited."""
         assert job.collection_id is not None
         assert job.threshold is not None
         matcher = CollectionMatcher(self.gallery, job.collection_id, job.threshold)
@@ -377,18 +385,17 @@ class VideoJobs:
             if observation.detail is not None:
                 person["Face"] = shapes.face_detail(observation.detail)
             job.results.append({"Timestamp": ms, "Person": person, "FaceMatches": [shapes.face_match(match)]})
-        if self.sightings is not None:
-            self._sightings(job, ended, matches)
+        return self._sightings(job, ended, matches)
 
-    def _sightings(self, job: Job, ended: list[TrackEnded], matches: dict[int, FaceMatch]) -> None:
-        assert self.sightings is not None
+    def _sightings(self, job: Job, ended: list[TrackEnded], matches: dict[int, FaceMatch]) -> list[Sighting]:
         base = job.created_at
         camera = job.camera or Path(job.video).name
+        found: list[Sighting] = []
         for event in ended:
             match = matches.get(event.track_id)
             if match is None:
                 continue
-            self.sightings.add(
+            found.append(
                 Sighting(
                     sighting_id=str(uuid.uuid4()), source=job.job_id, camera=camera, track_id=event.track_id,
                     started_at=base + event.start_stream_ms / 1000.0, ended_at=base + event.end_stream_ms / 1000.0,
@@ -399,6 +406,7 @@ class VideoJobs:
                     expires_at=base + self.settings.retention_days * 86400.0,
                 )
             )  # fmt: skip
+        return found
 
     # -- persistence -------------------------------------------------------------------------------------
 

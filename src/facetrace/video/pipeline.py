@@ -5,7 +5,9 @@ cannot skip the frames others depend on) and offers every ``detect_every``-th on
 ``queue_size`` frames; when the queue is full the oldest waiting frame is dropped and counted, so analysis
 always works on the freshest picture and memory stays bounded however far behind it falls. The *analyser*
 builds its models in its own thread (the engine keeps them per thread), runs ``FrameAnalyzer`` on each
-frame and hands the events to the sinks. Stored-video jobs use the same worker with ``drop_when_behind``
+frame and hands the events to the sinks, required sinks (the audit trail) first: when one of those fails,
+the worker stops with state FAILED and publishes a ``StreamStatus`` saying why to the other sinks — a live
+stream never identifies people it cannot audit. Stored-video jobs use the same worker with ``drop_when_behind``
 off: the reader then waits for the analyser instead of dropping.
 
 ``StreamMetrics`` counts frames received (packets read), decoded, analysed, skipped (not selected by
@@ -29,11 +31,11 @@ from typing import Any
 import numpy as np
 
 from facetrace.engine import FaceEngine
-from facetrace.errors import FacetraceError, InvalidParameterError
+from facetrace.errors import FacetraceError, InvalidParameterError, StreamError
 from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, FrameResult
 from facetrace.video.events import Event, StreamState, StreamStatus, TrackEvent
 from facetrace.video.identity import Matcher
-from facetrace.video.sinks import EventSink
+from facetrace.video.sinks import EventSink, is_required
 from facetrace.video.source import Frame, SourceSettings, VideoSource
 
 __all__ = ["Pipeline", "StreamConfig", "StreamMetrics", "StreamWorker"]
@@ -157,7 +159,8 @@ class StreamWorker:
         self.config = config
         self.engine = engine
         self.matcher = matcher
-        self.sinks = list(sinks)
+        # Required sinks (the audit trail) first, so no other sink sees an event that was not audited.
+        self.sinks = sorted(sinks, key=lambda sink: not is_required(sink))
         self.stop_event = stop or threading.Event()
         self.metrics = StreamMetrics()
         self.error: FacetraceError | None = None
@@ -294,7 +297,7 @@ class StreamWorker:
         except FacetraceError as exc:
             self.error = exc
             metrics.set_state("FAILED", exc.message)
-            self._publish(self._status_event(StreamState.FAILED, exc.message, 0))
+            self._publish(self._status_event(StreamState.FAILED, exc.message, 0), fail_closed=False)
         except Exception as exc:
             log.exception("analysis of %s failed", config.name)
             self.error = FacetraceError(f"unexpected analysis error: {type(exc).__name__}: {exc}")
@@ -308,12 +311,20 @@ class StreamWorker:
             if metrics.state != "FAILED":
                 metrics.set_state("STOPPED" if stopped else "ENDED")
 
-    def _publish(self, event: Event) -> None:
+    def _publish(self, event: Event, *, fail_closed: bool = True) -> None:
+        """Hand ``event`` to every sink. A failing required sink raises ``StreamError`` (the worker stops)
+        before any later sink sees the event; other sinks' failures are logged and the stream goes on.
+        ``fail_closed=False`` is for the last word of a worker that is already failing."""
         self.metrics.event_published(event)
         for sink in self.sinks:
             try:
                 sink.publish(event)
-            except Exception:  # a broken sink must not stop the stream
+            except Exception as exc:
+                if fail_closed and is_required(sink):
+                    reason = exc.message if isinstance(exc, FacetraceError) else f"{type(exc).__name__}: {exc}"
+                    raise StreamError(
+                        f"stopped: the audit trail failed, nothing more is identified ({reason})"
+                    ) from exc
                 log.exception("sink %s failed on an event", type(sink).__name__)
 
     def _status_event(self, state: StreamState, message: str, attempt: int) -> StreamStatus:

@@ -363,8 +363,10 @@ class AuditSink:
     A live stream searches its collection for every track it follows; the audited act is the answer, one
     record per identified track (a processor's principal is ``streamprocessor:<name>``; ``facetrace watch``
     records the local user), not each frame's search. An event that cannot be audited raises in the worker,
-    which stops the stream rather than identify people silently.
+    which stops the stream rather than identify people silently (``required``: the worker stops when it fails).
     """
+
+    required = True
 
     def __init__(
         self, gallery: Gallery, caller: Caller, collection_id: str, threshold: float, stream: str

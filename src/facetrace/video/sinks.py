@@ -1,6 +1,10 @@
 """Where events go: a JSON-lines file, a webhook, an in-process bus (the server's SSE feed), a callback.
 
-Every sink has the same two methods, ``publish(event)`` and ``close()``. ``publish`` is called from a stream
+Every sink has the same two methods, ``publish(event)`` and ``close()``. A sink whose class (or instance)
+sets ``required = True`` is part of the act itself — the audit trail of a stream's identifications: a stream
+worker hands events to required sinks first, and when one of them fails the stream stops (FAILED, with a
+``StreamStatus`` event saying why) instead of identifying people unaudited. Any other sink (webhook, JSON
+lines, the bus) may fail without stopping the stream. ``publish`` is called from a stream
 worker and must not block it: the webhook sink hands events to its own thread through a bounded queue (and
 counts what it had to drop), the bus gives each subscriber a bounded queue and drops that subscriber's oldest
 events when it falls behind.
@@ -30,6 +34,7 @@ __all__ = [
     "JsonLinesSink",
     "Subscription",
     "WebhookSink",
+    "is_required",
     "sse_message",
 ]
 
@@ -42,6 +47,11 @@ class EventSink(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def is_required(sink: EventSink) -> bool:
+    """True when ``sink`` declares ``required = True``: its failure must stop the stream (fail closed)."""
+    return getattr(sink, "required", False) is True
 
 
 def _line(event: Event) -> str:
@@ -75,10 +85,11 @@ class JsonLinesSink:
 
 
 class CallbackSink:
-    """Calls ``function(event)`` in the worker's thread (keep it short)."""
+    """Calls ``function(event)`` in the worker's thread (keep it short); ``required``: see the module doc."""
 
-    def __init__(self, function: Callable[[Event], None]) -> None:
+    def __init__(self, function: Callable[[Event], None], *, required: bool = False) -> None:
         self._function = function
+        self.required = required
 
     def publish(self, event: Event) -> None:
         self._function(event)

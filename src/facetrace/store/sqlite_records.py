@@ -1,0 +1,347 @@
+"""SQLite repositories for the records of ``store/records.py``, in the store's own database file.
+
+Every write is one short ``BEGIN IMMEDIATE`` transaction on the store's writer connection (WAL,
+``synchronous=FULL``); reads use the pooled readers. Errors become ``StoreError`` (``translate``).
+The cascades that remove derived data with faces, users and collections are here too (``cascade_*``), run
+by ``SQLiteStore`` inside the transaction of the delete itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from facetrace.store.records import (
+    JobRecord,
+    KeyRecord,
+    ProcessorRecord,
+    Sighting,
+    SightingQuery,
+    TokenRecord,
+)
+from facetrace.store.sqlite_db import Database, translate
+from facetrace.types import BoundingBox
+
+__all__ = [
+    "SQLiteJobs",
+    "SQLiteKeys",
+    "SQLiteProcessors",
+    "SQLiteRecords",
+    "SQLiteSightings",
+    "SQLiteTokens",
+    "cascade_collection",
+    "cascade_faces",
+    "cascade_user",
+]
+
+
+class SQLiteKeys:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def list(self) -> list[KeyRecord]:
+        with translate("reading the access keys", self._db.path), self._db.reader() as conn:
+            rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM access_keys ORDER BY created_at, access_key_id")  # noqa: S608
+            return [_key(row) for row in rows]
+
+    def get(self, access_key_id: str) -> KeyRecord | None:
+        with translate("reading an access key", self._db.path), self._db.reader() as conn:
+            row = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM access_keys WHERE access_key_id=?",  # noqa: S608
+                (access_key_id,),
+            ).fetchone()
+        return None if row is None else _key(row)
+
+    def add(self, key: KeyRecord) -> None:
+        collections = None if key.collections is None else json.dumps(list(key.collections))
+        with translate("saving an access key", self._db.path), self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO access_keys VALUES (?, ?, ?, ?, ?, ?)",
+                (key.access_key_id, key.secret, key.permission, collections, key.description, key.created_at),
+            )
+
+    def delete(self, access_key_id: str) -> bool:
+        with translate("deleting an access key", self._db.path), self._db.transaction() as conn:
+            return conn.execute("DELETE FROM access_keys WHERE access_key_id=?", (access_key_id,)).rowcount > 0
+
+
+_KEY_COLUMNS = "access_key_id, secret, permission, collections, description, created_at"
+
+
+def _key(row: Sequence[Any]) -> KeyRecord:
+    collections = None if row[3] is None else tuple(str(c) for c in json.loads(row[3]))
+    return KeyRecord(str(row[0]), str(row[1]), str(row[2]), collections, str(row[4]), float(row[5]))
+
+
+class SQLiteTokens:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, principal: str, operation: str, token: str, *, newer_than: float) -> TokenRecord | None:
+        with translate("reading a request token", self._db.path), self._db.reader() as conn:
+            row = conn.execute(
+                "SELECT fingerprint, response, created_at FROM request_tokens"
+                " WHERE principal=? AND operation=? AND token=? AND created_at > ?",
+                (principal, operation, token, newer_than),
+            ).fetchone()
+        if row is None:
+            return None
+        return TokenRecord(principal, operation, token, str(row[0]), str(row[1]), float(row[2]))
+
+    def put(self, record: TokenRecord) -> TokenRecord:
+        with translate("saving a request token", self._db.path), self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO request_tokens VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(principal, operation, token) DO NOTHING",
+                (record.principal, record.operation, record.token, record.fingerprint, record.response,
+                 record.created_at),
+            )  # fmt: skip
+            row = conn.execute(
+                "SELECT fingerprint, response, created_at FROM request_tokens"
+                " WHERE principal=? AND operation=? AND token=?",
+                (record.principal, record.operation, record.token),
+            ).fetchone()
+        return TokenRecord(
+            record.principal, record.operation, record.token, str(row[0]), str(row[1]), float(row[2])
+        )
+
+    def sweep(self, older_than: float) -> int:
+        with translate("sweeping request tokens", self._db.path), self._db.transaction() as conn:
+            return conn.execute("DELETE FROM request_tokens WHERE created_at <= ?", (older_than,)).rowcount
+
+
+class SQLiteJobs:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def save(self, job: JobRecord) -> None:
+        with translate(f"saving video job {job.job_id}", self._db.path), self._db.transaction() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO video_jobs({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
+                (job.job_id, job.kind, job.video, job.collection_id, job.threshold, job.job_tag, job.camera,
+                 job.status, job.message, job.created_at, job.finished_at, job.metadata, job.results,
+                 job.principal, job.purpose, job.request),
+            )  # fmt: skip
+            conn.execute("DELETE FROM video_job_faces WHERE job_id=?", (job.job_id,))
+            conn.executemany(
+                "INSERT OR IGNORE INTO video_job_faces(job_id, face_id) VALUES (?, ?)",
+                [(job.job_id, face_id) for face_id in job.face_ids],
+            )
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with translate(f"reading video job {job_id}", self._db.path), self._db.reader(snapshot=True) as conn:
+            row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM video_jobs WHERE job_id=?", (job_id,)).fetchone()  # noqa: S608
+            if row is None:
+                return None
+            faces = tuple(
+                str(r[0]) for r in conn.execute("SELECT face_id FROM video_job_faces WHERE job_id=?", (job_id,))
+            )
+        (job_id_, kind, video, collection_id, threshold, job_tag, camera, status, message, created_at, finished_at,
+         metadata, results, principal, purpose, request) = row  # fmt: skip
+        return JobRecord(
+            str(job_id_), str(kind), str(video), collection_id, threshold, job_tag, camera, str(status), message,
+            float(created_at), finished_at, metadata, results, str(principal), purpose, request, faces,
+        )  # fmt: skip
+
+    def fail_interrupted(self, message: str, now: float) -> int:
+        with translate("marking interrupted video jobs", self._db.path), self._db.transaction() as conn:
+            return conn.execute(
+                "UPDATE video_jobs SET status='FAILED', message=?, finished_at=? WHERE status='IN_PROGRESS'",
+                (message, now),
+            ).rowcount
+
+
+_JOB_COLUMNS = (
+    "job_id, kind, video, collection_id, threshold, job_tag, camera, status, message, created_at, finished_at,"
+    " metadata, results, principal, purpose, request"
+)
+
+
+class SQLiteProcessors:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def list(self) -> list[ProcessorRecord]:
+        with translate("reading stream processors", self._db.path), self._db.reader() as conn:
+            rows = conn.execute(
+                "SELECT name, collection_id, definition, desired, updated_at FROM stream_processors ORDER BY name"
+            ).fetchall()
+        return [ProcessorRecord(str(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4])) for r in rows]
+
+    def put(self, record: ProcessorRecord) -> None:
+        with translate("saving a stream processor", self._db.path), self._db.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO stream_processors VALUES (?, ?, ?, ?, ?)",
+                (record.name, record.collection_id, record.definition, record.desired, record.updated_at),
+            )
+
+    def delete(self, name: str) -> None:
+        with translate("deleting a stream processor", self._db.path), self._db.transaction() as conn:
+            conn.execute("DELETE FROM stream_processors WHERE name=?", (name,))
+
+
+class SQLiteSightings:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def upsert_track(self, sighting: Sighting) -> None:
+        with translate("saving a sighting", self._db.path), self._db.transaction() as conn:
+            conn.execute(
+                f"""
+                INSERT INTO sightings ({_SIGHTING_COLUMNS.format(snapshot="snapshot")})
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (source, track_id) DO UPDATE SET
+                    ended_at = MAX(ended_at, excluded.ended_at),
+                    end_stream_ms = MAX(end_stream_ms, excluded.end_stream_ms),
+                    face_id = COALESCE(excluded.face_id, face_id),
+                    user_id = CASE WHEN excluded.face_id IS NULL THEN user_id ELSE excluded.user_id END,
+                    external_image_id = CASE WHEN excluded.face_id IS NULL THEN external_image_id
+                                             ELSE excluded.external_image_id END,
+                    similarity = MAX(COALESCE(similarity, 0), COALESCE(excluded.similarity, 0)),
+                    box_left = excluded.box_left, box_top = excluded.box_top,
+                    box_width = excluded.box_width, box_height = excluded.box_height,
+                    snapshot = COALESCE(excluded.snapshot, snapshot)
+                """,  # noqa: S608 (fixed column names)
+                _sighting_values(sighting),
+            )
+
+    def add(self, sightings: Sequence[Sighting]) -> None:
+        if not sightings:
+            return
+        with translate("saving sightings", self._db.path), self._db.transaction() as conn:
+            conn.executemany(
+                f"INSERT OR REPLACE INTO sightings ({_SIGHTING_COLUMNS.format(snapshot='snapshot')})"  # noqa: S608
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_sighting_values(s) for s in sightings],
+            )
+
+    def query(self, query: SightingQuery, now: float) -> list[Sighting]:
+        clauses: list[str] = ["expires_at > ?"]
+        values: list[object] = [now]
+        for column, value in (
+            ("face_id", query.face_id),
+            ("user_id", query.user_id),
+            ("external_image_id", query.external_image_id),
+            ("camera", query.camera),
+            ("source", query.source),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                values.append(value)
+        if query.since is not None:
+            clauses.append("ended_at >= ?")
+            values.append(query.since)
+        if query.until is not None:
+            clauses.append("started_at <= ?")
+            values.append(query.until)
+        columns = _SIGHTING_COLUMNS.format(snapshot="snapshot" if query.snapshots else "NULL")
+        sql = (
+            f"SELECT {columns} FROM sightings WHERE {' AND '.join(clauses)}"  # noqa: S608
+            " ORDER BY started_at DESC LIMIT ? OFFSET ?"
+        )
+        with translate("reading sightings", self._db.path), self._db.reader() as conn:
+            rows = conn.execute(sql, (*values, query.limit, query.offset)).fetchall()
+        return [_sighting(row) for row in rows]
+
+    def count(self) -> int:
+        with translate("counting sightings", self._db.path), self._db.reader() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM sightings").fetchone()[0])
+
+    def sweep(self, now: float) -> int:
+        with translate("sweeping sightings", self._db.path), self._db.transaction() as conn:
+            return conn.execute("DELETE FROM sightings WHERE expires_at <= ?", (now,)).rowcount
+
+    def delete_source(self, source: str) -> int:
+        with translate("deleting sightings", self._db.path), self._db.transaction() as conn:
+            return conn.execute("DELETE FROM sightings WHERE source = ?", (source,)).rowcount
+
+
+_SIGHTING_COLUMNS = (
+    "sighting_id, source, camera, track_id, started_at, ended_at, start_stream_ms, end_stream_ms, face_id, "
+    "user_id, external_image_id, similarity, box_left, box_top, box_width, box_height, {snapshot}, expires_at, "
+    "collection_id"
+)
+
+
+def _sighting_values(s: Sighting) -> tuple[object, ...]:
+    box = s.bounding_box
+    return (
+        s.sighting_id, s.source, s.camera, s.track_id, s.started_at, s.ended_at, s.start_stream_ms,
+        s.end_stream_ms, s.face_id, s.user_id, s.external_image_id, s.similarity,
+        box.left if box else None, box.top if box else None, box.width if box else None,
+        box.height if box else None, s.snapshot, s.expires_at, s.collection_id,
+    )  # fmt: skip
+
+
+def _sighting(row: Sequence[Any]) -> Sighting:
+    box = None if row[12] is None else BoundingBox(left=row[12], top=row[13], width=row[14], height=row[15])
+    return Sighting(
+        sighting_id=row[0], source=row[1], camera=row[2], track_id=row[3], started_at=row[4], ended_at=row[5],
+        start_stream_ms=row[6], end_stream_ms=row[7], face_id=row[8], user_id=row[9], external_image_id=row[10],
+        similarity=row[11], bounding_box=box, snapshot=row[16], expires_at=row[17], collection_id=row[18],
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class SQLiteRecords:
+    """Every repository of one database."""
+
+    keys: SQLiteKeys
+    tokens: SQLiteTokens
+    jobs: SQLiteJobs
+    processors: SQLiteProcessors
+    sightings: SQLiteSightings
+
+    @classmethod
+    def of(cls, db: Database) -> SQLiteRecords:
+        return cls(SQLiteKeys(db), SQLiteTokens(db), SQLiteJobs(db), SQLiteProcessors(db), SQLiteSightings(db))
+
+
+# --- cascades, run inside the store's delete transactions ------------------------------------------------
+
+
+def cascade_faces(conn: sqlite3.Connection, face_ids: Sequence[str]) -> None:
+    """Faces are gone: their sightings (with snapshots) go, and job results stop naming them."""
+    listed = json.dumps(list(face_ids))
+    conn.execute("DELETE FROM sightings WHERE face_id IN (SELECT value FROM json_each(?))", (listed,))
+    jobs = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT DISTINCT job_id FROM video_job_faces WHERE face_id IN (SELECT value FROM json_each(?))",
+            (listed,),
+        )
+    ]
+    gone = set(face_ids)
+    for job_id in jobs:
+        (blob,) = conn.execute("SELECT results FROM video_jobs WHERE job_id=?", (job_id,)).fetchone() or (None,)
+        if blob is not None:
+            results = json.loads(zlib.decompress(blob).decode("utf-8"))
+            kept = [
+                item
+                for item in results
+                if not any(match.get("Face", {}).get("FaceId") in gone for match in item.get("FaceMatches", ()))
+            ]
+            conn.execute(
+                "UPDATE video_jobs SET results=? WHERE job_id=?",
+                (zlib.compress(json.dumps(kept).encode("utf-8")), job_id),
+            )
+    conn.execute("DELETE FROM video_job_faces WHERE face_id IN (SELECT value FROM json_each(?))", (listed,))
+
+
+def cascade_user(conn: sqlite3.Connection, collection_id: str, user_id: str) -> None:
+    """A user is gone (its faces stay): sightings stop naming it."""
+    conn.execute("UPDATE sightings SET user_id=NULL WHERE collection_id=? AND user_id=?", (collection_id, user_id))
+
+
+def cascade_collection(conn: sqlite3.Connection, collection_id: str) -> None:
+    """A collection is gone: its jobs (with results), and every sighting made against it."""
+    conn.execute(
+        "DELETE FROM video_job_faces WHERE job_id IN (SELECT job_id FROM video_jobs WHERE collection_id=?)",
+        (collection_id,),
+    )
+    conn.execute("DELETE FROM video_jobs WHERE collection_id=?", (collection_id,))
+    conn.execute("DELETE FROM sightings WHERE collection_id=?", (collection_id,))
