@@ -42,13 +42,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (
     ROOT,
+    PairSet,
     cache_dir,
-    embed_set,
+    central_face,
     estimate_source_height,
     labelled_sets,
     machine_info,
     wider_images,
 )
+from benchmarks.face_evidence import EVIDENCE, Arrays, face_rows, progress, save_atomic, to_arrays
 from facetrace.calibration import FMR_ANCHORS
 from facetrace.engine import DetectionSettings, FaceEngine
 from facetrace.imaging import Image
@@ -67,13 +69,15 @@ cross-photo pairs). Pairs of faces across photos of one group are not counted as
 WIDER_TILE_SETTINGS = DetectionSettings(small_faces=True, upscale=2.0)
 REPORT_SIMILARITIES = (50.0, 70.0, 80.0, 90.0, 95.0, 99.0)
 GALLERY = 300_000
+CACHE_NAME = "calibration-embeddings-v2.npz"
+"""Labelled sets and WIDER faces with mirrored vectors and quality evidence (v1 had vectors only)."""
 
 
 # -- embedding ---------------------------------------------------------------------------------------
 
 
-def embed_wider(engine: FaceEngine, tiled: FaceEngine) -> dict[str, npt.NDArray[np.generic]]:
-    """Every face in the WIDER photos, after restoring each photo's aspect ratio."""
+def embed_wider(engine: FaceEngine, tiled: FaceEngine) -> Arrays:
+    """Every face in the WIDER photos, after restoring each photo's aspect ratio, with its evidence."""
     images = wider_images()
     heights: list[int | None] = []
     for item in images:
@@ -81,43 +85,66 @@ def embed_wider(engine: FaceEngine, tiled: FaceEngine) -> dict[str, npt.NDArray[
         heights.append(estimate_source_height(item, engine.find_faces(image), side=image.height))
     known = [h for h in heights if h is not None]
     fallback = int(np.median(known)) if known else 768
-    vectors, photo, face_h, score = [], [], [], []
+    vectors: list[npt.NDArray[np.float32]] = []
+    mirrored: list[npt.NDArray[np.float32]] = []
+    evidence: list[npt.NDArray[np.float32]] = []
+    photo: list[int] = []
     for index, (item, height) in enumerate(zip(images, heights, strict=True)):
         image = engine.load(item.path)
         source_h = height or fallback
         width = round(image.height * 1024 / source_h)
         restored = Image(pixels=cv2.resize(image.pixels, (width, image.height), interpolation=cv2.INTER_CUBIC))
-        _, faces = tiled.analyze(restored)
-        for face in faces:
-            assert face.vector is not None
-            vectors.append(face.vector)
-            photo.append(index)
-            face_h.append(face.detection.h)
-            score.append(face.detection.score)
-        print(f"\r  wider {index + 1}/{len(images)}: {len(vectors)} faces", end="", file=sys.stderr)
-    print(file=sys.stderr)
-    return {
-        "wider_vectors": np.asarray(vectors, dtype=np.float32),
-        "wider_photo": np.asarray(photo, dtype=np.int32),
-        "wider_face_h": np.asarray(face_h, dtype=np.float32),
-        "wider_score": np.asarray(score, dtype=np.float32),
-        "wider_estimated": np.asarray([h is not None for h in heights]),
+        _, faces = tiled.analyze(restored, keep_crops=True)
+        v, m, e = face_rows(tiled, faces)
+        vectors += v
+        mirrored += m
+        evidence += e
+        photo += [index] * len(v)
+        progress("wider", index + 1, len(images))
+    data = {
+        f"wider_{key}": value for key, value in to_arrays(vectors, mirrored, evidence, engine.model.dim).items()
     }
+    data["wider_photo"] = np.asarray(photo, dtype=np.int32)
+    data["wider_estimated"] = np.asarray([h is not None for h in heights])
+    return data
 
 
-def collect(refresh: bool) -> dict[str, npt.NDArray[np.generic]]:
-    path = cache_dir() / "calibration-embeddings.npz"
+def embed_labelled(engine: FaceEngine, pair_set: PairSet) -> Arrays:
+    """One face per image of ``pair_set`` (centred or largest), NaN rows where none was found."""
+    dim = engine.model.dim
+    vectors = np.full((len(pair_set.images), dim), np.nan, dtype=np.float32)
+    mirrored = vectors.copy()
+    evidence = np.full((len(pair_set.images), len(EVIDENCE)), np.nan, dtype=np.float32)
+    for index, path in enumerate(pair_set.images):
+        image = engine.load(path)
+        detections = engine.find_faces(image)
+        if pair_set.central:
+            chosen = central_face(detections, image.width, image.height)
+        else:
+            chosen = detections[0] if detections else None
+        if chosen is None:
+            continue
+        v, m, e = face_rows(engine, engine.describe(image, [chosen], keep_crops=True))
+        vectors[index], mirrored[index], evidence[index] = v[0], m[0], e[0]
+    data: Arrays = {f"{pair_set.name}_vectors": vectors, f"{pair_set.name}_flipped": mirrored}
+    for column, name in enumerate(EVIDENCE):
+        data[f"{pair_set.name}_{name}"] = evidence[:, column]
+    return data
+
+
+def collect(refresh: bool) -> Arrays:
+    path = cache_dir() / CACHE_NAME
     if path.is_file() and not refresh:
         with np.load(path) as cached:
             return dict(cached)
     engine = FaceEngine.create()
     tiled = FaceEngine.create(settings=WIDER_TILE_SETTINGS)
-    data: dict[str, npt.NDArray[np.generic]] = {}
+    data: Arrays = {}
     for pair_set in labelled_sets():
         print(f"  embedding {pair_set.name}", file=sys.stderr)
-        data[f"{pair_set.name}_vectors"] = embed_set(engine, pair_set)
+        data.update(embed_labelled(engine, pair_set))
     data.update(embed_wider(engine, tiled))
-    np.savez_compressed(path, **data)  # type: ignore[arg-type]
+    save_atomic(path, data)
     return data
 
 
@@ -132,7 +159,7 @@ def pair_scores(
     genuines: list[npt.NDArray[np.float32]] = []
     impostor_sources: dict[str, int] = {}
     genuine_sources: dict[str, int] = {}
-    keep = (np.asarray(data["wider_face_h"]) >= min_face) & (np.asarray(data["wider_score"]) >= min_score)
+    keep = (np.asarray(data["wider_box_h"]) >= min_face) & (np.asarray(data["wider_score"]) >= min_score)
     wider = np.asarray(data["wider_vectors"], dtype=np.float32)[keep]
     photo = np.asarray(data["wider_photo"])[keep]
     group = photo.copy()
@@ -341,7 +368,7 @@ def main() -> None:
     impostors, genuines, impostor_sources, genuine_sources = pair_scores(data, args.min_face, args.min_score)
     cosines, sims, methods, tail = fit(impostors, genuines)
     rows = evaluate(cosines, sims, methods, tail, impostors, genuines)
-    wider_h = np.asarray(data["wider_face_h"])
+    wider_h = np.asarray(data["wider_box_h"])
     evidence: dict[str, object] = {
         "fitted_by": "benchmarks/calibrate.py",
         "date": dt.date.today().isoformat(),

@@ -277,6 +277,10 @@ class FaceEngine:
             )
         return faces
 
+    def embed_crops(self, crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Identity vectors for aligned crops (N, S, S, 3) BGR, e.g. mirrored copies for test-time averaging."""
+        return self._embedder().embed(crops)
+
     def largest_face(self, source: ImageSource | Image) -> tuple[Image, AnalyzedFace]:
         """The largest face with its vector, or ``NoFaceError``."""
         image, faces = self.analyze(source, max_faces=1)

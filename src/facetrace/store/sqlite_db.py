@@ -19,9 +19,9 @@ from pathlib import Path
 
 from facetrace.errors import FacetraceError, NotFoundError, StoreError
 
-__all__ = ["SCHEMA_VERSION", "Database", "collection_row", "translate"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Database", "collection_row", "translate"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # One row per face in ``faces`` (metadata, narrow so listings read few pages) and ``vectors`` (the float32
 # little-endian bytes). ``fid`` orders both by insertion so the index loads with two sequential scans;
@@ -65,6 +65,15 @@ CREATE TABLE users(
     PRIMARY KEY(cid, user_id)
 ) WITHOUT ROWID;
 """
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    # v2: each face's 0–100 quality, which picks its calibration band (NULL: unknown, the cautious band).
+    (2, ("ALTER TABLE faces ADD COLUMN quality REAL",)),
+)
+"""Ordered schema steps: (version reached, statements that take the schema there from the version before).
+
+``_SCHEMA`` is version 1; a new file gets it and then every step, an older file the steps it lacks, all in
+one transaction, so a store is never left half-upgraded. Append steps; never edit one that has shipped."""
 
 
 @contextlib.contextmanager
@@ -130,23 +139,31 @@ class Database:
     def _init_schema(self) -> None:
         """Create the schema in an empty file, or check an existing one. Checking only reads, so opening a
         store (every CLI command does) never waits for another process's long write transaction."""
-        if self._check_schema(self._writer):
+        if self._check_schema(self._writer) == SCHEMA_VERSION:
             return
         with self.transaction() as conn:
-            if self._check_schema(conn):  # another process created it meanwhile
+            version = self._check_schema(conn)  # again: another process may have created or upgraded it
+            if version == SCHEMA_VERSION:
                 return
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+                version = 1
+            for target, statements in MIGRATIONS:
+                if target > version:
+                    for statement in statements:
+                        conn.execute(statement)
+            conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
-    def _check_schema(self, conn: sqlite3.Connection) -> bool:
-        """True if the file holds a facetrace schema this version reads, False if it is empty."""
+    def _check_schema(self, conn: sqlite3.Connection) -> int:
+        """The facetrace schema version the file holds (0 if it is empty); refuses foreign or newer files."""
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" not in tables:
             if tables:
                 raise StoreError(f"{self.path} is an SQLite database, but not facetrace's")
-            return False
+            return 0
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None or not str(row[0]).isdigit():
             raise StoreError(f"{self.path} has no facetrace schema version")
@@ -154,7 +171,7 @@ class Database:
             raise StoreError(
                 f"{self.path} was written by a newer facetrace (schema {row[0]}, this one reads {SCHEMA_VERSION})"
             )
-        return True
+        return int(row[0])
 
     def _check_open(self) -> None:
         if self._closed:
