@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.types import Detection, Pose, Quality
+from facetrace.types import Detection, FaceDetail, Pose, Quality
 
-__all__ = ["FACE_MODEL_3D", "estimate_pose", "estimate_quality"]
+__all__ = ["FACE_MODEL_3D", "estimate_pose", "estimate_quality", "face_quality", "quality_score"]
 
 FACE_MODEL_3D = np.array(
     [
@@ -32,6 +32,17 @@ FACE_MODEL_3D = np.array(
 
 SHARPNESS_SCALE = 400.0
 """Laplacian variance at which sharpness reads 63 (1 − 1/e); a crisp 112-px face reads about 80–95."""
+
+QUALITY_MIN_PX = 16.0
+"""``face_quality``: a face box this many pixels tall (or fewer) scores 0 for size..."""
+QUALITY_FULL_PX = 96.0
+"""...and one this tall or taller 100."""
+QUALITY_FULL_SHARPNESS = 60.0
+"""Sharpness (``estimate_quality``, 0–100) at or above which a face scores 100 for sharpness."""
+QUALITY_MIN_CONFIDENCE = 0.5
+"""Detector score at which a face scores 0 for confidence (the engine's default ``min_confidence``)..."""
+QUALITY_FULL_CONFIDENCE = 0.9
+"""...and at or above which it scores 100."""
 
 
 def estimate_pose(landmarks: npt.NDArray[np.float32], image_w: int, image_h: int) -> Pose:
@@ -79,3 +90,22 @@ def estimate_quality(bgr: npt.NDArray[np.uint8], detection: Detection, aligned: 
     variance = float(cv2.Laplacian(gray, cv2.CV_64F).var())
     sharpness = 100.0 * (1.0 - math.exp(-variance / SHARPNESS_SCALE))
     return Quality(brightness=round(brightness, 4), sharpness=round(sharpness, 4))
+
+
+def face_quality(detection: Detection, detail: FaceDetail) -> float:
+    """0–100 quality of a face *for recognition*: how far its impostor scores can be trusted.
+
+    Impostor cosines between small, blurred or turned faces run much higher than between clear ones
+    (``benchmarks/calibrate.py`` measures it), so the calibration keeps one curve per quality band and
+    scores a pair with the band of its worse face. This is that face's score: the weakest of its size
+    (box height in pixels), sharpness and detector confidence, each mapped onto 0–100.
+    """
+    return quality_score(detection.h, detail.quality.sharpness, detection.score)
+
+
+def quality_score(height_px: float, sharpness: float, confidence: float) -> float:
+    """``face_quality`` from its evidence: box height (px), sharpness (0–100), detector score (0–1)."""
+    size = 100.0 * (height_px - QUALITY_MIN_PX) / (QUALITY_FULL_PX - QUALITY_MIN_PX)
+    sharp = 100.0 * sharpness / QUALITY_FULL_SHARPNESS
+    sure = 100.0 * (confidence - QUALITY_MIN_CONFIDENCE) / (QUALITY_FULL_CONFIDENCE - QUALITY_MIN_CONFIDENCE)
+    return round(max(0.0, min(100.0, size, sharp, sure)), 2)
