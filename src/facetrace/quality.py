@@ -37,8 +37,6 @@ QUALITY_MIN_PX = 16.0
 """``face_quality``: a face box this many pixels tall (or fewer) scores 0 for size..."""
 QUALITY_FULL_PX = 96.0
 """...and one this tall or taller 100."""
-QUALITY_FULL_SHARPNESS = 60.0
-"""Sharpness (``estimate_quality``, 0–100) at or above which a face scores 100 for sharpness."""
 QUALITY_MIN_CONFIDENCE = 0.5
 """Detector score at which a face scores 0 for confidence (the engine's default ``min_confidence``)..."""
 QUALITY_FULL_CONFIDENCE = 0.9
@@ -92,20 +90,23 @@ def estimate_quality(bgr: npt.NDArray[np.uint8], detection: Detection, aligned: 
     return Quality(brightness=round(brightness, 4), sharpness=round(sharpness, 4))
 
 
-def face_quality(detection: Detection, detail: FaceDetail) -> float:
+def face_quality(detection: Detection, detail: FaceDetail | None = None) -> float:
     """0–100 quality of a face *for recognition*: how far its impostor scores can be trusted.
 
-    Impostor cosines between small, blurred or turned faces run much higher than between clear ones
-    (``benchmarks/calibrate.py`` measures it), so the calibration keeps one curve per quality band and
-    scores a pair with the band of its worse face. This is that face's score: the weakest of its size
-    (box height in pixels), sharpness and detector confidence, each mapped onto 0–100.
+    Impostor cosines between small faces the detector is unsure of (crowds) run much higher than between
+    clear ones, so the calibration keeps one curve per quality band and scores a pair with the band of its
+    worse face. Measured (``benchmarks/calibrate.py``, docs/accuracy.md): box height and detector confidence
+    separate the impostor tails; sharpness, brightness and pose did not, beyond what those two say, so they
+    are left out. The score is the weaker of the two, each mapped linearly onto 0–100.
     """
-    return quality_score(detection.h, detail.quality.sharpness, detection.score)
+    del detail  # the signature keeps room for evidence that a future calibration finds useful
+    return quality_score(detection.h, detection.score)
 
 
-def quality_score(height_px: float, sharpness: float, confidence: float) -> float:
-    """``face_quality`` from its evidence: box height (px), sharpness (0–100), detector score (0–1)."""
+def quality_score(height_px: float, confidence: float) -> float:
+    """``face_quality`` from its evidence: face box height in pixels and detector score (0–1)."""
+    if not (math.isfinite(height_px) and math.isfinite(confidence)):
+        return 0.0
     size = 100.0 * (height_px - QUALITY_MIN_PX) / (QUALITY_FULL_PX - QUALITY_MIN_PX)
-    sharp = 100.0 * sharpness / QUALITY_FULL_SHARPNESS
     sure = 100.0 * (confidence - QUALITY_MIN_CONFIDENCE) / (QUALITY_FULL_CONFIDENCE - QUALITY_MIN_CONFIDENCE)
-    return round(max(0.0, min(100.0, size, sharp, sure)), 2)
+    return round(max(0.0, min(100.0, size, sure)), 2)
