@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facetrace import geometry, quality
-from facetrace.calibration import Calibration, load_calibration
+from facetrace.calibration import Calibration, load_calibration, pair_quality
 from facetrace.errors import InvalidParameterError, ModelMismatchError, NoFaceError
 from facetrace.imaging import Image, ImageLimits, ImageSource, load_image
 from facetrace.models import Detector, Embedder, create_detector, create_embedder
@@ -75,6 +75,11 @@ class AnalyzedFace:
     detection: Detection  # pixels of the full-resolution image
     vector: Vector | None = None
     crop: npt.NDArray[np.uint8] | None = field(default=None, repr=False)  # the aligned crop, BGR
+
+    @property
+    def quality_score(self) -> float:
+        """0–100 quality for recognition (``quality.face_quality``): picks the calibration curve of its pairs."""
+        return quality.face_quality(self.detection, self.detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +282,10 @@ class FaceEngine:
             )
         return faces
 
+    def embed_crops(self, crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Identity vectors for aligned crops (N, S, S, 3) BGR, e.g. mirrored copies for test-time averaging."""
+        return self._embedder().embed(crops)
+
     def largest_face(self, source: ImageSource | Image) -> tuple[Image, AnalyzedFace]:
         """The largest face with its vector, or ``NoFaceError``."""
         image, faces = self.analyze(source, max_faces=1)
@@ -286,11 +295,12 @@ class FaceEngine:
 
     # -- comparison --------------------------------------------------------------------------------------
 
-    def similarity(self, a: Vector, b: Vector) -> float:
-        """Calibrated similarity (0–100) between two vectors of this engine's model."""
+    def similarity(self, a: Vector, b: Vector, quality: float | None = None) -> float:
+        """Calibrated similarity (0–100) between two vectors of this engine's model, on the curve of the pair's
+        quality (``calibration.pair_quality``; None: unknown, the most conservative curve)."""
         if a.shape != b.shape or a.shape != (self._info.dim,):
             raise ModelMismatchError(f"vectors must both be {self._info.dim}-d {self._info.key} vectors")
-        return self.calibration.similarity(float(np.dot(a, b)))
+        return self.calibration.similarity(float(np.dot(a, b)), quality)
 
     def compare(
         self, source: ImageSource | Image, target: ImageSource | Image, threshold: float = 80.0
@@ -305,7 +315,8 @@ class FaceEngine:
         unmatched: list[tuple[AnalyzedFace, float]] = []
         for face in target_faces:
             assert face.vector is not None
-            score = self.similarity(source_face.vector, face.vector)
+            pair = pair_quality(source_face.quality_score, face.quality_score)
+            score = self.similarity(source_face.vector, face.vector, pair)
             (matches if score >= threshold else unmatched).append((face, score))
         matches.sort(key=lambda pair: pair[1], reverse=True)
         return Comparison(source=source_face, matches=tuple(matches), unmatched=tuple(unmatched))

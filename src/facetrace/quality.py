@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.types import Detection, Pose, Quality
+from facetrace.types import Detection, FaceDetail, Pose, Quality
 
-__all__ = ["FACE_MODEL_3D", "estimate_pose", "estimate_quality"]
+__all__ = ["FACE_MODEL_3D", "estimate_pose", "estimate_quality", "face_quality", "quality_score"]
 
 FACE_MODEL_3D = np.array(
     [
@@ -32,6 +32,15 @@ FACE_MODEL_3D = np.array(
 
 SHARPNESS_SCALE = 400.0
 """Laplacian variance at which sharpness reads 63 (1 − 1/e); a crisp 112-px face reads about 80–95."""
+
+QUALITY_MIN_PX = 16.0
+"""``face_quality``: a face box this many pixels tall (or fewer) scores 0 for size..."""
+QUALITY_FULL_PX = 96.0
+"""...and one this tall or taller 100."""
+QUALITY_MIN_CONFIDENCE = 0.5
+"""Detector score at which a face scores 0 for confidence (the engine's default ``min_confidence``)..."""
+QUALITY_FULL_CONFIDENCE = 0.9
+"""...and at or above which it scores 100."""
 
 
 def estimate_pose(landmarks: npt.NDArray[np.float32], image_w: int, image_h: int) -> Pose:
@@ -79,3 +88,25 @@ def estimate_quality(bgr: npt.NDArray[np.uint8], detection: Detection, aligned: 
     variance = float(cv2.Laplacian(gray, cv2.CV_64F).var())
     sharpness = 100.0 * (1.0 - math.exp(-variance / SHARPNESS_SCALE))
     return Quality(brightness=round(brightness, 4), sharpness=round(sharpness, 4))
+
+
+def face_quality(detection: Detection, detail: FaceDetail | None = None) -> float:
+    """0–100 quality of a face *for recognition*: how far its impostor scores can be trusted.
+
+    Impostor cosines between small faces the detector is unsure of (crowds) run much higher than between
+    clear ones, so the calibration keeps one curve per quality band and scores a pair with the band of its
+    worse face. Measured (``benchmarks/calibrate.py``, docs/accuracy.md): box height and detector confidence
+    separate the impostor tails; sharpness, brightness and pose did not, beyond what those two say, so they
+    are left out. The score is the weaker of the two, each mapped linearly onto 0–100.
+    """
+    del detail  # the signature keeps room for evidence that a future calibration finds useful
+    return quality_score(detection.h, detection.score)
+
+
+def quality_score(height_px: float, confidence: float) -> float:
+    """``face_quality`` from its evidence: face box height in pixels and detector score (0–1)."""
+    if not (math.isfinite(height_px) and math.isfinite(confidence)):
+        return 0.0
+    size = 100.0 * (height_px - QUALITY_MIN_PX) / (QUALITY_FULL_PX - QUALITY_MIN_PX)
+    sure = 100.0 * (confidence - QUALITY_MIN_CONFIDENCE) / (QUALITY_FULL_CONFIDENCE - QUALITY_MIN_CONFIDENCE)
+    return round(max(0.0, min(100.0, size, sure)), 2)

@@ -158,6 +158,9 @@ class FaceRecord:
     external_image_id: str | None = None
     user_id: str | None = None
     created_at: float = 0.0  # unix seconds
+    quality: float | None = None
+    """0–100 face quality used to pick the calibration band (``facetrace.quality.face_quality``); None =
+    unknown, scored with the most conservative band."""
 
 
 @dataclass(frozen=True, slots=True)

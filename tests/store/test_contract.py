@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 
@@ -494,3 +495,13 @@ def test_concurrent_adds_from_many_threads(store: FaceStore) -> None:
     for batch in batches:
         probe_face, probe = batch[-1]
         assert store.search("c", probe, limit=1, min_cosine=0.99)[0].face.face_id == probe_face.face_id
+
+
+def test_face_quality_round_trips_and_may_be_unknown(store: FaceStore) -> None:
+    store.create_collection("c", MODEL)
+    (known, v1), (unknown, v2) = faces_with_vectors(2)
+    store.add_faces("c", [(dataclasses.replace(known, quality=87.25), v1), (unknown, v2)])
+    got = {f.face_id: f.quality for f in store.get_faces("c", [known.face_id, unknown.face_id])}
+    assert got == {known.face_id: 87.25, unknown.face_id: None}
+    hit = store.search("c", v1, limit=1, min_cosine=0.5)[0]
+    assert hit.face.quality == 87.25

@@ -3,6 +3,7 @@ and an in-memory index that stays equal to the database when other processes wri
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import stat
@@ -13,6 +14,7 @@ import pytest
 
 from facetrace.errors import NotFoundError, StoreError
 from facetrace.store import DB_FILENAME, SQLiteStore, open_store
+from facetrace.store.sqlite_db import MIGRATIONS, SCHEMA_VERSION
 from tests.store.conftest import MODEL, faces_with_vectors, unit_vectors
 
 
@@ -197,3 +199,46 @@ def test_incremental_index_equals_a_fresh_load(db_path: Path) -> None:
         (u.user.user_id, u.face_id) for u in incremental[1]
     ]
     assert [u.user.user_id for u in loaded[1]] == ["u1"]
+
+
+_V1_FACES = """CREATE TABLE faces(
+    fid INTEGER PRIMARY KEY, cid INTEGER NOT NULL, face_id TEXT NOT NULL, image_id TEXT NOT NULL,
+    external_image_id TEXT, user_id TEXT, confidence REAL NOT NULL, bb_left REAL NOT NULL, bb_top REAL NOT NULL,
+    bb_width REAL NOT NULL, bb_height REAL NOT NULL, created_at REAL NOT NULL)"""
+
+
+def test_a_version_1_database_is_upgraded_at_open(db_path: Path) -> None:
+    """A store written before faces had a quality opens, keeps its faces (quality unknown) and takes new ones."""
+    faces = faces_with_vectors(3)
+    store = SQLiteStore(db_path)
+    store.create_collection("c", MODEL)
+    store.add_faces("c", faces[:2])
+    store.close()
+    with sqlite3.connect(db_path) as raw:  # turn it back into a version-1 file: the faces table without quality
+        raw.execute("ALTER TABLE faces RENAME TO faces_v2")
+        raw.execute(_V1_FACES)
+        raw.execute("INSERT INTO faces SELECT fid, cid, face_id, image_id, external_image_id, user_id, confidence,"
+                    " bb_left, bb_top, bb_width, bb_height, created_at FROM faces_v2")  # fmt: skip
+        raw.execute("DROP TABLE faces_v2")
+        raw.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    with sqlite3.connect(db_path) as raw:
+        assert "quality" not in {row[1] for row in raw.execute("PRAGMA table_info(faces)")}
+
+    upgraded = SQLiteStore(db_path)
+    try:
+        old = upgraded.get_faces("c", [faces[0][0].face_id, faces[1][0].face_id])
+        assert [f.quality for f in old] == [None, None]
+        upgraded.add_faces("c", [(dataclasses.replace(faces[2][0], quality=64.0), faces[2][1])])
+        assert upgraded.get_faces("c", [faces[2][0].face_id])[0].quality == 64.0
+        assert upgraded.search("c", faces[0][1], limit=1, min_cosine=0.9)[0].face.face_id == faces[0][0].face_id
+    finally:
+        upgraded.close()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+            SCHEMA_VERSION
+        )
+    SQLiteStore(db_path).close()  # opening an upgraded file again changes nothing
+
+
+def test_migration_steps_are_ordered_and_reach_the_schema_version() -> None:
+    assert [version for version, _ in MIGRATIONS] == list(range(2, SCHEMA_VERSION + 1))

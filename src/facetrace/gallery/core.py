@@ -14,10 +14,12 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from facetrace.audit import LOCAL_CALLER, AuditEvent, Caller
+from facetrace.calibration import pair_quality
 from facetrace.engine import AnalyzedFace, Comparison, FaceEngine
 from facetrace.errors import InvalidParameterError, ModelMismatchError, NoFaceError, NotFoundError
 from facetrace.gallery.quality_filter import parse_quality_filter, quality_reasons
@@ -35,7 +37,7 @@ from facetrace.gallery.results import (
     UserSearch,
 )
 from facetrace.imaging import Image, ImageSource
-from facetrace.store.base import CollectionInfo, FaceStore, Page
+from facetrace.store.base import CollectionInfo, FaceStore, Neighbor, Page, UserNeighbor
 from facetrace.types import (
     FaceMatch,
     FaceRecord,
@@ -58,10 +60,15 @@ from facetrace.validation import (
 __all__ = ["DEFAULT_MATCH_THRESHOLD", "MAX_FACES_PER_USER", "Gallery"]
 
 log = logging.getLogger(__name__)
+_Hit = TypeVar("_Hit", Neighbor, UserNeighbor)
 
 DEFAULT_MATCH_THRESHOLD = 99.0
 """Default similarity for 1:N identification: about one false match in a million comparisons (docs/accuracy.md)."""
 MAX_FACES_PER_USER = 100
+OVERFETCH = 4
+"""A banded search first asks the store for this many times the candidates it needs (see ``_candidates``)."""
+MAX_CANDIDATES = 65_536
+"""...and grows the request up to this many; past it, candidates ranked lower by cosine may be missed."""
 
 
 class Gallery:
@@ -149,6 +156,7 @@ class Gallery:
                     model=self.model,
                     external_image_id=external_image_id,
                     created_at=now,
+                    quality=face.quality_score,
                 )
                 indexed.append(IndexedFace(record, face))
         audit = _event(
@@ -235,7 +243,8 @@ class Gallery:
         check_int(max_faces, "max_faces", 1, 4096)
         threshold = check_percent(threshold, "threshold")
         vector = self.store.get_vector(collection_id, face_id)
-        matches = self._search(collection_id, vector, max_faces, threshold, exclude=face_id)
+        quality = self._stored_quality(collection_id, face_id)
+        matches = self._search(collection_id, vector, quality, max_faces, threshold, exclude=face_id)
         self._record_search(caller, "SearchFaces", collection_id, threshold, matches, {"face_id": face_id})
         return FaceSearch(face_id, matches, self.model)
 
@@ -254,7 +263,7 @@ class Gallery:
         check_int(max_faces, "max_faces", 1, 4096)
         threshold = check_percent(threshold, "threshold")
         probe, _ = self._probe(image, parse_quality_filter(quality_filter))
-        matches = self._search(collection_id, _vector(probe), max_faces, threshold)
+        matches = self._search(collection_id, _vector(probe), probe.quality_score, max_faces, threshold)
         self._record_search(caller, "SearchFacesByImage", collection_id, threshold, matches)
         return ImageSearch(probe, matches, self.model)
 
@@ -283,27 +292,65 @@ class Gallery:
         *,
         max_faces: int = 80,
         threshold: float = DEFAULT_MATCH_THRESHOLD,
+        quality: float | None = None,
     ) -> tuple[FaceMatch, ...]:
         """Faces like ``vector`` (a vector this gallery's engine made), best first. **Not audited**: it is the
         building block for callers that search many times on behalf of one audited act (a video job, a
-        stream processor's track) and record that act themselves with ``record_event``."""
+        stream processor's track) and record that act themselves with ``record_event``. ``quality`` is the
+        probe's ``AnalyzedFace.quality_score`` (None: unknown, scored with the most conservative curve)."""
         self._collection(collection_id)
         check_int(max_faces, "max_faces", 1, 4096)
-        return self._search(collection_id, vector, max_faces, check_percent(threshold, "threshold"))
+        return self._search(collection_id, vector, quality, max_faces, check_percent(threshold, "threshold"))
+
+    def _stored_quality(self, collection_id: str, face_id: str) -> float | None:
+        found = self.store.get_faces(collection_id, [face_id])
+        return found[0].quality if found else None
+
+    def _candidates(self, ask: Callable[[int], list[_Hit]], limit: int) -> list[_Hit]:
+        """Every store hit above the lenient cosine, or at least ``limit`` × ``OVERFETCH`` of them.
+
+        The store ranks by cosine, but with quality bands a candidate ranked lower by cosine may pass its own
+        (more lenient) band where one ranked higher fails a stricter one; so a banded search keeps asking
+        for more until the store runs out of candidates above the query's cosine (or ``MAX_CANDIDATES``).
+        """
+        if len(self.engine.calibration.bands) == 1:
+            return ask(limit)
+        size = limit * OVERFETCH
+        while True:
+            hits = ask(size)
+            if len(hits) < size or size >= MAX_CANDIDATES:
+                return hits
+            size = min(MAX_CANDIDATES, size * 4)
 
     def _search(
-        self, collection_id: str, vector: Vector, limit: int, threshold: float, exclude: str | None = None
+        self,
+        collection_id: str,
+        vector: Vector,
+        quality: float | None,
+        limit: int,
+        threshold: float,
+        exclude: str | None = None,
     ) -> tuple[FaceMatch, ...]:
-        min_cosine = self.engine.calibration.cosine_for(threshold)
-        neighbors = self.store.search(
-            collection_id, vector, limit=limit, min_cosine=min_cosine, exclude_face_id=exclude
+        """Faces whose pair with the probe reaches ``threshold`` on the curve of the pair's quality band.
+
+        The store is asked with the most lenient cosine any band could accept (a cosine query); each
+        candidate is then scored with its own band's curve and the survivors re-ranked by similarity.
+        """
+        calibration = self.engine.calibration
+        min_cosine = calibration.lenient_cosine_for(threshold, quality)
+        neighbors = self._candidates(
+            lambda size: self.store.search(
+                collection_id, vector, limit=size, min_cosine=min_cosine, exclude_face_id=exclude
+            ),
+            limit,
         )
         matches = []
         for neighbor in neighbors:
-            similarity = self.engine.calibration.similarity(neighbor.cosine)
+            similarity = calibration.similarity(neighbor.cosine, pair_quality(quality, neighbor.face.quality))
             if similarity >= threshold:  # the cosine bound is exact up to float rounding; keep the promise
                 matches.append(FaceMatch(neighbor.face, round(similarity, 4)))
-        return tuple(matches)
+        matches.sort(key=lambda match: match.similarity, reverse=True)  # stable: ties keep the cosine order
+        return tuple(matches[:limit])
 
     # -- comparison --------------------------------------------------------------------------------------
 
@@ -325,7 +372,7 @@ class Gallery:
         and target faces that do not are left out of both lists."""
         threshold = check_percent(threshold, "threshold")
         level = parse_quality_filter(quality_filter)
-        result = self.engine.compare(source, target, threshold)
+        result = self.engine.compare(source, target, threshold)  # each pair scored on its quality band
         if level is not QualityFilter.NONE:
             reasons = quality_reasons(result.source, level)
             if reasons:
@@ -381,7 +428,7 @@ class Gallery:
         user = self.store.get_user(collection_id, user_id)
         found = {face.face_id: face for face in self.store.get_faces(collection_id, ids)}
         existing = [
-            self.store.get_vector(collection_id, face.face_id)
+            (self.store.get_vector(collection_id, face.face_id), face.quality)
             for face in self.store.list_faces(collection_id, limit=MAX_FACES_PER_USER, user_id=user_id).items
         ]
         accepted: list[str] = []
@@ -401,7 +448,10 @@ class Gallery:
                 continue
             if existing:
                 vector = self.store.get_vector(collection_id, face_id)
-                best = max(self.engine.similarity(vector, other) for other in existing)
+                best = max(
+                    self.engine.similarity(vector, other, pair_quality(face.quality, quality))
+                    for other, quality in existing
+                )
                 if best < threshold:
                     unsuccessful.append(
                         UnsuccessfulFace(face_id, ("LOW_MATCH_CONFIDENCE",), user_id=user_id, similarity=best)
@@ -460,11 +510,12 @@ class Gallery:
         check_int(max_users, "max_users", 1, 500)
         threshold = check_percent(threshold, "threshold")
         if face_id is not None:
-            vectors = [self.store.get_vector(collection_id, check_face_id(face_id))]
+            vector = self.store.get_vector(collection_id, check_face_id(face_id))
+            vectors = [(vector, self._stored_quality(collection_id, face_id))]
         else:
             self.store.get_user(collection_id, check_user_id(user_id))
             faces = self.store.list_faces(collection_id, limit=MAX_FACES_PER_USER, user_id=user_id).items
-            vectors = [self.store.get_vector(collection_id, face.face_id) for face in faces]
+            vectors = [(self.store.get_vector(collection_id, face.face_id), face.quality) for face in faces]
         matches = self._search_users(collection_id, vectors, max_users, threshold, exclude=user_id)
         self._record_user_search(caller, "SearchUsers", collection_id, threshold, matches)
         return UserSearch(matches, face_id, user_id, self.model)
@@ -485,34 +536,48 @@ class Gallery:
         threshold = check_percent(threshold, "threshold")
         probe, others = self._probe(image, parse_quality_filter(quality_filter), describe_others=True)
         unsearched = tuple(UnindexedFace(face, ("FACE_NOT_LARGEST",)) for face in others)
-        matches = self._search_users(collection_id, [_vector(probe)], max_users, threshold)
+        matches = self._search_users(collection_id, [(_vector(probe), probe.quality_score)], max_users, threshold)
         self._record_user_search(caller, "SearchUsersByImage", collection_id, threshold, matches)
         return UserImageSearch(probe, matches, unsearched, self.model)
 
     def _search_users(
         self,
         collection_id: str,
-        vectors: list[Vector],
+        probes: list[tuple[Vector, float | None]],
         limit: int,
         threshold: float,
         exclude: str | None = None,
     ) -> tuple[UserMatch, ...]:
-        min_cosine = self.engine.calibration.cosine_for(threshold)
-        best: dict[str, tuple[float, UserRecord, str]] = {}
-        for vector in vectors:
-            for hit in self.store.search_users(
-                collection_id, vector, limit=limit, min_cosine=min_cosine, exclude_user_id=exclude
-            ):
+        """Users whose best face (by cosine) reaches ``threshold`` on the curve of its pair's quality band.
+
+        Each probe asks the store with its most lenient cosine; a user is then scored by the face that gave
+        its best cosine, with that face's and the probe's quality (a user's other faces are not rescored).
+        """
+        calibration = self.engine.calibration
+        best: dict[str, tuple[float, float, UserRecord, str]] = {}
+        for vector, quality in probes:
+            min_cosine = calibration.lenient_cosine_for(threshold, quality)
+
+            def ask(size: int, vector: Vector = vector, min_cosine: float = min_cosine) -> list[UserNeighbor]:
+                return self.store.search_users(
+                    collection_id, vector, limit=size, min_cosine=min_cosine, exclude_user_id=exclude
+                )
+
+            hits = self._candidates(ask, limit)
+            stored = {f.face_id: f.quality for f in self.store.get_faces(collection_id, [h.face_id for h in hits])}
+            for hit in hits:
+                pair = pair_quality(quality, stored.get(hit.face_id))
+                similarity = calibration.similarity(hit.cosine, pair)
                 current = best.get(hit.user.user_id)
-                if current is None or hit.cosine > current[0]:
-                    best[hit.user.user_id] = (hit.cosine, hit.user, hit.face_id)
-        ranked = sorted(best.values(), key=lambda item: item[0], reverse=True)[:limit]
-        matches = []
-        for cosine, user, face_id in ranked:
-            similarity = self.engine.calibration.similarity(cosine)
-            if similarity >= threshold:
-                matches.append(UserMatch(_with_status(user), round(similarity, 4), (face_id,)))
-        return tuple(matches)
+                if current is None or (similarity, hit.cosine) > (current[0], current[1]):
+                    best[hit.user.user_id] = (similarity, hit.cosine, hit.user, hit.face_id)
+        ranked = sorted(best.values(), key=lambda item: (item[0], item[1]), reverse=True)
+        matches = [
+            UserMatch(_with_status(user), round(similarity, 4), (face_id,))
+            for similarity, _, user, face_id in ranked
+            if similarity >= threshold
+        ]
+        return tuple(matches[:limit])
 
     # -- audit -------------------------------------------------------------------------------------------
 

@@ -34,7 +34,8 @@ from facetrace.types import BoundingBox, FaceRecord, UserRecord, Vector
 __all__ = ["SQLiteStore"]
 
 _FACE_COLUMNS = (
-    "face_id, image_id, external_image_id, user_id, confidence, bb_left, bb_top, bb_width, bb_height, created_at"
+    "face_id, image_id, external_image_id, user_id, confidence, bb_left, bb_top, bb_width, bb_height, created_at,"
+    " quality"
 )
 _IN_IDS = "face_id IN (SELECT value FROM json_each(?))"
 
@@ -53,7 +54,7 @@ class _Tx:
 
 
 def _face(row: Sequence[object], model: str) -> FaceRecord:
-    face_id, image_id, external, user_id, confidence, left, top, width, height, created = row
+    face_id, image_id, external, user_id, confidence, left, top, width, height, created, quality = row
     return FaceRecord(
         face_id=str(face_id),
         bounding_box=BoundingBox(float(left), float(top), float(width), float(height)),  # type: ignore[arg-type]
@@ -63,6 +64,7 @@ def _face(row: Sequence[object], model: str) -> FaceRecord:
         external_image_id=None if external is None else str(external),
         user_id=None if user_id is None else str(user_id),
         created_at=float(created),  # type: ignore[arg-type]
+        quality=None if quality is None else float(quality),  # type: ignore[arg-type]
     )
 
 
@@ -214,11 +216,11 @@ class SQLiteStore:
             base = int(conn.execute("SELECT COALESCE(MAX(fid), 0) FROM faces").fetchone()[0]) + 1
             conn.executemany(
                 "INSERT INTO faces(fid, cid, face_id, image_id, external_image_id, user_id, confidence,"
-                " bb_left, bb_top, bb_width, bb_height, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " bb_left, bb_top, bb_width, bb_height, created_at, quality) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (base + i, cid, r.face_id, r.image_id, r.external_image_id, r.user_id, r.confidence,
                      r.bounding_box.left, r.bounding_box.top, r.bounding_box.width, r.bounding_box.height,
-                     r.created_at or now)
+                     r.created_at or now, r.quality)
                     for i, (r, _) in enumerate(faces)
                 ],
             )  # fmt: skip

@@ -171,6 +171,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("collections, faces, vectors, users", _V1_BASE),
     Migration("audit chain in the database", _V2_AUDIT),
     Migration("keys, request tokens, video jobs, processors, sightings", _V3_RECORDS),
+    # Each face's 0–100 quality, which picks its calibration band (NULL: unknown, the cautious band).
+    Migration("face quality for calibration bands", "ALTER TABLE faces ADD COLUMN quality REAL"),
 )
 """Every schema step in order; append new steps at the end (one line each)."""
 
