@@ -158,6 +158,7 @@ class FaceRecord:
     external_image_id: str | None = None
     user_id: str | None = None
     created_at: float = 0.0  # unix seconds
+    quality: float | None = None  # 0–100 face quality score (quality-aware calibration); None if not measured
 
 
 @dataclass(frozen=True, slots=True)
