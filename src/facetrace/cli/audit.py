@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.table import Table
 
-from facetrace.audit import AuditLog, AuditRecord
+from facetrace.audit import AuditLog, AuditRecord, Verification
 from facetrace.cli.output import EXIT_FAILURE, emit
 from facetrace.errors import NotFoundError
 from facetrace.home import resolve_home
+from facetrace.store import database_url, open_store
 
 AUDIT_FILE = "audit.db"
 
@@ -37,11 +40,38 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     verify.set_defaults(func=_verify)
 
 
-def _open(args: argparse.Namespace) -> AuditLog:
+class _Trail(Protocol):
+    def records(
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        operation: str | None = None,
+        principal: str | None = None,
+        collection_id: str | None = None,
+    ) -> list[AuditRecord]: ...
+    def verify(self, *, expect_head: str | None = None) -> Verification: ...
+
+
+@contextlib.contextmanager
+def _open(args: argparse.Namespace) -> Iterator[_Trail]:
+    """The audit trail: in the PostgreSQL database when one is named, else ``audit.db`` in the home."""
+    url = database_url(getattr(args, "database_url", None))
+    if url is not None:
+        store = open_store(url=url, listen=False)
+        try:
+            yield store.audit  # type: ignore[attr-defined]
+        finally:
+            store.close()
+        return
     path = resolve_home(Path(args.home) if getattr(args, "home", None) else None) / AUDIT_FILE
     if not path.exists():
         raise NotFoundError(f"there is no audit log at {path}")
-    return AuditLog(path)
+    log = AuditLog(path)
+    try:
+        yield log
+    finally:
+        log.close()
 
 
 def _record(record: AuditRecord) -> dict[str, Any]:
@@ -62,8 +92,7 @@ def _record(record: AuditRecord) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    log = _open(args)
-    try:
+    with _open(args) as log:
         records = [
             _record(r)
             for r in log.records(
@@ -74,8 +103,6 @@ def _list(args: argparse.Namespace) -> int:
                 collection_id=args.collection,
             )
         ]
-    finally:
-        log.close()
 
     def render(console: Console) -> None:
         table = Table("Seq", "Time", "Operation", "Principal", "Collection", "Purpose", "Threshold", "Matches")
@@ -92,11 +119,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    log = _open(args)
-    try:
+    with _open(args) as log:
         result = log.verify(expect_head=args.expect_head)
-    finally:
-        log.close()
     data = {
         "Ok": result.ok,
         "Records": result.count,

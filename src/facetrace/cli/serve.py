@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,19 +85,31 @@ def _config(args: argparse.Namespace) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     from facetrace.app import open_gallery
-    from facetrace.audit import AuditLog
+    from facetrace.audit import AuditLog, AuditSink
     from facetrace.home import ensure_home
     from facetrace.service import KeyStore, create_app, run
+    from facetrace.store import database_url, open_store
 
     config = _config(args)
     home = ensure_home(Path(args.home) if args.home else None)
     keys = KeyStore.in_home(home)
-    audit = AuditLog(home / "audit.db")
-    gallery = open_gallery(home, audit=audit)
+    store = open_store(home, url=database_url(args.database_url))
+    own_log: AuditLog | None = None
+    audit: AuditSink | None = getattr(store, "audit", None)  # PostgreSQL: the chain in the shared database
+    if audit is None:
+        audit = own_log = AuditLog(home / "audit.db")
+    preload = getattr(store, "preload", None)
+    if preload is not None:  # every collection's vectors in memory before the first request
+        started = time.monotonic()
+        faces = preload()
+        where = getattr(store, "url", "the database")  # the URL with its password masked
+        stderr.print(f"facetrace: {faces} faces loaded in {time.monotonic() - started:.1f} s from {where}")
+    gallery = open_gallery(home, audit=audit, store=store)
 
     def close() -> None:
         gallery.store.close()
-        audit.close()
+        if own_log is not None:
+            own_log.close()
 
     app = create_app(gallery, keys, config, on_shutdown=close, home=home)
     if not _is_loopback(config.host):
