@@ -104,15 +104,20 @@ class PostgresStore:
             tx = _Tx(conn)
             yield tx
             if tx.change is not None:
-                lock_log(conn)
-                row = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes").fetchone()
+                change = tx.change
+                # One round trip: the lock, then the log row numbered after it (a statement's snapshot is
+                # taken when it starts, so MAX(seq) is read after the lock is held), then the notification.
+                with conn.pipeline():
+                    lock_log(conn)
+                    cur = conn.execute(
+                        "INSERT INTO changes(seq, cid, kind, face_ids, user_id)"
+                        " SELECT COALESCE(MAX(seq), 0) + 1, %s, %s, %s, %s FROM changes RETURNING seq",
+                        (change.cid, change.kind, list(change.face_ids), change.user_id),
+                    )
+                    conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+                row = cur.fetchone()
                 assert row is not None
-                change = tx.change = dataclasses.replace(tx.change, seq=int(row[0]))
-                conn.execute(
-                    "INSERT INTO changes(seq, cid, kind, face_ids, user_id) VALUES (%s, %s, %s, %s, %s)",
-                    (change.seq, change.cid, change.kind, list(change.face_ids), change.user_id),
-                )
-                conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+                tx.change = dataclasses.replace(change, seq=int(row[0]))
             if audit is not None:
                 append(conn, audit)
         if tx.change is not None:
@@ -141,7 +146,7 @@ class PostgresStore:
             tx.log(cid, "drop")
 
     def describe_collection(self, collection_id: str) -> CollectionInfo:
-        with self._db.transaction("describing a collection") as conn:
+        with self._db.read("describing a collection") as conn:
             row = conn.execute(
                 "SELECT model, created_at, face_count, (SELECT count(*) FROM users u WHERE u.cid=c.cid)"
                 " FROM collections c WHERE name=%s",
@@ -153,7 +158,7 @@ class PostgresStore:
 
     def list_collections(self, *, limit: int, next_token: str | None = None) -> Page[str]:
         after = decode_name_token(next_token)
-        with self._db.transaction("listing collections") as conn:
+        with self._db.read("listing collections") as conn:
             rows = conn.execute(
                 "SELECT name FROM collections WHERE name > %s ORDER BY name LIMIT %s",
                 (after or "", check_limit(limit) + 1),
@@ -245,7 +250,7 @@ class PostgresStore:
 
     def get_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[FaceRecord]:
         wanted = list(dict.fromkeys(face_ids))
-        with self._db.transaction("reading faces") as conn:
+        with self._db.read("reading faces") as conn:
             cid, model, _ = collection_row(conn, collection_id)
             rows = conn.execute(
                 f"SELECT {_FACE_COLUMNS} FROM faces WHERE cid=%s AND face_id = ANY(%s)",  # noqa: S608
@@ -255,7 +260,7 @@ class PostgresStore:
         return [by_id[f] for f in wanted if f in by_id]
 
     def get_vector(self, collection_id: str, face_id: str) -> Vector:
-        with self._db.transaction("reading a vector") as conn:
+        with self._db.read("reading a vector") as conn:
             cid = collection_row(conn, collection_id)[0]
             row = conn.execute("SELECT vector FROM faces WHERE cid=%s AND face_id=%s", (cid, face_id)).fetchone()
         if row is None:
@@ -282,7 +287,7 @@ class PostgresStore:
         if wanted is not None:
             where.append("face_id = ANY(%s)")
             params.append(wanted)  # type: ignore[arg-type]
-        with self._db.transaction("listing faces") as conn:
+        with self._db.read("listing faces") as conn:
             cid, model, _ = collection_row(conn, collection_id)
             rows = conn.execute(
                 f"SELECT {_FACE_COLUMNS} FROM faces WHERE {' AND '.join(where)}"  # noqa: S608
@@ -311,7 +316,13 @@ class PostgresStore:
         hits = index.search(vector, limit=limit, min_cosine=min_cosine, exclude_face_id=exclude_face_id)
         if not hits:
             return []
-        found = {f.face_id: f for f in self.get_faces(collection_id, [face_id for face_id, _ in hits])}
+        with self._db.read("searching") as conn:
+            rows = conn.execute(
+                f"SELECT c.model, {', '.join('f.' + c.strip() for c in _FACE_COLUMNS.split(','))}"  # noqa: S608
+                " FROM faces f JOIN collections c ON c.cid=f.cid WHERE c.name=%s AND f.face_id = ANY(%s)",
+                (collection_id, [face_id for face_id, _ in hits]),
+            ).fetchall()
+        found = {str(r[1]): _face(r[1:], str(r[0])) for r in rows}
         # A face deleted (through any server) after the scan is left out rather than returned half-known.
         return [Neighbor(found[face_id], cosine) for face_id, cosine in hits if face_id in found]
 
@@ -356,7 +367,7 @@ class PostgresStore:
             tx.log(cid, "delete_user", (), user_id)
 
     def get_user(self, collection_id: str, user_id: str) -> UserRecord:
-        with self._db.transaction("reading a user") as conn:
+        with self._db.read("reading a user") as conn:
             cid = collection_row(conn, collection_id)[0]
             user = self._users(conn, cid, [user_id]).get(user_id)
         if user is None:
@@ -443,7 +454,7 @@ class PostgresStore:
         hits = index.search_users(vector, limit=limit, min_cosine=min_cosine, exclude_user_id=exclude_user_id)
         if not hits:
             return []
-        with self._db.transaction("searching users") as conn:
+        with self._db.read("searching users") as conn:
             cid = collection_row(conn, collection_id)[0]
             users = self._users(conn, cid, [u for u, _, _ in hits])
         return [UserNeighbor(users[u], cosine, face_id) for u, cosine, face_id in hits if u in users]

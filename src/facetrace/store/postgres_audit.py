@@ -30,8 +30,10 @@ def append(conn: psycopg.Connection[Any], event: AuditEvent) -> int:
     so nothing happens without its record.
     """
     try:
-        lock_log(conn)
-        row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        with conn.pipeline():  # the lock and the head in one round trip
+            lock_log(conn)
+            cur = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        row = cur.fetchone()
         seq, prev = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS_HASH)
         payload = _payload(seq, round(time.time(), 6), event, prev)
         conn.execute("INSERT INTO audit(seq, payload, hash) VALUES (%s, %s, %s)", (seq, payload, _hash(payload)))
@@ -66,7 +68,7 @@ class PostgresAuditTrail:
     def _rows(self, after: int = 0, chunk: int = 1000) -> Iterator[tuple[int, str, str]]:
         """(seq, payload, hash) in order, read in chunks so a long chain never sits in memory at once."""
         while True:
-            with self._db.transaction("reading the audit log") as conn:
+            with self._db.read("reading the audit log") as conn:
                 rows = [
                     (int(r[0]), str(r[1]), str(r[2]))
                     for r in conn.execute(

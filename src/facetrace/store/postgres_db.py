@@ -186,7 +186,9 @@ class PgDatabase:
                 timeout=timeout,
                 open=False,
                 name="facetrace",
-                kwargs={"connect_timeout": max(1, int(timeout))},
+                # Autocommit: a one-statement read is one round trip (no BEGIN/COMMIT around it); writes and
+                # snapshot reads open their transaction explicitly (``transaction``).
+                kwargs={"connect_timeout": max(1, int(timeout)), "autocommit": True},
             )
             self._pool.open(wait=True, timeout=timeout)
 
@@ -241,6 +243,14 @@ class PgDatabase:
         with translate(action), self._pool.connection() as conn, conn.transaction():
             if snapshot:
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield conn
+
+    @contextlib.contextmanager
+    def read(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection outside any transaction: each statement sees the latest committed state.
+        For reads of one statement, or whose statements need not agree (else ``transaction(snapshot=True)``)."""
+        self._check_open()
+        with translate(action), self._pool.connection() as conn:
             yield conn
 
     def connect(self) -> psycopg.Connection[Any]:

@@ -73,7 +73,7 @@ class IndexFollower:
         self._lock = threading.RLock()
         self._loaded: dict[str, _Loaded] = {}
         self._names: dict[int, str] = {}
-        with db.transaction("reading the change log") as conn:
+        with db.read("reading the change log") as conn:
             self._cursor = _head(conn)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,7 +85,7 @@ class IndexFollower:
 
     def get(self, name: str) -> VectorIndex | None:
         """The collection's index as of now (None if it has no vectors yet); ``NotFoundError`` if missing."""
-        with self._db.transaction("searching") as conn:
+        with self._db.read("searching") as conn:
             row = conn.execute(
                 "SELECT cid, (SELECT COALESCE(MAX(seq), 0) FROM changes) FROM collections WHERE name=%s", (name,)
             ).fetchone()
@@ -102,7 +102,7 @@ class IndexFollower:
 
     def preload(self) -> int:
         """Load every collection's index now (a server does this at start); returns the faces loaded."""
-        with self._db.transaction("listing collections") as conn:
+        with self._db.read("listing collections") as conn:
             names = [str(r[0]) for r in conn.execute("SELECT name FROM collections ORDER BY name")]
         total = 0
         for name in names:
@@ -148,7 +148,7 @@ class IndexFollower:
 
     def catch_up(self) -> None:
         """Apply every committed change this server has not applied yet."""
-        with self._db.transaction("following the change log") as conn, self._lock:
+        with self._db.read("following the change log") as conn, self._lock:
             self._catch_up(conn)
 
     def _catch_up(self, conn: psycopg.Connection[Any]) -> None:
