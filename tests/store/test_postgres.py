@@ -191,6 +191,27 @@ def test_the_follower_thread_keeps_an_idle_index_current(pg_url: str) -> None:
         b.close()
 
 
+def test_a_server_behind_a_pruned_change_log_reloads(pg_url: str) -> None:
+    a, b = PostgresStore(pg_url, listen=False), PostgresStore(pg_url, listen=False)
+    try:
+        a.create_collection("c", MODEL)
+        first = faces_with_vectors(5, seed=11)
+        a.add_faces("c", first)
+        assert b.search("c", first[0][1], limit=1, min_cosine=0.99)  # b's index is loaded here
+        later = faces_with_vectors(3, seed=12)
+        a.add_faces("c", later[:2])
+        a.delete_faces("c", [first[1][0].face_id])
+        a.add_faces("c", later[2:])
+        assert a._indexes.prune(older_than=0) == 3  # every row but the newest
+        # b missed the pruned changes: it notices the gap in the sequence and reloads from the rows.
+        assert b.search("c", later[0][1], limit=1, min_cosine=0.99)[0].face.face_id == later[0][0].face_id
+        assert b.search("c", first[1][1], limit=1, min_cosine=0.99) == []
+        assert len(b.search("c", first[0][1], limit=100, min_cosine=-1.0)) == 7
+    finally:
+        a.close()
+        b.close()
+
+
 def test_vectors_and_quality_round_trip_bit_for_bit(pg: PostgresStore) -> None:
     pg.create_collection("c", MODEL)
     vectors = faces_with_vectors(4, seed=9)

@@ -13,6 +13,9 @@ When a server learns of changes:
   every second in case a notification was lost), so indexes stay warm between searches;
 - its own writes are applied right after they commit, from the vectors it already has.
 
+The log is pruned after a day (``prune``, from the background thread); a server that fell further behind
+than that sees a gap in the sequence and reloads its indexes from the rows.
+
 A collection's index is loaded in one REPEATABLE READ snapshot together with the log head at that instant
 (``_Loaded.seq``); changes at or below it are already in the rows and are skipped.
 """
@@ -41,6 +44,9 @@ log = logging.getLogger(__name__)
 _LOAD_CHUNK = 20_000
 _POLL_SECONDS = 1.0
 _WAKE_SECONDS = 0.1
+_CATCH_UP_ROWS = 5000
+PRUNE_AFTER_SECONDS = 24 * 3600.0  # a running server is at most ~1 s behind; a day is a wide margin
+_PRUNE_EVERY_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +160,18 @@ class IndexFollower:
     def _catch_up(self, conn: psycopg.Connection[Any]) -> None:
         while True:
             rows = conn.execute(
-                "SELECT seq, cid, kind, face_ids, user_id FROM changes WHERE seq > %s ORDER BY seq LIMIT 5000",
-                (self._cursor,),
+                "SELECT seq, cid, kind, face_ids, user_id FROM changes WHERE seq > %s ORDER BY seq LIMIT %s",
+                (self._cursor, _CATCH_UP_ROWS),
             ).fetchall()
             if not rows:
+                return
+            if int(rows[0][0]) != self._cursor + 1:
+                # Sequence numbers have no gaps, so this server missed changes that were pruned meanwhile
+                # (it was stopped in its tracks for longer than the retention): start again from the rows.
+                log.warning("the change log was pruned past this server's position; reloading the indexes")
+                self._loaded.clear()
+                self._names.clear()
+                self._cursor = _head(conn)
                 return
             changes = [Change(int(r[0]), int(r[1]), str(r[2]), tuple(r[3] or ()), r[4]) for r in rows]
             i = 0
@@ -271,6 +285,18 @@ class IndexFollower:
             self._apply(change, None)
         self._cursor = change.seq
 
+    def prune(self, older_than: float = PRUNE_AFTER_SECONDS) -> int:
+        """Delete change-log rows older than ``older_than`` seconds (never the newest: it carries the
+        sequence on). Servers that start load from the rows, so only a server stalled for longer than that
+        needs the old rows, and it notices the gap and reloads. Returns the rows deleted."""
+        with self._db.read("pruning the change log") as conn:
+            cur = conn.execute(
+                "DELETE FROM changes WHERE at < now() - make_interval(secs => %s)"
+                " AND seq < (SELECT MAX(seq) FROM changes)",
+                (older_than,),
+            )
+            return cur.rowcount
+
     def _listen(self) -> None:
         """Background: LISTEN for change notifications and catch up; reconnect with a back-off on failure."""
         backoff = 0.5
@@ -279,8 +305,11 @@ class IndexFollower:
                 with self._db.connect() as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     backoff = 0.5
-                    due = 0.0
+                    due, prune_due = 0.0, time.monotonic() + _PRUNE_EVERY_SECONDS
                     while not self._stop.is_set():
+                        if time.monotonic() >= prune_due:
+                            self.prune()
+                            prune_due = time.monotonic() + _PRUNE_EVERY_SECONDS
                         # Short waits so close() returns quickly; a query only when notified or once a second.
                         notified = any(True for _ in conn.notifies(timeout=_WAKE_SECONDS, stop_after=1))
                         if notified or time.monotonic() >= due:
