@@ -9,6 +9,9 @@ import pytest
 from facetrace.engine import FaceEngine
 from facetrace.models.assets import ARTIFACTS, fetch_artifact
 from tests.photos import PHOTOS, photo, shared_data
+from tests.postgres import pg_url, postgres_server
+
+__all__ = ["pg_url", "postgres_server"]  # fixtures for every test directory (tests/postgres.py)
 
 
 @pytest.fixture(scope="session", autouse=True)

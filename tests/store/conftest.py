@@ -41,10 +41,18 @@ def faces_with_vectors(n: int, seed: int = 0, dim: int = DIM) -> list[tuple[Face
     return [(face(), v) for v in unit_vectors(n, dim, seed)]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FaceStore]:
-    """Each contract test runs against both implementations."""
-    impl: FaceStore = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "facetrace.db")
+    """Each contract test runs against every implementation (PostgreSQL: a fresh database per test)."""
+    impl: FaceStore
+    if request.param == "memory":
+        impl = MemoryStore()
+    elif request.param == "sqlite":
+        impl = SQLiteStore(tmp_path / "facetrace.db")
+    else:
+        from facetrace.store.postgres import PostgresStore
+
+        impl = PostgresStore(request.getfixturevalue("pg_url"))
     yield impl
     impl.close()
 

@@ -18,7 +18,7 @@ from facetrace.errors import FacetraceError, InvalidInputError, NotFoundError
 
 __all__ = ["build_parser", "main"]
 
-COMMAND_MODULES = ("images", "collections", "models", "serve", "keys", "audit", "video")
+COMMAND_MODULES = ("images", "collections", "models", "serve", "keys", "audit", "video", "migrate")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
     common.add_argument("--home", help="data directory (default: $FACETRACE_HOME or the user data dir)")
+    common.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL database shared by several servers, postgresql://user:password@host/db "
+        "(default: $FACETRACE_DATABASE_URL; without one, SQLite in the home). Prefer the environment variable "
+        "or a ~/.pgpass file for the password: command lines are visible to other users",
+    )
     common.add_argument("--purpose", help="case or purpose reference recorded in the audit log")
     common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     parser = _Parser(prog="facetrace", description="Self-hosted face detection, recognition and search.")

@@ -4,9 +4,11 @@ edited it."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.table import Table
@@ -15,7 +17,7 @@ from facetrace.audit import AuditRecord, AuditTrail
 from facetrace.cli.output import EXIT_FAILURE, emit
 from facetrace.errors import NotFoundError
 from facetrace.home import resolve_home
-from facetrace.store import DB_FILENAME, LEGACY_AUDIT_FILENAME, FaceStore, open_store
+from facetrace.store import DB_FILENAME, LEGACY_AUDIT_FILENAME, FaceStore, database_url, open_store
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -38,7 +40,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace) -> tuple[FaceStore, AuditTrail]:
-    """The home's store (an older home's audit.db is imported on the way) and its audit trail."""
+    """The store (PostgreSQL when a database URL is given, else the home's; an older home's audit.db is
+    imported on the way) and its audit trail."""
+    url = database_url(getattr(args, "database_url", None))
+    if url is not None:
+        store = open_store(url=url, listen=False)
+        return store, store.audit
     home = resolve_home(Path(args.home) if getattr(args, "home", None) else None)
     if not (home / DB_FILENAME).exists() and not (home / LEGACY_AUDIT_FILENAME).exists():
         raise NotFoundError(f"there is no facetrace database in {home}")

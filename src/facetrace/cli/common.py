@@ -18,11 +18,12 @@ def open_engine(*, small_faces: bool = False) -> FaceEngine:
 
 
 def open_library(args: argparse.Namespace, engine: FaceEngine | None = None) -> Gallery:
-    """The gallery on ``--home`` (or ``$FACETRACE_HOME``), audited as the local user."""
+    """The gallery on ``--database-url`` (or ``$FACETRACE_DATABASE_URL``), else on ``--home`` (or
+    ``$FACETRACE_HOME``). A one-shot command does not follow other servers' changes in the background."""
     from facetrace.app import open_gallery
 
     home = Path(args.home) if getattr(args, "home", None) else None
-    return open_gallery(home, engine=engine)
+    return open_gallery(home, engine=engine, database_url=getattr(args, "database_url", None), listen=False)
 
 
 def local_caller(args: argparse.Namespace) -> Caller:

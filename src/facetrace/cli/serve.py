@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,11 +87,19 @@ def _serve(args: argparse.Namespace) -> int:
     from facetrace.app import open_gallery
     from facetrace.home import ensure_home
     from facetrace.service import KeyStore, create_app, run
+    from facetrace.store import database_url, open_store
 
     config = _config(args)
     home = ensure_home(Path(args.home) if args.home else None)
     keys = KeyStore.in_home(home)
-    gallery = open_gallery(home)  # audited in its own database (store.audit)
+    store = open_store(home, url=database_url(args.database_url))
+    preload = getattr(store, "preload", None)
+    if preload is not None:  # every collection's vectors in memory before the first request
+        started = time.monotonic()
+        faces = preload()
+        where = getattr(store, "url", "the database")  # the URL with its password masked
+        stderr.print(f"facetrace: {faces} faces loaded in {time.monotonic() - started:.1f} s from {where}")
+    gallery = open_gallery(home, store=store)  # audited in its own database (store.audit)
 
     def close() -> None:
         gallery.store.close()

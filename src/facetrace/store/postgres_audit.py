@@ -1,0 +1,132 @@
+"""The hash-chained audit trail in PostgreSQL, in the same database as the collections it audits.
+
+The chain rules are ``facetrace.audit``'s (canonical JSON payload, SHA-256 over the previous hash and the
+payload, seq 1..n from ``GENESIS_HASH``); only storage differs. An append takes the log lock
+(``postgres_db.lock_log``) and reads the head inside its transaction, so appends from any number of servers
+form one chain; a change and its audit record are appended in the same transaction (``append``), so both
+commit or neither. Triggers refuse UPDATE, DELETE and TRUNCATE on the table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+from facetrace.audit import GENESIS_HASH, AuditEvent, AuditRecord, Verification, _check, _event, _hash, _payload
+from facetrace.errors import FacetraceError, StoreError
+from facetrace.store.postgres_db import PgDatabase, lock_log
+
+__all__ = ["PostgresAuditTrail", "append", "copy_records"]
+
+
+def append(conn: psycopg.Connection[Any], event: AuditEvent) -> int:
+    """Append ``event`` to the chain inside the caller's transaction; returns its seq.
+
+    Any failure is ``StoreError("audit store unavailable: ...")``: the caller's transaction then rolls back,
+    so nothing happens without its record.
+    """
+    try:
+        with conn.pipeline():  # the lock and the head in one round trip
+            lock_log(conn)
+            cur = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        row = cur.fetchone()
+        seq, prev = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS_HASH)
+        payload = _payload(seq, round(time.time(), 6), event, prev)
+        conn.execute("INSERT INTO audit(seq, payload, hash) VALUES (%s, %s, %s)", (seq, payload, _hash(payload)))
+    except (psycopg.Error, ValueError, TypeError) as exc:
+        raise StoreError(f"audit store unavailable: {exc}") from exc
+    return seq
+
+
+def copy_records(conn: psycopg.Connection[Any], rows: list[tuple[int, str, str]]) -> None:
+    """Insert already-chained records verbatim (``facetrace migrate``: the chain keeps its hashes)."""
+    lock_log(conn)
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO audit(seq, payload, hash) VALUES (%s, %s, %s)", rows)
+
+
+class PostgresAuditTrail:
+    """``AuditTrail`` over the ``audit`` table: record, read and verify the chain."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+
+    def record(self, event: AuditEvent) -> None:
+        """Append ``event`` in its own transaction; durable when this returns."""
+        try:
+            with self._db.transaction("recording an audit event") as conn:
+                append(conn, event)
+        except StoreError as exc:
+            if exc.message.startswith("audit store unavailable"):
+                raise
+            raise StoreError(f"audit store unavailable: {exc.message}") from exc
+
+    def _rows(self, after: int = 0, chunk: int = 1000) -> Iterator[tuple[int, str, str]]:
+        """(seq, payload, hash) in order, read in chunks so a long chain never sits in memory at once."""
+        while True:
+            with self._db.read("reading the audit log") as conn:
+                rows = [
+                    (int(r[0]), str(r[1]), str(r[2]))
+                    for r in conn.execute(
+                        "SELECT seq, payload, hash FROM audit WHERE seq > %s ORDER BY seq LIMIT %s", (after, chunk)
+                    )
+                ]
+            yield from rows
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0]
+
+    def rows(self, after: int = 0) -> Iterator[tuple[int, str, str]]:
+        """The stored rows verbatim (for copying the chain elsewhere)."""
+        return self._rows(after)
+
+    def records(
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        operation: str | None = None,
+        principal: str | None = None,
+        collection_id: str | None = None,
+    ) -> list[AuditRecord]:
+        """Stored records in order (``seq`` > ``after``), optionally filtered; at most ``limit``."""
+        out: list[AuditRecord] = []
+        for seq, payload, digest in self._rows(after):
+            try:
+                body = json.loads(payload)
+                record = AuditRecord(seq, float(body["time"]), _event(body), str(body["prev_hash"]), digest)
+            except (ValueError, KeyError, TypeError):
+                record = AuditRecord(seq, 0.0, AuditEvent("<unreadable>", "<unreadable>"), "", digest)
+            event = record.event
+            if operation is not None and event.operation != operation:
+                continue
+            if principal is not None and event.principal != principal:
+                continue
+            if collection_id is not None and event.collection_id != collection_id:
+                continue
+            out.append(record)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def verify(self, *, expect_head: str | None = None) -> Verification:
+        """Recompute the chain from the first record; report the first record that does not fit (see AuditLog)."""
+        prev, expected_seq, count, head_seen = GENESIS_HASH, 1, 0, expect_head in (None, GENESIS_HASH)
+        try:
+            for seq, payload, digest in self._rows():
+                problem = _check(seq, payload, digest, prev, expected_seq)
+                if problem is not None:
+                    return Verification(False, count, prev, broken_seq=seq, reason=problem)
+                head_seen = head_seen or digest == expect_head
+                prev, expected_seq, count = digest, seq + 1, count + 1
+        except FacetraceError:
+            raise
+        if not head_seen:
+            assert expect_head is not None
+            reason = f"the expected head {expect_head[:16]}... is not in the log (truncated?)"
+            return Verification(False, count, prev, reason=reason)
+        return Verification(True, count, prev)

@@ -1,0 +1,266 @@
+"""The PostgreSQL side of ``PostgresStore``: connections, transactions, schema migrations, error translation.
+
+One database is shared by every facetrace server of a deployment, so this layer is where their writes meet:
+
+- Durability: PostgreSQL's ``COMMIT`` returns after the WAL is flushed (``synchronous_commit`` on, its
+  default), so an acknowledged write survives ``kill -9`` of the facetrace process and of PostgreSQL.
+- Order: every transaction that appends to the change log (``changes``) or the audit chain (``audit``) takes
+  one transaction-level advisory lock (``LOG_LOCK``) just before the append and holds it until ``COMMIT``.
+  Sequence numbers are therefore given out in commit order with no gaps, which is what lets every server
+  follow the change log with a plain ``seq > cursor`` query, and keeps the audit chain one chain however many
+  servers append to it. The lock is taken after the transaction's own row work, so it is held for the append
+  and the commit only, and a transaction holding it never waits for a row lock (no deadlock).
+- Schema: numbered steps (``MIGRATIONS``) applied at open under another advisory lock, so two servers starting
+  together do not race; a database written by a newer facetrace is refused.
+
+Every ``psycopg`` error is turned into ``StoreError`` here (``translate``); passwords in URLs never reach a
+message or a log line (``redact_url``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from facetrace.errors import FacetraceError, NotFoundError, StoreError
+
+__all__ = [
+    "LOG_LOCK",
+    "MIGRATIONS",
+    "NOTIFY_CHANNEL",
+    "SCHEMA_VERSION",
+    "PgDatabase",
+    "collection_row",
+    "is_postgres_url",
+    "lock_log",
+    "redact_url",
+    "translate",
+]
+
+log = logging.getLogger(__name__)
+
+LOG_LOCK = 0x66_61_63_65  # "face": serialises appends to ``changes`` and ``audit`` (see the module docstring)
+_MIGRATE_LOCK = 0x66_61_63_66
+NOTIFY_CHANNEL = "facetrace_changes"
+
+# Step n brings a database from schema n-1 to n. Add a step; never edit one that shipped.
+# ``faces.vector`` holds the float32 little-endian bytes (kept bit for bit). ``faces.fid`` orders the rows by
+# insertion so an index loads in one sequential pass. ``changes`` is the log the servers follow to keep their
+# in-memory indexes in step (kind: add, delete, associate, disassociate, delete_user, drop). ``audit`` is the
+# hash-chained audit trail (same rows as the embedded AuditLog: seq, canonical JSON payload, hash), append-only.
+_V1 = """
+CREATE TABLE facetrace_meta(key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE collections(
+    cid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text COLLATE "C" NOT NULL UNIQUE,
+    model text NOT NULL,
+    dim integer,
+    created_at double precision NOT NULL,
+    face_count bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE faces(
+    fid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    cid bigint NOT NULL REFERENCES collections(cid) ON DELETE CASCADE,
+    face_id text COLLATE "C" NOT NULL,
+    image_id text NOT NULL,
+    external_image_id text,
+    user_id text COLLATE "C",
+    confidence double precision NOT NULL,
+    bb_left double precision NOT NULL,
+    bb_top double precision NOT NULL,
+    bb_width double precision NOT NULL,
+    bb_height double precision NOT NULL,
+    created_at double precision NOT NULL,
+    quality real,
+    vector bytea NOT NULL,
+    UNIQUE (cid, face_id)
+);
+CREATE INDEX faces_by_user ON faces(cid, user_id, face_id) WHERE user_id IS NOT NULL;
+CREATE INDEX faces_load ON faces(cid, fid);
+CREATE TABLE users(
+    cid bigint NOT NULL REFERENCES collections(cid) ON DELETE CASCADE,
+    user_id text COLLATE "C" NOT NULL,
+    created_at double precision NOT NULL,
+    PRIMARY KEY (cid, user_id)
+);
+CREATE TABLE changes(
+    seq bigint PRIMARY KEY,
+    cid bigint NOT NULL,
+    kind text NOT NULL,
+    face_ids text[] NOT NULL DEFAULT '{}',
+    user_id text,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE audit(seq bigint PRIMARY KEY, payload text NOT NULL, hash text NOT NULL);
+CREATE FUNCTION facetrace_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION facetrace_audit_append_only();
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION facetrace_audit_append_only();
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z]+://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+_PARAM_PASSWORD = re.compile(r"(?P<head>password\s*=\s*)('[^']*'|[^\s&]*)", re.IGNORECASE)
+
+
+def is_postgres_url(url: str | None) -> bool:
+    return url is not None and url.lower().startswith(("postgresql://", "postgres://"))
+
+
+def redact_url(text: str) -> str:
+    """``text`` with every password in a URL (``user:secret@``) or ``password=`` parameter replaced by ***."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***@", text)
+    return _PARAM_PASSWORD.sub(lambda m: f"{m.group('head')}***", text)
+
+
+def _reason(exc: BaseException) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    return redact_url(
+        str(primary or exc).strip().splitlines()[0] if str(primary or exc).strip() else type(exc).__name__
+    )
+
+
+@contextlib.contextmanager
+def translate(action: str) -> Iterator[None]:
+    """Turn psycopg errors raised while doing ``action`` into ``StoreError`` (keeping the cause, never a password)."""
+    try:
+        yield
+    except FacetraceError:
+        raise
+    except PoolTimeout as exc:
+        raise StoreError(f"{action} failed: the database is unreachable or all connections are busy") from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"{action} failed: {_reason(exc)}") from exc
+    except OSError as exc:
+        raise StoreError(f"{action} failed: {exc.strerror or exc}") from exc
+
+
+def lock_log(conn: psycopg.Connection[Any]) -> None:
+    """Take the change-log / audit-chain lock for the rest of the transaction (see the module docstring)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOG_LOCK,))
+
+
+def collection_row(
+    conn: psycopg.Connection[Any], collection_id: str, lock: str = ""
+) -> tuple[int, str, int | None]:
+    """(cid, model, dim) of a collection, or ``NotFoundError``. ``lock``: "" or a row-lock clause such as
+    ``FOR KEY SHARE`` (the collection cannot be deleted meanwhile) or ``FOR NO KEY UPDATE`` (one at a time)."""
+    row = conn.execute(
+        f"SELECT cid, model, dim FROM collections WHERE name=%s {lock}",  # noqa: S608 (fixed clauses)
+        (collection_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"collection {collection_id!r} does not exist")
+    return int(row[0]), str(row[1]), None if row[2] is None else int(row[2])
+
+
+class PgDatabase:
+    """A connection pool over one PostgreSQL database holding a facetrace schema (created or upgraded at open)."""
+
+    def __init__(self, url: str, *, max_connections: int = 16, timeout: float = 30.0) -> None:
+        self.url = url
+        self.safe_url = redact_url(url)
+        self._closed = False
+        self._close_lock = threading.Lock()
+        with translate(f"connecting to {self.safe_url}"):
+            # A direct first connection gives a clear reason (bad password, no such database) where a pool
+            # would only time out.
+            with psycopg.connect(url, connect_timeout=max(1, int(timeout))) as conn:
+                self._migrate(conn)
+            self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=max_connections,
+                timeout=timeout,
+                open=False,
+                name="facetrace",
+                # Autocommit: a one-statement read is one round trip (no BEGIN/COMMIT around it); writes and
+                # snapshot reads open their transaction explicitly (``transaction``).
+                kwargs={"connect_timeout": max(1, int(timeout)), "autocommit": True},
+            )
+            self._pool.open(wait=True, timeout=timeout)
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+            version = self._version(conn)
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the database {self.safe_url} was written by a newer facetrace "
+                    f"(schema {version}, this one reads {SCHEMA_VERSION})"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                conn.execute(MIGRATIONS[step])  # several statements, no parameters
+                log.info("database schema upgraded to version %d", step + 1)
+            if version < SCHEMA_VERSION:
+                conn.execute(
+                    "INSERT INTO facetrace_meta VALUES ('schema_version', %s)"
+                    " ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
+
+    def _version(self, conn: psycopg.Connection[Any]) -> int:
+        """The schema version in the database, 0 for an empty one; ``StoreError`` for somebody else's tables."""
+        if conn.execute("SELECT to_regclass('facetrace_meta')").fetchone() == (None,):
+            theirs = conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = ANY(current_schemas(false))"
+                " AND tablename IN ('collections', 'faces', 'users', 'changes', 'audit')"
+            ).fetchone()
+            if theirs is not None and theirs[0]:
+                raise StoreError(
+                    f"the database {self.safe_url} has tables named like facetrace's, but not its schema"
+                )
+            return 0
+        row = conn.execute("SELECT value FROM facetrace_meta WHERE key='schema_version'").fetchone()
+        if row is None or not str(row[0]).isdigit():
+            raise StoreError(f"the database {self.safe_url} has no facetrace schema version")
+        return int(row[0])
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
+
+    @contextlib.contextmanager
+    def transaction(self, action: str, *, snapshot: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in one transaction, committed if the block finishes without error.
+
+        ``snapshot``: every statement in the block sees one committed state (REPEATABLE READ).
+        Errors inside the block are translated (``translate``) with ``action`` in the message.
+        """
+        self._check_open()
+        with translate(action), self._pool.connection() as conn, conn.transaction():
+            if snapshot:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield conn
+
+    @contextlib.contextmanager
+    def read(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection outside any transaction: each statement sees the latest committed state.
+        For reads of one statement, or whose statements need not agree (else ``transaction(snapshot=True)``)."""
+        self._check_open()
+        with translate(action), self._pool.connection() as conn:
+            yield conn
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A dedicated autocommit connection (for LISTEN); the caller closes it."""
+        self._check_open()
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+
+    def close(self) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._pool.close()

@@ -1,0 +1,203 @@
+"""``facetrace migrate``: copy an embedded home (SQLite) into an empty PostgreSQL database, then check the copy.
+
+What is copied: every collection (name, model, dimension, creation time), every face with its metadata and
+its vector bytes unchanged, every user, and the audit chain record for record (seq, payload and hash
+verbatim, so the chain and its head hash stay the same and a head saved before the move still verifies).
+
+The source is only read: the SQLite files are opened read-only (``mode=ro``), in one snapshot each, so a
+server still writing to the home cannot tear the copy (what it writes afterwards is not copied: stop it
+first). The target must be empty (no collection, no audit record), and everything is written in ONE
+PostgreSQL transaction: a failed copy leaves the target as it was. After COMMIT the copy is read back and
+compared: faces and users per collection, a SHA-256 over every vector in order, and the audit chain (verified,
+same count, same head).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from facetrace.audit import GENESIS_HASH, _check
+from facetrace.errors import ConflictError, NotFoundError, StoreError
+from facetrace.store.postgres_audit import PostgresAuditTrail, copy_records
+from facetrace.store.postgres_db import PgDatabase, translate
+
+__all__ = ["CollectionCopy", "MigrationReport", "migrate_home"]
+
+_CHUNK = 5000
+_AUDIT_FILE = "audit.db"
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionCopy:
+    collection_id: str
+    faces: int
+    users: int
+    vectors_sha256: str  # over every vector's bytes in insertion order, equal on both sides
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationReport:
+    target: str  # the URL with its password masked
+    collections: tuple[CollectionCopy, ...]
+    audit_records: int
+    audit_head: str
+
+
+@contextlib.contextmanager
+def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only SQLite connection in one snapshot (the source is never written)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path} read-only: {exc}") from exc
+    try:
+        conn.execute("BEGIN")
+        yield conn
+    except sqlite3.Error as exc:
+        raise StoreError(f"reading {path} failed: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _audit_source(home: Path, db: sqlite3.Connection) -> Path | None:
+    """Where the home's audit chain is: a table in facetrace.db (newer homes) or audit.db beside it."""
+    if "audit" in {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
+        return home / "facetrace.db"
+    return home / _AUDIT_FILE if (home / _AUDIT_FILE).exists() else None
+
+
+def _ensure_empty(conn: Any, safe_url: str) -> None:
+    counts = conn.execute("SELECT (SELECT count(*) FROM collections), (SELECT count(*) FROM audit)").fetchone()
+    if counts is not None and (counts[0] or counts[1]):
+        raise ConflictError(
+            f"the target {safe_url} is not empty ({counts[0]} collections, {counts[1]} audit records); "
+            "migrate only into a new database"
+        )
+
+
+def _copy_collection(src: sqlite3.Connection, dst: Any, row: tuple[Any, ...], quality: bool) -> CollectionCopy:
+    cid, name, model, dim, created = row
+    new = dst.execute(
+        "INSERT INTO collections(name, model, dim, created_at) VALUES (%s, %s, %s, %s) RETURNING cid",
+        (name, model, dim, created),
+    ).fetchone()[0]
+    digest = hashlib.sha256()
+    faces = 0
+    quality_column = "f.quality" if quality else "NULL"
+    rows = src.execute(
+        "SELECT f.face_id, f.image_id, f.external_image_id, f.user_id, f.confidence, f.bb_left, f.bb_top,"  # noqa: S608 (fixed names)
+        f" f.bb_width, f.bb_height, f.created_at, {quality_column}, v.vector"
+        " FROM faces f JOIN vectors v ON v.fid=f.fid WHERE f.cid=? ORDER BY f.fid",
+        (cid,),
+    )
+    with (
+        dst.cursor() as cur,
+        cur.copy(
+            "COPY faces(cid, face_id, image_id, external_image_id, user_id, confidence, bb_left, bb_top, bb_width,"
+            " bb_height, created_at, quality, vector) FROM STDIN"
+        ) as copy,
+    ):
+        while chunk := rows.fetchmany(_CHUNK):
+            for face in chunk:
+                vector = bytes(face[11])
+                digest.update(vector)
+                copy.write_row((new, *face[:11], vector))
+            faces += len(chunk)
+    dst.execute("UPDATE collections SET face_count=%s WHERE cid=%s", (faces, new))
+    users = src.execute("SELECT user_id, created_at FROM users WHERE cid=? ORDER BY user_id", (cid,)).fetchall()
+    with dst.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO users(cid, user_id, created_at) VALUES (%s, %s, %s)", [(new, *u) for u in users]
+        )
+    return CollectionCopy(str(name), faces, len(users), digest.hexdigest())
+
+
+def _check_copy(db: PgDatabase, expected: CollectionCopy) -> None:
+    with db.transaction("checking the copy", snapshot=True) as conn:
+        row = conn.execute(
+            "SELECT cid, face_count, (SELECT count(*) FROM users u WHERE u.cid=c.cid),"
+            " (SELECT count(*) FROM faces f WHERE f.cid=c.cid) FROM collections c WHERE name=%s",
+            (expected.collection_id,),
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"check failed: collection {expected.collection_id!r} is missing in the target")
+        cid, face_count, users, faces = (int(v) for v in row)
+        if (face_count, faces, users) != (expected.faces, expected.faces, expected.users):
+            raise StoreError(
+                f"check failed: {expected.collection_id!r} has {faces} faces and {users} users in the target, "
+                f"{expected.faces} and {expected.users} in the source"
+            )
+        digest = hashlib.sha256()
+        with conn.cursor(name="facetrace_check") as cur:
+            cur.execute("SELECT vector FROM faces WHERE cid=%s ORDER BY fid", (cid,))
+            while chunk := cur.fetchmany(_CHUNK):
+                for (vector,) in chunk:
+                    digest.update(bytes(vector))
+        if digest.hexdigest() != expected.vectors_sha256:
+            raise StoreError(f"check failed: the vectors of {expected.collection_id!r} differ from the source")
+
+
+def migrate_home(home: Path, url: str) -> MigrationReport:
+    """Copy the embedded store and audit chain of ``home`` into the empty PostgreSQL database at ``url``.
+
+    ``NotFoundError`` if the home has no database; ``ConflictError`` if the target is not empty;
+    ``StoreError`` if reading, writing or the final check fails (nothing is left half-copied).
+    """
+    source = home / "facetrace.db"
+    if not source.is_file():
+        raise NotFoundError(f"there is no facetrace database at {source}")
+    target = PgDatabase(url, max_connections=2)
+    try:
+        with _read_only(source) as src:
+            audit_path = _audit_source(home, src)
+            quality = "quality" in _columns(src, "faces")
+            collections = src.execute(
+                "SELECT cid, name, model, dim, created_at FROM collections ORDER BY name"
+            ).fetchall()
+            with target.transaction(f"copying into {target.safe_url}") as dst:
+                _ensure_empty(dst, target.safe_url)
+                copies = tuple(_copy_collection(src, dst, tuple(row), quality) for row in collections)
+                audit_count, audit_head = _copy_audit(audit_path, src, dst)
+        for copy in copies:
+            _check_copy(target, copy)
+        result = PostgresAuditTrail(target).verify()
+        if not result.ok or result.count != audit_count or result.head != audit_head:
+            raise StoreError(
+                f"check failed: the audit chain in the target has {result.count} records, head {result.head[:16]}"
+                f" ({result.reason or 'ok'}); the source has {audit_count}, head {audit_head[:16]}"
+            )
+        return MigrationReport(target.safe_url, copies, audit_count, audit_head)
+    finally:
+        target.close()
+
+
+def _copy_audit(path: Path | None, src: sqlite3.Connection, dst: Any) -> tuple[int, str]:
+    """Check the source chain, then copy it verbatim; returns (records, head hash). A broken chain is refused
+    rather than carried over as if it were whole."""
+    if path is None:
+        return 0, GENESIS_HASH
+    if path.name == _AUDIT_FILE:
+        with _read_only(path) as conn:
+            rows = conn.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
+    else:
+        rows = src.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
+    prev = GENESIS_HASH
+    for expected, (seq, payload, digest) in enumerate(rows, start=1):
+        problem = _check(int(seq), str(payload), str(digest), prev, expected)
+        if problem is not None:
+            raise StoreError(f"the source audit log is broken at record {seq}: {problem}")
+        prev = str(digest)
+    with translate("copying the audit chain"):
+        for start in range(0, len(rows), _CHUNK):
+            copy_records(dst, [(int(s), str(p), str(h)) for s, p, h in rows[start : start + _CHUNK]])
+    return len(rows), prev

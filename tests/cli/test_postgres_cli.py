@@ -1,0 +1,159 @@
+"""The command line on PostgreSQL: ``--database-url`` on real photos, and ``facetrace migrate`` round trips."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetrace.audit import AuditEvent, AuditLog
+from facetrace.cli import main
+from facetrace.store import SQLiteStore
+from facetrace.store.postgres import PostgresStore
+from tests.store.conftest import MODEL, faces_with_vectors
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]:
+    code = main([*argv, "--json"])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if out.strip() else {}), err
+
+
+def test_cli_on_postgres_indexes_searches_and_audits_in_the_database(
+    capsys: pytest.CaptureFixture[str], photos: dict[str, Path], home: Path, pg_url: str
+) -> None:
+    db = ("--database-url", pg_url)
+    assert run(capsys, "collections", "create", "people", *db)[0] == 0
+    code, report, _ = run(capsys, "index", "people", str(photos["obama.jpg"]), *db)
+    assert (code, report["FacesIndexed"]) == (0, 1)
+    code, found, _ = run(capsys, "search", "people", str(photos["obama2.jpg"]), *db)
+    assert code == 0
+    assert [m["Face"]["ExternalImageId"] for m in found["FaceMatches"]] == ["obama"]
+    # Nothing went to the home's embedded store or audit file: the database is the system of record.
+    assert not (home / "facetrace.db").exists()
+    assert not (home / "audit.db").exists()
+    code, verified, _ = run(capsys, "audit", "verify", *db)
+    assert (code, verified["Ok"]) == (0, True)
+    code, listed, _ = run(capsys, "audit", "list", *db)
+    operations = [r["Operation"] for r in listed["Records"]]
+    assert "CreateCollection" in operations
+    assert "SearchFacesByImage" in operations
+    # The environment variable does the same, and a password never shows in an error.
+    code, _, err = run(capsys, "collections", "list", "--database-url", "postgresql://u:hunter2@127.0.0.1:1/x")
+    assert code == 3
+    assert "hunter2" not in err
+
+
+def _home_with_data(home: Path) -> tuple[list, list]:
+    home.mkdir(parents=True)
+    store = SQLiteStore(home / "facetrace.db")
+    log = AuditLog(home / "audit.db")
+    a_faces = faces_with_vectors(120, seed=3)
+    b_faces = faces_with_vectors(7, seed=4)
+    try:
+        store.create_collection("alpha", MODEL)
+        store.create_collection("beta", MODEL)
+        store.create_collection("empty", MODEL)
+        store.add_faces("alpha", a_faces[:60])
+        store.add_faces("alpha", a_faces[60:])
+        store.add_faces("beta", b_faces)
+        store.create_user("alpha", "ann")
+        store.associate_faces("alpha", "ann", [a_faces[0][0].face_id, a_faces[1][0].face_id])
+        store.create_user("beta", "bob")
+        store.delete_faces("alpha", [a_faces[5][0].face_id])
+        for i in range(25):
+            log.record(AuditEvent("SearchFacesByImage", f"key{i % 3}", collection_id="alpha", match_count=i))
+    finally:
+        store.close()
+        log.close()
+    return a_faces, b_faces
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    """The content of the home's files. Reading a WAL database, even read-only, makes SQLite create its
+    shared-memory index (-shm) and an empty -wal: those carry no data and are left out."""
+    files = [p for p in sorted(folder.iterdir()) if p.is_file()]
+    assert all(p.stat().st_size == 0 for p in files if p.name.endswith("-wal"))
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files if not p.name.endswith(("-wal", "-shm"))
+    }
+
+
+def test_migrate_copies_a_home_bit_for_bit_and_refuses_a_non_empty_target(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
+) -> None:
+    home = tmp_path / "home"
+    a_faces, b_faces = _home_with_data(home)
+    source_head = AuditLog(home / "audit.db")
+    head = source_head.verify().head
+    source_head.close()
+    before = _digest(home)
+
+    code, report, _ = run(capsys, "migrate", "--home", str(home), "--to", pg_url)
+    assert code == 0
+    counts = {c["CollectionId"]: (c["Faces"], c["Users"]) for c in report["Collections"]}
+    assert counts == {"alpha": (119, 1), "beta": (7, 1), "empty": (0, 0)}
+    assert (report["AuditRecords"], report["AuditHead"]) == (25, head)
+    assert _digest(home) == before  # the source is only read
+
+    pg = PostgresStore(pg_url, listen=False)
+    sqlite = SQLiteStore(home / "facetrace.db")
+    try:
+        for name in ("alpha", "beta", "empty"):
+            want, got = sqlite.describe_collection(name), pg.describe_collection(name)
+            assert (got.model, got.face_count, got.user_count, got.created_at) == (
+                want.model, want.face_count, want.user_count, want.created_at,
+            )  # fmt: skip
+            assert pg.list_faces(name, limit=1000).items == sqlite.list_faces(name, limit=1000).items
+            assert pg.list_users(name, limit=100).items == sqlite.list_users(name, limit=100).items
+        for record, vector in a_faces[:5] + a_faces[6:] + b_faces:
+            collection = "beta" if any(record is r for r, _ in b_faces) else "alpha"
+            assert pg.get_vector(collection, record.face_id).tobytes() == np.asarray(vector, np.float32).tobytes()
+        hit = pg.search("alpha", a_faces[9][1], limit=1, min_cosine=0.99)
+        assert hit[0].face.face_id == a_faces[9][0].face_id
+        assert pg.search("alpha", a_faces[5][1], limit=1, min_cosine=0.99) == []  # deleted before the move
+        verified = pg.audit.verify(expect_head=head)
+        assert (verified.ok, verified.count, verified.head) == (True, 25, head)
+        assert [r.event.match_count for r in pg.audit.records()] == list(range(25))
+    finally:
+        pg.close()
+        sqlite.close()
+
+    code, _, err = run(capsys, "migrate", "--home", str(home), "--to", pg_url)
+    assert code == 1
+    assert "not empty" in err
+    assert _digest(home) == before
+
+
+def test_migrate_refuses_a_broken_source_chain_and_leaves_the_target_empty(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
+) -> None:
+    import sqlite3
+
+    home = tmp_path / "home"
+    _home_with_data(home)
+    conn = sqlite3.connect(home / "audit.db")
+    conn.execute("DROP TRIGGER audit_no_update")
+    conn.execute("UPDATE audit SET payload=replace(payload, 'key1', 'key9') WHERE seq=5")
+    conn.commit()
+    conn.close()
+    code, _, err = run(capsys, "migrate", "--home", str(home), "--to", pg_url)
+    assert code == 3
+    assert "broken at record 5" in err
+    pg = PostgresStore(pg_url, listen=False)
+    try:
+        assert pg.list_collections(limit=10).items == ()  # one transaction: nothing half-copied
+        assert pg.audit.verify().count == 0
+    finally:
+        pg.close()
+
+
+def test_migrate_without_a_home_database(capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str) -> None:
+    code, _, err = run(capsys, "migrate", "--home", str(tmp_path / "nothing"), "--to", pg_url)
+    assert code == 1
+    assert "no facetrace database" in err
+    code, _, _ = run(capsys, "migrate", "--home", str(tmp_path), "--to", "mysql://x")
+    assert code == 1
