@@ -9,6 +9,12 @@
 3. live capacity: N simulated cameras (the clip looped at its own pace, decoded like a live source), detection
    on every 2nd frame; per-stream analysed fps, dropped frames, CPU seconds, and where the time goes.
 4. live latency: the clip streamed as MPEG-TS over UDP on loopback; frame→event latency p50/p95.
+5. recall (``--section recall`` alone: ``--skip accuracy,speed,live,latency``): who is named, how soon, and
+   who is named wrongly, at 99 and 95, before and after the identification improvements, in one run:
+   the Hamilton clip (each person's on-screen spans are the appearances) and generated clips (``lfw_clip``):
+   slow pans and zooms over LFW photos of people of the *test* half of ``bench_users.half_of`` (people no
+   policy was tuned on), each shown in two shots from photos that are not enrolled, with shots of strangers
+   (people in no collection) between them. People are enrolled as users from one photo and from three.
 
 Report ``uptime`` load with the numbers: other processes share these cores.
 """
@@ -16,17 +22,23 @@ Report ``uptime`` load with the numbers: other processes share these cores.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import numpy as np
+import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,6 +57,8 @@ from facetrace.video import (
     TrackIdentified,
     VideoJobs,
 )
+from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer
+from facetrace.video.events import TrackEnded, TrackEvent
 from facetrace.video.identity import IdentitySettings
 from facetrace.video.source import VideoSource
 
@@ -249,12 +263,240 @@ def latency(gallery: Gallery, clip: Path, seconds: float) -> dict[str, Any]:
     return {"events": events, "frames": frames, "identifications": len(latencies), "metrics": snapshot}
 
 
+# -- recall: who is named, how soon, and wrongly -------------------------------------------------------
+
+CLIP_SIZE, CLIP_FPS, SHOT_SECONDS = (640, 360), 15, 2.0
+Appearance = tuple[str, float, float]  # (person; "" for a stranger, start s, end s)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of identifying tracks: ``before`` is facetrace's behaviour until this change."""
+
+    name: str
+    user_templates: bool
+    identity: IdentitySettings
+
+
+VARIANTS = (
+    Variant("before", False, IdentitySettings(better_sample_recheck=False)),
+    Variant("after", True, IdentitySettings()),
+)
+
+
+def _lfw_cast(clips: int) -> tuple[list[tuple[str, list[Path]]], list[tuple[str, list[Path]]]]:
+    """(people to enrol: ≥ 5 photos, strangers: 2–3 photos), from the test half, in a fixed pseudo-random order."""
+    from benchmarks.bench_users import half_of
+
+    root = require_data() / "lfw_calibration"
+    folders = sorted(
+        (f for f in root.iterdir() if f.is_dir() and half_of(f.name) == "test"),
+        key=lambda f: hashlib.sha256(f.name.encode()).hexdigest(),
+    )
+    photos = [(f.name, sorted(f.glob("*.jpg"))) for f in folders]
+    known = [(n, p) for n, p in photos if len(p) >= 5][: 3 * clips]
+    strangers = [(n, p) for n, p in photos if 2 <= len(p) <= 3][: 2 * clips]
+    return known, strangers
+
+
+def _render_shot(
+    photo: npt.NDArray[np.uint8], k: float, canvas: npt.NDArray[np.uint8], seed: int
+) -> npt.NDArray[np.uint8]:
+    """One frame of a slow pan and zoom over ``photo`` (k: 0→1 through the shot): the person approaches, the
+    face growing from ~25–35 px to ~85–100 px (LFW faces are ~110 px tall in the 250 px photo)."""
+    rng = np.random.default_rng(seed)
+    zoom0, zoom1 = rng.uniform(0.22, 0.32), rng.uniform(0.75, 0.9)
+    x0, x1 = rng.uniform(20, 200), rng.uniform(300, 420)
+    y0, y1 = rng.uniform(20, 60), rng.uniform(20, 80)
+    zoom = zoom0 + k * (zoom1 - zoom0)
+    sprite = cv2.resize(photo, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_AREA)
+    frame = canvas.copy()
+    x, y = int(x0 + k * (x1 - x0)), int(y0 + k * (y1 - y0))
+    if k < 0.3:  # walking in: motion blur until the person slows down
+        sprite = cv2.blur(sprite, (5, 1))
+    h, w = sprite.shape[:2]
+    h, w = min(h, CLIP_SIZE[1] - y), min(w, CLIP_SIZE[0] - x)
+    frame[y : y + h, x : x + w] = sprite[:h, :w]
+    return frame
+
+
+def lfw_clip(path: Path, shots: list[tuple[str, Path]], seed: int) -> list[Appearance]:
+    """Write a clip of ``shots`` (person, photo), ``SHOT_SECONDS`` each, cut between; returns the appearances."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 255, (CLIP_SIZE[1] // 8, CLIP_SIZE[0] // 8, 3), dtype=np.uint8)
+    canvas = np.ascontiguousarray(cv2.resize(noise, CLIP_SIZE, interpolation=cv2.INTER_CUBIC) * 0.4 + 50).astype(
+        np.uint8
+    )
+    per_shot = int(SHOT_SECONDS * CLIP_FPS)
+    appearances: list[Appearance] = []
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=CLIP_FPS)
+        stream.width, stream.height, stream.pix_fmt = CLIP_SIZE[0], CLIP_SIZE[1], "yuv420p"
+        stream.bit_rate = 1_500_000
+        index = 0
+        for shot, (person, photo_path) in enumerate(shots):
+            photo = cv2.imread(str(photo_path))
+            appearances.append((person, index / CLIP_FPS, (index + per_shot) / CLIP_FPS))
+            for i in range(per_shot):
+                pixels = _render_shot(photo, i / (per_shot - 1), canvas, seed * 100 + shot)
+                frame = av.VideoFrame.from_ndarray(pixels, format="bgr24")
+                frame.pts = index
+                index += 1
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return appearances
+
+
+def _identify(
+    gallery: Gallery, collection: str, clip: Path, threshold: float, variant: Variant, every: int = 1
+) -> list[tuple[str, float, float]]:
+    """Every naming of a track in the clip (every ``every``-th frame analysed, as a job sampling at 15 fps
+    does on a 30 fps clip): (person, stream time of the naming, track start)."""
+    matcher = CollectionMatcher(gallery, collection, threshold, user_templates=variant.user_templates)
+    analyzer = FrameAnalyzer(
+        gallery.engine,
+        matcher=matcher,
+        settings=AnalysisSettings(max_embeds_per_frame=1, identity=variant.identity),
+    )
+    namings: list[tuple[str, float, float]] = []
+
+    def note(events: Sequence[TrackEvent]) -> None:
+        for event in events:
+            if event.match is None:
+                continue
+            face = event.match.face
+            name = face.user_id or face.external_image_id or face.face_id
+            at = (event.end_stream_ms if isinstance(event, TrackEnded) else event.stream_time_ms) / 1000
+            namings.append((name, at, event.start_stream_ms / 1000))
+
+    for frame in VideoSource(SourceSettings(str(clip))).frames():
+        if frame.index % every == 0:
+            note(analyzer.process(frame).events)
+    note(analyzer.finish())
+    return namings
+
+
+def score_appearances(
+    appearances: Sequence[Appearance], namings: Sequence[tuple[str, float, float]], slack: float = 0.3
+) -> dict[str, Any]:
+    """Per person: appearances named (by a naming of a track that started during it) and the delay of the
+    first naming; wrong: namings of a track that started while that person was not on screen."""
+    people: dict[str, dict[str, Any]] = {}
+    for person, start, end in appearances:
+        if not person:
+            continue
+        entry = people.setdefault(person, {"appearances": 0, "named": 0, "delays": []})
+        entry["appearances"] += 1
+        times = [at for name, at, began in namings if name == person and start - slack <= began < end]
+        if times:
+            entry["named"] += 1
+            entry["delays"].append(max(0.0, min(times) - start))
+    wrong = [
+        (name, began)
+        for name, _, began in namings
+        if not any(p == name and s - slack <= began < e + slack for p, s, e in appearances)
+    ]
+    return {"people": people, "wrong": sorted(set(wrong))}
+
+
+def _summary(scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Recall per person averaged over people (and over appearances), median delay, wrong names."""
+    per_person: dict[str, list[int]] = {}
+    delays: list[float] = []
+    wrong = 0
+    for result in scored:
+        for person, entry in result["people"].items():
+            total = per_person.setdefault(person, [0, 0])
+            total[0] += entry["named"]
+            total[1] += entry["appearances"]
+            delays.extend(entry["delays"])
+        wrong += len(result["wrong"])
+    fractions = [named / seen for named, seen in per_person.values()]
+    return {
+        "people": len(per_person),
+        "appearances": sum(seen for _, seen in per_person.values()),
+        "named": sum(named for named, _ in per_person.values()),
+        "recall_per_person": float(np.mean(fractions)) if fractions else 0.0,
+        "delay_median_s": float(np.median(delays)) if delays else None,
+        "delay_p90_s": float(np.percentile(delays, 90)) if delays else None,
+        "wrong": wrong,
+    }
+
+
+def recall(engine: FaceEngine, examples: Path, clips: int, work: Path) -> dict[str, Any]:
+    report: dict[str, Any] = {"load_start": load_average()}
+    # Hamilton: the reference photos, one each (users of one face)
+    gallery = Gallery(engine, MemoryStore())
+    gallery.create_collection("cast")
+    for name in (LIN, ALEX):
+        indexed = gallery.index_faces("cast", examples / f"{name}.png", external_image_id=name, max_faces=1)
+        gallery.create_user("cast", name)
+        gallery.associate_faces("cast", name, [f.record.face_id for f in indexed.indexed])
+    hamilton = [(person, start, end) for person, spans in SPANS.items() for start, end in spans]
+    clip = examples / "short_hamilton_clip.mp4"
+    rows = []
+    for threshold in (99.0, 95.0):
+        for variant in VARIANTS:
+            result = score_appearances(hamilton, _identify(gallery, "cast", clip, threshold, variant, 2))
+            rows.append({"clip": "hamilton", "enrolled": 1, "threshold": threshold, "variant": variant.name,
+                         **_summary([result]), "detail": result})  # fmt: skip
+            print(f"  hamilton @{threshold:g} {variant.name:6}: {_line(rows[-1])}; {result}")
+    # generated LFW clips
+    known, strangers = _lfw_cast(clips)
+    galleries = {}
+    for enrolled in (1, 3):
+        gallery = Gallery(engine, MemoryStore())
+        gallery.create_collection("people")
+        for person, photos in known:
+            gallery.create_user("people", person)
+            ids = []
+            for photo in photos[:enrolled]:
+                indexed = gallery.index_faces("people", photo, external_image_id=person, max_faces=1)
+                ids.extend(f.record.face_id for f in indexed.indexed)
+            gallery.associate_faces("people", person, ids)
+        galleries[enrolled] = gallery
+    generated = []
+    for c in range(clips):
+        cast = known[3 * c : 3 * c + 3]
+        extra = strangers[2 * c : 2 * c + 2]
+        shots = [(cast[0][0], cast[0][1][3]), (cast[1][0], cast[1][1][3]), ("", extra[0][1][0]),
+                 (cast[2][0], cast[2][1][3]), (cast[0][0], cast[0][1][4]), (cast[1][0], cast[1][1][4]),
+                 ("", extra[1][1][0]), (cast[2][0], cast[2][1][4])]  # fmt: skip
+        path = work / f"lfw_clip_{c}.mp4"
+        generated.append((path, lfw_clip(path, shots, seed=c)))
+    for enrolled, gallery in galleries.items():
+        for threshold in (99.0, 95.0):
+            for variant in VARIANTS:
+                results = [
+                    score_appearances(appearances, _identify(gallery, "people", path, threshold, variant))
+                    for path, appearances in generated
+                ]
+                rows.append({"clip": f"lfw x{clips}", "enrolled": enrolled, "threshold": threshold,
+                             "variant": variant.name, **_summary(results), "wrong_names": [r["wrong"] for r in results]})  # fmt: skip
+                print(f"  lfw x{clips}, {enrolled} photo(s) @{threshold:g} {variant.name:6}: {_line(rows[-1])}")
+    report["rows"] = rows
+    report["load_end"] = load_average()
+    return report
+
+
+def _line(row: dict[str, Any]) -> str:
+    delay = (
+        "-" if row["delay_median_s"] is None else f"{row['delay_median_s']:.2f} s (p90 {row['delay_p90_s']:.2f})"
+    )
+    return (f"{row['named']}/{row['appearances']} appearances of {row['people']} people named, "
+            f"per-person recall {100 * row['recall_per_person']:.0f}%, first naming after {delay}, "
+            f"wrong names {row['wrong']}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each live run")
     parser.add_argument("--streams", default="1,2,4,6", help="stream counts to try")
     parser.add_argument("--max-side", type=int, default=640, help="detector input size (the engine's max_side)")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: accuracy,speed,live,latency")
+    parser.add_argument("--clips", type=int, default=4, help="generated LFW clips for the recall section")
     parser.add_argument("--json", help="write the numbers here")
     args = parser.parse_args()
     examples = require_data() / "face_recognition" / "examples"
@@ -283,6 +525,10 @@ def main() -> None:
     if "latency" not in skip:
         print("\nlive latency")
         report["latency"] = latency(gallery, clip, args.seconds)
+    if "recall" not in skip:
+        print("\nrecall (Hamilton clip; generated LFW clips, people of the test half)")
+        with tempfile.TemporaryDirectory() as work:
+            report["recall"] = recall(engine, examples, args.clips, Path(work))
     report["load_end"] = load_average()
     print(f"\nload average at end: {report['load_end']}")
     if args.json:

@@ -440,7 +440,22 @@ def test_list_users_paginates(store: FaceStore) -> None:
     assert {u.user_id: u.face_count for u in seen}["user-3"] == 2
 
 
-def test_search_users_ranks_by_best_face(store: FaceStore) -> None:
+def _expected_users(
+    owner: dict[str, str], vectors: dict[str, np.ndarray], probe: np.ndarray, limit: int
+) -> list[tuple[str, float, str]]:
+    """(user, template cosine, the user's closest face) by brute force: the template is the normalised sum."""
+    mine: dict[str, list[str]] = {}
+    for face_id, user in owner.items():
+        mine.setdefault(user, []).append(face_id)
+    rows = []
+    for user, face_ids in mine.items():
+        total = np.sum([vectors[f].astype(np.float64) for f in face_ids], axis=0)
+        closest = max(face_ids, key=lambda f: float(vectors[f] @ probe))
+        rows.append((user, float(total @ probe / np.linalg.norm(total)), closest))
+    return sorted(rows, key=lambda row: -row[1])[:limit]
+
+
+def test_search_users_ranks_by_template(store: FaceStore) -> None:
     store.create_collection("c", MODEL)
     faces = faces_with_vectors(600, seed=21)
     store.add_faces("c", faces)
@@ -452,24 +467,52 @@ def test_search_users_ranks_by_best_face(store: FaceStore) -> None:
         store.associate_faces("c", user, mine)
         owner.update(dict.fromkeys(mine, user))
     vectors = {f.face_id: v for f, v in faces}
-    for probe in unit_vectors(3, seed=22):
-        best: dict[str, tuple[float, str]] = {}
-        for face_id, user in owner.items():
-            cosine = float(vectors[face_id] @ probe)
-            if user not in best or cosine > best[user][0]:
-                best[user] = (cosine, face_id)
-        expected = sorted(best.items(), key=lambda kv: -kv[1][0])[:7]
+    probes = unit_vectors(3, seed=22)
+    store.search_users("c", probes[0], limit=1, min_cosine=-1.0)  # the templates exist; now change the users
+    for i in range(1, 6):  # u1..u5 lose three faces each, u6..u8 lose two faces outright
+        dropped = [f.face_id for f, _ in faces[i * 10 : i * 10 + 3]]
+        assert sorted(store.disassociate_faces("c", f"u{i}", dropped)) == sorted(dropped)
+        for face_id in dropped:
+            del owner[face_id]
+    for i in range(6, 9):
+        gone = [f.face_id for f, _ in faces[i * 10 : i * 10 + 2]]
+        store.disassociate_faces("c", f"u{i}", gone)
+        store.delete_faces("c", gone)
+        for face_id in gone:
+            del owner[face_id]
+    for probe in probes:
+        expected = _expected_users(owner, vectors, probe, 7)
         got = store.search_users("c", probe, limit=7, min_cosine=-1.0)
-        assert [(g.user.user_id, g.face_id) for g in got] == [(u, f) for u, (_, f) in expected]
-        np.testing.assert_allclose([g.cosine for g in got], [c for _, (c, _) in expected], atol=1e-5)
-        assert all(g.user.face_count == 10 for g in got)
+        assert [(g.user.user_id, g.face_id) for g in got] == [(u, f) for u, _, f in expected]
+        np.testing.assert_allclose([g.cosine for g in got], [c for _, c, _ in expected], atol=1e-5)
         top = got[0].user.user_id
         without = store.search_users("c", probe, limit=7, min_cosine=-1.0, exclude_user_id=top)
         assert top not in [g.user.user_id for g in without]
         assert [g.user.user_id for g in without[:6]] == [g.user.user_id for g in got[1:7]]
-    owned = faces[0]
-    hits = store.search_users("c", owned[1], limit=3, min_cosine=0.9)
-    assert [(h.user.user_id, h.face_id) for h in hits] == [("u0", owned[0].face_id)]
+        floor = expected[3][1]
+        assert [g.user.user_id for g in store.search_users("c", probe, limit=7, min_cosine=floor)] == [
+            u for u, _, _ in expected[:4]
+        ]
+
+
+def test_search_users_finds_a_user_whose_faces_agree(store: FaceStore) -> None:
+    """Five faces near one point make a template near it: a probe near that point finds the user."""
+    store.create_collection("c", MODEL)
+    centre = unit_vectors(1, seed=40)[0]
+    near = centre + 0.08 * unit_vectors(6, seed=41)
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    faces = faces_with_vectors(6, seed=42)
+    faces = [(record, vector.astype(np.float32)) for (record, _), vector in zip(faces, near, strict=True)]
+    store.add_faces("c", faces + faces_with_vectors(50, seed=43))
+    store.create_user("c", "twin")
+    store.create_user("c", "empty")
+    store.associate_faces("c", "twin", [f.face_id for f, _ in faces[:5]])
+    probe = faces[5][1]
+    closest = max(faces[:5], key=lambda fv: float(fv[1] @ probe))[0].face_id
+    hits = store.search_users("c", probe, limit=3, min_cosine=0.9)
+    assert [(h.user.user_id, h.face_id) for h in hits] == [("twin", closest)]
+    assert hits[0].user.face_count == 5
+    assert "empty" not in [h.user.user_id for h in store.search_users("c", probe, limit=5, min_cosine=-1.0)]
 
 
 def test_concurrent_adds_from_many_threads(store: FaceStore) -> None:

@@ -63,7 +63,7 @@ def test_search_users_widens_when_one_user_owns_the_best_faces() -> None:
     vectors = as_unit_matrix(np.vstack([close, far]), None)
     users = ["alice"] * 300 + [f"u{i % 50}" for i in range(1000)]
     index = VectorIndex.from_arrays([f"f{i}" for i in range(1300)], vectors, users)
-    got = index.search_users(probe, limit=5, min_cosine=-1.0)
+    got = index.search_users_by_face(probe, limit=5, min_cosine=-1.0)
     assert got[0][0] == "alice"
     assert len({u for u, _, _ in got}) == 5
     scores = vectors @ probe
@@ -72,8 +72,42 @@ def test_search_users_widens_when_one_user_owns_the_best_faces() -> None:
         best_other[users[i]] = max(best_other.get(users[i], -2.0), float(scores[i]))
     expected = sorted(best_other, key=lambda u: -best_other[u])[:4]
     assert [u for u, _, _ in got[1:]] == expected
-    without = index.search_users(probe, limit=3, min_cosine=-1.0, exclude_user_id="alice")
+    without = index.search_users_by_face(probe, limit=3, min_cosine=-1.0, exclude_user_id="alice")
     assert [u for u, _, _ in without] == expected[:3]
+
+
+def test_user_templates_follow_every_write() -> None:
+    """After adds, swap-removes, moves between users and a cleared user, the incrementally kept templates
+    rank users exactly as an index built afresh from the same rows does."""
+    rng = np.random.default_rng(50)
+    vectors = unit_vectors(400, seed=51)
+    ids = [f"f{i}" for i in range(400)]
+    owner: dict[str, str | None] = {f: (f"u{rng.integers(0, 30)}" if rng.random() < 0.7 else None) for f in ids}
+    index = VectorIndex.from_arrays(ids[:300], vectors[:300].copy(), [owner[f] for f in ids[:300]])
+    index.add(ids[300:], vectors[300:].copy(), [owner[f] for f in ids[300:]])
+    probe = unit_vectors(1, seed=52)[0]
+    index.search_users(probe, limit=5, min_cosine=-1.0)  # templates computed, then changed below
+    gone = [ids[int(i)] for i in rng.choice(400, 120, replace=False)]
+    index.remove(gone)
+    for face_id in gone:
+        del owner[face_id]
+    moved = [f for f in list(owner)[:40]]
+    index.set_user(moved, "u3")
+    owner.update(dict.fromkeys(moved, "u3"))
+    index.set_user(list(owner)[40:50], None)
+    owner.update(dict.fromkeys(list(owner)[40:50]))
+    index.clear_user("u7")
+    owner.update({f: None for f, u in owner.items() if u == "u7"})
+    alive = list(owner)
+    fresh = VectorIndex.from_arrays(alive, np.stack([vectors[ids.index(f)] for f in alive]), list(owner.values()))
+    for q in unit_vectors(5, seed=53):
+        got, want = (
+            index.search_users(q, limit=10, min_cosine=-1.0),
+            fresh.search_users(q, limit=10, min_cosine=-1.0),
+        )
+        assert [(u, f) for u, _, f in got] == [(u, f) for u, _, f in want]
+        np.testing.assert_allclose([c for _, c, _ in got], [c for _, c, _ in want], atol=1e-6)
+        assert "u7" not in [u for u, _, _ in got]
 
 
 def test_users_follow_set_and_clear() -> None:

@@ -540,6 +540,20 @@ class Gallery:
         self._record_user_search(caller, "SearchUsersByImage", collection_id, threshold, matches)
         return UserImageSearch(probe, matches, unsearched, self.model)
 
+    def search_users_vector(
+        self,
+        collection_id: str,
+        vector: Vector,
+        *,
+        max_users: int = 500,
+        threshold: float = DEFAULT_MATCH_THRESHOLD,
+    ) -> tuple[UserMatch, ...]:
+        """Users like ``vector`` (scored by their template), best first. **Not audited**, like
+        ``search_vector``: for callers that search many times on behalf of one act they record themselves."""
+        self._collection(collection_id)
+        check_int(max_users, "max_users", 1, 500)
+        return self._search_users(collection_id, [vector], max_users, check_percent(threshold, "threshold"))
+
     def _search_users(
         self,
         collection_id: str,

@@ -6,7 +6,8 @@ both drive it, one frame at a time, from a single thread (the engine builds its 
 Embedding is the expensive step (~24 ms per face on one core, against ~17 ms to detect every face in a
 640×360 frame), so at most ``max_embeds_per_frame`` faces are embedded per frame, chosen in this order:
 new faces when a lost track might be theirs (re-association), new faces, unidentified tracks due for a
-sample, identified tracks due for a re-check (``IdentitySettings``).
+sample, identified tracks due for a re-check (``IdentitySettings``), and last, unidentified tracks whose face
+in this frame looks clearly better than any they have been sampled with (``better_sample_recheck``).
 """
 
 from __future__ import annotations
@@ -155,6 +156,9 @@ class FrameAnalyzer:
                 continue
             weight = sample_weight(face)
             track.add_sample(face.vector, weight, t)
+            if self.matcher is not None:
+                state = IdentityState.of(track)
+                state.best_weight = max(state.best_weight, weight)
             if settings.snapshot_px and weight > track.state.get("snapshot_weight", -1.0):
                 track.state["snapshot_weight"] = weight
                 track.state["snapshot"] = _crop(image.pixels, face.detection, settings.snapshot_px)
@@ -233,10 +237,14 @@ class FrameAnalyzer:
             det = detections[di]
             if min(det.w, det.h) >= min_px:
                 ranked.append((0 if lost else 1, -det.area, di))
+        hopefuls: dict[int, Track] = {}  # unidentified tracks not due: embedded only for a clearly better face
         for track, di in pairs:
             state = IdentityState.of(track)
             if state.wants_sample(track, t, settings.identity):
                 ranked.append((2 if state.match is None else 3, track.last_sample, di))
+            elif state.wants_better_sample(track, t, 1.0, settings.identity):
+                ranked.append((4, track.last_sample, di))
+                hopefuls[di] = track
         ranked.sort()
         # Quality first (cheap: alignment, pose, sharpness), then embed the best-ranked faces worth it.
         candidates = [di for _, _, di in ranked[: 3 * settings.max_embeds_per_frame]]
@@ -244,7 +252,17 @@ class FrameAnalyzer:
             return {}
         looks = self.engine.describe(image, [detections[di] for di in candidates], embed=False)
         floor = settings.identity.min_sample_weight
-        chosen = [di for di, look in zip(candidates, looks, strict=True) if sample_weight(look) >= floor]
+        chosen = [
+            di
+            for di, look in zip(candidates, looks, strict=True)
+            if sample_weight(look) >= floor
+            and (
+                di not in hopefuls
+                or IdentityState.of(hopefuls[di]).wants_better_sample(
+                    hopefuls[di], t, sample_weight(look), settings.identity
+                )
+            )
+        ]
         chosen = chosen[: settings.max_embeds_per_frame]
         if not chosen:
             return {}

@@ -12,7 +12,11 @@ re-checks agree on a different person. Identified tracks are re-checked every ``
 of one person count as one candidate.
 
 ``Matcher`` is the small interface to the collection; ``CollectionMatcher`` implements it over a ``Gallery``
-(the store's exact search with the threshold turned into a cosine bound once, as ``Gallery`` does).
+(the store's exact search with the threshold turned into a cosine bound once, as ``Gallery`` does). A person
+enrolled as a *user* (several photos associated to one UserId) is matched by the user's template, as
+SearchUsers does: the track's template against the normalised mean of the user's photos, which names people
+sooner and more often than their best single photo at the same threshold (``benchmarks/bench_video.py``,
+section ``recall``; docs/video.md). Faces that belong to no user are matched one by one.
 """
 
 from __future__ import annotations
@@ -54,10 +58,18 @@ class Matcher(Protocol):
 class CollectionMatcher:
     """A ``Matcher`` over one collection of a ``Gallery``. Thread-safe when the gallery's store is."""
 
-    def __init__(self, gallery: Gallery, collection_id: str, threshold: float = DEFAULT_MATCH_THRESHOLD) -> None:
+    def __init__(
+        self,
+        gallery: Gallery,
+        collection_id: str,
+        threshold: float = DEFAULT_MATCH_THRESHOLD,
+        *,
+        user_templates: bool = True,
+    ) -> None:
         self.gallery = gallery
         self.collection_id = check_collection_id(collection_id)
         self._threshold = check_percent(threshold, "threshold")
+        self.user_templates = user_templates
         info = gallery.describe_collection(collection_id)
         if info.model != gallery.model:
             raise ModelMismatchError(
@@ -70,7 +82,24 @@ class CollectionMatcher:
         return self._threshold
 
     def search(self, vector: Vector, limit: int = 5) -> tuple[FaceMatch, ...]:
-        return self.gallery.search_vector(self.collection_id, vector, max_faces=limit, threshold=self._threshold)
+        faces = self.gallery.search_vector(
+            self.collection_id, vector, max_faces=4 * limit + 16 if self.user_templates else limit,
+            threshold=self._threshold,
+        )  # fmt: skip
+        if not self.user_templates:
+            return faces
+        # Users stand for their template: each becomes one match, its closest face with the template's
+        # similarity; faces of nobody's compete as themselves.
+        users = self.gallery.search_users_vector(
+            self.collection_id, vector, max_users=limit, threshold=self._threshold
+        )
+        evidence = {
+            face.face_id: face
+            for face in self.gallery.store.get_faces(self.collection_id, [u.face_ids[0] for u in users])
+        }
+        as_faces = [FaceMatch(evidence[u.face_ids[0]], u.similarity) for u in users if u.face_ids[0] in evidence]
+        single = [match for match in faces if not match.face.user_id]
+        return tuple(sorted([*as_faces, *single], key=lambda m: -m.similarity)[:limit])
 
     def closest(self, vector: Vector) -> float:
         neighbors = self.gallery.store.search(self.collection_id, vector, limit=1, min_cosine=-1.0)
@@ -92,6 +121,10 @@ class IdentitySettings:
     the threshold stops quick sampling and is only re-checked every ``recheck_interval`` (a stranger).
     ``switch_after``: consecutive re-checks naming another person before an identified track's match changes.
     ``min_face_px``: faces whose shorter side is smaller are never embedded (too little detail).
+    ``better_sample_recheck``: an unidentified track that is not due for a sample is still embedded (after
+    ``sample_interval``) when its face in this frame looks ``better_sample_factor`` times better
+    (``sample_weight``) than its best sample so far, and searched again at once: a face that turns to the
+    camera or comes closer is used when it does, not at the next ``recheck_interval``.
     """
 
     sample_interval: float = 0.2
@@ -103,6 +136,8 @@ class IdentitySettings:
     hopeless_margin: float = 30.0
     switch_after: int = 2
     min_face_px: float = 16.0
+    better_sample_recheck: bool = True
+    better_sample_factor: float = 1.25
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_interval <= 60.0 or not 0.0 <= self.recheck_interval <= 3600.0:
@@ -113,6 +148,8 @@ class IdentitySettings:
             raise InvalidParameterError("min_evidence must be 0-100 and min_sample_weight 0-1")
         if not 0.0 <= self.min_face_px <= 1000.0:
             raise InvalidParameterError("min_face_px must be 0-1000")
+        if not 1.0 <= self.better_sample_factor <= 100.0:
+            raise InvalidParameterError("better_sample_factor must be 1-100")
 
 
 def person_key(match: FaceMatch) -> str:
@@ -148,6 +185,7 @@ class IdentityState:
     checks: int = 0
     checked_samples: int = 0  # the track's sample count at the latest search
     hopeless: bool = False  # the latest search found nobody anywhere near the threshold
+    best_weight: float = 0.0  # the best sample weight embedded so far
 
     @classmethod
     def of(cls, track: Track) -> IdentityState:
@@ -166,6 +204,18 @@ class IdentityState:
         quick = self.match is None and not self.hopeless and track.samples < settings.quick_samples
         interval = settings.sample_interval if quick else settings.recheck_interval
         return t - track.last_sample >= interval
+
+    def wants_better_sample(self, track: Track, t: float, weight: float, settings: IdentitySettings) -> bool:
+        """Whether a face of ``weight`` is worth embedding although the track is not due for a sample: the
+        track is unidentified, the last sample is ``sample_interval`` old, and this face is clearly better."""
+        return (
+            settings.better_sample_recheck
+            and self.match is None
+            and track.samples > 0
+            and t - track.last_sample >= settings.sample_interval
+            and weight >= settings.better_sample_factor * self.best_weight
+            and weight >= settings.min_sample_weight
+        )
 
     def update(self, track: Track, matcher: Matcher, settings: IdentitySettings) -> FaceMatch | None:
         """Search with the track's template; returns the new match when it was just identified or changed."""
