@@ -4,11 +4,9 @@ edited it."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table

@@ -547,12 +547,16 @@ class Gallery:
         *,
         max_users: int = 500,
         threshold: float = DEFAULT_MATCH_THRESHOLD,
+        quality: float | None = None,
     ) -> tuple[UserMatch, ...]:
-        """Users like ``vector`` (scored by their template), best first. **Not audited**, like
-        ``search_vector``: for callers that search many times on behalf of one act they record themselves."""
+        """Users like ``vector`` (scored by their template), best first; ``quality`` is the probe's face quality
+        (None: unknown, the cautious band). **Not audited**, like ``search_vector``: for callers that search many
+        times on behalf of one act they record themselves."""
         self._collection(collection_id)
         check_int(max_users, "max_users", 1, 500)
-        return self._search_users(collection_id, [vector], max_users, check_percent(threshold, "threshold"))
+        return self._search_users(
+            collection_id, [(vector, quality)], max_users, check_percent(threshold, "threshold")
+        )
 
     def _search_users(
         self,

@@ -459,6 +459,15 @@ class PostgresStore:
             users = self._users(conn, cid, [u for u, _, _ in hits])
         return [UserNeighbor(users[u], cosine, face_id) for u, cosine, face_id in hits if u in users]
 
+    def check_writable(self) -> None:
+        """Commit a tiny write (``facetrace_meta.last_write_check``): ``StoreError`` when the database cannot
+        take writes (read-only server, full disk), which also means no audit record can be appended."""
+        with self._db.transaction("writing to the database") as conn:
+            conn.execute(
+                "INSERT INTO facetrace_meta VALUES ('last_write_check', now()::text)"
+                " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            )
+
     def close(self) -> None:
         """Stop following the log and close every connection. Safe to call twice."""
         self._indexes.close()

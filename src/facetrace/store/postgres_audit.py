@@ -16,7 +16,16 @@ from typing import Any
 
 import psycopg
 
-from facetrace.audit import GENESIS_HASH, AuditEvent, AuditRecord, Verification, _check, _event, _hash, _payload
+from facetrace.audit import (
+    GENESIS_HASH,
+    AuditEvent,
+    AuditRecord,
+    Verification,
+    chain_hash,
+    chain_payload,
+    check_record,
+    event_from_body,
+)
 from facetrace.errors import FacetraceError, StoreError
 from facetrace.store.postgres_db import PgDatabase, lock_log
 
@@ -35,8 +44,10 @@ def append(conn: psycopg.Connection[Any], event: AuditEvent) -> int:
             cur = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         row = cur.fetchone()
         seq, prev = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS_HASH)
-        payload = _payload(seq, round(time.time(), 6), event, prev)
-        conn.execute("INSERT INTO audit(seq, payload, hash) VALUES (%s, %s, %s)", (seq, payload, _hash(payload)))
+        payload = chain_payload(seq, round(time.time(), 6), event, prev)
+        conn.execute(
+            "INSERT INTO audit(seq, payload, hash) VALUES (%s, %s, %s)", (seq, payload, chain_hash(payload))
+        )
     except (psycopg.Error, ValueError, TypeError) as exc:
         raise StoreError(f"audit store unavailable: {exc}") from exc
     return seq
@@ -98,7 +109,9 @@ class PostgresAuditTrail:
         for seq, payload, digest in self._rows(after):
             try:
                 body = json.loads(payload)
-                record = AuditRecord(seq, float(body["time"]), _event(body), str(body["prev_hash"]), digest)
+                record = AuditRecord(
+                    seq, float(body["time"]), event_from_body(body), str(body["prev_hash"]), digest
+                )
             except (ValueError, KeyError, TypeError):
                 record = AuditRecord(seq, 0.0, AuditEvent("<unreadable>", "<unreadable>"), "", digest)
             event = record.event
@@ -118,7 +131,7 @@ class PostgresAuditTrail:
         prev, expected_seq, count, head_seen = GENESIS_HASH, 1, 0, expect_head in (None, GENESIS_HASH)
         try:
             for seq, payload, digest in self._rows():
-                problem = _check(seq, payload, digest, prev, expected_seq)
+                problem = check_record(seq, payload, digest, prev, expected_seq)
                 if problem is not None:
                     return Verification(False, count, prev, broken_seq=seq, reason=problem)
                 head_seen = head_seen or digest == expect_head

@@ -295,7 +295,7 @@ class IndexFollower:
                 " AND seq < (SELECT MAX(seq) FROM changes)",
                 (older_than,),
             )
-            return cur.rowcount
+            return int(cur.rowcount)
 
     def _listen(self) -> None:
         """Background: LISTEN for change notifications and catch up; reconnect with a back-off on failure."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facetrace.audit import GENESIS_HASH, _check
+from facetrace.audit import GENESIS_HASH, check_record
 from facetrace.errors import ConflictError, NotFoundError, StoreError
 from facetrace.store.postgres_audit import PostgresAuditTrail, copy_records
 from facetrace.store.postgres_db import PgDatabase, translate
@@ -193,7 +193,7 @@ def _copy_audit(path: Path | None, src: sqlite3.Connection, dst: Any) -> tuple[i
         rows = src.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
     prev = GENESIS_HASH
     for expected, (seq, payload, digest) in enumerate(rows, start=1):
-        problem = _check(int(seq), str(payload), str(digest), prev, expected)
+        problem = check_record(int(seq), str(payload), str(digest), prev, expected)
         if problem is not None:
             raise StoreError(f"the source audit log is broken at record {seq}: {problem}")
         prev = str(digest)
