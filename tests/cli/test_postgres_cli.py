@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facetrace.audit import AuditEvent, AuditLog
+from facetrace.audit import AuditEvent
 from facetrace.cli import main
 from facetrace.store import SQLiteStore
 from facetrace.store.postgres import PostgresStore
@@ -50,7 +50,6 @@ def test_cli_on_postgres_indexes_searches_and_audits_in_the_database(
 def _home_with_data(home: Path) -> tuple[list, list]:
     home.mkdir(parents=True)
     store = SQLiteStore(home / "facetrace.db")
-    log = AuditLog(home / "audit.db")
     a_faces = faces_with_vectors(120, seed=3)
     b_faces = faces_with_vectors(7, seed=4)
     try:
@@ -65,10 +64,11 @@ def _home_with_data(home: Path) -> tuple[list, list]:
         store.create_user("beta", "bob")
         store.delete_faces("alpha", [a_faces[5][0].face_id])
         for i in range(25):
-            log.record(AuditEvent("SearchFacesByImage", f"key{i % 3}", collection_id="alpha", match_count=i))
+            store.audit.record(
+                AuditEvent("SearchFacesByImage", f"key{i % 3}", collection_id="alpha", match_count=i)
+            )
     finally:
         store.close()
-        log.close()
     return a_faces, b_faces
 
 
@@ -87,9 +87,9 @@ def test_migrate_copies_a_home_bit_for_bit_and_refuses_a_non_empty_target(
 ) -> None:
     home = tmp_path / "home"
     a_faces, b_faces = _home_with_data(home)
-    source_head = AuditLog(home / "audit.db")
-    head = source_head.verify().head
-    source_head.close()
+    source = SQLiteStore(home / "facetrace.db")
+    head = source.audit.verify().head
+    source.close()
     before = _digest(home)
 
     code, report, _ = run(capsys, "migrate", "--home", str(home), "--to", pg_url)
@@ -135,7 +135,7 @@ def test_migrate_refuses_a_broken_source_chain_and_leaves_the_target_empty(
 
     home = tmp_path / "home"
     _home_with_data(home)
-    conn = sqlite3.connect(home / "audit.db")
+    conn = sqlite3.connect(home / "facetrace.db")
     conn.execute("DROP TRIGGER audit_no_update")
     conn.execute("UPDATE audit SET payload=replace(payload, 'key1', 'key9') WHERE seq=5")
     conn.commit()
