@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from facetrace.audit import AuditEvent, Caller
+from facetrace.calibration import pair_quality
 from facetrace.engine import FaceEngine
 from facetrace.errors import (
     AlreadyExistsError,
@@ -172,7 +173,10 @@ def test_a_user_is_scored_by_the_template_of_its_photos(
         found = gallery.search_users_by_image("people", photos[name], threshold=80.0)
         assert [m.user.user_id for m in found.matches] == ["barack"]
         match = found.matches[0]
-        expected = engine.calibration.similarity(float(template @ probe.vector))
+        # Scored on the band of the probe's quality and that of the user's closest face.
+        closest = gallery.store.get_faces("people", list(match.face_ids))[0]
+        band = pair_quality(probe.quality_score, closest.quality)
+        expected = engine.calibration.similarity(float(template @ probe.vector), band)
         assert match.similarity == pytest.approx(expected, abs=1e-3)
         singles = [engine.calibration.similarity(float(v @ probe.vector)) for v in vectors]
         assert match.similarity > max(singles), name
