@@ -86,14 +86,17 @@ def _serve(args: argparse.Namespace) -> int:
     from facetrace.app import open_gallery
     from facetrace.home import ensure_home
     from facetrace.service import KeyStore, create_app, run
+    from facetrace.store import records_of
 
     config = _config(args)
     home = ensure_home(Path(args.home) if args.home else None)
-    keys = KeyStore.in_home(home)
     gallery = open_gallery(home)  # audited in its own database (store.audit)
+    records = records_of(gallery.store)
+    keys = KeyStore(records.keys) if records is not None else KeyStore.in_home(home)
 
     def close() -> None:
         gallery.store.close()
+        keys.close()
 
     app = create_app(gallery, keys, config, on_shutdown=close, home=home)
     if not _is_loopback(config.host):

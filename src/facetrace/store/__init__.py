@@ -13,6 +13,7 @@ from facetrace.home import ensure_home
 from facetrace.store.base import CollectionInfo, FaceStore, Neighbor, Page, UserNeighbor
 from facetrace.store.memory import MemoryStore
 from facetrace.store.sqlite import SQLiteStore
+from facetrace.store.sqlite_records import SQLiteRecords
 
 __all__ = [
     "DB_FILENAME",
@@ -25,6 +26,7 @@ __all__ = [
     "SQLiteStore",
     "UserNeighbor",
     "open_store",
+    "records_of",
 ]
 
 DB_FILENAME = "facetrace.db"
@@ -36,14 +38,24 @@ def open_store(home: Path | None = None) -> FaceStore:
     """The durable store in ``home`` (default: ``$FACETRACE_HOME``, else the user data directory), created
     private to the user if missing. Raises ``StoreError`` if the database cannot be opened or is corrupt.
 
-    A home from an older facetrace is brought up to date here: the schema is migrated, and a separate
-    ``audit.db`` is verified, imported into the database's audit trail and renamed ``audit.db.imported``
-    (a broken old chain is refused, and the home is not opened, rather than silently dropped)."""
+    A home from an older facetrace is brought up to date here: the schema is migrated, and the separate
+    files of older versions are imported into the database (``store/legacy.py``): ``audit.db`` is verified,
+    imported and renamed ``audit.db.imported`` (a broken old chain is refused, and the home is not opened,
+    rather than silently dropped); ``keys.json`` and ``video/*.db`` are imported too."""
+    from facetrace.store.legacy import import_legacy_files
+
     root = ensure_home(home)
     store = SQLiteStore(root / DB_FILENAME)
     try:
-        store.audit.import_file(root / LEGACY_AUDIT_FILENAME)
+        import_legacy_files(store, root)
     except BaseException:
         store.close()
         raise
     return store
+
+
+def records_of(store: FaceStore) -> SQLiteRecords | None:
+    """The repositories of keys, request tokens, video jobs, processors and sightings kept in ``store``'s
+    database, or None for a store without them (``MemoryStore``: callers then keep those in memory)."""
+    records = getattr(store, "records", None)
+    return records if isinstance(records, SQLiteRecords) else None
