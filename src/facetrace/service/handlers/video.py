@@ -26,6 +26,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from facetrace.app import Video, open_video
 from facetrace.errors import AccessDeniedError, ConflictError, InvalidParameterError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.home import resolve_home
@@ -33,10 +34,8 @@ from facetrace.service.dispatch import KEY_SCOPE
 from facetrace.service.errors import ServiceError
 from facetrace.service.keys import AccessKey
 from facetrace.service.operations import Context, Permission, Resources, on_startup, operation, route
-from facetrace.store import DB_FILENAME, records_of
 from facetrace.video.jobs import Job, VideoJobs
 from facetrace.video.processors import StreamProcessors
-from facetrace.video.sightings import RetentionSweeper, SightingStore
 from facetrace.video.sinks import EventBus, sse_message
 
 __all__ = ["event_stream", "events", "processors_of"]
@@ -44,41 +43,21 @@ __all__ = ["event_stream", "events", "processors_of"]
 JSON = dict[str, Any]
 
 
-def _sightings(resources: Resources, gallery: Gallery) -> SightingStore:
-    def build() -> SightingStore:
-        records = records_of(gallery.store)
-        if records is not None:
-            return SightingStore(records.sightings)
-        # A store without record tables (MemoryStore): sightings go to the home's database.
-        return SightingStore(Path(resources.get("home", resolve_home)) / DB_FILENAME)
-
-    store = resources.get("video.sightings", build)
-    resources.get("video.sweeper", lambda: RetentionSweeper(store).start())
-    return store
+def _video(resources: Resources, gallery: Gallery) -> Video:
+    """The server's video services (one per server, closed at shutdown); the first call resumes the
+    processors that were running before a restart."""
+    home = Path(resources.get("home", resolve_home))
+    video: Video = resources.get("video", lambda: open_video(gallery, home=home, resume=True))
+    return video
 
 
 def _jobs(ctx: Context) -> VideoJobs:
-    sightings = _sightings(ctx.resources, ctx.gallery)
-    records = records_of(ctx.gallery.store)
-    return ctx.resources.get(
-        "video.jobs",
-        lambda: VideoJobs(ctx.gallery, repository=records.jobs if records else None, sightings=sightings),
-    )
+    return _video(ctx.resources, ctx.gallery).jobs
 
 
 def processors_of(resources: Resources, gallery: Gallery) -> StreamProcessors:
     """The server's stream processors; the first call resumes those that were running before a restart."""
-    sightings = _sightings(resources, gallery)
-    records = records_of(gallery.store)
-
-    def build() -> StreamProcessors:
-        manager = StreamProcessors(
-            gallery, repository=records.processors if records else None, sightings=sightings, bus=EventBus()
-        )
-        manager.resume()
-        return manager
-
-    return resources.get("video.processors", build)
+    return _video(resources, gallery).processors
 
 
 @on_startup
