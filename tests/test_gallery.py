@@ -276,3 +276,22 @@ def test_detect_and_compare_with_a_quality_filter(
     assert audit.events[-1].match_count == 1
     with pytest.raises(NoFaceError):
         gallery.compare_faces(blurred, target, quality_filter="HIGH")
+
+
+def test_kept_images_go_with_their_faces_and_collection(
+    engine: FaceEngine, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    import stat
+
+    gallery = Gallery(engine, MemoryStore(), image_dir=tmp_path / "images")
+    gallery.create_collection("people")
+    first = gallery.index_faces("people", photos["obama.jpg"], keep_image=True)
+    second = gallery.index_faces("people", photos["biden.jpg"], keep_image=True)
+    kept = tmp_path / "images" / "people" / f"{first.image_id}.jpg"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert stat.S_IMODE(kept.parent.stat().st_mode) == 0o700
+    gallery.delete_faces("people", [first.indexed[0].record.face_id])
+    assert not kept.exists()  # it shows the deleted face
+    assert (tmp_path / "images" / "people" / f"{second.image_id}.jpg").exists()
+    gallery.delete_collection("people")
+    assert not (tmp_path / "images" / "people").exists()

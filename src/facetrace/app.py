@@ -1,4 +1,5 @@
-"""Composition: build a ready-to-use ``Gallery`` over the store of a facetrace home or a PostgreSQL database.
+"""Composition: build a ready-to-use ``Gallery`` over the store of a facetrace home or a PostgreSQL database,
+and the ``Video`` services (jobs, stream processors, sightings, event bus) over the same database.
 
 This is the one place that decides which concrete store and engine the CLI and the server use by default;
 everything else takes them as arguments. The audit trail is the store's own (``store.audit``).
@@ -6,14 +7,22 @@ everything else takes them as arguments. The audit trail is the store's own (``s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facetrace.engine import FaceEngine
 from facetrace.gallery import Gallery
-from facetrace.home import ensure_home, private_dir
-from facetrace.store import FaceStore, open_store
+from facetrace.home import ensure_home, private_dir, resolve_home
+from facetrace.store import DB_FILENAME, FaceStore, open_store, records_of
 
-__all__ = ["open_gallery"]
+if TYPE_CHECKING:  # video pulls in PyAV: imported when video is opened, not for every CLI command
+    from facetrace.video.jobs import JobSettings, VideoJobs
+    from facetrace.video.processors import StreamProcessors
+    from facetrace.video.sightings import RetentionSweeper, SightingStore
+    from facetrace.video.sinks import EventBus
+
+__all__ = ["Video", "open_gallery", "open_video"]
 
 IMAGES_DIR = "images"
 
@@ -37,3 +46,56 @@ def open_gallery(
     except BaseException:
         store.close()
         raise
+
+
+@dataclass(frozen=True, slots=True)
+class Video:
+    """The video services of one gallery, sharing its database: stored-video ``jobs``, live stream
+    ``processors`` (publishing to ``bus``), the ``sightings`` both make, and the retention ``sweeper``."""
+
+    jobs: VideoJobs
+    processors: StreamProcessors
+    sightings: SightingStore
+    bus: EventBus
+    sweeper: RetentionSweeper | None
+
+    def close(self) -> None:
+        """Stop the processors (keeping which should run), the jobs' pool and the sweeper."""
+        self.processors.close()
+        self.jobs.close()
+        if self.sweeper is not None:
+            self.sweeper.stop()
+        self.sightings.close()
+
+
+def open_video(
+    gallery: Gallery,
+    *,
+    home: Path | None = None,
+    settings: JobSettings | None = None,
+    resume: bool = False,
+    sweep: bool = True,
+) -> Video:
+    """Jobs, processors and sightings kept in ``gallery``'s database (a store without record tables —
+    ``MemoryStore`` — keeps jobs and processors in memory and sightings in ``home``'s database).
+    ``resume`` starts the processors that were running when the last process stopped; ``sweep`` runs the
+    hourly retention sweep in the background."""
+    from facetrace.video.jobs import VideoJobs
+    from facetrace.video.processors import StreamProcessors
+    from facetrace.video.sightings import RetentionSweeper, SightingStore
+    from facetrace.video.sinks import EventBus
+
+    records = records_of(gallery.store)
+    if records is not None:
+        sightings = SightingStore(records.sightings)
+    else:
+        sightings = SightingStore(resolve_home(home) / DB_FILENAME)
+    bus = EventBus()
+    jobs = VideoJobs(gallery, repository=records.jobs if records else None, sightings=sightings, settings=settings)
+    processors = StreamProcessors(
+        gallery, repository=records.processors if records else None, sightings=sightings, bus=bus
+    )
+    if resume:
+        processors.resume()
+    sweeper = RetentionSweeper(sightings).start() if sweep else None
+    return Video(jobs, processors, sightings, bus, sweeper)

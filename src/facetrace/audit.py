@@ -305,3 +305,11 @@ def check_record(seq: int, payload: str, digest: str, prev: str, expected_seq: i
     if body.get("prev_hash") != prev:
         return "the record does not follow the previous one (a record before it was edited or removed)"
     return None
+
+
+# The helpers' names before they became public, for code written against them in parallel (the PostgreSQL
+# store); remove once nothing imports them.
+_payload = chain_payload
+_hash = chain_hash
+_event = event_from_body
+_check = check_record

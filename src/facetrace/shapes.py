@@ -6,14 +6,18 @@ prints exactly what ``SearchFacesByImage`` returns on the wire.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facetrace.store.base import CollectionInfo
 from facetrace.types import BoundingBox, FaceDetail, FaceMatch, FaceRecord, UserMatch, UserRecord
 
+if TYPE_CHECKING:
+    from facetrace.engine import Comparison
+
 __all__ = [
     "bounding_box",
     "collection",
+    "compare_faces",
     "face_detail",
     "face_match",
     "face_record",
@@ -74,4 +78,16 @@ def collection(info: CollectionInfo) -> JSON:
         "UserCount": info.user_count,
         "FaceModelVersion": info.model,
         "CreationTimestamp": info.created_at,
+    }
+
+
+def compare_faces(result: Comparison) -> JSON:
+    """CompareFaces' response: the source face, matches (similarity rounded as on the wire), unmatched faces."""
+    source = result.source.detail
+    return {
+        "SourceImageFace": {"BoundingBox": bounding_box(source.bounding_box), "Confidence": source.confidence},
+        "FaceMatches": [
+            {"Similarity": round(score, 4), "Face": face_detail(face.detail)} for face, score in result.matches
+        ],
+        "UnmatchedFaces": [face_detail(face.detail) for face, _ in result.unmatched],
     }

@@ -112,3 +112,14 @@ def test_users_from_the_command_line(
     assert refused["UnsuccessfulFaceDeletions"][0]["Reasons"] == ["ASSOCIATED_TO_AN_EXISTING_USER"]
     assert run(capsys, "users", "disassociate", "people", "barack", obama)[0] == 0
     assert run(capsys, "users", "list", "people")[1]["Users"] == [{"UserId": "barack", "UserStatus": "CREATED"}]
+
+
+def test_compare_json_is_compare_faces_response(
+    capsys: pytest.CaptureFixture[str], photos: dict[str, Path], home: Path
+) -> None:
+    code, data, _ = run(capsys, "compare", str(photos["obama.jpg"]), str(photos["obama2.jpg"]))
+    assert code == 0
+    assert set(data) == {"SourceImageFace", "FaceMatches", "UnmatchedFaces"}  # CompareFaces' members only
+    similarity = data["FaceMatches"][0]["Similarity"]
+    assert similarity == round(similarity, 4)
+    assert similarity >= 80

@@ -100,7 +100,7 @@ def start_server(
 ) -> Server:
     store = store or SQLiteStore(tmp / "facetrace.db")  # the durable store, audited in its own database
     gallery = Gallery(engine, store)
-    keys = KeyStore(tmp / "keys.json")
+    keys = KeyStore(store.records.keys)  # in the same database
     admin = keys.create("admin", description="tests")
     config = config or ServiceConfig(port=0, workers=2)
     app_options.setdefault("home", tmp)  # handler modules' state (video) stays in the test's folder

@@ -13,14 +13,14 @@ from facetrace.service.keys import KeyStore, Permission
 
 
 def test_create_list_delete(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "keys.json")
+    store = KeyStore(tmp_path / "facetrace.db")
     key = store.create("write", collections=["a", "b"], description="ingest")
     assert key.access_key_id.startswith("FT")
     assert len(key.access_key_id) == 20
     assert len(key.secret) >= 40
-    assert (tmp_path / "keys.json").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "facetrace.db").stat().st_mode & 0o777 == 0o600
     assert key.secret not in repr(key)
-    again = KeyStore(tmp_path / "keys.json").get(key.access_key_id)
+    again = KeyStore(tmp_path / "facetrace.db").get(key.access_key_id)
     assert again == key
     assert again.may(Permission.READ)
     assert again.may(Permission.WRITE)
@@ -34,7 +34,7 @@ def test_create_list_delete(tmp_path: Path) -> None:
 
 
 def test_refuses_bad_settings(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "keys.json")
+    store = KeyStore(tmp_path / "facetrace.db")
     with pytest.raises(InvalidParameterError):
         store.create("root")
     with pytest.raises(InvalidParameterError):

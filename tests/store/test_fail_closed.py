@@ -123,3 +123,29 @@ def test_check_writable_reports_a_locked_database(tmp_path: Path) -> None:
     store.check_writable()
     assert store.list_collections(limit=10).items == ()
     store.close()
+
+
+def test_a_read_only_database_changes_nothing(tmp_path: Path) -> None:
+    """As a write-protected file behaves (``PRAGMA query_only`` on the store's writer: tests run as root,
+    for whom chmod does not protect a file)."""
+    store = SQLiteStore(tmp_path / "facetrace.db")
+    store.create_collection("c", MODEL, audit=EVENT)
+    kept = faces_with_vectors(1, seed=5)
+    store.add_faces("c", kept, audit=EVENT)
+    with store.database.transaction() as conn:
+        conn.execute("PRAGMA query_only = 1")
+    for attempt in (
+        lambda: store.create_collection("d", MODEL, audit=EVENT),
+        lambda: store.add_faces("c", faces_with_vectors(2, seed=6), audit=EVENT),
+        lambda: store.delete_faces("c", [kept[0][0].face_id], audit=EVENT),
+        lambda: store.audit.record(EVENT),
+    ):
+        with pytest.raises(StoreError, match=r"audit store unavailable.*readonly"):
+            attempt()
+    with pytest.raises(StoreError, match="readonly"):
+        store.check_writable()
+    assert store.list_collections(limit=10).items == ("c",)
+    assert [f.face_id for f in store.list_faces("c", limit=10).items] == [kept[0][0].face_id]
+    check = store.audit.verify()
+    assert (check.ok, check.count) == (True, 2)
+    store.close()

@@ -23,6 +23,7 @@ import pytest
 
 from facetrace.errors import InvalidParameterError, SourceOpenError, StreamError, StreamStalledError
 from facetrace.gallery import Gallery
+from facetrace.store import SQLiteStore
 from facetrace.video.events import StreamState
 from facetrace.video.jobs import JobStatus, VideoJobs
 from facetrace.video.source import SourceKind, SourceSettings, VideoSource
@@ -293,7 +294,7 @@ def test_a_live_hls_source_gives_up_when_its_server_goes_away(site: Path) -> Non
 
 @pytest.fixture
 def jobs(gallery: Gallery, tmp_path: Path) -> Iterator[VideoJobs]:
-    manager = VideoJobs(gallery, path=tmp_path / "jobs.db")
+    manager = VideoJobs(gallery, repository=SQLiteStore(tmp_path / "facetrace.db").records.jobs)
     yield manager
     manager.close(wait=True)
 

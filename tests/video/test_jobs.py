@@ -8,6 +8,8 @@ import pytest
 
 from facetrace.errors import InvalidParameterError, NotFoundError
 from facetrace.gallery import Gallery
+from facetrace.store import SQLiteStore
+from facetrace.store.records import JobRepository
 from facetrace.video.jobs import JobSettings, JobStatus, VideoJobs
 from facetrace.video.sightings import SightingStore
 from tests.video.conftest import FPS, SECONDS, SIZE, THRESHOLD, Actor
@@ -21,9 +23,16 @@ def _spans(results: list[dict], key: str) -> dict[str, tuple[int, int]]:
     return {name: (min(times), max(times)) for name, times in spans.items()}
 
 
+def _repository(folder: Path) -> JobRepository:
+    """The jobs table of a facetrace database in ``folder`` (a new connection each time, as a restart)."""
+    return SQLiteStore(folder / "facetrace.db").records.jobs
+
+
 @pytest.fixture
 def jobs(gallery: Gallery, tmp_path: Path) -> VideoJobs:
-    manager = VideoJobs(gallery, path=tmp_path / "jobs.db", sightings=SightingStore(tmp_path / "sightings.db"))
+    manager = VideoJobs(
+        gallery, repository=_repository(tmp_path), sightings=SightingStore(tmp_path / "facetrace.db")
+    )
     yield manager
     manager.close(wait=True)
 
@@ -105,13 +114,13 @@ def test_face_detection_reports_every_face(jobs: VideoJobs, scene: Path, actors:
 
 
 def test_jobs_survive_a_restart_and_record_sightings(gallery: Gallery, scene: Path, tmp_path: Path) -> None:
-    sightings = SightingStore(tmp_path / "sightings.db")
-    first = VideoJobs(gallery, path=tmp_path / "jobs.db", sightings=sightings)
+    sightings = SightingStore(tmp_path / "facetrace.db")
+    first = VideoJobs(gallery, repository=_repository(tmp_path), sightings=sightings)
     job_id = first.start_face_search(scene, "people", threshold=THRESHOLD, job_tag="case-7")
     first.wait(job_id, timeout=60)
     results = list(first.get_face_search(job_id).items)
     first.close(wait=True)
-    second = VideoJobs(gallery, path=tmp_path / "jobs.db")
+    second = VideoJobs(gallery, repository=_repository(tmp_path))
     job = second.get(job_id)
     assert job.status is JobStatus.SUCCEEDED
     assert job.job_tag == "case-7"

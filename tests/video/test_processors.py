@@ -9,6 +9,8 @@ import pytest
 
 from facetrace.errors import AlreadyExistsError, ConflictError, InvalidParameterError, NotFoundError
 from facetrace.gallery import Gallery
+from facetrace.store import SQLiteStore
+from facetrace.store.records import ProcessorRepository
 from facetrace.video.events import TrackIdentified
 from facetrace.video.processors import StreamProcessors
 from facetrace.video.sightings import SightingStore
@@ -25,6 +27,11 @@ def definition(name: str, scene: Path, **extra: object) -> dict[str, object]:
     }
 
 
+def _repository(folder: Path) -> ProcessorRepository:
+    """The processors table of a facetrace database in ``folder`` (a new connection each time, as a restart)."""
+    return SQLiteStore(folder / "facetrace.db").records.processors
+
+
 def wait_for(condition, seconds: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -36,7 +43,7 @@ def wait_for(condition, seconds: float = 20.0) -> bool:  # type: ignore[no-untyp
 
 def test_lifecycle_events_and_sightings(gallery: Gallery, scene: Path, tmp_path: Path) -> None:
     sightings = SightingStore(tmp_path / "sightings.db")
-    processors = StreamProcessors(gallery, path=tmp_path / "processors.db", sightings=sightings)
+    processors = StreamProcessors(gallery, repository=_repository(tmp_path), sightings=sightings)
     processors.create(definition("lobby-cam", scene, jsonl=str(tmp_path / "events.jsonl"), retention_days=7))
     assert processors.status("lobby-cam") == "STOPPED"
     with processors.bus.subscribe(processor="lobby-cam") as feed:
@@ -69,12 +76,12 @@ def test_lifecycle_events_and_sightings(gallery: Gallery, scene: Path, tmp_path:
 
 
 def test_definitions_and_running_state_survive_a_restart(gallery: Gallery, scene: Path, tmp_path: Path) -> None:
-    first = StreamProcessors(gallery, path=tmp_path / "processors.db")
+    first = StreamProcessors(gallery, repository=_repository(tmp_path))
     first.create(definition("looping", str(scene) + "", detect_every=3))
     first.create(definition("idle", scene))
     first.start("looping")
     first.close()  # the process goes away while "looping" runs
-    second = StreamProcessors(gallery, path=tmp_path / "processors.db")
+    second = StreamProcessors(gallery, repository=_repository(tmp_path))
     listed, token = second.list()
     assert listed == [{"Name": "idle", "Status": "STOPPED"}, {"Name": "looping", "Status": "STOPPED"}]
     assert token is None
@@ -84,7 +91,7 @@ def test_definitions_and_running_state_survive_a_restart(gallery: Gallery, scene
     assert second.status("idle") == "STOPPED"
     second.stop("looping")
     second.close()
-    third = StreamProcessors(gallery, path=tmp_path / "processors.db")
+    third = StreamProcessors(gallery, repository=_repository(tmp_path))
     assert third.resume() == []  # stopped on purpose: stays stopped
     third.close()
 
@@ -119,7 +126,7 @@ def test_every_identified_track_is_audited(engine, photos, scene: Path, tmp_path
     audited = Gallery(engine, store)
     audited.create_collection("people")
     audited.index_faces("people", photos["obama2.jpg"], external_image_id="obama", max_faces=1)
-    processors = StreamProcessors(audited, path=tmp_path / "processors.db")
+    processors = StreamProcessors(audited, repository=_repository(tmp_path))
     processors.create(definition("door", scene))
     processors.start("door")
     assert wait_for(lambda: any(e.operation == "StreamProcessorFaceMatch" for e in events()))

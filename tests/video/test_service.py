@@ -50,9 +50,13 @@ def test_face_search_over_the_wire(server: Server) -> None:
         Video=video, CollectionId="people", FaceMatchThreshold=THRESHOLD, ClientRequestToken="t-1", JobTag="case-1"
     )
     again = client.start_face_search(
-        Video=video, CollectionId="people", FaceMatchThreshold=THRESHOLD, ClientRequestToken="t-1"
+        Video=video, CollectionId="people", FaceMatchThreshold=THRESHOLD, ClientRequestToken="t-1", JobTag="case-1"
     )
     assert again["JobId"] == started["JobId"]
+    with pytest.raises(client.exceptions.IdempotentParameterMismatchException):  # same token, other request
+        client.start_face_search(
+            Video=video, CollectionId="people", FaceMatchThreshold=THRESHOLD, ClientRequestToken="t-1"
+        )
     result = _wait(client.get_face_search, JobId=started["JobId"], SortBy="INDEX", MaxResults=5)
     assert result["JobStatus"] == "SUCCEEDED"
     assert result["VideoMetadata"]["FrameWidth"] == 640

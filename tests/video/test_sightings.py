@@ -10,7 +10,7 @@ import pytest
 from facetrace.errors import InvalidParameterError
 from facetrace.types import BoundingBox, FaceMatch, FaceRecord
 from facetrace.video.events import TrackEnded, TrackIdentified, TrackStarted
-from facetrace.video.sightings import DAY, RetentionSweeper, SightingSink, SightingStore
+from facetrace.video.sightings import DAY, RetentionSweeper, SightingSink, SightingStore, sighting_dict
 
 BOX = BoundingBox(0.1, 0.2, 0.3, 0.4)
 
@@ -59,7 +59,7 @@ def test_an_identified_track_becomes_one_sighting_updated_when_it_ends(store: Si
     assert sighting.snapshot == b"\xff\xd8jpeg"
     assert sighting.expires_at == pytest.approx(now + 30 * DAY)
     assert store.query(face_id="f-ann")[0].snapshot is None  # snapshots only on request
-    assert sighting.to_dict()["ExternalImageId"] == "ann"
+    assert sighting_dict(sighting)["ExternalImageId"] == "ann"
 
 
 def test_query_by_person_and_time_range(store: SightingStore) -> None:
@@ -129,6 +129,6 @@ def test_sightings_survive_reopening(tmp_path: Path) -> None:
     assert len(SightingStore(tmp_path / "s.db").query(external_image_id="ann")) == 1
 
 
-def test_retention_is_bounded() -> None:
+def test_retention_is_bounded(tmp_path: Path) -> None:
     with pytest.raises(InvalidParameterError):
-        SightingSink(SightingStore(":memory:"), "p", retention_days=0)
+        SightingSink(SightingStore(tmp_path / "x.db"), "p", retention_days=0)

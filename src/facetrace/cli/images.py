@@ -76,17 +76,7 @@ def _detect(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     gallery = open_library(args)
     result = gallery.compare_faces(args.source, args.target, threshold=args.threshold, caller=local_caller(args))
-    data = {
-        "SourceImageFace": {
-            "BoundingBox": shapes.bounding_box(result.source.detail.bounding_box),
-            "Confidence": result.source.detail.confidence,
-        },
-        "FaceMatches": [
-            {"Similarity": score, "Face": shapes.face_detail(face.detail)} for face, score in result.matches
-        ],
-        "UnmatchedFaces": [shapes.face_detail(face.detail) for face, _ in result.unmatched],
-        "SimilarityThreshold": args.threshold,
-    }
+    data = shapes.compare_faces(result)  # exactly CompareFaces' response
 
     def render(console: Console) -> None:
         if not result.matches:

@@ -48,9 +48,11 @@ def _store(args: argparse.Namespace, *, create: bool = False) -> KeyStore:
 
 
 def _create(args: argparse.Namespace) -> int:
-    key = _store(args, create=True).create(
-        args.permission, collections=args.collections, description=args.description
-    )
+    store = _store(args, create=True)
+    try:
+        key = store.create(args.permission, collections=args.collections, description=args.description)
+    finally:
+        store.close()
     data = {**key.public(), "SecretAccessKey": key.secret}
 
     def render(console: Console) -> None:
@@ -65,7 +67,11 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    keys = _store(args).list()
+    store = _store(args)
+    try:
+        keys = store.list()
+    finally:
+        store.close()
     data = {"Keys": [key.public() for key in keys]}
 
     def render(console: Console) -> None:
@@ -84,6 +90,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    _store(args).delete(args.access_key_id)
+    store = _store(args)
+    try:
+        store.delete(args.access_key_id)
+    finally:
+        store.close()
     emit(args, {"AccessKeyId": args.access_key_id, "Deleted": True}, lambda c: c.print("deleted"))
     return 0

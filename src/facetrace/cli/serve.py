@@ -87,11 +87,10 @@ def _serve(args: argparse.Namespace) -> int:
     from facetrace.app import open_gallery
     from facetrace.home import ensure_home
     from facetrace.service import KeyStore, create_app, run
-    from facetrace.store import database_url, open_store
+    from facetrace.store import database_url, open_store, records_of
 
     config = _config(args)
     home = ensure_home(Path(args.home) if args.home else None)
-    keys = KeyStore.in_home(home)
     store = open_store(home, url=database_url(args.database_url))
     preload = getattr(store, "preload", None)
     if preload is not None:  # every collection's vectors in memory before the first request
@@ -100,9 +99,13 @@ def _serve(args: argparse.Namespace) -> int:
         where = getattr(store, "url", "the database")  # the URL with its password masked
         stderr.print(f"facetrace: {faces} faces loaded in {time.monotonic() - started:.1f} s from {where}")
     gallery = open_gallery(home, store=store)  # audited in its own database (store.audit)
+    records = records_of(gallery.store)
+    # A store without record tables (PostgreSQL, for now) keeps its keys in the home's embedded database.
+    keys = KeyStore(records.keys) if records is not None else KeyStore.in_home(home)
 
     def close() -> None:
         gallery.store.close()
+        keys.close()
 
     app = create_app(gallery, keys, config, on_shutdown=close, home=home)
     if not _is_loopback(config.host):

@@ -25,14 +25,16 @@ from rich.table import Table
 from facetrace.cli.common import local_caller, open_library
 from facetrace.cli.output import EXIT_OK, emit, progress, stderr, stdout
 from facetrace.errors import InvalidParameterError
+from facetrace.gallery import Gallery
 from facetrace.home import ensure_home
+from facetrace.store import DB_FILENAME, records_of
 from facetrace.video.analysis import AnalysisSettings
 from facetrace.video.events import Event, StreamStatus, TrackEvent
 from facetrace.video.identity import CollectionMatcher
 from facetrace.video.jobs import Job, JobSettings, JobStatus, VideoJobs
-from facetrace.video.pipeline import StreamConfig, StreamWorker
+from facetrace.video.pipeline import AuditStop, StreamConfig, StreamWorker
 from facetrace.video.processors import AuditSink
-from facetrace.video.sightings import DEFAULT_RETENTION_DAYS, SightingSink, SightingStore
+from facetrace.video.sightings import DEFAULT_RETENTION_DAYS, SightingSink, SightingStore, sighting_dict
 from facetrace.video.sinks import CallbackSink, EventSink, JsonLinesSink, WebhookSink
 from facetrace.video.source import SourceSettings
 
@@ -100,12 +102,12 @@ def _sampling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _video_dir(args: argparse.Namespace) -> Path:
-    return ensure_home(Path(args.home) if getattr(args, "home", None) else None) / "video"
-
-
-def _sightings(args: argparse.Namespace) -> SightingStore:
-    return SightingStore(_video_dir(args) / "sightings.db")
+def _sightings(args: argparse.Namespace, gallery: Gallery | None = None) -> SightingStore:
+    """The sightings in the home's database (the gallery's own store when one is open)."""
+    records = records_of(gallery.store) if gallery is not None else None
+    if records is not None:
+        return SightingStore(records.sightings)
+    return SightingStore(ensure_home(Path(args.home) if getattr(args, "home", None) else None) / DB_FILENAME)
 
 
 def _run_job(args: argparse.Namespace, jobs: VideoJobs, job_id: str) -> Job:
@@ -126,7 +128,7 @@ def _run_job(args: argparse.Namespace, jobs: VideoJobs, job_id: str) -> Job:
 
 def _search(args: argparse.Namespace) -> int:
     gallery = open_library(args)
-    sightings = None if args.no_sightings else _sightings(args)
+    sightings = None if args.no_sightings else _sightings(args, gallery)
     jobs = VideoJobs(gallery, sightings=sightings, settings=JobSettings(sample_fps=args.sample_fps))
     try:
         job_id = jobs.start_face_search(
@@ -227,8 +229,8 @@ def _watch(args: argparse.Namespace) -> int:
     if not args.no_sightings:
         sinks.append(
             SightingSink(
-                _sightings(args), f"watch:{camera}", retention_days=args.retention_days,
-                keep_unidentified=args.keep_unidentified,
+                _sightings(args, gallery), f"watch:{camera}", retention_days=args.retention_days,
+                keep_unidentified=args.keep_unidentified, collection_id=args.collection,
             )
         )  # fmt: skip
     config = StreamConfig(
@@ -268,6 +270,9 @@ def _watch(args: argparse.Namespace) -> int:
             f"{metrics['FramesDropped']} dropped; events: {metrics['Events']}; "
             f"event latency p95: {_ms(metrics['EventLatencyMillis']['p95'])}"
         )
+    if isinstance(worker.error, AuditStop):
+        stderr.print(f"[bold red]stopped[/]: {worker.error.message}")
+        return 1
     return 1 if worker.error is not None and metrics["FramesAnalysed"] == 0 else EXIT_OK
 
 
@@ -317,7 +322,7 @@ def _find(args: argparse.Namespace) -> int:
         since=_when(args.since), until=_when(args.until), limit=args.limit, snapshots=args.snapshots,
     )  # fmt: skip
     store.close()
-    data = {"Sightings": [s.to_dict(snapshot=args.snapshots) for s in found]}
+    data = {"Sightings": [sighting_dict(s, snapshot=args.snapshots) for s in found]}
 
     def render(console: Console) -> None:
         table = Table("when", "camera", "source", "who", "similarity", "seconds")

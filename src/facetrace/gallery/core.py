@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,6 +38,7 @@ from facetrace.gallery.results import (
     UserImageSearch,
     UserSearch,
 )
+from facetrace.home import private_dir
 from facetrace.imaging import Image, ImageSource
 from facetrace.store.base import CollectionInfo, FaceStore, Neighbor, Page, UserNeighbor
 from facetrace.types import (
@@ -100,6 +103,8 @@ class Gallery:
     def delete_collection(self, collection_id: str, *, caller: Caller = LOCAL_CALLER) -> None:
         check_collection_id(collection_id)
         self.store.delete_collection(collection_id, audit=_event(caller, "DeleteCollection", collection_id))
+        if self._image_dir is not None:  # kept images go with their collection
+            shutil.rmtree(self._image_dir / collection_id, ignore_errors=True)
 
     def describe_collection(self, collection_id: str) -> CollectionInfo:
         return self.store.describe_collection(check_collection_id(collection_id))
@@ -177,11 +182,12 @@ class Gallery:
             raise InvalidParameterError("this gallery has no image directory; images cannot be kept")
         import cv2
 
-        folder = self._image_dir / collection_id
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(self._image_dir / collection_id)
         ok, encoded = cv2.imencode(".jpg", image.pixels, [cv2.IMWRITE_JPEG_QUALITY, 92])
         if ok:
-            (folder / f"{image_id}.jpg").write_bytes(encoded.tobytes())
+            fd = os.open(folder / f"{image_id}.jpg", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(encoded.tobytes())
 
     def list_faces(
         self,
@@ -224,6 +230,9 @@ class Gallery:
                 deletable.append(face_id)
         audit = _event(caller, "DeleteFaces", collection_id, match_count=len(deletable), matched=tuple(deletable))
         deleted = self.store.delete_faces(collection_id, deletable, audit=audit)
+        if self._image_dir is not None:  # a kept image shows the deleted face: it goes too
+            for image_id in {found[face_id].image_id for face_id in deleted}:
+                (self._image_dir / collection_id / f"{image_id}.jpg").unlink(missing_ok=True)
         return Deletion(tuple(deleted), tuple(unsuccessful))
 
     # -- search ------------------------------------------------------------------------------------------

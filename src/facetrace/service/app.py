@@ -23,6 +23,7 @@ from facetrace.errors import FacetraceError
 from facetrace.gallery import Gallery
 from facetrace.service.config import ServiceConfig
 from facetrace.service.dispatch import Dispatcher, WorkerPool
+from facetrace.service.idempotency import Idempotency
 from facetrace.service.keys import KeyStore
 from facetrace.service.metrics import Metrics
 from facetrace.service.middleware.auth import AuthMiddleware
@@ -34,6 +35,8 @@ from facetrace.service.middleware.request_id import RequestIdMiddleware
 from facetrace.service.operations import Resources, RouteEndpoint, extra_routes, load_handlers, startup_hooks
 from facetrace.service.protocol import TARGET_PREFIX
 from facetrace.service.validation import service_model
+from facetrace.store import records_of
+from facetrace.store.records import MemoryTokens
 
 __all__ = ["body_limits", "create_app", "middleware_stack"]
 
@@ -90,7 +93,9 @@ def create_app(
     if home is not None:
         resources.put("home", home)
     metrics = Metrics()
-    dispatcher = Dispatcher(gallery, config, pool, resources)
+    records = records_of(gallery.store)
+    tokens = records.tokens if records is not None else MemoryTokens()  # kept in the database when it can
+    dispatcher = Dispatcher(gallery, config, pool, resources, Idempotency(tokens))
 
     async def healthz(request: Request) -> Response:
         try:

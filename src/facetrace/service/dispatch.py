@@ -26,6 +26,7 @@ from facetrace.errors import AccessDeniedError, InvalidParameterError, Throttlin
 from facetrace.gallery import Gallery
 from facetrace.service import protocol
 from facetrace.service.config import ServiceConfig
+from facetrace.service.idempotency import Idempotency
 from facetrace.service.images import ImageResolver
 from facetrace.service.keys import AccessKey
 from facetrace.service.operations import Context, Operation, Resources, lookup
@@ -71,11 +72,19 @@ class WorkerPool:
 class Dispatcher:
     """Everything ``POST /`` needs, built once per app."""
 
-    def __init__(self, gallery: Gallery, config: ServiceConfig, pool: WorkerPool, resources: Resources) -> None:
+    def __init__(
+        self,
+        gallery: Gallery,
+        config: ServiceConfig,
+        pool: WorkerPool,
+        resources: Resources,
+        idempotency: Idempotency,
+    ) -> None:
         self.gallery = gallery
         self.config = config
         self.pool = pool
         self.resources = resources
+        self.idempotency = idempotency
         self.images = ImageResolver(config.buckets, gallery.engine.limits.max_bytes)
 
     async def __call__(self, request: Request) -> Response:
@@ -100,20 +109,29 @@ class Dispatcher:
             resources=self.resources,
             request_id=request.scope.get(REQUEST_ID_SCOPE, ""),
         )
-        payload, seconds = await self.pool.run(lambda: _handle(entry, context, body, content_type))
+        payload, seconds = await self.pool.run(
+            lambda: _handle(entry, context, body, content_type, self.idempotency)
+        )
         response = protocol.json_response(payload)
         response.headers["Server-Timing"] = f"handler;dur={seconds * 1000:.3f}"
         return response
 
 
-def _handle(entry: Operation, context: Context, body: bytes, content_type: str | None) -> tuple[bytes, float]:
-    """Decode, validate, check the collection, run the handler; the response and the handler's own time."""
+def _handle(
+    entry: Operation, context: Context, body: bytes, content_type: str | None, idempotency: Idempotency
+) -> tuple[bytes, float]:
+    """Decode, validate, check the collection, run the handler (once per ClientRequestToken); the response
+    and the handler's own time."""
     params = validate(entry.name, protocol.decode_body(body, content_type))
     _check_collection(entry, context.key, params)
     started = time.perf_counter()
-    result = entry.handler(context, params)
-    elapsed = time.perf_counter() - started
-    return protocol.encode_body(result), elapsed
+    encoded = idempotency.run(
+        context.key.access_key_id,
+        entry.name,
+        params,
+        lambda: protocol.encode_body(entry.handler(context, params)),
+    )
+    return encoded, time.perf_counter() - started
 
 
 def _check_collection(entry: Operation, key: AccessKey, params: dict[str, Any]) -> None:

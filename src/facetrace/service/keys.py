@@ -1,36 +1,40 @@
 """Access keys: who may call the server, with what permission, on which collections.
 
 SigV4 is an HMAC, so the server needs each key's *secret* to check a signature; a hash would not do. The
-secrets therefore live in ``<home>/keys.json``, created with mode 0600 and rewritten atomically, and are
-shown once, when the key is created. Nothing logs them (``AccessKey.__repr__`` hides the secret).
+secrets therefore live in the store's database (the ``access_keys`` table of ``<home>/facetrace.db``, a file
+only its owner may read, 0600), and are shown once, when the key is created. Nothing logs them
+(``AccessKey.__repr__`` and ``KeyRecord.__repr__`` hide the secret). A ``keys.json`` left by an older
+facetrace is imported when the home is opened and then deleted (``store/legacy.py``).
 
 Permissions are ordered: ``read`` (list, describe, detect, compare, search) < ``write`` (index, delete
 faces, users) < ``admin`` (create and delete collections). A key may be limited to named collections: it can
 neither see nor change any other, and ``ListCollections`` shows it only its own.
 
-The server re-reads the file when it changes, so keys created or deleted while it runs take effect at once.
+Every lookup reads the database, so keys created or deleted while the server runs take effect at once.
 """
 
 from __future__ import annotations
 
 import enum
-import json
-import os
 import secrets
 import string
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facetrace.errors import InvalidParameterError, NotFoundError, StoreError
+from facetrace.store.records import KeyRecord, KeyRepository
 from facetrace.validation import check_collection_id
+
+if TYPE_CHECKING:
+    from facetrace.store import FaceStore
 
 __all__ = ["KEYS_FILE", "AccessKey", "KeyStore", "Permission"]
 
 KEYS_FILE = "keys.json"
+"""Where facetrace before schema 3 kept the keys (imported, then deleted, when the home is opened)."""
 _ID_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -76,64 +80,59 @@ class AccessKey:
         }
 
 
-def _to_json(key: AccessKey) -> dict[str, Any]:
-    return {**key.public(), "SecretAccessKey": key.secret}
+def _record(key: AccessKey) -> KeyRecord:
+    return KeyRecord(
+        key.access_key_id, key.secret, str(key.permission), key.collections, key.description, key.created_at
+    )
 
 
-def _from_json(data: dict[str, Any]) -> AccessKey:
-    collections = data.get("Collections")
+def _key(record: KeyRecord) -> AccessKey:
     return AccessKey(
-        access_key_id=str(data["AccessKeyId"]),
-        secret=str(data["SecretAccessKey"]),
-        permission=Permission.parse(str(data["Permission"])),
-        collections=tuple(collections) if collections is not None else None,
-        description=str(data.get("Description", "")),
-        created_at=float(data.get("CreatedAt", 0.0)),
+        access_key_id=record.access_key_id,
+        secret=record.secret,
+        permission=Permission.parse(record.permission),
+        collections=record.collections,
+        description=record.description,
+        created_at=record.created_at,
     )
 
 
 class KeyStore:
-    """The keys in one JSON file; reloaded when the file changes (mtime and size)."""
+    """The access keys in a ``KeyRepository`` (given a path: the facetrace database at that path)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._keys: dict[str, AccessKey] = {}
+    def __init__(self, repository: KeyRepository | Path | str) -> None:
+        self._owned: FaceStore | None = None
+        if isinstance(repository, str | Path):
+            from facetrace.store import SQLiteStore
+
+            self._owned = SQLiteStore(Path(repository))
+            repository = self._owned.records.keys
+        self.repository: KeyRepository = repository
 
     @classmethod
     def in_home(cls, home: Path) -> KeyStore:
-        return cls(home / KEYS_FILE)
+        """The keys of ``home`` (an older home's keys.json is imported on the way)."""
+        from facetrace.store import open_store, records_of
 
-    def _refresh(self) -> dict[str, AccessKey]:
-        try:
-            info = self.path.stat()
-        except FileNotFoundError:
-            self._stamp, self._keys = None, {}
-            return self._keys
-        except OSError as exc:
-            raise StoreError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        stamp = (info.st_mtime_ns, info.st_size)
-        if stamp != self._stamp:
-            try:
-                raw = json.loads(self.path.read_text(encoding="utf-8"))
-                self._keys = {key.access_key_id: key for key in map(_from_json, raw.get("keys", []))}
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise StoreError(f"cannot read the access keys in {self.path}: {exc}") from None
-            self._stamp = stamp
-        return self._keys
+        store = open_store(home)
+        records = records_of(store)
+        if records is None:  # pragma: no cover - open_store gives SQLite here
+            store.close()
+            raise StoreError("this store keeps no access keys")
+        keys = cls(records.keys)
+        keys._owned = store
+        return keys
 
     def get(self, access_key_id: str) -> AccessKey | None:
-        with self._lock:
-            return self._refresh().get(access_key_id)
+        record = self.repository.get(access_key_id)
+        return None if record is None else _key(record)
 
     def secret(self, access_key_id: str) -> str | None:
         key = self.get(access_key_id)
         return key.secret if key is not None else None
 
     def list(self) -> list[AccessKey]:
-        with self._lock:
-            return sorted(self._refresh().values(), key=lambda k: (k.created_at, k.access_key_id))
+        return [_key(record) for record in self.repository.list()]
 
     def create(
         self,
@@ -157,33 +156,14 @@ class KeyStore:
             description=description,
             created_at=round(time.time(), 3),
         )
-        with self._lock:
-            keys = dict(self._refresh())
-            keys[key.access_key_id] = key
-            self._write(keys)
+        self.repository.add(_record(key))
         return key
 
     def delete(self, access_key_id: str) -> None:
-        with self._lock:
-            keys = dict(self._refresh())
-            if keys.pop(access_key_id, None) is None:
-                raise NotFoundError(f"there is no access key {access_key_id!r}")
-            self._write(keys)
+        if not self.repository.delete(access_key_id):
+            raise NotFoundError(f"there is no access key {access_key_id!r}")
 
-    def _write(self, keys: dict[str, AccessKey]) -> None:
-        """Replace the file atomically; the new file is 0600 from the moment it exists."""
-        data = json.dumps({"keys": [_to_json(k) for k in keys.values()]}, indent=2) + "\n"
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            raise StoreError(f"cannot write the access keys to {self.path}: {exc.strerror or exc}") from None
-        self._stamp = None
-        self._keys = keys
+    def close(self) -> None:
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None

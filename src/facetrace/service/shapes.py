@@ -12,15 +12,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from facetrace import shapes
-from facetrace.engine import AnalyzedFace
 from facetrace.errors import InvalidParameterError
 from facetrace.gallery import UnindexedFace, UnsuccessfulFace
 from facetrace.service.config import ServiceConfig
 
 __all__ = [
     "collection_arn",
-    "compared_face",
-    "compared_source_face",
     "detail_attributes",
     "given",
     "unindexed_face",
@@ -50,15 +47,6 @@ def detail_attributes(requested: Iterable[str] | None) -> None:
 
 def collection_arn(config: ServiceConfig, collection_id: str) -> str:
     return f"arn:aws:rekognition:{config.region}:{config.account_id}:collection/{collection_id}"
-
-
-def compared_source_face(face: AnalyzedFace) -> JSON:
-    return {"BoundingBox": shapes.bounding_box(face.detail.bounding_box), "Confidence": face.detail.confidence}
-
-
-def compared_face(face: AnalyzedFace) -> JSON:
-    """ComparedFace: FaceDetail's default attributes (it has no emotions or smile from us)."""
-    return shapes.face_detail(face.detail)
 
 
 def unindexed_face(item: UnindexedFace) -> JSON:

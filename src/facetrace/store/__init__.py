@@ -16,6 +16,7 @@ from facetrace.home import ensure_home
 from facetrace.store.base import CollectionInfo, FaceStore, Neighbor, Page, UserNeighbor
 from facetrace.store.memory import MemoryStore
 from facetrace.store.sqlite import SQLiteStore
+from facetrace.store.sqlite_records import SQLiteRecords
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -30,6 +31,7 @@ __all__ = [
     "UserNeighbor",
     "database_url",
     "open_store",
+    "records_of",
 ]
 
 DB_FILENAME = "facetrace.db"
@@ -57,9 +59,10 @@ def open_store(home: Path | None = None, *, url: str | None = None, listen: bool
     ``listen`` (PostgreSQL): follow other servers' changes in the background; one-shot commands pass False.
     Raises ``StoreError`` if the database cannot be opened, is corrupt or was written by a newer facetrace.
 
-    A home from an older facetrace is brought up to date here: the schema is migrated, and a separate
-    ``audit.db`` is verified, imported into the database's audit trail and renamed ``audit.db.imported``
-    (a broken old chain is refused, and the home is not opened, rather than silently dropped)."""
+    A home from an older facetrace is brought up to date here: the schema is migrated, and the separate
+    files of older versions are imported into the database (``store/legacy.py``): ``audit.db`` is verified,
+    imported and renamed ``audit.db.imported`` (a broken old chain is refused, and the home is not opened,
+    rather than silently dropped); ``keys.json`` and ``video/*.db`` are imported too."""
     chosen = database_url(url)
     if chosen is not None:
         try:
@@ -69,11 +72,20 @@ def open_store(home: Path | None = None, *, url: str | None = None, listen: bool
                 "a PostgreSQL database needs the postgres extra: pip install 'facetrace[postgres]'"
             ) from exc
         return PostgresStore(chosen, listen=listen)
+    from facetrace.store.legacy import import_legacy_files
+
     root = ensure_home(home)
     store = SQLiteStore(root / DB_FILENAME)
     try:
-        store.audit.import_file(root / LEGACY_AUDIT_FILENAME)
+        import_legacy_files(store, root)
     except BaseException:
         store.close()
         raise
     return store
+
+
+def records_of(store: FaceStore) -> SQLiteRecords | None:
+    """The repositories of keys, request tokens, video jobs, processors and sightings kept in ``store``'s
+    database, or None for a store without them (``MemoryStore``: callers then keep those in memory)."""
+    records = getattr(store, "records", None)
+    return records if isinstance(records, SQLiteRecords) else None

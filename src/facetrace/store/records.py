@@ -12,6 +12,7 @@ Deleting derived data with what it derives from happens inside the store's own t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,6 +24,7 @@ __all__ = [
     "JobRepository",
     "KeyRecord",
     "KeyRepository",
+    "MemoryTokens",
     "ProcessorRecord",
     "ProcessorRepository",
     "Sighting",
@@ -171,3 +173,27 @@ class SightingRepository(Protocol):
     def count(self) -> int: ...
     def sweep(self, now: float) -> int: ...
     def delete_source(self, source: str) -> int: ...
+
+
+class MemoryTokens:
+    """A ``TokenRepository`` in process memory (servers over a ``MemoryStore``; gone with the process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[str, str, str], TokenRecord] = {}
+
+    def get(self, principal: str, operation: str, token: str, *, newer_than: float) -> TokenRecord | None:
+        with self._lock:
+            found = self._rows.get((principal, operation, token))
+        return found if found is not None and found.created_at > newer_than else None
+
+    def put(self, record: TokenRecord) -> TokenRecord:
+        with self._lock:
+            return self._rows.setdefault((record.principal, record.operation, record.token), record)
+
+    def sweep(self, older_than: float) -> int:
+        with self._lock:
+            old = [key for key, row in self._rows.items() if row.created_at <= older_than]
+            for key in old:
+                del self._rows[key]
+        return len(old)

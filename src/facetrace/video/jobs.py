@@ -9,8 +9,11 @@ their whole template, so a person is reported from the first frame of the track,
 match became certain. ``start_face_detection`` keeps every face in every analysed frame (no recognition).
 
 Results are paged (``max_results``, ``next_token``) and sorted by TIMESTAMP or INDEX. Jobs and their
-results are kept in SQLite (default ``$FACETRACE_HOME/video/jobs.db``) so they outlive a restart; a job that
-was running when the process died is reported FAILED. Identified tracks also become sightings.
+results are kept in the store's database (``JobRepository``: the ``video_jobs`` table of facetrace.db) so
+they outlive a restart; a job that was running when the process died is reported FAILED. A face search's
+results are audited before they are kept or released, and only then do its identified tracks become
+sightings (one transaction). Deleting a face removes it from every job's results; deleting the collection
+deletes its jobs.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import enum
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 import uuid
@@ -38,6 +40,7 @@ from facetrace import shapes
 from facetrace.audit import LOCAL_CALLER, Caller
 from facetrace.errors import FacetraceError, InvalidParameterError, NotFoundError, StoreError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
+from facetrace.store.records import JobRecord, JobRepository
 from facetrace.types import FaceMatch
 from facetrace.validation import check_int, check_percent
 from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, Observation
@@ -110,6 +113,7 @@ class Job:
     finished_at: float | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
     caller: Caller = LOCAL_CALLER  # who started it: the audit record of its results names them
+    request: dict[str, Any] | None = None  # the wire request's Video member, echoed by Get*
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def describe(self) -> dict[str, Any]:
@@ -132,25 +136,6 @@ class ResultPage:
     next_token: str | None
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    video TEXT NOT NULL,
-    collection_id TEXT,
-    threshold REAL,
-    job_tag TEXT,
-    camera TEXT,
-    status TEXT NOT NULL,
-    message TEXT,
-    created_at REAL NOT NULL,
-    finished_at REAL,
-    metadata TEXT,
-    results BLOB
-);
-"""
-
-
 class VideoJobs:
     """Runs and remembers stored-video jobs. Thread-safe."""
 
@@ -158,20 +143,21 @@ class VideoJobs:
         self,
         gallery: Gallery,
         *,
-        path: Path | str | None = None,
+        repository: JobRepository | None = None,
         sightings: SightingStore | None = None,
         settings: JobSettings | None = None,
         workers: int = 1,
     ) -> None:
+        """``repository`` keeps jobs and results across restarts (None: in memory only)."""
         self.gallery = gallery
         self.settings = settings or JobSettings()
         self.sightings = sightings
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._pool = ThreadPoolExecutor(max_workers=check_int(workers, "workers", 1, 16), thread_name_prefix="job")
-        self._db: sqlite3.Connection | None = None
-        if path is not None:
-            self._open(Path(path))
+        self._repository = repository
+        if repository is not None:
+            repository.fail_interrupted("interrupted by a restart", time.time())
 
     # -- starting ----------------------------------------------------------------------------------------
 
@@ -184,20 +170,25 @@ class VideoJobs:
         job_tag: str | None = None,
         camera: str | None = None,
         caller: Caller = LOCAL_CALLER,
+        request: dict[str, Any] | None = None,
     ) -> str:
         """Search ``video`` for the faces of ``collection_id``; returns the job id at once."""
         threshold = check_percent(threshold, "threshold")
         CollectionMatcher(self.gallery, collection_id, threshold)  # fails now on a bad collection
         job = Job(
             job_id=_job_id(), kind=JobKind.FACE_SEARCH, video=str(video), collection_id=collection_id,
-            threshold=threshold, job_tag=_tag(job_tag), camera=camera, caller=caller,
+            threshold=threshold, job_tag=_tag(job_tag), camera=camera, caller=caller, request=request,
         )  # fmt: skip
         self._record(caller, "StartFaceSearch", collection_id, threshold, {"job_id": job.job_id})
         return self._submit(job)
 
-    def start_face_detection(self, video: str | Path, *, job_tag: str | None = None) -> str:
+    def start_face_detection(
+        self, video: str | Path, *, job_tag: str | None = None, request: dict[str, Any] | None = None
+    ) -> str:
         """Find every face in ``video``; returns the job id at once."""
-        job = Job(job_id=_job_id(), kind=JobKind.FACE_DETECTION, video=str(video), job_tag=_tag(job_tag))
+        job = Job(
+            job_id=_job_id(), kind=JobKind.FACE_DETECTION, video=str(video), job_tag=_tag(job_tag), request=request
+        )
         return self._submit(job)
 
     def _submit(self, job: Job) -> str:
@@ -259,10 +250,6 @@ class VideoJobs:
 
     def close(self, wait: bool = False) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=True)
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
 
     # -- running -----------------------------------------------------------------------------------------
 
@@ -276,8 +263,7 @@ class VideoJobs:
                     job.results.clear()
                     raise
                 if self.sightings is not None:  # only what was audited becomes a sighting
-                    for sighting in sightings:
-                        self.sightings.add(sighting)
+                    self.sightings.add_many(sightings)
             else:
                 self._detect(job)
             job.status = JobStatus.SUCCEEDED
@@ -289,11 +275,16 @@ class VideoJobs:
         job.finished_at = time.time()
         if job.status is JobStatus.SUCCEEDED:
             job.progress = 100.0
+        saved = False
         try:
             self._save(job)
+            saved = True
         except StoreError as exc:
             log.error("cannot save video job %s: %s", job.job_id, exc.message)
         job.done.set()
+        if saved and self._repository is not None:
+            with self._lock:  # read back from the database from now on: deletions redact stored results
+                self._jobs.pop(job.job_id, None)
 
     def _frames(self, job: Job) -> Iterator[Frame]:
         """Sampled frames of the job's video, decoded one step ahead in a helper thread."""
@@ -403,71 +394,54 @@ class VideoJobs:
                     face_id=match.face.face_id, user_id=match.face.user_id,
                     external_image_id=match.face.external_image_id, similarity=match.similarity,
                     bounding_box=event.bounding_box, snapshot=event.snapshot,
-                    expires_at=base + self.settings.retention_days * 86400.0,
+                    expires_at=base + self.settings.retention_days * 86400.0, collection_id=job.collection_id,
                 )
             )  # fmt: skip
         return found
 
     # -- persistence -------------------------------------------------------------------------------------
 
-    def _open(self, path: Path) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "UPDATE jobs SET status = ?, message = ?, finished_at = ? WHERE status = ?",
-                (JobStatus.FAILED.value, "interrupted by a restart", time.time(), JobStatus.IN_PROGRESS.value),
-            )
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the video jobs database {path}: {exc}") from None
-
     def _save(self, job: Job) -> None:
-        with self._lock:
-            if self._db is None:
-                return
-            results = zlib.compress(json.dumps(job.results).encode("utf-8")) if job.finished_at else None
-            metadata = json.dumps(job.metadata.to_dict()) if job.metadata else None
-            try:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        job.job_id, job.kind.value, job.video, job.collection_id, job.threshold, job.job_tag,
-                        job.camera, job.status.value, job.message, job.created_at, job.finished_at, metadata,
-                        results,
-                    ),
-                )  # fmt: skip
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot save video job {job.job_id}: {exc}") from None
+        if self._repository is None:
+            return
+        finished = job.finished_at is not None
+        results = zlib.compress(json.dumps(job.results).encode("utf-8")) if finished else None
+        named = (match["Face"]["FaceId"] for item in job.results for match in item.get("FaceMatches", ()))
+        self._repository.save(
+            JobRecord(
+                job_id=job.job_id, kind=job.kind.value, video=job.video, collection_id=job.collection_id,
+                threshold=job.threshold, job_tag=job.job_tag, camera=job.camera, status=job.status.value,
+                message=job.message, created_at=job.created_at, finished_at=job.finished_at,
+                metadata=json.dumps(job.metadata.to_dict()) if job.metadata else None, results=results,
+                principal=job.caller.principal, purpose=job.caller.purpose,
+                request=json.dumps(job.request) if job.request is not None else None,
+                face_ids=tuple(dict.fromkeys(named)) if finished else (),
+            )
+        )  # fmt: skip
 
     def _load(self, job_id: str) -> Job | None:
-        with self._lock:
-            if self._db is None:
-                return None
-            try:
-                row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot read video job {job_id}: {exc}") from None
+        if self._repository is None:
+            return None
+        row = self._repository.get(job_id)
         if row is None:
             return None
         job = Job(
-            job_id=row[0], kind=JobKind(row[1]), video=row[2], collection_id=row[3], threshold=row[4],
-            job_tag=row[5], camera=row[6], status=JobStatus(row[7]), message=row[8], created_at=row[9],
-            finished_at=row[10],
+            job_id=row.job_id, kind=JobKind(row.kind), video=row.video, collection_id=row.collection_id,
+            threshold=row.threshold, job_tag=row.job_tag, camera=row.camera, status=JobStatus(row.status),
+            message=row.message, created_at=row.created_at, finished_at=row.finished_at,
+            caller=Caller(row.principal, row.purpose),
+            request=json.loads(row.request) if row.request else None,
         )  # fmt: skip
-        if row[11]:
-            meta = json.loads(row[11])
+        if row.metadata:
+            meta = json.loads(row.metadata)
             job.metadata = VideoMetadata(
                 codec=meta["Codec"], format=meta["Format"], frame_rate=meta["FrameRate"], width=meta["FrameWidth"],
                 height=meta["FrameHeight"], duration_ms=meta.get("DurationMillis"), color_range=meta["ColorRange"],
             )  # fmt: skip
-        if row[12]:
-            job.results = json.loads(zlib.decompress(row[12]).decode("utf-8"))
+        if row.results:
+            job.results = json.loads(zlib.decompress(row.results).decode("utf-8"))
         job.progress = 100.0 if job.status is JobStatus.SUCCEEDED else 0.0
         job.done.set()
-        with self._lock:
-            self._jobs.setdefault(job_id, job)
         return job
 
     def _record_results(self, job: Job) -> None:

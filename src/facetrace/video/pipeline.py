@@ -38,11 +38,15 @@ from facetrace.video.identity import Matcher
 from facetrace.video.sinks import EventSink, is_required
 from facetrace.video.source import Frame, SourceSettings, VideoSource
 
-__all__ = ["Pipeline", "StreamConfig", "StreamMetrics", "StreamWorker"]
+__all__ = ["AuditStop", "Pipeline", "StreamConfig", "StreamMetrics", "StreamWorker"]
 
 log = logging.getLogger(__name__)
 
 _END = object()  # the reader's last word: the source ended or failed
+
+
+class AuditStop(StreamError):
+    """A required sink (the audit trail) failed: the worker stopped rather than identify people unaudited."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,32 +3,26 @@ DeleteStreamProcessor with FaceSearch settings).
 
 A processor watches one source against one collection and emits ``TrackIdentified`` / ``TrackEnded`` events
 to its sinks: the manager's event bus (the server's SSE feed), the sightings store, and optionally a
-JSON-lines file and a webhook. Definitions and the desired state (running or stopped) are stored in SQLite
-(default ``$FACETRACE_HOME/video/processors.db``), so ``resume()`` after a restart starts again every
-processor that was running.
+JSON-lines file and a webhook. Definitions and the desired state (running or stopped) are stored in the
+store's database (``ProcessorRepository``: the ``stream_processors`` table of facetrace.db), so ``resume()``
+after a restart starts again every processor that was running. The audit sink is *required*: when an
+identification cannot be audited the processor stops with status FAILED (``video/pipeline.py``).
 """
 
 from __future__ import annotations
 
 import builtins
 import json
-import sqlite3
 import threading
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facetrace.audit import Caller
-from facetrace.errors import (
-    AlreadyExistsError,
-    ConflictError,
-    InvalidParameterError,
-    NotFoundError,
-    StoreError,
-)
+from facetrace.errors import AlreadyExistsError, ConflictError, InvalidParameterError, NotFoundError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
+from facetrace.store.records import ProcessorRecord, ProcessorRepository
 from facetrace.validation import check_int
 from facetrace.video.analysis import AnalysisSettings
 from facetrace.video.events import Event, TrackIdentified
@@ -81,16 +75,6 @@ class ProcessorDefinition(BaseModel):
         return self.camera or self.name
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS processors (
-    name TEXT PRIMARY KEY,
-    definition TEXT NOT NULL,
-    desired TEXT NOT NULL,   -- RUNNING or STOPPED: what resume() restores
-    updated_at REAL NOT NULL
-);
-"""
-
-
 class _Running:
     def __init__(self, worker: StreamWorker, sinks: list[EventSink]) -> None:
         self.worker = worker
@@ -104,10 +88,11 @@ class StreamProcessors:
         self,
         gallery: Gallery,
         *,
-        path: Path | str | None = None,
+        repository: ProcessorRepository | None = None,
         sightings: SightingStore | None = None,
         bus: EventBus | None = None,
     ) -> None:
+        """``repository`` keeps the definitions across restarts (None: in memory only)."""
         self.gallery = gallery
         self.sightings = sightings
         self.bus = bus or EventBus()
@@ -117,9 +102,9 @@ class StreamProcessors:
         self._updated: dict[str, float] = {}
         self._running: dict[str, _Running] = {}
         self._failed: dict[str, str] = {}
-        self._db: sqlite3.Connection | None = None
-        if path is not None:
-            self._open(Path(path))
+        self._repository = repository
+        if repository is not None:
+            self._load(repository)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -181,8 +166,8 @@ class StreamProcessors:
             del self._definitions[name]
             self._desired.pop(name, None)
             self._running.pop(name, None)
-            if self._db is not None:
-                self._execute("DELETE FROM processors WHERE name = ?", (name,))
+            if self._repository is not None:
+                self._repository.delete(name)
 
     def resume(self) -> builtins.list[str]:
         """Start every processor that was running when the process stopped; returns their names."""
@@ -198,7 +183,7 @@ class StreamProcessors:
         return started
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop every worker (keeping their desired state, so ``resume`` restarts them) and close the db."""
+        """Stop every worker (keeping their desired state, so ``resume`` restarts them)."""
         with self._lock:
             running, self._running = self._running, {}
         for item in running.values():
@@ -208,10 +193,6 @@ class StreamProcessors:
             for sink in item.sinks:
                 if sink is not self.bus:
                     sink.close()
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
 
     # -- reading -----------------------------------------------------------------------------------------
 
@@ -305,6 +286,7 @@ class StreamProcessors:
                     definition.name,
                     retention_days=definition.retention_days,
                     keep_unidentified=definition.keep_unidentified,
+                    collection_id=definition.face_search.collection_id,
                 )
             )
         if definition.jsonl:
@@ -317,34 +299,22 @@ class StreamProcessors:
         now = time.time()
         self._desired[name] = state
         self._updated[name] = now
-        if self._db is not None:
-            self._execute(
-                "INSERT OR REPLACE INTO processors VALUES (?, ?, ?, ?)",
-                (name, self._definitions[name].model_dump_json(), state, now),
+        if self._repository is not None:
+            definition = self._definitions[name]
+            self._repository.put(
+                ProcessorRecord(
+                    name, definition.face_search.collection_id, definition.model_dump_json(), state, now
+                )
             )
 
-    def _open(self, path: Path) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.executescript(_SCHEMA)
-            rows = self._db.execute("SELECT name, definition, desired, updated_at FROM processors").fetchall()
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the stream processor database {path}: {exc}") from None
-        for name, text, desired, updated in rows:
+    def _load(self, repository: ProcessorRepository) -> None:
+        for record in repository.list():
             try:
-                self._definitions[name] = ProcessorDefinition.model_validate(json.loads(text))
+                self._definitions[record.name] = ProcessorDefinition.model_validate(json.loads(record.definition))
             except (ValidationError, ValueError):
                 continue
-            self._desired[name] = desired
-            self._updated[name] = updated
-
-    def _execute(self, sql: str, values: tuple[Any, ...]) -> None:
-        assert self._db is not None
-        try:
-            self._db.execute(sql, values)
-        except sqlite3.Error as exc:
-            raise StoreError(f"stream processor database error: {exc}") from None
+            self._desired[record.name] = record.desired
+            self._updated[record.name] = record.updated_at
 
 
 def _definition(value: ProcessorDefinition | dict[str, Any]) -> ProcessorDefinition:

@@ -11,7 +11,7 @@ from typing import Any
 
 from facetrace import shapes
 from facetrace.service.operations import Context, Permission, operation
-from facetrace.service.shapes import compared_face, compared_source_face, detail_attributes, given
+from facetrace.service.shapes import detail_attributes, given
 
 JSON = dict[str, Any]
 
@@ -33,8 +33,4 @@ def compare_faces(ctx: Context, request: JSON) -> JSON:
         caller=ctx.caller,
         **given(request, {"SimilarityThreshold": "threshold", "QualityFilter": "quality_filter"}),
     )
-    return {
-        "SourceImageFace": compared_source_face(result.source),
-        "FaceMatches": [{"Similarity": round(s, 4), "Face": compared_face(f)} for f, s in result.matches],
-        "UnmatchedFaces": [compared_face(f) for f, _ in result.unmatched],
-    }
+    return shapes.compare_faces(result)

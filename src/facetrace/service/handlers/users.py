@@ -1,7 +1,8 @@
 """CreateUser, DeleteUser, ListUsers, AssociateFaces, DisassociateFaces, SearchUsers, SearchUsersByImage.
 
-ClientRequestToken is accepted (boto3 always sends one) but not used for idempotency: repeating a
-CreateUser answers ResourceAlreadyExistsException.
+ClientRequestToken (boto3 always sends one) is handled by the dispatcher (``service/idempotency.py``): the
+same token with the same parameters gets the first answer again; a new token runs the request again, so a
+repeated CreateUser then answers ResourceAlreadyExistsException.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 the stream processors (Create / Start / Stop / Describe / List / DeleteStreamProcessor), in Rekognition's shapes.
 
 Handlers only translate: the work is ``facetrace.video.VideoJobs`` and ``facetrace.video.StreamProcessors``,
-one of each per server (``ctx.resources``), keeping their databases in ``<home>/video/`` (the server's home,
-else ``$FACETRACE_HOME`` or the user data directory). Running processors are resumed when the server starts,
+one of each per server (``ctx.resources``), keeping jobs, processors and sightings in the store's database
+(``facetrace.store.records_of``). ClientRequestToken is handled for every operation by the dispatcher
+(``service/idempotency.py``). Running processors are resumed when the server starts,
 and ``GET /events[?processor=NAME]`` streams their events as server-sent events (SigV4-signed like any call).
 
 - ``Video.S3Object`` is resolved like an image's: a file in a folder mapped with ``--bucket``.
@@ -15,7 +16,6 @@ and ``GET /events[?processor=NAME]`` streams their events as server-sent events 
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +26,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from facetrace.app import Video, open_video
 from facetrace.errors import AccessDeniedError, ConflictError, InvalidParameterError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.home import resolve_home
@@ -35,44 +36,28 @@ from facetrace.service.keys import AccessKey
 from facetrace.service.operations import Context, Permission, Resources, on_startup, operation, route
 from facetrace.video.jobs import Job, VideoJobs
 from facetrace.video.processors import StreamProcessors
-from facetrace.video.sightings import RetentionSweeper, SightingStore
 from facetrace.video.sinks import EventBus, sse_message
 
 __all__ = ["event_stream", "events", "processors_of"]
 
 JSON = dict[str, Any]
-_TOKENS_LOCK = threading.Lock()
 
 
-def _home(resources: Resources) -> Path:
-    home = resources.get("home", resolve_home)
-    return Path(home) / "video"
-
-
-def _sightings(resources: Resources) -> SightingStore:
-    folder = _home(resources)
-    store = resources.get("video.sightings", lambda: SightingStore(folder / "sightings.db"))
-    resources.get("video.sweeper", lambda: RetentionSweeper(store).start())
-    return store
+def _video(resources: Resources, gallery: Gallery) -> Video:
+    """The server's video services (one per server, closed at shutdown); the first call resumes the
+    processors that were running before a restart."""
+    home = Path(resources.get("home", resolve_home))
+    video: Video = resources.get("video", lambda: open_video(gallery, home=home, resume=True))
+    return video
 
 
 def _jobs(ctx: Context) -> VideoJobs:
-    folder, sightings = _home(ctx.resources), _sightings(ctx.resources)
-    return ctx.resources.get(
-        "video.jobs", lambda: VideoJobs(ctx.gallery, path=folder / "jobs.db", sightings=sightings)
-    )
+    return _video(ctx.resources, ctx.gallery).jobs
 
 
 def processors_of(resources: Resources, gallery: Gallery) -> StreamProcessors:
     """The server's stream processors; the first call resumes those that were running before a restart."""
-    folder, sightings = _home(resources), _sightings(resources)
-
-    def build() -> StreamProcessors:
-        manager = StreamProcessors(gallery, path=folder / "processors.db", sightings=sightings, bus=EventBus())
-        manager.resume()
-        return manager
-
-    return resources.get("video.processors", build)
+    return _video(resources, gallery).processors
 
 
 @on_startup
@@ -98,18 +83,6 @@ def _video_path(ctx: Context, request: JSON) -> str:
     return str(ctx.images.path_of(s3))
 
 
-def _idempotent(ctx: Context, request: JSON, start: Any) -> str:
-    """The same ClientRequestToken returns the same JobId (as in Rekognition)."""
-    token = request.get("ClientRequestToken")
-    if token is None:
-        return str(start())
-    tokens: dict[str, str] = ctx.resources.get("video.tokens", dict)
-    with _TOKENS_LOCK:
-        if token not in tokens:
-            tokens[token] = str(start())
-        return tokens[token]
-
-
 def _job_fields(job: Job, request_video: JSON | None = None) -> JSON:
     data: JSON = {"JobStatus": job.status.value, "JobId": job.job_id}
     if job.message:
@@ -131,19 +104,15 @@ def start_face_search(ctx: Context, request: JSON) -> JSON:
     path = _video_path(ctx, request)
     jobs = _jobs(ctx)
     threshold = request.get("FaceMatchThreshold")
-    job_id = _idempotent(
-        ctx,
-        request,
-        lambda: jobs.start_face_search(
-            path,
-            request["CollectionId"],
-            threshold=DEFAULT_MATCH_THRESHOLD if threshold is None else threshold,  # as SearchFacesByImage
-            job_tag=request.get("JobTag"),
-            camera=request["Video"]["S3Object"].get("Name"),
-            caller=ctx.caller,
-        ),
+    job_id = jobs.start_face_search(
+        path,
+        request["CollectionId"],
+        threshold=DEFAULT_MATCH_THRESHOLD if threshold is None else threshold,  # as SearchFacesByImage
+        job_tag=request.get("JobTag"),
+        camera=request["Video"]["S3Object"].get("Name"),
+        caller=ctx.caller,
+        request=request["Video"],
     )
-    _videos(ctx)[job_id] = request["Video"]
     return {"JobId": job_id}
 
 
@@ -159,7 +128,7 @@ def get_face_search(ctx: Context, request: JSON) -> JSON:
         next_token=request.get("NextToken"),
         sort_by=request.get("SortBy") or "TIMESTAMP",
     )
-    data = _job_fields(page.job, _videos(ctx).get(job.job_id))
+    data = _job_fields(page.job, page.job.request)
     data["Persons"] = list(page.items)
     if page.next_token:
         data["NextToken"] = page.next_token
@@ -170,8 +139,7 @@ def get_face_search(ctx: Context, request: JSON) -> JSON:
 def start_face_detection(ctx: Context, request: JSON) -> JSON:
     path = _video_path(ctx, request)
     jobs = _jobs(ctx)
-    job_id = _idempotent(ctx, request, lambda: jobs.start_face_detection(path, job_tag=request.get("JobTag")))
-    _videos(ctx)[job_id] = request["Video"]
+    job_id = jobs.start_face_detection(path, job_tag=request.get("JobTag"), request=request["Video"])
     return {"JobId": job_id}
 
 
@@ -180,17 +148,11 @@ def get_face_detection(ctx: Context, request: JSON) -> JSON:
     page = _jobs(ctx).get_face_detection(
         request["JobId"], max_results=request.get("MaxResults") or 1000, next_token=request.get("NextToken")
     )
-    data = _job_fields(page.job, _videos(ctx).get(page.job.job_id))
+    data = _job_fields(page.job, page.job.request)
     data["Faces"] = list(page.items)
     if page.next_token:
         data["NextToken"] = page.next_token
     return data
-
-
-def _videos(ctx: Context) -> dict[str, JSON]:
-    """JobId → the request's Video member, echoed by the Get operations."""
-    videos: dict[str, JSON] = ctx.resources.get("video.requests", dict)
-    return videos
 
 
 # -- stream processors ---------------------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""ClientRequestToken, as Rekognition means it: the same token with the same parameters gets the same answer
+(the operation runs once), the same token with other parameters is ``IdempotentParameterMismatchException``.
+
+Tokens are kept per access key and operation in the store's database (``request_tokens``), so a retry after
+a server restart still gets the first answer, for ``TOKEN_TTL`` seconds. Only successful answers are kept: a
+request that failed may be retried with its token and runs again. Requests with the same token wait for each
+other in this process; two servers sharing a database could both run one request that arrives at both at the
+same instant (the second answer is then replaced by the first one's on the next retry).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from facetrace.service.errors import ServiceError
+from facetrace.store.records import TokenRecord, TokenRepository
+
+__all__ = ["TOKEN_TTL", "Idempotency"]
+
+TOKEN_TTL = 24 * 3600.0
+"""How long an answer is kept for its token (seconds)."""
+
+_STRIPES = 64
+_SWEEP_EVERY = 256
+
+
+def _fingerprint(params: dict[str, Any]) -> str:
+    """SHA-256 of the request's parameters, token left out (blobs by their bytes)."""
+
+    def default(value: object) -> str:
+        if isinstance(value, bytes | bytearray):
+            return base64.b64encode(hashlib.sha256(value).digest()).decode("ascii")
+        raise TypeError(f"cannot fingerprint {type(value).__name__}")
+
+    rest = {k: v for k, v in params.items() if k != "ClientRequestToken"}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), default=default)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Idempotency:
+    """Runs token-bearing requests at most once per (access key, operation, token)."""
+
+    def __init__(self, tokens: TokenRepository, *, ttl: float = TOKEN_TTL) -> None:
+        self.tokens = tokens
+        self.ttl = ttl
+        self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._puts = 0
+
+    def run(self, principal: str, operation: str, params: dict[str, Any], handler: Callable[[], bytes]) -> bytes:
+        """The handler's encoded answer, or the stored answer of an earlier request with the same token."""
+        token = params.get("ClientRequestToken")
+        if not isinstance(token, str):
+            return handler()
+        fingerprint = _fingerprint(params)
+        with self._locks[hash((principal, operation, token)) % _STRIPES]:
+            now = time.time()
+            earlier = self.tokens.get(principal, operation, token, newer_than=now - self.ttl)
+            if earlier is None:
+                answer = handler()
+                earlier = self.tokens.put(
+                    TokenRecord(principal, operation, token, fingerprint, answer.decode("utf-8"), time.time())
+                )
+                self._sweep(now)
+                if earlier.fingerprint == fingerprint:
+                    return answer
+            if earlier.fingerprint != fingerprint:
+                raise ServiceError(
+                    "IdempotentParameterMismatchException",
+                    f"ClientRequestToken {token} was already used with different parameters",
+                )
+            return earlier.response.encode("utf-8")
+
+    def _sweep(self, now: float) -> None:
+        self._puts += 1
+        if self._puts % _SWEEP_EVERY == 1:
+            self.tokens.sweep(now - self.ttl)
