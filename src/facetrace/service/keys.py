@@ -112,9 +112,9 @@ class KeyStore:
     @classmethod
     def in_home(cls, home: Path) -> KeyStore:
         """The keys of ``home`` (an older home's keys.json is imported on the way)."""
-        from facetrace.store import open_store, records_of
+        from facetrace.store import open_home_store, records_of
 
-        store = open_store(home)
+        store = open_home_store(home)
         records = records_of(store)
         if records is None:  # pragma: no cover - open_store gives SQLite here
             store.close()

@@ -30,6 +30,7 @@ __all__ = [
     "SQLiteStore",
     "UserNeighbor",
     "database_url",
+    "open_home_store",
     "open_store",
     "records_of",
 ]
@@ -72,6 +73,12 @@ def open_store(home: Path | None = None, *, url: str | None = None, listen: bool
                 "a PostgreSQL database needs the postgres extra: pip install 'facetrace[postgres]'"
             ) from exc
         return PostgresStore(chosen, listen=listen)
+    return open_home_store(home)
+
+
+def open_home_store(home: Path | None = None) -> SQLiteStore:
+    """The embedded SQLite store of ``home`` whatever ``$FACETRACE_DATABASE_URL`` says, with an older home's
+    separate files imported (see ``open_store``)."""
     from facetrace.store.legacy import import_legacy_files
 
     root = ensure_home(home)
