@@ -52,6 +52,7 @@ from benchmarks.common import (
     central_face,
     estimate_source_height,
     labelled_sets,
+    load_average,
     machine_info,
     median_ms,
     timed,
@@ -733,8 +734,12 @@ def flip_report(faces: Faces, cuts: Sequence[float]) -> tuple[dict[str, object],
     return rows, "\n".join(lines)
 
 
-def flip_cost(repeat: int = 60) -> dict[str, float]:
-    """Median milliseconds to embed one aligned face, and one face plus its mirror (a batch of two)."""
+def flip_cost(rounds: int = 150) -> dict[str, object]:
+    """Median milliseconds to embed one aligned face alone, and with its mirror (a batch of two).
+
+    The two are timed in alternation, round after round, so that load from other processes on a shared
+    machine falls on both alike.
+    """
     engine = FaceEngine.create()
     image = engine.load(sorted((DATA / "lfw_subset" / "Tony_Blair").glob("*.jpg"))[0])
     _, faces = engine.analyze(image, max_faces=1, keep_crops=True)
@@ -742,10 +747,12 @@ def flip_cost(repeat: int = 60) -> dict[str, float]:
     assert crop is not None
     one = crop[None]
     both = np.stack([crop, np.ascontiguousarray(crop[:, ::-1])])
-    return {
-        "plain": round(median_ms(timed(lambda: engine.embed_crops(one), repeat)), 2),
-        "with_flip": round(median_ms(timed(lambda: engine.embed_crops(both), repeat)), 2),
-    }
+    plain: list[float] = []
+    flipped: list[float] = []
+    for _ in range(rounds):
+        plain += timed(lambda: engine.embed_crops(one), 1, warmup=1)
+        flipped += timed(lambda: engine.embed_crops(both), 1, warmup=1)
+    return {"plain": round(median_ms(plain), 2), "with_flip": round(median_ms(flipped), 2), "load": load_average()}
 
 
 def labelled_checks(calibration: Calibration, data: Arrays) -> dict[str, object]:
