@@ -1,14 +1,18 @@
 """Turning a cosine between identity vectors into a 0–100 similarity whose thresholds mean something.
 
-A raw cosine means different things for different models. facetrace maps it through a monotonic,
-piecewise-linear curve fitted per model by ``benchmarks/calibrate.py`` on thousands of impostor pairs
-(faces of different people) so that a similarity threshold corresponds to a measured false match rate:
+A raw cosine means different things for different models, and for one model different things for faces of
+different quality: impostor cosines between small, uncertain crowd faces run far higher than between clear
+ones. facetrace maps a cosine through a monotonic, piecewise-linear curve fitted per model *and per quality
+band* by ``benchmarks/calibrate.py`` on millions of impostor pairs (faces of different people), so that a
+similarity threshold corresponds to a measured false match rate whatever the faces' quality:
 
     similarity  80 ↔ FMR 1e-3     90 ↔ 1e-4     95 ↔ 1e-5     99 ↔ 1e-6
 
-The curve and the figures it rests on ship as JSON in ``facetrace/data/``; the README's table is
-generated from the same file. Searches convert the threshold to a cosine once and compare raw dot
-products, so calibration costs nothing per stored face.
+A pair is scored with the curve of its worse face (``pair_quality``; a face's quality is
+``facetrace.quality.face_quality``, stored as ``FaceRecord.quality``); an unknown quality gets the most
+conservative curve. The curves and the figures they rest on ship as JSON in ``facetrace/data/`` (the older
+single-curve documents still load, as one band). Searches convert the threshold to a cosine once per band
+and compare raw dot products, so calibration costs nothing per stored face.
 """
 
 from __future__ import annotations
