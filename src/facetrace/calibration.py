@@ -154,8 +154,16 @@ class Calibration:
         A pair's quality is at most the probe's, so bands above the probe's are out of reach; a store query
         at this cosine misses no candidate, and each one is then checked against its own band.
         """
+        return min(b.curve.cosine_for(similarity) for b in self._reachable(probe_quality))
+
+    def best_similarity(self, cosine: float, probe_quality: float | None) -> float:
+        """The highest similarity ``cosine`` can score in any band a pair with this probe can fall in: a
+        bound on what store candidates ranked at or below this cosine can reach."""
+        return max(float(b.curve.similarity(cosine)) for b in self._reachable(probe_quality))
+
+    def _reachable(self, probe_quality: float | None) -> list[QualityBand]:
         reachable = [b for b in self.bands if probe_quality is not None and probe_quality >= b.min_quality]
-        return min(b.curve.cosine_for(similarity) for b in (reachable or self.bands[:1]))
+        return reachable or list(self.bands[:1])
 
 
 def _curve(data: dict[str, Any]) -> Curve:
