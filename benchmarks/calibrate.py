@@ -49,7 +49,7 @@ from benchmarks.common import (
     ROOT,
     PairSet,
     cache_dir,
-    central_face,
+    chosen_face,
     estimate_source_height,
     labelled_sets,
     load_average,
@@ -171,11 +171,7 @@ def embed_labelled(engine: FaceEngine, pair_set: PairSet) -> Arrays:
     evidence = np.full((len(pair_set.images), len(EVIDENCE)), np.nan, dtype=np.float32)
     for index, path in enumerate(pair_set.images):
         image = engine.load(path)
-        detections = engine.find_faces(image)
-        if pair_set.central:
-            chosen = central_face(detections, image.width, image.height)
-        else:
-            chosen = detections[0] if detections else None
+        chosen = chosen_face(engine, image, pair_set)
         if chosen is None:
             continue
         v, m, e = face_rows(engine, engine.describe(image, [chosen], keep_crops=True))
