@@ -472,7 +472,7 @@ def measure(calibration: Calibration, pairs: Pairs, only_band: int | None = None
             "fmr_95ci": [low, high],
             "genuines_at_or_above": f"{int(passed.sum())}/{len(genuine_sim)}",
             "tmr_per_pair": round(float(passed.mean()), 4) if len(passed) else None,
-            "tmr_per_person": round(per_person, 4),
+            "tmr_per_person": round(per_person, 4) if people else None,
             "people": people,
         }
     return rows
@@ -666,7 +666,7 @@ def report_table(title: str, rows: dict[str, dict[str, object]]) -> str:
         lines.append(
             f"| {threshold} | {float(row['fmr_target']):g} | {float(row['fmr_measured']):.2g} "  # type: ignore[arg-type]
             f"({row['impostors_at_or_above']}) | {low:.1g} – {high:.2g} | {pair_text} "
-            f"| {float(row['tmr_per_person']):.2%} ({row['people']}) |"  # type: ignore[arg-type]
+            f"| {float(row['tmr_per_person'] or 0):.2%} ({row['people']}) |"  # type: ignore[arg-type]
         )
     return "\n".join(lines)
 
@@ -872,7 +872,7 @@ def main() -> None:
             ],
             "evidence": evidence,
         }
-        target.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+        target.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n", encoding="utf-8")
         print(f"wrote {target}")
 
 
