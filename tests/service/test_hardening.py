@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import botocore.exceptions
 import httpx
 import pytest
 from botocore.auth import SigV4Auth
@@ -68,3 +70,40 @@ def test_target_and_purpose_outside_signed_headers_are_refused(server: Server, e
     assert answer.status_code == 400
     assert answer.json()["__type"] == "IncompleteSignatureException"
     assert "SignedHeaders" in answer.json()["Message"]
+
+
+# -- item 3: a collection-limited key learns no hidden name ---------------------------------------------------
+
+
+def _error(call: Callable[[], Any]) -> tuple[str, str]:
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        call()
+    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
+
+
+def test_list_collections_pages_only_what_a_limited_key_sees(server: Server) -> None:
+    server.client().create_collection(CollectionId="aaa-hidden")  # sorts before alpha: the old token named it
+    limited = server.client(server.keys.create("admin", collections=["alpha", "zeta-absent"]))
+    seen: list[str] = []
+    tokens: list[str] = []
+    page = limited.list_collections(MaxResults=1)
+    while True:
+        seen += page["CollectionIds"]
+        if "NextToken" not in page:
+            break
+        tokens.append(page["NextToken"])
+        page = limited.list_collections(MaxResults=1, NextToken=page["NextToken"])
+    assert seen == ["alpha"]
+    assert set(tokens) <= {"alpha"}
+    whole = server.client().list_collections(MaxResults=1)
+    assert whole["CollectionIds"] == ["aaa-hidden"]  # the unlimited key still pages through every collection
+
+
+def test_hidden_and_missing_collections_answer_alike(server: Server) -> None:
+    limited = server.client(server.keys.create("admin", collections=["alpha"]))
+    hidden = _error(lambda: limited.describe_collection(CollectionId="hidden-beta"))
+    missing = _error(lambda: limited.describe_collection(CollectionId="hidden-gamm"))  # same length, absent
+    assert hidden[0] == missing[0] == "AccessDeniedException"
+    assert hidden[1].replace("hidden-beta", "X") == missing[1].replace("hidden-gamm", "X")
+    for call in (limited.list_faces, limited.list_users, limited.delete_collection):
+        assert _error(lambda c=call: c(CollectionId="hidden-beta"))[0] == "AccessDeniedException"  # type: ignore[misc]

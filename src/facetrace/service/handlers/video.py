@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from facetrace.app import Video, open_video
-from facetrace.errors import AccessDeniedError, ConflictError, InvalidParameterError
+from facetrace.errors import AccessDeniedError, ConflictError, InvalidParameterError, NotFoundError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.home import resolve_home
 from facetrace.service.dispatch import KEY_SCOPE
@@ -66,12 +66,21 @@ def _resume_processors(resources: Resources, gallery: Gallery) -> None:
     processors_of(resources, gallery)
 
 
+def _processor_not_found(name: str) -> NotFoundError:
+    """The one answer for a processor that does not exist *and* for one the key may not see: two answers would
+    tell a collection-limited key which names exist, and in which collections."""
+    return NotFoundError(f"there is no stream processor {name!r}")
+
+
 def _visible_processor(ctx: Context, name: str) -> StreamProcessors:
     """The processors, once the caller's key may see the named processor's collection."""
     manager = processors_of(ctx.resources, ctx.gallery)
-    collection_id = manager.definition(name).face_search.collection_id
+    try:
+        collection_id = manager.definition(name).face_search.collection_id
+    except NotFoundError:
+        raise _processor_not_found(name) from None
     if not ctx.key.sees(collection_id):
-        raise AccessDeniedError(f"this key may not use collection {collection_id}")
+        raise _processor_not_found(name)
     return manager
 
 
@@ -247,13 +256,36 @@ def describe_stream_processor(ctx: Context, request: JSON) -> JSON:
 
 @operation("ListStreamProcessors", Permission.READ, collection_param=None)
 def list_stream_processors(ctx: Context, request: JSON) -> JSON:
-    items, token = processors_of(ctx.resources, ctx.gallery).list(
-        max_results=request.get("MaxResults") or 1000, next_token=request.get("NextToken")
-    )
+    manager = processors_of(ctx.resources, ctx.gallery)
+    limit = request.get("MaxResults") or 1000
+    if ctx.key.collections is None:
+        items, token = manager.list(max_results=limit, next_token=request.get("NextToken"))
+    else:  # only the processors of the key's collections, paged among themselves (tokens name only those)
+        items, token = _visible_processors(ctx, manager, limit, request.get("NextToken"))
     data: JSON = {"StreamProcessors": items}
     if token:
         data["NextToken"] = token
     return data
+
+
+def _visible_processors(
+    ctx: Context, manager: StreamProcessors, limit: int, next_token: str | None
+) -> tuple[list[dict[str, str]], str | None]:
+    visible: list[dict[str, str]] = []
+    page, token = manager.list(max_results=1000, next_token=next_token)
+    while True:
+        for item in page:
+            try:
+                collection_id = manager.definition(item["Name"]).face_search.collection_id
+            except NotFoundError:  # deleted meanwhile
+                continue
+            if ctx.key.sees(collection_id):
+                if len(visible) == limit:
+                    return visible, visible[-1]["Name"]
+                visible.append(item)
+        if token is None:
+            return visible, None
+        page, token = manager.list(max_results=1000, next_token=token)
 
 
 # -- server-sent events ----------------------------------------------------------------------------------------
@@ -284,10 +316,13 @@ async def events(request: Request, resources: Resources, gallery: Gallery) -> Re
     key: AccessKey = request.scope[KEY_SCOPE]
     name = request.query_params.get("processor")
     manager = await anyio.to_thread.run_sync(processors_of, resources, gallery)
-    allowed = key.may(Permission.READ) and (
-        key.collections is None
-        or (name is not None and key.sees(manager.definition(name).face_search.collection_id))
-    )
-    if not allowed:
+    if not key.may(Permission.READ) or (key.collections is not None and name is None):
         raise AccessDeniedError(f"User: {key.access_key_id} is not authorized to read these events")
+    if name is not None:
+        try:
+            collection_id = manager.definition(name).face_search.collection_id
+        except NotFoundError:
+            raise _processor_not_found(name) from None
+        if not key.sees(collection_id):
+            raise _processor_not_found(name)
     return StreamingResponse(event_stream(manager.bus, name), media_type="text/event-stream")
