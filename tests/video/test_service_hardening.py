@@ -98,3 +98,40 @@ def test_hidden_and_missing_processors_answer_alike(server: Server) -> None:
         )
     assert answers[0] == answers[1]
     assert answers[0][1] == "ResourceNotFoundException"
+
+
+# -- item 15: video jobs and their tokens belong to the key that started them ----------------------------------
+
+VIDEO = {"S3Object": {"Bucket": "videos", "Name": "scene.mp4"}}
+
+
+def test_jobs_are_read_only_by_the_key_that_started_them(server: Server) -> None:
+    owner = server.client(server.keys.create("read", collections=["alpha"]))
+    other_key = server.keys.create("read", collections=["alpha"])  # same scope, another key
+    other = server.client(other_key)
+    detection = owner.start_face_detection(Video=VIDEO)["JobId"]
+    search = owner.start_face_search(Video=VIDEO, CollectionId="alpha", FaceMatchThreshold=THRESHOLD)["JobId"]
+    assert owner.get_face_detection(JobId=detection)["JobId"] == detection
+    assert owner.get_face_search(JobId=search)["JobId"] == search
+    for get, job_id in ((other.get_face_detection, detection), (other.get_face_search, search)):
+        taken = _error(lambda g=get, j=job_id: g(JobId=j))  # type: ignore[misc]
+        absent = _error(lambda g=get, j=job_id: g(JobId=j[:-4] + "0000"))  # type: ignore[misc]
+        assert taken[0] == absent[0] == "ResourceNotFoundException"
+        assert taken[1].replace(job_id, "X") == absent[1].replace(job_id[:-4] + "0000", "X")
+    assert (
+        server.client().get_face_detection(JobId=detection)["JobId"] == detection
+    )  # the operator's key reads all
+
+
+def test_client_request_token_is_per_key(server: Server) -> None:
+    first = server.client(server.keys.create("read"))
+    second = server.client(server.keys.create("read"))
+    mine = first.start_face_detection(Video=VIDEO, ClientRequestToken="shared-token", JobTag="mine")["JobId"]
+    theirs = second.start_face_detection(Video=VIDEO, ClientRequestToken="shared-token", JobTag="mine")["JobId"]
+    assert theirs != mine  # not the first key's job
+    again = first.start_face_detection(Video=VIDEO, ClientRequestToken="shared-token", JobTag="mine")["JobId"]
+    assert again == mine  # the token still answers its own key
+    with pytest.raises(second.exceptions.IdempotentParameterMismatchException):  # the second key's own token
+        second.start_face_detection(Video=VIDEO, ClientRequestToken="shared-token", JobTag="theirs")
+    assert first.get_face_detection(JobId=mine)["JobTag"] == "mine"  # unchanged
+    assert _error(lambda: second.get_face_detection(JobId=mine))[0] == "ResourceNotFoundException"

@@ -125,12 +125,27 @@ def start_face_search(ctx: Context, request: JSON) -> JSON:
     return {"JobId": job_id}
 
 
+def _own_job(ctx: Context, job_id: str) -> VideoJobs:
+    """The jobs, once ``job_id`` is the caller's: started with this key (or the caller is an admin key limited
+    to no collection, the operator's), in a collection the key sees. Anyone else's job answers exactly as a job
+    that does not exist, so job ids cannot be probed."""
+    jobs = _jobs(ctx)
+    not_found = NotFoundError(f"there is no video job {job_id!r}")
+    try:
+        job = jobs.get(job_id)
+    except NotFoundError:
+        raise not_found from None
+    operator = ctx.key.collections is None and ctx.key.may(Permission.ADMIN)
+    if not operator and job.caller.principal != ctx.key.access_key_id:
+        raise not_found
+    if job.collection_id is not None and not ctx.key.sees(job.collection_id):
+        raise not_found
+    return jobs
+
+
 @operation("GetFaceSearch", Permission.READ, collection_param=None)
 def get_face_search(ctx: Context, request: JSON) -> JSON:
-    jobs = _jobs(ctx)
-    job = jobs.get(request["JobId"])
-    if job.collection_id is not None and not ctx.key.sees(job.collection_id):
-        raise AccessDeniedError(f"this key may not read collection {job.collection_id}")
+    jobs = _own_job(ctx, request["JobId"])
     page = jobs.get_face_search(
         request["JobId"],
         max_results=request.get("MaxResults") or 1000,
@@ -148,13 +163,15 @@ def get_face_search(ctx: Context, request: JSON) -> JSON:
 def start_face_detection(ctx: Context, request: JSON) -> JSON:
     path = _video_path(ctx, request)
     jobs = _jobs(ctx)
-    job_id = jobs.start_face_detection(path, job_tag=request.get("JobTag"), request=request["Video"])
+    job_id = jobs.start_face_detection(
+        path, job_tag=request.get("JobTag"), caller=ctx.caller, request=request["Video"]
+    )
     return {"JobId": job_id}
 
 
 @operation("GetFaceDetection", Permission.READ, collection_param=None)
 def get_face_detection(ctx: Context, request: JSON) -> JSON:
-    page = _jobs(ctx).get_face_detection(
+    page = _own_job(ctx, request["JobId"]).get_face_detection(
         request["JobId"], max_results=request.get("MaxResults") or 1000, next_token=request.get("NextToken")
     )
     data = _job_fields(page.job, page.job.request)
