@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -135,3 +139,105 @@ def test_client_request_token_is_per_key(server: Server) -> None:
         second.start_face_detection(Video=VIDEO, ClientRequestToken="shared-token", JobTag="theirs")
     assert first.get_face_detection(JobId=mine)["JobTag"] == "mine"  # unchanged
     assert _error(lambda: second.get_face_detection(JobId=mine))[0] == "ResourceNotFoundException"
+
+
+# -- items 5 and 6: /events re-authorises, holds no worker thread, and is limited per key -----------------------
+
+
+def _open_stream(server: Server, key: AccessKey, query: str = "") -> socket.socket:
+    """A raw signed ``GET /events`` whose response headers have been read (the stream then stays open)."""
+    url = f"{server.url}/events{query}"
+    headers = signed_get(url, key)
+    sock = socket.create_connection(("127.0.0.1", server.thread.port), timeout=10)
+    host = f"127.0.0.1:{server.thread.port}"
+    lines = [f"GET /events{query} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+    sock.sendall("\r\n".join(lines).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    sock.settimeout(None)
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    return sock
+
+
+def test_a_deleted_keys_stream_ends(server: Server) -> None:
+    key = server.keys.create("read")
+    url = f"{server.url}/events"
+    started = time.monotonic()
+    ended_after = None
+    with httpx.stream("GET", url, headers=signed_get(url, key), timeout=httpx.Timeout(10, read=12)) as response:
+        assert response.status_code == 200
+        threading.Timer(0.5, server.keys.delete, args=(key.access_key_id,)).start()
+        try:
+            for _ in response.iter_lines():
+                pass
+            ended_after = time.monotonic() - started
+        except httpx.ReadTimeout:
+            pass
+    assert ended_after is not None  # the stream ended by itself ...
+    assert ended_after < 0.5 + 5 + 2  # ... within the 5 s re-check (and some slack)
+
+
+def test_events_out_of_the_keys_collections_are_never_sent(server: Server) -> None:
+    limited = server.keys.create("read", collections=["alpha"])
+    seen: dict[str, list[dict[str, Any]]] = {"limited": [], "admin": []}
+
+    def read(who: str, key: AccessKey, until: float) -> None:
+        url = f"{server.url}/events"
+        with httpx.stream("GET", url, headers=signed_get(url, key), timeout=30) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    seen[who].append(json.loads(line[len("data:") :]))
+                if time.monotonic() > until:
+                    break
+
+    until = time.monotonic() + 20
+    readers = [
+        threading.Thread(target=read, args=("limited", limited, until)),
+        threading.Thread(target=read, args=("admin", server.admin, until)),
+    ]
+    for reader in readers:
+        reader.start()
+    time.sleep(0.5)
+    client = server.client()
+    for name in ("p-alpha", "p-beta"):
+        client.start_stream_processor(Name=name)
+    for reader in readers:
+        reader.join(40)
+    for name in ("p-alpha", "p-beta"):
+        client.stop_stream_processor(Name=name)
+    identified = {e["Processor"] for e in seen["admin"] if e.get("Type") == "TrackIdentified"}
+    assert identified == {"p-alpha", "p-beta"}  # both processors did find faces ...
+    assert any(e.get("Type") == "TrackIdentified" for e in seen["limited"])
+    assert {e["Processor"] for e in seen["limited"]} == {"p-alpha"}  # ... the limited key saw only its own
+
+
+def test_idle_streams_hold_no_worker_and_are_limited_per_key(server: Server, photos: dict[str, Path]) -> None:
+    keys = [server.keys.create("read") for _ in range(10)]
+    per_key = server.thread.config.max_event_streams_per_key
+    streams = [_open_stream(server, key) for key in keys for _ in range(per_key)]  # 80 idle streams
+    try:
+        assert len(streams) == 80
+        started = time.monotonic()
+        assert httpx.get(server.url + "/healthz", timeout=10).json()["status"] == "ok"
+        faces = server.client().detect_faces(Image={"Bytes": photos["obama.jpg"].read_bytes()})["FaceDetails"]
+        assert len(faces) == 1
+        assert time.monotonic() - started < 10
+        url = f"{server.url}/events"
+        over = httpx.get(url, headers=signed_get(url, keys[0]), timeout=10)
+        assert (over.status_code, over.json()["__type"]) == (429, "ThrottlingException")
+    finally:
+        for stream in streams:
+            stream.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # closed streams give their slots back
+        with httpx.stream("GET", url, headers=signed_get(url, keys[0]), timeout=10) as response:
+            if response.status_code == 200:
+                break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the closed streams' slots were not given back")

@@ -16,24 +16,28 @@ and ``GET /events[?processor=NAME]`` streams their events as server-sent events 
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from facetrace.app import Video, open_video
 from facetrace.errors import AccessDeniedError, ConflictError, InvalidParameterError, NotFoundError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.home import resolve_home
+from facetrace.service.config import ServiceConfig
 from facetrace.service.dispatch import KEY_SCOPE
 from facetrace.service.errors import ServiceError
 from facetrace.service.keys import AccessKey
 from facetrace.service.operations import Context, Permission, Resources, on_startup, operation, route
+from facetrace.service.streams import SlotStreamingResponse, StreamSlots
+from facetrace.video.events import Event
 from facetrace.video.jobs import Job, VideoJobs
 from facetrace.video.processors import StreamProcessors
 from facetrace.video.sinks import EventBus, sse_message
@@ -308,32 +312,100 @@ def _visible_processors(
 # -- server-sent events ----------------------------------------------------------------------------------------
 
 
+EventFilter = Callable[[Event], bool]
+Reauthorize = Callable[[], Awaitable[EventFilter | None]]
+"""Re-reads the caller's key: the filter of the events it may see now, or None when it may see none (deleted)."""
+
+_POLL = 0.1  # seconds between looks at an idle subscription: waiting on the loop holds no thread
+_BATCH = 256  # events sent per look at most
+
+
 async def event_stream(
-    bus: EventBus, processor: str | None = None, *, heartbeat: float = 15.0
+    bus: EventBus,
+    processor: str | None = None,
+    *,
+    heartbeat: float = 15.0,
+    reauthorize: Reauthorize | None = None,
+    recheck: float = 5.0,
 ) -> AsyncIterator[str]:
     """Server-sent-events text for every event on ``bus`` (one processor's, when given), with a comment line
     every ``heartbeat`` seconds so proxies keep the connection open. For a Starlette route::
 
         StreamingResponse(event_stream(processors.bus, request.query_params.get("processor")),
                           media_type="text/event-stream")
+
+    The subscription is polled on the event loop, so an idle stream holds no worker thread. With
+    ``reauthorize``, the caller's key is read again before every batch of events and at least every
+    ``recheck`` seconds: each event is sent only if the key, as it is now, may see it, and the stream ends once
+    the key is gone.
     """
     subscription = bus.subscribe(processor=processor)
+    allowed: EventFilter = _everything
+    checked = last_sent = time.monotonic()
+    if reauthorize is not None:
+        checked = -recheck
     try:
         while not subscription.closed:
-            event = await anyio.to_thread.run_sync(subscription.get, heartbeat)
-            yield ": keep-alive\n\n" if event is None else sse_message(event)
+            batch: list[Event] = []
+            while len(batch) < _BATCH and (event := subscription.get(0)) is not None:
+                batch.append(event)
+            now = time.monotonic()
+            if reauthorize is not None and (batch or now - checked >= recheck):
+                current = await reauthorize()
+                if current is None:
+                    return
+                allowed, checked = current, time.monotonic()
+            sent = [sse_message(event) for event in batch if allowed(event)]
+            for text in sent:
+                yield text
+            if sent:
+                last_sent = now
+            elif now - last_sent >= heartbeat:
+                last_sent = now
+                yield ": keep-alive\n\n"
+            if not batch:
+                await anyio.sleep(_POLL)
     finally:
         subscription.close()
 
 
+def _everything(event: Event) -> bool:
+    return True
+
+
+def _reauthorizer(
+    lookup: Callable[[str], AccessKey | None], key: AccessKey, manager: StreamProcessors
+) -> Reauthorize:
+    """The key's current state → which events it may see (by each event's processor's collection, as it is
+    now: a processor name reused for another collection is checked against the new one)."""
+
+    async def reauthorize() -> EventFilter | None:
+        current = await anyio.to_thread.run_sync(lookup, key.access_key_id)
+        if current is None or not current.may(Permission.READ):
+            return None
+        if current.collections is None:
+            return _everything
+
+        def allowed(event: Event) -> bool:
+            try:
+                return current.sees(manager.definition(event.processor).face_search.collection_id)
+            except NotFoundError:  # a processor deleted since: its collection is unknown, so nothing is sent
+                return False
+
+        return allowed
+
+    return reauthorize
+
+
 @route("/events")
 async def events(request: Request, resources: Resources, gallery: Gallery) -> Response:
-    """Server-sent events of the stream processors (``?processor=NAME`` for one), for any key with read access
-    that may see that processor's collection."""
+    """Server-sent events of the stream processors (``?processor=NAME`` for one), for any key with read
+    access; a key limited to collections gets only the events of processors on its collections. A key holds at
+    most ``ServiceConfig.max_event_streams_per_key`` streams at once."""
     key: AccessKey = request.scope[KEY_SCOPE]
     name = request.query_params.get("processor")
     manager = await anyio.to_thread.run_sync(processors_of, resources, gallery)
-    if not key.may(Permission.READ) or (key.collections is not None and name is None):
+    if not key.may(Permission.READ):
         raise AccessDeniedError(f"User: {key.access_key_id} is not authorized to read these events")
     if name is not None:
         try:
@@ -342,4 +414,14 @@ async def events(request: Request, resources: Resources, gallery: Gallery) -> Re
             raise _processor_not_found(name) from None
         if not key.sees(collection_id):
             raise _processor_not_found(name)
-    return StreamingResponse(event_stream(manager.bus, name), media_type="text/event-stream")
+    config: ServiceConfig = resources.get("config", ServiceConfig)
+    lookup: Callable[[str], AccessKey | None] | None = resources.get("keys.get", lambda: None)
+    slots = resources.get("event_slots", lambda: StreamSlots(config.max_event_streams_per_key))
+    release = slots.acquire(key.access_key_id)
+    stream = event_stream(
+        manager.bus,
+        name,
+        reauthorize=_reauthorizer(lookup, key, manager) if lookup is not None else None,
+        recheck=config.events_recheck_seconds,
+    )
+    return SlotStreamingResponse(stream, release, media_type="text/event-stream")
