@@ -1,6 +1,7 @@
 """Composition: the Starlette app, its routes, and the middleware stack, assembled in one place.
 
-Request path, outermost first: request id → metrics → errors → body limit → auth (SigV4) → rate limit →
+Request path, outermost first: request id → metrics → errors → body deadline → body limit → auth (SigV4:
+header shape and key before the body, unverified bytes capped) → rate limit →
 ``POST /`` (``dispatch.Dispatcher``: handler table, permissions, worker pool). ``GET /healthz`` and
 ``GET /metrics`` need no signature; routes that handler modules add (``operations.route``, e.g. the video
 events feed) sit behind the same stack as ``POST /``.
@@ -34,6 +35,7 @@ from facetrace.service.middleware.rate_limit import RateLimitMiddleware, TokenBu
 from facetrace.service.middleware.request_id import RequestIdMiddleware
 from facetrace.service.operations import Resources, RouteEndpoint, extra_routes, load_handlers, startup_hooks
 from facetrace.service.protocol import TARGET_PREFIX
+from facetrace.service.slow_clients import BodyDeadlineMiddleware, UnverifiedBytes
 from facetrace.service.validation import service_model
 from facetrace.store import records_of
 from facetrace.store.records import MemoryTokens
@@ -65,8 +67,14 @@ def middleware_stack(keys: KeyStore, config: ServiceConfig, metrics: Metrics) ->
         Middleware(RequestIdMiddleware),
         Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(ErrorMiddleware),
+        Middleware(BodyDeadlineMiddleware, seconds=config.body_timeout),
         Middleware(BodyLimitMiddleware, limit_for=body_limits(config)),
-        Middleware(AuthMiddleware, keys=keys, max_skew=config.max_clock_skew),
+        Middleware(
+            AuthMiddleware,
+            keys=keys,
+            max_skew=config.max_clock_skew,
+            unverified=UnverifiedBytes(config.max_unverified_bytes),
+        ),
         Middleware(RateLimitMiddleware, buckets=TokenBuckets(config.rate, config.burst)),
     ]
 

@@ -50,6 +50,19 @@ class ServiceConfig(BaseModel):
     shutdown_timeout: float = Field(
         default=30.0, ge=0, le=3600, description="seconds to finish in-flight requests"
     )
+    header_timeout: float = Field(
+        default=10.0, gt=0, le=600, description="seconds a client may take to send a request's headers"
+    )
+    body_timeout: float = Field(
+        default=60.0, gt=0, le=3600, description="seconds a client may take to send a request's whole body"
+    )
+    keep_alive_timeout: int = Field(default=5, ge=1, le=600, description="seconds an idle connection stays open")
+    max_unverified_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=4 * 1024 * 1024 * 1024,
+        description="request body bytes held, over all requests, while their signatures are not yet checked",
+    )
     max_event_streams_per_key: int = Field(
         default=8, ge=1, le=10_000, description="open /events streams one access key may hold at once"
     )

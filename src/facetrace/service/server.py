@@ -14,6 +14,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from facetrace.service.config import ServiceConfig
+from facetrace.service.slow_clients import MAX_HEADER_BYTES, header_deadline_protocol
 
 __all__ = ["ServerThread", "run"]
 
@@ -28,6 +29,9 @@ def _uvicorn_config(app: ASGIApp, config: ServiceConfig) -> uvicorn.Config:
         lifespan="on",
         timeout_graceful_shutdown=int(config.shutdown_timeout),
         server_header=False,
+        http=header_deadline_protocol(config.header_timeout),
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        timeout_keep_alive=config.keep_alive_timeout,
     )
 
 

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote
 
 from facetrace.errors import AuthenticationError
 
-__all__ = ["ALGORITHM", "MUST_SIGN_WHEN_SENT", "Credential", "signing_key", "verify"]
+__all__ = ["ALGORITHM", "MUST_SIGN_WHEN_SENT", "Credential", "claimed_credential", "signing_key", "verify"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
@@ -108,6 +108,24 @@ def canonical_request(
     return "\n".join((method.upper(), path, query, lines, ";".join(signed), payload_hash))
 
 
+def _authorization(headers: Mapping[str, str]) -> tuple[re.Match[str], Credential]:
+    authorization = headers.get("authorization")
+    if not authorization:
+        raise AuthenticationError("Missing Authentication Token", "MissingAuthenticationTokenException")
+    match = _AUTH.fullmatch(authorization)
+    if match is None:
+        if not authorization.startswith(ALGORITHM):
+            raise _incomplete(f"Only {ALGORITHM} signatures are supported")
+        raise _incomplete("Authorization header must contain Credential, SignedHeaders and Signature")
+    return match, _parse_credential(match["credential"])
+
+
+def claimed_credential(headers: Mapping[str, str]) -> Credential:
+    """The credential the ``Authorization`` header claims, checked for shape only (no signature yet): what the
+    server can know before reading the body."""
+    return _authorization(headers)[1]
+
+
 def verify(
     *,
     method: str,
@@ -124,15 +142,7 @@ def verify(
 
     ``headers`` maps lower-case names to values (repeated headers joined with ``,``).
     """
-    authorization = headers.get("authorization")
-    if not authorization:
-        raise AuthenticationError("Missing Authentication Token", "MissingAuthenticationTokenException")
-    match = _AUTH.fullmatch(authorization)
-    if match is None:
-        if not authorization.startswith(ALGORITHM):
-            raise _incomplete(f"Only {ALGORITHM} signatures are supported")
-        raise _incomplete("Authorization header must contain Credential, SignedHeaders and Signature")
-    credential = _parse_credential(match["credential"])
+    match, credential = _authorization(headers)
     signed = match["signed"].split(";")
     if signed != sorted(signed) or "host" not in signed or any(name != name.lower() for name in signed):
         raise _incomplete("SignedHeaders must be sorted, lower-case, and include host")

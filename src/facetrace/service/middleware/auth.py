@@ -1,4 +1,8 @@
-"""Verify the SigV4 signature of every request except the open paths, and attach the caller's key."""
+"""Verify the SigV4 signature of every request except the open paths, and attach the caller's key.
+
+The Authorization header's shape and its access key id are checked before the body is read; the body bytes
+then held for the signature check count against ``UnverifiedBytes`` (shared by every request).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,14 @@ import time
 from collections.abc import Callable
 
 import anyio.to_thread
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facetrace.errors import AuthenticationError
 from facetrace.service import sigv4
 from facetrace.service.dispatch import KEY_SCOPE
 from facetrace.service.keys import KeyStore
 from facetrace.service.protocol import read_body
+from facetrace.service.slow_clients import UnverifiedBytes
 
 _THREAD_HASH_BYTES = 256 * 1024  # hash big bodies off the event loop
 
@@ -26,22 +31,43 @@ class AuthMiddleware:
         max_skew: float = 900.0,
         open_paths: frozenset[str] = frozenset({"/healthz", "/metrics"}),
         clock: Callable[[], float] = time.time,
+        unverified: UnverifiedBytes | None = None,
     ) -> None:
         self.app = app
         self.keys = keys
         self.max_skew = max_skew
         self.open_paths = open_paths
         self.clock = clock
+        self.unverified = unverified or UnverifiedBytes(64 * 1024 * 1024)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (scope["method"] == "GET" and scope["path"] in self.open_paths):
             await self.app(scope, receive, send)
             return
-        body = await read_body(scope, receive)
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
+        # Before a byte of body is read: a well-formed Authorization header naming a key that exists.
+        if self.keys.get(sigv4.claimed_credential(headers).access_key_id) is None:
+            raise AuthenticationError(
+                "The security token included in the request is invalid.", "UnrecognizedClientException"
+            )
+        held = 0
+
+        async def counted_receive() -> Message:
+            nonlocal held
+            message = await receive()
+            size = len(message.get("body", b""))
+            if size:
+                self.unverified.take(size)
+                held += size
+            return message
+
+        try:
+            body = await read_body(scope, counted_receive)
+        finally:
+            self.unverified.give(held)  # read whole (or given up): it is the request's own from here on
 
         def check() -> sigv4.Credential:
             return sigv4.verify(

@@ -17,6 +17,13 @@ class ErrorMiddleware:
             await self.app(scope, receive, send)
             return
         started = False
+        body_read = False
+
+        async def tracking_receive() -> Message:
+            nonlocal body_read
+            message = await receive()
+            body_read = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
@@ -24,8 +31,22 @@ class ErrorMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, tracking_receive, tracking_send)
         except Exception as exc:
             if started:  # too late to answer with an error; let the server close the connection
                 raise
-            await error_response(aws_error(exc))(scope, receive, send)
+            response = error_response(aws_error(exc))
+            if not body_read and _declares_body(scope):
+                # Refused before its body was read (no key, too slow, too big): close rather than wait for the
+                # rest of a body nobody will read.
+                response.headers["Connection"] = "close"
+            await response(scope, receive, send)
+
+
+def _declares_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.strip() not in (b"", b"0"):
+            return True
+        if name == b"transfer-encoding":
+            return True
+    return False
