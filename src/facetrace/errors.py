@@ -75,6 +75,10 @@ class InvalidParameterError(InvalidInputError):
     """A parameter is missing, malformed or out of range."""
 
 
+class InvalidPaginationTokenError(InvalidParameterError):
+    """A NextToken that no listing gave out, or one from another listing (InvalidPaginationTokenException)."""
+
+
 class NoFaceError(InvalidInputError):
     """The operation needs a face and none was found in the image."""
 

@@ -107,3 +107,20 @@ def test_hidden_and_missing_collections_answer_alike(server: Server) -> None:
     assert hidden[1].replace("hidden-beta", "X") == missing[1].replace("hidden-gamm", "X")
     for call in (limited.list_faces, limited.list_users, limited.delete_collection):
         assert _error(lambda c=call: c(CollectionId="hidden-beta"))[0] == "AccessDeniedException"  # type: ignore[misc]
+
+
+# -- item 16: errors as Rekognition's model names them -------------------------------------------------------
+
+
+def test_duplicate_user_is_a_conflict_and_bad_tokens_are_invalid_pagination(server: Server) -> None:
+    client = server.client()
+    client.create_user(CollectionId="alpha", UserId="someone")
+    with pytest.raises(client.exceptions.ConflictException):
+        client.create_user(CollectionId="alpha", UserId="someone")
+    for call in (
+        lambda: client.list_faces(CollectionId="alpha", NextToken="not-a-token!"),
+        lambda: client.list_users(CollectionId="alpha", NextToken="bm90IGEgdG9rZW4"),
+        lambda: client.list_collections(NextToken="bad token"),
+    ):
+        with pytest.raises(client.exceptions.InvalidPaginationTokenException):
+            call()

@@ -32,10 +32,10 @@ def test_a_token_runs_its_request_once_even_across_a_restart(tmp_path: Path, eng
         assert again["ResponseMetadata"]["HTTPStatusCode"] == first["ResponseMetadata"]["HTTPStatusCode"] == 200
         with pytest.raises(client.exceptions.IdempotentParameterMismatchException):
             client.create_user(CollectionId="people", UserId="bob", ClientRequestToken="tok-1")
-        with pytest.raises(client.exceptions.ResourceAlreadyExistsException):  # a new token runs again
+        with pytest.raises(client.exceptions.ConflictException):  # a new token runs again
             client.create_user(CollectionId="people", UserId="ann", ClientRequestToken="tok-2")
         other_key = server.keys.create("admin", description="second key")
-        with pytest.raises(client.exceptions.ResourceAlreadyExistsException):  # tokens are per access key
+        with pytest.raises(client.exceptions.ConflictException):  # tokens are per access key
             server.client(other_key).create_user(CollectionId="people", UserId="ann", ClientRequestToken="tok-1")
     finally:
         _stop(server)
@@ -43,7 +43,7 @@ def test_a_token_runs_its_request_once_even_across_a_restart(tmp_path: Path, eng
     restarted = _start(tmp_path, engine)
     try:
         client = restarted.client(other_key)
-        with pytest.raises(client.exceptions.ResourceAlreadyExistsException):
+        with pytest.raises(client.exceptions.ConflictException):
             client.create_user(CollectionId="people", UserId="ann", ClientRequestToken="tok-3")
         admin = restarted.client(server.admin)  # the first server's key: kept in the same database
         assert admin.create_user(CollectionId="people", UserId="ann", ClientRequestToken="tok-1")

@@ -149,7 +149,7 @@ def test_list_collections_paginator(client: Any) -> None:
 
 def test_users(client: Any, people: dict[str, str], image_bytes: Callable[[str], bytes]) -> None:
     client.create_user(CollectionId="people", UserId="barack")
-    with pytest.raises(client.exceptions.ResourceAlreadyExistsException):
+    with pytest.raises(client.exceptions.ConflictException):
         client.create_user(CollectionId="people", UserId="barack")
     associated = client.associate_faces(
         CollectionId="people", UserId="barack", FaceIds=[people["obama"], people["obama2"]]

@@ -24,6 +24,7 @@ from facetrace.errors import (
     ImageTooSmallError,
     InvalidImageFormatError,
     InvalidInputError,
+    InvalidPaginationTokenError,
     ModelError,
     ModelMismatchError,
     NotFoundError,
@@ -62,6 +63,7 @@ ERROR_TABLE: dict[type[FacetraceError], tuple[str, int]] = {
     InvalidImageFormatError: ("InvalidImageFormatException", 400),
     ImageTooSmallError: ("InvalidParameterException", 400),
     ImageError: ("InvalidImageFormatException", 400),
+    InvalidPaginationTokenError: ("InvalidPaginationTokenException", 400),
     InvalidInputError: ("InvalidParameterException", 400),  # InvalidParameterError, NoFaceError
     NotFoundError: ("ResourceNotFoundException", 400),
     AlreadyExistsError: ("ResourceAlreadyExistsException", 400),

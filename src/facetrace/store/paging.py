@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 
-from facetrace.errors import InvalidParameterError
+from facetrace.errors import InvalidPaginationTokenError, InvalidParameterError
 
 __all__ = ["check_limit", "decode_name_token", "decode_token", "encode_token", "listing_scope"]
 
@@ -42,14 +42,14 @@ def decode_token(token: str | None, scope: str) -> str | None:
     if token is None:
         return None
     if not isinstance(token, str) or not token or len(token) > 4096:
-        raise InvalidParameterError("invalid pagination token")
+        raise InvalidPaginationTokenError("invalid pagination token")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         version, token_scope, last_key = json.loads(raw)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise InvalidParameterError("invalid pagination token") from None
+        raise InvalidPaginationTokenError("invalid pagination token") from None
     if version != _VERSION or token_scope != scope or not isinstance(last_key, str):
-        raise InvalidParameterError("invalid pagination token: it belongs to another listing")
+        raise InvalidPaginationTokenError("invalid pagination token: it belongs to another listing")
     return last_key
 
 
@@ -63,7 +63,7 @@ def decode_name_token(token: str | None) -> str | None:
     if token is None:
         return None
     if not isinstance(token, str) or _COLLECTION_NAME.fullmatch(token) is None:
-        raise InvalidParameterError("invalid pagination token")
+        raise InvalidPaginationTokenError("invalid pagination token")
     return token
 
 

@@ -38,7 +38,13 @@ from urllib.parse import urlsplit
 
 from facetrace import shapes
 from facetrace.audit import LOCAL_CALLER, Caller
-from facetrace.errors import FacetraceError, InvalidParameterError, NotFoundError, StoreError
+from facetrace.errors import (
+    FacetraceError,
+    InvalidPaginationTokenError,
+    InvalidParameterError,
+    NotFoundError,
+    StoreError,
+)
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.store.records import JobRecord, JobRepository
 from facetrace.types import FaceMatch
@@ -507,7 +513,7 @@ def _decode_token(token: str, job_id: str) -> int:
         owner, _, offset = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii").partition(":")
         value = int(offset)
     except (binascii.Error, UnicodeError, ValueError):
-        raise InvalidParameterError("the pagination token is not valid") from None
+        raise InvalidPaginationTokenError("the pagination token is not valid") from None
     if owner != job_id or value < 0:
-        raise InvalidParameterError("the pagination token belongs to another job")
+        raise InvalidPaginationTokenError("the pagination token belongs to another job")
     return value

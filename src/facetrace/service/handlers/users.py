@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from facetrace import shapes
+from facetrace.errors import AlreadyExistsError, ConflictError
 from facetrace.service.operations import Context, Permission, operation
 from facetrace.service.shapes import given, unsearched_face, unsuccessful_face
 
@@ -20,7 +21,10 @@ _SEARCH = {"MaxUsers": "max_users", "UserMatchThreshold": "threshold"}
 
 @operation("CreateUser", Permission.WRITE)
 def create_user(ctx: Context, request: JSON) -> JSON:
-    ctx.gallery.create_user(request["CollectionId"], request["UserId"], caller=ctx.caller)
+    try:
+        ctx.gallery.create_user(request["CollectionId"], request["UserId"], caller=ctx.caller)
+    except AlreadyExistsError as exc:  # Rekognition's model: a duplicate user is a ConflictException
+        raise ConflictError(exc.message) from None
     return {}
 
 
