@@ -124,3 +124,22 @@ def test_duplicate_user_is_a_conflict_and_bad_tokens_are_invalid_pagination(serv
     ):
         with pytest.raises(client.exceptions.InvalidPaginationTokenException):
             call()
+
+
+# -- item 14: /metrics is for this machine or for a key, and names no collection by default -------------------
+
+
+def test_metrics_needs_loopback_host_or_a_signature(server: Server) -> None:
+    url = server.url + "/metrics"
+    local = httpx.get(url, timeout=10)
+    assert local.status_code == 200
+    assert "facetrace_requests_total" in local.text
+    assert "alpha" not in local.text  # no collection names unless configured
+    rebound = httpx.get(url, headers={"Host": f"attacker.example:{server.thread.port}"}, timeout=10)
+    assert (rebound.status_code, rebound.json()["__type"]) == (403, "MissingAuthenticationTokenException")
+    request = AWSRequest(method="GET", url=url, headers={"Host": f"attacker.example:{server.thread.port}"})
+    SigV4Auth(Credentials(server.admin.access_key_id, server.admin.secret), "rekognition", "us-east-1").add_auth(
+        request
+    )
+    signed = httpx.get(url, headers=dict(request.headers.items()), timeout=10)
+    assert signed.status_code == 200

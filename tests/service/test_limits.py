@@ -69,7 +69,7 @@ def gate() -> Iterator[Gate]:
 
 @pytest.fixture
 def small_server(tmp_path: Any, engine: FaceEngine) -> Iterator[Server]:
-    config = ServiceConfig(port=0, workers=1, max_pending=0, rate=0.01, burst=4)
+    config = ServiceConfig(port=0, workers=1, max_pending=0, rate=0.01, burst=4, metrics_collections=True)
     running = start_server(tmp_path, engine, config)
     yield running
     running.thread.stop()

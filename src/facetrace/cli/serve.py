@@ -39,8 +39,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body-bytes", type=int, help="request body limit per image (default ~6.8 MiB)")
     parser.add_argument("--max-clock-skew", type=float, default=900.0, help="seconds (default 900)")
     parser.add_argument(
-        "--no-collection-metrics", action="store_true", help="leave collection names out of /metrics"
+        "--collection-metrics", action="store_true", help="name collections and their sizes on /metrics"
     )
+    parser.add_argument("--no-collection-metrics", action="store_true", help=argparse.SUPPRESS)  # the default now
     parser.set_defaults(func=_serve)
 
 
@@ -70,7 +71,7 @@ def _config(args: argparse.Namespace) -> Any:
         "rate": args.rate,
         "burst": args.burst,
         "max_clock_skew": args.max_clock_skew,
-        "metrics_collections": not args.no_collection_metrics,
+        "metrics_collections": args.collection_metrics and not args.no_collection_metrics,
     }
     if args.workers is not None:
         settings["workers"] = args.workers

@@ -69,7 +69,9 @@ class ServiceConfig(BaseModel):
     events_recheck_seconds: float = Field(
         default=5.0, gt=0, le=5.0, description="an open /events stream re-reads its key at least this often"
     )
-    metrics_collections: bool = Field(default=True, description="report faces per collection on /metrics")
+    metrics_collections: bool = Field(
+        default=False, description="name collections (and their face counts) on /metrics; off: names stay private"
+    )
 
     @field_validator("buckets")
     @classmethod

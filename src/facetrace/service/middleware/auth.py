@@ -29,7 +29,8 @@ class AuthMiddleware:
         keys: KeyStore,
         *,
         max_skew: float = 900.0,
-        open_paths: frozenset[str] = frozenset({"/healthz", "/metrics"}),
+        open_paths: frozenset[str] = frozenset({"/healthz"}),
+        loopback_paths: frozenset[str] = frozenset({"/metrics"}),
         clock: Callable[[], float] = time.time,
         unverified: UnverifiedBytes | None = None,
     ) -> None:
@@ -37,11 +38,15 @@ class AuthMiddleware:
         self.keys = keys
         self.max_skew = max_skew
         self.open_paths = open_paths
+        self.loopback_paths = loopback_paths
         self.clock = clock
         self.unverified = unverified or UnverifiedBytes(64 * 1024 * 1024)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (scope["method"] == "GET" and scope["path"] in self.open_paths):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "GET" and scope["path"] in self.loopback_paths and _local_unsigned(scope):
             await self.app(scope, receive, send)
             return
         headers: dict[str, str] = {}
@@ -87,3 +92,25 @@ class AuthMiddleware:
             raise AuthenticationError("The security token included in the request is invalid.")
         scope[KEY_SCOPE] = key
         await self.app(scope, receive, send)
+
+
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+
+
+def _local_unsigned(scope: Scope) -> bool:
+    """An unsigned request from this machine that names this machine in its Host header. The Host check stops
+    DNS rebinding: a web page in a local browser reaches loopback under its own host name, not 127.0.0.1."""
+    client = scope.get("client")
+    if client is None or client[0] not in ("127.0.0.1", "::1"):
+        return False
+    host = ""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return False  # signed: verified like any request
+        if name == b"host":
+            host = value.decode("latin-1").lower()
+    if host.startswith("["):
+        host = host[: host.find("]") + 1]
+    else:
+        host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return host in _LOCAL_HOSTS
