@@ -96,7 +96,7 @@ def create_app(
     """
     config = config or ServiceConfig()
     load_handlers(handler_modules)
-    pool = WorkerPool(config.workers, config.max_pending)
+    pool = WorkerPool(config.workers, config.max_pending, config.max_queue_wait)
     resources = Resources()
     if home is not None:
         resources.put("home", home)

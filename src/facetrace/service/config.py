@@ -38,6 +38,9 @@ class ServiceConfig(BaseModel):
     max_pending: int = Field(
         default=32, ge=0, le=10_000, description="requests allowed to wait for a worker before ThrottlingException"
     )
+    max_queue_wait: float = Field(
+        default=5.0, gt=0, le=600, description="seconds a request may wait for a worker before ThrottlingException"
+    )
     rate: float = Field(
         default=50.0, gt=0, le=1_000_000, description="requests per second per access key, sustained"
     )

@@ -42,11 +42,12 @@ REQUEST_ID_SCOPE = "facetrace.request_id"
 class WorkerPool:
     """A thread pool with admission control: ``run`` raises ``ThrottlingError`` at once when it is full."""
 
-    def __init__(self, workers: int, max_pending: int) -> None:
+    def __init__(self, workers: int, max_pending: int, max_wait: float = 5.0) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facetrace-worker")
         self._capacity = workers + max_pending
         self._admitted = 0
         self._lock = threading.Lock()
+        self.max_wait = max_wait  # seconds an admitted request may wait for a worker before ThrottlingException
 
     @property
     def in_flight(self) -> int:
@@ -58,8 +59,24 @@ class WorkerPool:
                 raise ThrottlingError("Rate exceeded: the server is busy; retry with backoff")
             self._admitted += 1
         try:
-            # A call that has started runs to the end even if the client goes away: no half-done writes.
-            return await asyncio.wrap_future(self._executor.submit(func))
+            started = threading.Event()
+
+            def run() -> T:
+                started.set()
+                return func()
+
+            future = self._executor.submit(run)
+            waiting = asyncio.wrap_future(future)
+            try:
+                # shield: a timeout must not cancel a call that has started (no half-done writes)
+                return await asyncio.wait_for(asyncio.shield(waiting), self.max_wait)
+            except TimeoutError:
+                if not started.is_set() and future.cancel():  # still queued: it never runs
+                    raise ThrottlingError(
+                        f"Rate exceeded: no worker was free within {self.max_wait:g} s; retry with backoff"
+                    ) from None
+                # A call that has started runs to the end even if the client goes away.
+                return await waiting
         finally:
             with self._lock:
                 self._admitted -= 1

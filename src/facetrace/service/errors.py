@@ -11,6 +11,9 @@ Errors that exist only on the wire (an unknown ``X-Amz-Target``, an S3 object th
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from facetrace.errors import (
@@ -34,7 +37,7 @@ from facetrace.errors import (
     ThrottlingError,
 )
 
-__all__ = ["ERROR_TABLE", "AwsError", "ServiceError", "aws_error"]
+__all__ = ["ERROR_TABLE", "AwsError", "ServiceError", "ThrottleLog", "aws_error"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,32 @@ ERROR_TABLE: dict[type[FacetraceError], tuple[str, int]] = {
 SIGNATURE_STATUS = {"MissingAuthenticationTokenException": 403, "AccessDeniedException": 400}
 """HTTP status of the signature failures (``AuthenticationError.code``); anything not listed is 400."""
 
+
+class ThrottleLog:
+    """Throttling is the server working as designed, not a fault: one WARNING line per ``every`` seconds at
+    most, counting the requests throttled since the last line (a flood of ERROR lines would bury real faults
+    and fill the disk)."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._since = 0
+        self._last = -every
+
+    def note(self, message: str) -> bool:
+        """Count one throttled request; True when a line was logged."""
+        with self._lock:
+            self._since += 1
+            now = self.clock()
+            if now - self._last < self.every:
+                return False
+            count, self._since, self._last = self._since, 0, now
+        log.warning("throttled %d request(s) in the last %.0f s; latest: %s", count, self.every, message)
+        return True
+
+
+_throttled = ThrottleLog()
 _INTERNAL = AwsError("InternalServerError", 500, "Internal server error")
 
 
@@ -94,7 +123,9 @@ def aws_error(exc: BaseException) -> AwsError:
         for cls in type(exc).__mro__:
             entry = ERROR_TABLE.get(cls)
             if entry is not None:
-                if entry[1] >= 500:
+                if isinstance(exc, ThrottlingError):
+                    _throttled.note(exc.message)
+                elif entry[1] >= 500:
                     log.error("%s: %s", type(exc).__name__, exc.message)
                 return AwsError(entry[0], entry[1], exc.message)
     log.error("unexpected error while handling a request", exc_info=exc)
