@@ -93,7 +93,11 @@ def open_video(
     bus = EventBus()
     jobs = VideoJobs(gallery, repository=records.jobs if records else None, sightings=sightings, settings=settings)
     processors = StreamProcessors(
-        gallery, repository=records.processors if records else None, sightings=sightings, bus=bus
+        gallery,
+        repository=records.processors if records else None,
+        sightings=sightings,
+        bus=bus,
+        leases=records.leases if records else None,
     )
     if resume:
         processors.resume()

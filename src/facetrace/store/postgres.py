@@ -33,6 +33,7 @@ from facetrace.store.paging import check_limit, decode_name_token, decode_token,
 from facetrace.store.postgres_audit import PostgresAuditTrail, append
 from facetrace.store.postgres_db import NOTIFY_CHANNEL, PgDatabase, collection_row, lock_log
 from facetrace.store.postgres_index import Change, IndexFollower
+from facetrace.store.postgres_records import PostgresRecords, cascade_collection, cascade_faces, cascade_user
 from facetrace.store.vector_index import as_unit_matrix, as_unit_vector
 from facetrace.types import BoundingBox, FaceRecord, UserRecord, Vector
 
@@ -86,6 +87,7 @@ class PostgresStore:
         self._db = PgDatabase(url, max_connections=max_connections, timeout=timeout)
         try:
             self.audit = PostgresAuditTrail(self._db)
+            self.records = PostgresRecords.of(self._db)  # keys, tokens, video jobs, processors, sightings
             self._indexes = IndexFollower(self._db, listen=listen)
         except BaseException:
             self._db.close()
@@ -143,6 +145,7 @@ class PostgresStore:
         with self._write("deleting a collection", audit) as tx:
             cid = collection_row(tx.conn, collection_id, "FOR UPDATE")[0]
             tx.conn.execute("DELETE FROM collections WHERE cid=%s", (cid,))  # faces and users cascade
+            cascade_collection(tx.conn, collection_id)
             tx.log(cid, "drop")
 
     def describe_collection(self, collection_id: str) -> CollectionInfo:
@@ -245,6 +248,7 @@ class PostgresStore:
                 return []
             tx.conn.execute("UPDATE collections SET face_count=face_count-%s WHERE cid=%s", (len(found), cid))
             deleted = [f for f in wanted if f in found]
+            cascade_faces(tx.conn, deleted)
             tx.log(cid, "delete", deleted)
         return deleted
 
@@ -364,6 +368,7 @@ class PostgresStore:
             self._require_user(tx.conn, cid, user_id)
             tx.conn.execute("UPDATE faces SET user_id=NULL WHERE cid=%s AND user_id=%s", (cid, user_id))
             tx.conn.execute("DELETE FROM users WHERE cid=%s AND user_id=%s", (cid, user_id))
+            cascade_user(tx.conn, collection_id, user_id)
             tx.log(cid, "delete_user", (), user_id)
 
     def get_user(self, collection_id: str, user_id: str) -> UserRecord:
@@ -470,5 +475,6 @@ class PostgresStore:
 
     def close(self) -> None:
         """Stop following the log and close every connection. Safe to call twice."""
+        self.records.close()  # gives up this server's leases: its processors may run elsewhere at once
         self._indexes.close()
         self._db.close()

@@ -4,8 +4,14 @@ DeleteStreamProcessor with FaceSearch settings).
 A processor watches one source against one collection and emits ``TrackIdentified`` / ``TrackEnded`` events
 to its sinks: the manager's event bus (the server's SSE feed), the sightings store, and optionally a
 JSON-lines file and a webhook. Definitions and the desired state (running or stopped) are stored in the
-store's database (``ProcessorRepository``: the ``stream_processors`` table of facetrace.db), so ``resume()``
-after a restart starts again every processor that was running. The audit sink is *required*: when an
+store's database (``ProcessorRepository``: the ``stream_processors`` table of facetrace.db, or of the shared
+PostgreSQL database), so ``resume()`` after a restart starts again every processor that was running.
+
+Several servers on one PostgreSQL database: a processor runs where its lease (``processor:<name>``,
+``LeaseRepository``) is held. ``start`` takes it or fails with ``ConflictError`` while another live server
+holds it; ``resume`` leaves such processors to their server; when that server dies its lease expires and
+the next ``start``/``resume`` elsewhere takes the processor over; a server that finds its lease taken (it was
+cut off longer than the lease lives) stops its worker. The audit sink is *required*: when an
 identification cannot be audited the processor stops with status FAILED (``video/pipeline.py``).
 """
 
@@ -22,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from facetrace.audit import Caller
 from facetrace.errors import AlreadyExistsError, ConflictError, InvalidParameterError, NotFoundError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
-from facetrace.store.records import ProcessorRecord, ProcessorRepository
+from facetrace.store.records import LeaseRepository, ProcessorRecord, ProcessorRepository
 from facetrace.validation import check_int
 from facetrace.video.analysis import AnalysisSettings
 from facetrace.video.events import Event, TrackIdentified
@@ -91,8 +97,10 @@ class StreamProcessors:
         repository: ProcessorRepository | None = None,
         sightings: SightingStore | None = None,
         bus: EventBus | None = None,
+        leases: LeaseRepository | None = None,
     ) -> None:
-        """``repository`` keeps the definitions across restarts (None: in memory only)."""
+        """``repository`` keeps the definitions across restarts (None: in memory only); ``leases`` (a
+        database shared by several servers) makes sure one of them at a time runs each processor."""
         self.gallery = gallery
         self.sightings = sightings
         self.bus = bus or EventBus()
@@ -103,6 +111,7 @@ class StreamProcessors:
         self._running: dict[str, _Running] = {}
         self._failed: dict[str, str] = {}
         self._repository = repository
+        self._leases = leases
         if repository is not None:
             self._load(repository)
 
@@ -125,6 +134,34 @@ class StreamProcessors:
             current = self._running.get(name)
             if current is not None and current.worker.is_alive():
                 raise ConflictError(f"stream processor {name} is already running")
+            leased = self._lease(name)
+            try:
+                self._start(name, definition)
+            except BaseException:
+                if leased and self._leases is not None:
+                    self._leases.release(_resource(name))
+                raise
+
+    def _lease(self, name: str) -> bool:
+        """Take the processor's lease (True), or nothing to take (False: one server); ``ConflictError`` while
+        another server runs it."""
+        if self._leases is None:
+            return False
+        if not self._leases.acquire(_resource(name), on_lost=self._lost):
+            raise ConflictError(f"stream processor {name} is running on another server")
+        return True
+
+    def _lost(self, resource: str) -> None:
+        """Another server took this processor over (this one was cut off from the database too long)."""
+        name = resource.removeprefix("processor:")
+        with self._lock:
+            running = self._running.pop(name, None)
+            self._failed[name] = "taken over by another server"
+        if running is not None:
+            running.worker.stop()
+
+    def _start(self, name: str, definition: ProcessorDefinition) -> None:
+        with self._lock:
             settings = definition.face_search
             matcher = CollectionMatcher(self.gallery, settings.collection_id, settings.face_match_threshold)
             sinks = self._sinks(definition)
@@ -157,12 +194,16 @@ class StreamProcessors:
             for sink in running.sinks:
                 if sink is not self.bus:
                     sink.close()
+            if self._leases is not None:
+                self._leases.release(_resource(name))
 
     def delete(self, name: str) -> None:
         with self._lock:
             self._get(name)
             if self.status(name) in ("RUNNING", "STARTING"):
                 raise ConflictError(f"stream processor {name} is running; stop it before deleting it")
+            if self._leases is not None and self._leases.holder(_resource(name)) not in (None, self._leases.owner):
+                raise ConflictError(f"stream processor {name} is running on another server")
             del self._definitions[name]
             self._desired.pop(name, None)
             self._running.pop(name, None)
@@ -175,6 +216,9 @@ class StreamProcessors:
             wanted = [name for name, state in self._desired.items() if state == "RUNNING"]
         started = []
         for name in wanted:
+            holder = self._leases.holder(_resource(name)) if self._leases is not None else None
+            if holder is not None and self._leases is not None and holder != self._leases.owner:
+                continue  # another live server runs it
             try:
                 self.start(name)
                 started.append(name)
@@ -188,11 +232,13 @@ class StreamProcessors:
             running, self._running = self._running, {}
         for item in running.values():
             item.worker.stop()
-        for item in running.values():
+        for name, item in running.items():
             item.worker.join(timeout)
             for sink in item.sinks:
                 if sink is not self.bus:
                     sink.close()
+            if self._leases is not None:
+                self._leases.release(_resource(name))
 
     # -- reading -----------------------------------------------------------------------------------------
 
@@ -266,6 +312,11 @@ class StreamProcessors:
 
     def _get(self, name: str) -> ProcessorDefinition:
         definition = self._definitions.get(name)
+        if definition is None and self._repository is not None:
+            record = self._repository.get(name)  # created through another server sharing the database
+            if record is not None:
+                self._remember(record)
+                definition = self._definitions.get(name)
         if definition is None:
             raise NotFoundError(f"there is no stream processor {name!r}")
         return definition
@@ -309,12 +360,19 @@ class StreamProcessors:
 
     def _load(self, repository: ProcessorRepository) -> None:
         for record in repository.list():
-            try:
-                self._definitions[record.name] = ProcessorDefinition.model_validate(json.loads(record.definition))
-            except (ValidationError, ValueError):
-                continue
-            self._desired[record.name] = record.desired
-            self._updated[record.name] = record.updated_at
+            self._remember(record)
+
+    def _remember(self, record: ProcessorRecord) -> None:
+        try:
+            self._definitions[record.name] = ProcessorDefinition.model_validate(json.loads(record.definition))
+        except (ValidationError, ValueError):
+            return
+        self._desired[record.name] = record.desired
+        self._updated[record.name] = record.updated_at
+
+
+def _resource(name: str) -> str:
+    return f"processor:{name}"
 
 
 def _definition(value: ProcessorDefinition | dict[str, Any]) -> ProcessorDefinition:
