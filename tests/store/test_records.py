@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 import stat
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -342,3 +343,59 @@ def test_an_old_home_is_imported_into_one_database(tmp_path: Path) -> None:
     assert stat.S_IMODE((home / "video").stat().st_mode) == 0o700
     store.close()
     open_store(home).close()  # nothing left to import: opening again changes nothing
+
+
+# --- what only a database shared by several servers needs (PostgreSQL) -------------------------------------
+
+
+def test_a_live_servers_jobs_are_not_failed_by_another_starting(pg_url: str) -> None:
+    from facetrace.store.postgres import PostgresStore
+
+    a, b = PostgresStore(pg_url, listen=False), PostgresStore(pg_url, listen=False)
+    try:
+        running = dataclasses.replace(_job("job-a", []), status="IN_PROGRESS", finished_at=None, results=None)
+        _records(a).jobs.save(running)  # A runs it, its heartbeat says it is alive
+        assert _records(b).jobs.fail_interrupted("interrupted by a restart", 9.0) == 0
+        assert _records(b).jobs.get("job-a") == running  # B reads it as it is
+        a.close()  # A is gone: its instance lease with it
+        assert _records(b).jobs.fail_interrupted("interrupted by a restart", 9.0) == 1
+        assert _records(b).jobs.get("job-a").status == "FAILED"  # type: ignore[union-attr]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_one_token_sent_to_two_servers_at_once_acts_once(pg_url: str) -> None:
+    """The same ClientRequestToken reaching two servers at the same instant: one runs the request, the other
+    waits for it and returns its answer (an advisory lock per token in the shared database)."""
+    from facetrace.service.idempotency import Idempotency
+    from facetrace.store.postgres import PostgresStore
+
+    stores = [PostgresStore(pg_url, listen=False) for _ in range(2)]
+    acted: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(2)
+    answers: list[bytes] = []
+
+    def request(server: int) -> None:
+        def act() -> bytes:
+            with lock:
+                acted.append(server)
+            time.sleep(0.5)  # long enough for the other server's request to arrive meanwhile
+            return f'{{"by":{server}}}'.encode()
+
+        barrier.wait()
+        idempotency = Idempotency(_records(stores[server]).tokens)
+        answers.append(idempotency.run("key", "CreateUser", {"UserId": "u", "ClientRequestToken": "t"}, act))
+
+    try:
+        threads = [threading.Thread(target=request, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        for store in stores:
+            store.close()
+    assert len(acted) == 1
+    assert answers == [f'{{"by":{acted[0]}}}'.encode()] * 2

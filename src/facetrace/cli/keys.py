@@ -13,6 +13,7 @@ from rich.table import Table
 from facetrace.cli.output import emit
 from facetrace.home import ensure_home, resolve_home
 from facetrace.service.keys import KeyStore
+from facetrace.store import database_url
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -43,6 +44,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _store(args: argparse.Namespace, *, create: bool = False) -> KeyStore:
+    """The keys in the PostgreSQL database of ``--database-url`` (or ``$FACETRACE_DATABASE_URL``): every
+    server on it accepts them; else in the home's database."""
+    url = database_url(getattr(args, "database_url", None))
+    if url is not None:
+        return KeyStore.in_home(None, url=url)
     home = Path(args.home) if getattr(args, "home", None) else None
     return KeyStore.in_home(ensure_home(home) if create else resolve_home(home))
 

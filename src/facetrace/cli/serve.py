@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from facetrace.cli.output import stderr
-from facetrace.errors import InvalidParameterError
+from facetrace.errors import InvalidParameterError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,9 @@ def _serve(args: argparse.Namespace) -> int:
         stderr.print(f"facetrace: {faces} faces loaded in {time.monotonic() - started:.1f} s from {where}")
     gallery = open_gallery(home, store=store)  # audited in its own database (store.audit)
     records = records_of(gallery.store)
-    # A store without record tables (PostgreSQL, for now) keeps its keys in the home's embedded database.
-    keys = KeyStore(records.keys) if records is not None else KeyStore.in_home(home)
+    if records is None:  # pragma: no cover - open_store gives SQLite or PostgreSQL, both keep keys
+        raise StoreError("this store keeps no access keys")
+    keys = KeyStore(records.keys)  # in the store's database: on PostgreSQL, shared by every server
 
     def close() -> None:
         gallery.store.close()

@@ -1,0 +1,142 @@
+"""One stream processor, one server: with several servers on one PostgreSQL database a processor runs where
+its lease is held; a server that dies gives it up when its lease expires; a server cut off too long learns
+that its processor was taken over and stops it (docs/deploy-records.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from facetrace.errors import ConflictError
+from facetrace.gallery import Gallery
+from facetrace.store.postgres_db import PgDatabase
+from facetrace.store.postgres_records import PostgresLeases, PostgresProcessors
+from facetrace.video.processors import StreamProcessors
+from tests.video.test_processors import definition, wait_for
+
+TTL = 1.5
+
+
+@pytest.fixture
+def db(pg_url: str) -> Iterator[PgDatabase]:
+    database = PgDatabase(pg_url)
+    yield database
+    database.close()
+
+
+def _processors(gallery: Gallery, db: PgDatabase, owner: str) -> tuple[StreamProcessors, PostgresLeases]:
+    leases = PostgresLeases(db, owner=owner, ttl=TTL)
+    return StreamProcessors(gallery, repository=PostgresProcessors(db), leases=leases), leases
+
+
+def test_leases_are_taken_renewed_released_and_expire(db: PgDatabase) -> None:
+    a = PostgresLeases(db, owner="a", ttl=TTL)
+    b = PostgresLeases(db, owner="b", ttl=TTL)
+    try:
+        assert a.acquire("processor:door")
+        assert a.acquire("processor:door")  # ours already: kept
+        assert not b.acquire("processor:door")
+        assert b.holder("processor:door") == "a"
+        assert b.holder("instance:a") == "a"  # a's heartbeat announces it
+        time.sleep(TTL * 1.5)
+        assert not b.acquire("processor:door")  # renewed by a's heartbeat meanwhile
+        a.release("processor:door")
+        assert a.holder("processor:door") is None
+        assert b.acquire("processor:door")
+        assert not a.acquire("processor:door")
+    finally:
+        a.close()
+        b.close()
+    assert a.holder("processor:door") is None  # close gives every lease up
+    with pytest.raises(ValueError, match="positive"):
+        PostgresLeases(db, ttl=0)
+
+
+def test_a_second_server_does_not_start_a_running_processor(gallery: Gallery, scene: Path, db: PgDatabase) -> None:
+    a, _ = _processors(gallery, db, "server-a")
+    b, _ = _processors(gallery, db, "server-b")
+    try:
+        a.create(definition("looping", scene))
+        a.start("looping")
+        with pytest.raises(ConflictError, match="another server"):
+            b.start("looping")  # created and started through A: B knows it from the database
+        assert b.resume() == []  # A runs it: B leaves it alone rather than marking it failed
+        assert b.status("looping") == "STOPPED"
+        with pytest.raises(ConflictError, match="another server"):
+            b.delete("looping")
+        a.stop("looping")  # gives the lease up at once
+        b.start("looping")
+        assert wait_for(lambda: b.status("looping") in ("RUNNING", "STOPPED"))
+        with pytest.raises(ConflictError):
+            a.start("looping")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_dead_servers_processor_is_taken_over_after_its_lease_expires(
+    gallery: Gallery, scene: Path, db: PgDatabase, pg_url: str
+) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time\n"
+            "from facetrace.store.postgres_db import PgDatabase\n"
+            "from facetrace.store.postgres_records import PostgresLeases\n"
+            f"leases = PostgresLeases(PgDatabase(sys.argv[1]), owner='doomed', ttl={TTL})\n"
+            "assert leases.acquire('processor:looping')\n"
+            "print('held', flush=True)\n"
+            "time.sleep(600)\n"
+        ), pg_url],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    b, _ = _processors(gallery, db, "server-b")
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"held"
+        b.create(definition("looping", scene))
+        with pytest.raises(ConflictError):
+            b.start("looping")
+        holder.kill()  # SIGKILL: no release, the heartbeat just stops
+        holder.wait(30)
+        died = time.monotonic()
+        while True:
+            try:
+                b.start("looping")
+                break
+            except ConflictError:
+                assert time.monotonic() - died < TTL * 3, "the lease of a dead server never expired"
+                time.sleep(0.1)
+        assert b.status("looping") in ("STARTING", "RUNNING", "STOPPED")
+    finally:
+        holder.kill()
+        holder.wait(30)
+        if holder.stdout is not None:
+            holder.stdout.close()
+        b.close()
+
+
+def test_a_server_cut_off_too_long_stops_its_worker(
+    gallery: Gallery, scene: Path, db: PgDatabase, pg_url: str
+) -> None:
+    a, a_leases = _processors(gallery, db, "server-a")
+    b, _ = _processors(gallery, db, "server-b")
+    try:
+        a.create(definition("looping", scene))
+        a.start("looping")
+        # A's lease expires while it cannot reach the database (here: as if it had), and B takes over.
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("UPDATE leases SET expires_at = 0 WHERE resource = 'processor:looping'")
+        b.start("looping")
+        a_leases.renew()  # A's next heartbeat finds the lease taken
+        assert a.status("looping") == "FAILED"
+        assert a.describe("looping")["StatusMessage"] == "taken over by another server"
+        assert a.worker("looping") is None
+    finally:
+        a.close()
+        b.close()
