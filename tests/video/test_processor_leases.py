@@ -59,7 +59,7 @@ def test_leases_are_taken_renewed_released_and_expire(db: PgDatabase) -> None:
 
 
 def test_a_second_server_does_not_start_a_running_processor(gallery: Gallery, scene: Path, db: PgDatabase) -> None:
-    a, _ = _processors(gallery, db, "server-a")
+    a, a_leases = _processors(gallery, db, "server-a")
     b, _ = _processors(gallery, db, "server-b")
     try:
         a.create(definition("looping", scene))
@@ -67,14 +67,25 @@ def test_a_second_server_does_not_start_a_running_processor(gallery: Gallery, sc
         with pytest.raises(ConflictError, match="another server"):
             b.start("looping")  # created and started through A: B knows it from the database
         assert b.resume() == []  # A runs it: B leaves it alone rather than marking it failed
-        assert b.status("looping") == "STOPPED"
+        assert b.status("looping") == "RUNNING"  # as B reports it: running, on A
         with pytest.raises(ConflictError, match="another server"):
             b.delete("looping")
         a.stop("looping")  # gives the lease up at once
+        assert b.status("looping") == "STOPPED"
         b.start("looping")
         assert wait_for(lambda: b.status("looping") in ("RUNNING", "STOPPED"))
         with pytest.raises(ConflictError):
             a.start("looping")
+        assert a.status("looping") == "RUNNING"  # on B
+        b.stop("looping")
+        a.start("looping")
+        # Stopped through B (behind a load balancer): A stops it at its next heartbeat, not as a failure.
+        b.stop("looping")
+        a_leases.renew()
+        assert a.worker("looping") is None
+        assert a.status("looping") == "STOPPED"
+        assert b.status("looping") == "STOPPED"
+        assert "StatusMessage" not in a.describe("looping")
     finally:
         a.close()
         b.close()

@@ -405,6 +405,10 @@ class PostgresLeases:
         with self._db.transaction(f"releasing the lease of {resource}") as conn:
             conn.execute("DELETE FROM leases WHERE resource=%s AND owner=%s", (resource, self._owner))
 
+    def revoke(self, resource: str) -> None:
+        with self._db.transaction(f"revoking the lease of {resource}") as conn:
+            conn.execute("DELETE FROM leases WHERE resource=%s", (resource,))
+
     def holder(self, resource: str) -> str | None:
         with self._db.read(f"reading the lease of {resource}") as conn:
             row = conn.execute(

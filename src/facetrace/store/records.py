@@ -172,6 +172,11 @@ class LeaseRepository(Protocol):
         """Give ``resource`` up now (if ours), so another may take it without waiting for the expiry."""
         ...
 
+    def revoke(self, resource: str) -> None:
+        """End the lease whoever holds it (a processor stopped through another server): its holder finds it
+        gone at its next heartbeat and stops what it was running."""
+        ...
+
     def holder(self, resource: str) -> str | None:
         """The live owner of ``resource``, or None when it is free (never taken, released or expired)."""
         ...

@@ -151,14 +151,28 @@ class StreamProcessors:
             raise ConflictError(f"stream processor {name} is running on another server")
         return True
 
+    def _elsewhere(self, name: str) -> bool:
+        """Another live server holds the processor's lease (so it runs there)."""
+        if self._leases is None:
+            return False
+        return self._leases.holder(_resource(name)) not in (None, self._leases.owner)
+
     def _lost(self, resource: str) -> None:
-        """Another server took this processor over (this one was cut off from the database too long)."""
+        """This server's lease is gone: the processor was stopped through another server (its desired state
+        says STOPPED), or another server took it over (this one was cut off from the database too long)."""
         name = resource.removeprefix("processor:")
+        record = self._repository.get(name) if self._repository is not None else None
         with self._lock:
             running = self._running.pop(name, None)
-            self._failed[name] = "taken over by another server"
+            if record is not None and record.desired == "STOPPED":
+                self._desired[name], self._updated[name] = "STOPPED", record.updated_at
+            else:
+                self._failed[name] = "taken over by another server"
         if running is not None:
             running.worker.stop()
+            for sink in running.sinks:
+                if sink is not self.bus:
+                    sink.close()
 
     def _start(self, name: str, definition: ProcessorDefinition) -> None:
         with self._lock:
@@ -184,10 +198,15 @@ class StreamProcessors:
             self._set_desired(name, "RUNNING")
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
+        """Stop the processor here, or (several servers) wherever it runs: its server stops it at its next
+        heartbeat, within a third of the lease time."""
         with self._lock:
             self._get(name)
             running = self._running.pop(name, None)
+            self._failed.pop(name, None)
             self._set_desired(name, "STOPPED")
+        if running is None and self._leases is not None:
+            self._leases.revoke(_resource(name))
         if running is not None:
             running.worker.stop()
             running.worker.join(timeout)
@@ -200,10 +219,10 @@ class StreamProcessors:
     def delete(self, name: str) -> None:
         with self._lock:
             self._get(name)
+            if self._elsewhere(name):
+                raise ConflictError(f"stream processor {name} is running on another server")
             if self.status(name) in ("RUNNING", "STARTING"):
                 raise ConflictError(f"stream processor {name} is running; stop it before deleting it")
-            if self._leases is not None and self._leases.holder(_resource(name)) not in (None, self._leases.owner):
-                raise ConflictError(f"stream processor {name} is running on another server")
             del self._definitions[name]
             self._desired.pop(name, None)
             self._running.pop(name, None)
@@ -249,7 +268,7 @@ class StreamProcessors:
             if name in self._failed:
                 return "FAILED"
             if running is None:
-                return "STOPPED"
+                return "RUNNING" if self._elsewhere(name) else "STOPPED"
             state = running.worker.metrics.state
         if state == "FAILED":
             return "FAILED"
