@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from facetrace.errors import ConflictError
+from facetrace.errors import AlreadyExistsError, ConflictError, NotFoundError
 from facetrace.gallery import Gallery
 from facetrace.store.postgres_db import PgDatabase
 from facetrace.store.postgres_records import PostgresLeases, PostgresProcessors
@@ -148,6 +148,26 @@ def test_a_server_cut_off_too_long_stops_its_worker(
         assert a.status("looping") == "FAILED"
         assert a.describe("looping")["StatusMessage"] == "taken over by another server"
         assert a.worker("looping") is None
+    finally:
+        a.close()
+        b.close()
+
+
+def test_every_server_sees_processors_created_and_deleted_through_another(
+    gallery: Gallery, scene: Path, db: PgDatabase
+) -> None:
+    a, _ = _processors(gallery, db, "server-a")
+    b, _ = _processors(gallery, db, "server-b")  # started before the processor exists
+    try:
+        a.create(definition("door", scene))
+        assert b.list()[0] == [{"Name": "door", "Status": "STOPPED"}]
+        assert b.describe("door")["Input"]["Camera"] == "lobby"
+        with pytest.raises(AlreadyExistsError):
+            b.create(definition("door", scene))  # one name, one processor, whichever server is asked
+        a.delete("door")
+        with pytest.raises(NotFoundError):
+            b.describe("door")
+        assert b.list()[0] == []
     finally:
         a.close()
         b.close()

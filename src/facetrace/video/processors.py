@@ -122,7 +122,7 @@ class StreamProcessors:
         CollectionMatcher(self.gallery, definition.face_search.collection_id)  # the collection must exist
         SourceSettings(definition.source)  # and the source must be well-formed
         with self._lock:
-            if definition.name in self._definitions:
+            if self._known(definition.name):  # here, or (several servers) in the shared database
                 raise AlreadyExistsError(f"stream processor {definition.name} already exists")
             self._definitions[definition.name] = definition
             self._set_desired(definition.name, "STOPPED")
@@ -315,6 +315,12 @@ class StreamProcessors:
         """Processors by name: ``[{"Name", "Status"}]`` and the token for the next page."""
         check_int(max_results, "max_results", 1, 1000)
         with self._lock:
+            if self._repository is not None:  # created or deleted through another server meanwhile
+                stored = self._repository.list()
+                for record in stored:
+                    self._remember(record)
+                for name in set(self._definitions) - {r.name for r in stored} - set(self._running):
+                    self._forget(name)
             names = sorted(self._definitions)
         if next_token:
             names = [n for n in names if n > next_token]
@@ -330,15 +336,29 @@ class StreamProcessors:
     # -- internals ---------------------------------------------------------------------------------------
 
     def _get(self, name: str) -> ProcessorDefinition:
-        definition = self._definitions.get(name)
-        if definition is None and self._repository is not None:
-            record = self._repository.get(name)  # created through another server sharing the database
-            if record is not None:
+        """The definition, read again from the repository unless it runs here (another server sharing the
+        database may have created, changed or deleted it)."""
+        if self._repository is not None and name not in self._running:
+            record = self._repository.get(name)
+            if record is None:
+                self._forget(name)
+            else:
                 self._remember(record)
-                definition = self._definitions.get(name)
+        definition = self._definitions.get(name)
         if definition is None:
             raise NotFoundError(f"there is no stream processor {name!r}")
         return definition
+
+    def _known(self, name: str) -> bool:
+        try:
+            self._get(name)
+        except NotFoundError:
+            return False
+        return True
+
+    def _forget(self, name: str) -> None:
+        for table in (self._definitions, self._desired, self._updated, self._failed):
+            table.pop(name, None)
 
     def _sinks(self, definition: ProcessorDefinition) -> builtins.list[EventSink]:
         audit = AuditSink(
