@@ -358,8 +358,18 @@ def test_a_live_servers_jobs_are_not_failed_by_another_starting(pg_url: str) -> 
         assert _records(b).jobs.fail_interrupted("interrupted by a restart", 9.0) == 0
         assert _records(b).jobs.get("job-a") == running  # B reads it as it is
         a.close()  # A is gone: its instance lease with it
-        assert _records(b).jobs.fail_interrupted("interrupted by a restart", 9.0) == 1
-        assert _records(b).jobs.get("job-a").status == "FAILED"  # type: ignore[union-attr]
+        orphan = _records(b).jobs.get("job-a")  # read through B while no server restarts: it will never end
+        assert orphan is not None
+        assert (orphan.status, orphan.message) == ("FAILED", "interrupted: the server running it stopped")
+        _records(b).jobs.save(running)  # (as if it were still running, for the restart case)
+        assert _records(b).jobs.fail_interrupted("interrupted by a restart", 9.0) == 0  # B's own: B is alive
+        b.close()
+        c = PostgresStore(pg_url, listen=False)
+        try:
+            assert _records(c).jobs.fail_interrupted("interrupted by a restart", 9.0) == 1
+            assert _records(c).jobs.get("job-a").status == "FAILED"  # type: ignore[union-attr]
+        finally:
+            c.close()
     finally:
         a.close()
         b.close()

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ LEASE_TTL = 30.0
 its processors for at most this long before another may take them over."""
 
 _NOW = "extract(epoch FROM clock_timestamp())::double precision"  # the database's clock, one for every server
+ORPHANED = "interrupted: the server running it stopped"
 _TOKEN_LOCK = 0x74_6F_6B  # "tok": first key of the two-key advisory locks of request tokens
 
 
@@ -196,6 +198,14 @@ class PostgresJobs:
                     )
 
     def get(self, job_id: str) -> JobRecord | None:
+        """The job; one still IN_PROGRESS whose server is gone is failed first (it will never finish), so a
+        server reading another's job learns of its end even while no server restarts."""
+        job = self._read(job_id)
+        if job is not None and job.status == "IN_PROGRESS" and self._fail_orphans(ORPHANED, time.time(), job_id):
+            job = self._read(job_id)
+        return job
+
+    def _read(self, job_id: str) -> JobRecord | None:
         with self._db.transaction(f"reading video job {job_id}", snapshot=True) as conn:
             row = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM video_jobs WHERE job_id=%s",  # noqa: S608
@@ -220,12 +230,16 @@ class PostgresJobs:
     def fail_interrupted(self, message: str, now: float) -> int:
         """Fail the IN_PROGRESS jobs whose server is gone (its instance lease expired or was never taken);
         the jobs other live servers are running are theirs and left alone."""
+        return self._fail_orphans(message, now)
+
+    def _fail_orphans(self, message: str, now: float, job_id: str | None = None) -> int:
+        only = "" if job_id is None else " AND job_id = %s"
         with self._db.transaction("marking interrupted video jobs") as conn:
             return conn.execute(
                 "UPDATE video_jobs j SET status='FAILED', message=%s, finished_at=%s, owner=NULL"  # noqa: S608
-                " WHERE status='IN_PROGRESS' AND (owner IS NULL OR NOT EXISTS ("
+                f" WHERE status='IN_PROGRESS'{only} AND (owner IS NULL OR NOT EXISTS ("
                 f"  SELECT 1 FROM leases l WHERE l.resource = 'instance:' || j.owner AND l.expires_at > {_NOW}))",
-                (message, now),
+                (message, now) if job_id is None else (message, now, job_id),
             ).rowcount
 
 
