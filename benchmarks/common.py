@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facetrace.engine import FaceEngine
+from facetrace.imaging import Image
 from facetrace.types import Detection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,16 +217,20 @@ def estimate_source_height(image: WiderImage, detections: Sequence[Detection], s
     return None if best is None else best[2]
 
 
+def chosen_face(engine: FaceEngine, image: Image, pair_set: PairSet) -> Detection | None:
+    """The face an image of ``pair_set`` is labelled for: the centred one (LFW, chips) or the largest."""
+    detections = engine.find_faces(image)
+    if pair_set.central:
+        return central_face(detections, image.width, image.height)
+    return detections[0] if detections else None
+
+
 def embed_set(engine: FaceEngine, pair_set: PairSet) -> npt.NDArray[np.float32]:
     """One vector per image of ``pair_set`` (its centred or largest face); a row of NaN where none was found."""
     vectors = np.full((len(pair_set.images), engine.model.dim), np.nan, dtype=np.float32)
     for index, path in enumerate(pair_set.images):
         image = engine.load(path)
-        detections = engine.find_faces(image)
-        if pair_set.central:
-            chosen = central_face(detections, image.width, image.height)
-        else:
-            chosen = detections[0] if detections else None
+        chosen = chosen_face(engine, image, pair_set)
         if chosen is None:
             continue
         face = engine.describe(image, [chosen])[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,7 @@ from facetrace.calibration import pair_quality
 from facetrace.engine import FaceEngine
 from facetrace.gallery import Gallery
 from facetrace.imaging import Image
+from facetrace.quality import quality_score
 from facetrace.store.memory import MemoryStore
 from facetrace.store.sqlite import SQLiteStore
 from facetrace.types import BoundingBox, FaceRecord
@@ -137,3 +139,45 @@ def test_a_clear_match_ranked_below_failing_crowd_faces_is_still_found(
     assert hits[0].similarity >= 99.0
     # Without the probe's quality nothing can be clear: no match at all.
     assert gallery.search_vector("people", probe.vector, max_faces=2, threshold=99.0) == ()
+
+
+def test_users_are_scored_on_the_band_of_their_matching_face(
+    gallery: Gallery, engine: FaceEngine, photos: dict[str, Path]
+) -> None:
+    _, probe = engine.largest_face(photos["obama2.jpg"])
+    assert probe.vector is not None
+    low, clear = engine.calibration.bands[0], engine.calibration.bands[-1]
+    between = (clear.curve.cosine_for(99.0) + low.curve.cosine_for(99.0)) / 2  # passes clear, fails low
+    base = FaceRecord("x", BoundingBox(0, 0, 1, 1), "i", 99.0, engine.model.key)
+    ids = {name: str(uuid.uuid4()) for name in ("probe", "clear-face", "crowd-face")}
+    gallery.store.add_faces(
+        "people",
+        [
+            (dataclasses.replace(base, face_id=ids["probe"], quality=probe.quality_score), probe.vector),
+            (
+                dataclasses.replace(base, face_id=ids["clear-face"], quality=95.0),
+                _at_cosine(probe.vector, between, 1),
+            ),
+            (
+                dataclasses.replace(base, face_id=ids["crowd-face"], quality=20.0),
+                _at_cosine(probe.vector, between, 2),
+            ),
+        ],
+    )
+    for user, face in (("clear-user", "clear-face"), ("crowd-user", "crowd-face")):
+        gallery.create_user("people", user)
+        gallery.associate_faces("people", user, [ids[face]])
+    found = gallery.search_users("people", face_id=ids["probe"], threshold=99.0)
+    assert [m.user.user_id for m in found.matches] == ["clear-user"]
+    assert found.matches[0].face_ids == (ids["clear-face"],)
+
+
+@pytest.mark.parametrize(
+    ("height", "confidence", "expected"),
+    [(200.0, 0.95, 100.0), (56.0, 0.95, 50.0), (200.0, 0.7, 50.0), (10.0, 0.95, 0.0), (200.0, 0.4, 0.0),
+     (76.0, 0.8, 75.0), (float("nan"), 0.9, 0.0)],
+)  # fmt: skip
+def test_face_quality_is_the_weaker_of_size_and_confidence(
+    height: float, confidence: float, expected: float
+) -> None:
+    assert quality_score(height, confidence) == pytest.approx(expected)

@@ -1,14 +1,18 @@
 """Turning a cosine between identity vectors into a 0–100 similarity whose thresholds mean something.
 
-A raw cosine means different things for different models. facetrace maps it through a monotonic,
-piecewise-linear curve fitted per model by ``benchmarks/calibrate.py`` on thousands of impostor pairs
-(faces of different people) so that a similarity threshold corresponds to a measured false match rate:
+A raw cosine means different things for different models, and for one model different things for faces of
+different quality: impostor cosines between small, uncertain crowd faces run far higher than between clear
+ones. facetrace maps a cosine through a monotonic, piecewise-linear curve fitted per model *and per quality
+band* by ``benchmarks/calibrate.py`` on millions of impostor pairs (faces of different people), so that a
+similarity threshold corresponds to a measured false match rate whatever the faces' quality:
 
     similarity  80 ↔ FMR 1e-3     90 ↔ 1e-4     95 ↔ 1e-5     99 ↔ 1e-6
 
-The curve and the figures it rests on ship as JSON in ``facetrace/data/``; the README's table is
-generated from the same file. Searches convert the threshold to a cosine once and compare raw dot
-products, so calibration costs nothing per stored face.
+A pair is scored with the curve of its worse face (``pair_quality``; a face's quality is
+``facetrace.quality.face_quality``, stored as ``FaceRecord.quality``); an unknown quality gets the most
+conservative curve. The curves and the figures they rest on ship as JSON in ``facetrace/data/`` (the older
+single-curve documents still load, as one band). Searches convert the threshold to a cosine once per band
+and compare raw dot products, so calibration costs nothing per stored face.
 """
 
 from __future__ import annotations
@@ -150,8 +154,16 @@ class Calibration:
         A pair's quality is at most the probe's, so bands above the probe's are out of reach; a store query
         at this cosine misses no candidate, and each one is then checked against its own band.
         """
+        return min(b.curve.cosine_for(similarity) for b in self._reachable(probe_quality))
+
+    def best_similarity(self, cosine: float, probe_quality: float | None) -> float:
+        """The highest similarity ``cosine`` can score in any band a pair with this probe can fall in: a
+        bound on what store candidates ranked at or below this cosine can reach."""
+        return max(float(b.curve.similarity(cosine)) for b in self._reachable(probe_quality))
+
+    def _reachable(self, probe_quality: float | None) -> list[QualityBand]:
         reachable = [b for b in self.bands if probe_quality is not None and probe_quality >= b.min_quality]
-        return min(b.curve.cosine_for(similarity) for b in (reachable or self.bands[:1]))
+        return reachable or list(self.bands[:1])
 
 
 def _curve(data: dict[str, Any]) -> Curve:

@@ -79,7 +79,7 @@ class AnalyzedFace:
     @property
     def quality_score(self) -> float:
         """0–100 quality for recognition (``quality.face_quality``): picks the calibration curve of its pairs."""
-        return quality.face_quality(self.detection, self.detail)
+        return quality.face_quality(self.detection)
 
 
 @dataclass(frozen=True, slots=True)

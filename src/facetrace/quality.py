@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.types import Detection, FaceDetail, Pose, Quality
+from facetrace.types import Detection, Pose, Quality
 
 __all__ = ["FACE_MODEL_3D", "estimate_pose", "estimate_quality", "face_quality", "quality_score"]
 
@@ -90,7 +90,7 @@ def estimate_quality(bgr: npt.NDArray[np.uint8], detection: Detection, aligned: 
     return Quality(brightness=round(brightness, 4), sharpness=round(sharpness, 4))
 
 
-def face_quality(detection: Detection, detail: FaceDetail | None = None) -> float:
+def face_quality(detection: Detection) -> float:
     """0–100 quality of a face *for recognition*: how far its impostor scores can be trusted.
 
     Impostor cosines between small faces the detector is unsure of (crowds) run much higher than between
@@ -99,7 +99,6 @@ def face_quality(detection: Detection, detail: FaceDetail | None = None) -> floa
     separate the impostor tails; sharpness, brightness and pose did not, beyond what those two say, so they
     are left out. The score is the weaker of the two, each mapped linearly onto 0–100.
     """
-    del detail  # the signature keeps room for evidence that a future calibration finds useful
     return quality_score(detection.h, detection.score)
 
 

@@ -315,20 +315,33 @@ class Gallery:
         found = self.store.get_faces(collection_id, [face_id])
         return found[0].quality if found else None
 
-    def _candidates(self, ask: Callable[[int], list[_Hit]], limit: int) -> list[_Hit]:
-        """Every store hit above the lenient cosine, or at least ``limit`` × ``OVERFETCH`` of them.
+    def _candidates(
+        self,
+        ask: Callable[[int], list[_Hit]],
+        score: Callable[[list[_Hit]], list[float]],
+        limit: int,
+        threshold: float,
+        quality: float | None,
+    ) -> tuple[list[_Hit], list[float]]:
+        """Enough store hits (ranked by cosine) to hold the ``limit`` best by similarity, and their scores.
 
-        The store ranks by cosine, but with quality bands a candidate ranked lower by cosine may pass its own
-        (more lenient) band where one ranked higher fails a stricter one; so a banded search keeps asking
-        for more until the store runs out of candidates above the query's cosine (or ``MAX_CANDIDATES``).
+        With quality bands a candidate ranked lower by cosine may pass its own, more lenient band where one
+        ranked higher fails a stricter one. So a banded search asks for ``OVERFETCH`` × ``limit`` and asks
+        for more until the store has no more candidates, or none it has not returned can reach the
+        threshold or beat the ``limit``-th best score (they all have a lower cosine, so they can score at
+        most ``best_similarity`` of the last one), or ``MAX_CANDIDATES`` is reached.
         """
-        if len(self.engine.calibration.bands) == 1:
-            return ask(limit)
-        size = limit * OVERFETCH
+        calibration = self.engine.calibration
+        size = limit if len(calibration.bands) == 1 else limit * OVERFETCH
         while True:
             hits = ask(size)
-            if len(hits) < size or size >= MAX_CANDIDATES:
-                return hits
+            scores = score(hits)
+            if len(hits) < size or size >= MAX_CANDIDATES or len(calibration.bands) == 1:
+                return hits, scores
+            ceiling = calibration.best_similarity(hits[-1].cosine, quality)
+            ranked = sorted(scores, reverse=True)
+            if ceiling < threshold or (len(ranked) >= limit and ranked[limit - 1] >= ceiling):
+                return hits, scores
             size = min(MAX_CANDIDATES, size * 4)
 
     def _search(
@@ -347,15 +360,18 @@ class Gallery:
         """
         calibration = self.engine.calibration
         min_cosine = calibration.lenient_cosine_for(threshold, quality)
-        neighbors = self._candidates(
-            lambda size: self.store.search(
+
+        def ask(size: int) -> list[Neighbor]:
+            return self.store.search(
                 collection_id, vector, limit=size, min_cosine=min_cosine, exclude_face_id=exclude
-            ),
-            limit,
-        )
+            )
+
+        def score(hits: list[Neighbor]) -> list[float]:
+            return [calibration.similarity(h.cosine, pair_quality(quality, h.face.quality)) for h in hits]
+
+        neighbors, scores = self._candidates(ask, score, limit, threshold, quality)
         matches = []
-        for neighbor in neighbors:
-            similarity = calibration.similarity(neighbor.cosine, pair_quality(quality, neighbor.face.quality))
+        for neighbor, similarity in zip(neighbors, scores, strict=True):
             if similarity >= threshold:  # the cosine bound is exact up to float rounding; keep the promise
                 matches.append(FaceMatch(neighbor.face, round(similarity, 4)))
         matches.sort(key=lambda match: match.similarity, reverse=True)  # stable: ties keep the cosine order
@@ -590,11 +606,15 @@ class Gallery:
                     collection_id, vector, limit=size, min_cosine=min_cosine, exclude_user_id=exclude
                 )
 
-            hits = self._candidates(ask, limit)
-            stored = {f.face_id: f.quality for f in self.store.get_faces(collection_id, [h.face_id for h in hits])}
-            for hit in hits:
-                pair = pair_quality(quality, stored.get(hit.face_id))
-                similarity = calibration.similarity(hit.cosine, pair)
+            def score(hits: list[UserNeighbor], quality: float | None = quality) -> list[float]:
+                ids = [h.face_id for h in hits]
+                stored = {f.face_id: f.quality for f in self.store.get_faces(collection_id, ids)}
+                return [
+                    calibration.similarity(h.cosine, pair_quality(quality, stored.get(h.face_id))) for h in hits
+                ]
+
+            hits, scores = self._candidates(ask, score, limit, threshold, quality)
+            for hit, similarity in zip(hits, scores, strict=True):
                 current = best.get(hit.user.user_id)
                 if current is None or (similarity, hit.cosine) > (current[0], current[1]):
                     best[hit.user.user_id] = (similarity, hit.cosine, hit.user, hit.face_id)

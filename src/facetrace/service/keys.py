@@ -112,11 +112,12 @@ class KeyStore:
 
     @classmethod
     def in_home(cls, home: Path | None, *, url: str | None = None) -> KeyStore:
-        """The keys of the store ``open_store(home, url=url)`` opens: the PostgreSQL database at ``url`` (or
-        ``$FACETRACE_DATABASE_URL``), else ``home``'s (an older home's keys.json is imported on the way)."""
-        from facetrace.store import open_store, records_of
+        """The keys in the PostgreSQL database at ``url`` (shared by every server on it), or without a URL in
+        ``home``'s embedded database whatever ``$FACETRACE_DATABASE_URL`` says (an older home's keys.json is
+        imported on the way). The CLI resolves the URL from ``--database-url`` and the environment."""
+        from facetrace.store import open_home_store, open_store, records_of
 
-        store = open_store(home, url=url, listen=False)
+        store = open_store(url=url, listen=False) if url is not None else open_home_store(home)
         records = records_of(store)
         if records is None:  # pragma: no cover - open_store gives SQLite or PostgreSQL, both keep keys
             store.close()

@@ -31,6 +31,7 @@ __all__ = [
     "SQLiteStore",
     "UserNeighbor",
     "database_url",
+    "open_home_store",
     "open_store",
     "records_of",
 ]
@@ -73,6 +74,12 @@ def open_store(home: Path | None = None, *, url: str | None = None, listen: bool
                 "a PostgreSQL database needs the postgres extra: pip install 'facetrace[postgres]'"
             ) from exc
         return PostgresStore(chosen, listen=listen)
+    return open_home_store(home)
+
+
+def open_home_store(home: Path | None = None) -> SQLiteStore:
+    """The embedded SQLite store of ``home`` whatever ``$FACETRACE_DATABASE_URL`` says, with an older home's
+    separate files imported (see ``open_store``)."""
     from facetrace.store.legacy import import_legacy_files
 
     root = ensure_home(home)
