@@ -18,20 +18,41 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_search import load, machine
-from benchmarks.bench_store_backends import open_store, start_postgres
 from benchmarks.common import timed
 from facetrace.service.idempotency import Idempotency
-from facetrace.store import records_of
+from facetrace.store import FaceStore, SQLiteStore, records_of
 from facetrace.store.records import KeyRecord
+
+
+def open_store(kind: str, target: str) -> FaceStore:
+    if kind == "sqlite":
+        return SQLiteStore(Path(target) / "facetrace.db")
+    from facetrace.store.postgres import PostgresStore
+
+    return PostgresStore(target, listen=False)
+
+
+def start_postgres(folder: Path) -> tuple[str, Any]:
+    """A throwaway PostgreSQL 16 (pgserver, from the dev extra) in ``folder``: its URL and handle."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    handle = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
+    return handle.get_uri("postgres"), handle
 
 
 def _report(name: str, samples: list[float]) -> None:
@@ -43,7 +64,7 @@ def _report(name: str, samples: list[float]) -> None:
 
 
 def bench(kind: str, target: str, repeat: int) -> None:
-    store = open_store(kind, target, listen=False)
+    store = open_store(kind, target)
     records = records_of(store)
     assert records is not None
     try:

@@ -64,26 +64,30 @@ class Idempotency:
         if not isinstance(token, str):
             return handler()
         fingerprint = _fingerprint(params)
-        with (
-            self._locks[hash((principal, operation, token)) % _STRIPES],
-            self.tokens.exclusive(principal, operation, token),
-        ):
-            now = time.time()
-            earlier = self.tokens.get(principal, operation, token, newer_than=now - self.ttl)
-            if earlier is None:
-                answer = handler()
-                earlier = self.tokens.put(
-                    TokenRecord(principal, operation, token, fingerprint, answer.decode("utf-8"), time.time())
-                )
-                self._sweep(now)
-                if earlier.fingerprint == fingerprint:
-                    return answer
-            if earlier.fingerprint != fingerprint:
-                raise ServiceError(
-                    "IdempotentParameterMismatchException",
-                    f"ClientRequestToken {token} was already used with different parameters",
-                )
-            return earlier.response.encode("utf-8")
+        # A retry finds its answer without waiting for a lock; a first request takes the token's locks and
+        # looks again (another request with the token may have answered meanwhile).
+        earlier = self.tokens.get(principal, operation, token, newer_than=time.time() - self.ttl)
+        if earlier is None:
+            with (
+                self._locks[hash((principal, operation, token)) % _STRIPES],
+                self.tokens.exclusive(principal, operation, token),
+            ):
+                now = time.time()
+                earlier = self.tokens.get(principal, operation, token, newer_than=now - self.ttl)
+                if earlier is None:
+                    answer = handler()
+                    earlier = self.tokens.put(
+                        TokenRecord(principal, operation, token, fingerprint, answer.decode("utf-8"), time.time())
+                    )
+                    self._sweep(now)
+                    if earlier.fingerprint == fingerprint:
+                        return answer
+        if earlier.fingerprint != fingerprint:
+            raise ServiceError(
+                "IdempotentParameterMismatchException",
+                f"ClientRequestToken {token} was already used with different parameters",
+            )
+        return earlier.response.encode("utf-8")
 
     def _sweep(self, now: float) -> None:
         self._puts += 1

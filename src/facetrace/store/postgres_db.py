@@ -322,6 +322,10 @@ class PgDatabase:
         if self._closed:
             raise StoreError("the store is closed")
 
+    def check_open(self) -> None:
+        """``StoreError`` once the store is closed (for helpers that open connections of their own)."""
+        self._check_open()
+
     @contextlib.contextmanager
     def transaction(self, action: str, *, snapshot: bool = False) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection in one transaction, committed if the block finishes without error.

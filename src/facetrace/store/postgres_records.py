@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from facetrace.errors import StoreError
 from facetrace.store.postgres_db import PgDatabase, translate
@@ -111,6 +112,8 @@ def _key(row: Sequence[Any]) -> KeyRecord:
 class PostgresTokens:
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
+        self._pool_lock = threading.Lock()
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
 
     def get(self, principal: str, operation: str, token: str, *, newer_than: float) -> TokenRecord | None:
         with self._db.read("reading a request token") as conn:
@@ -152,22 +155,33 @@ class PostgresTokens:
 
     @contextlib.contextmanager
     def exclusive(self, principal: str, operation: str, token: str) -> Iterator[None]:
-        """One request per token at a time across every server: a transaction-level advisory lock on a
-        connection of its own (not the pool's: the request itself needs pooled connections while this waits),
-        released by COMMIT, or by PostgreSQL when the connection or the server holding it dies."""
+        """One request per token at a time across every server: a transaction-level advisory lock, held on a
+        connection of a pool of its own (not the store's: the request needs the store's connections while
+        another waits for this lock), released by ROLLBACK, or by PostgreSQL when the connection or the
+        server holding it dies."""
         key = json.dumps([principal, operation, token])
-        with translate("locking a request token"):
-            conn = psycopg.connect(self._db.url, autocommit=False, connect_timeout=10)
-        try:
-            with translate("locking a request token"):
-                conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_TOKEN_LOCK, key))
+        with translate("locking a request token"), self._locks().connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_TOKEN_LOCK, key))
             yield
-        finally:
-            with contextlib.suppress(psycopg.Error):
-                conn.rollback()
-            conn.close()
+
+    def _locks(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        with self._pool_lock:
+            if self._pool is None:
+                self._db.check_open()
+                self._pool = ConnectionPool(
+                    self._db.url, min_size=0, max_size=_LOCK_CONNECTIONS, timeout=30.0, open=True,
+                    name="facetrace-token-locks", kwargs={"autocommit": True, "connect_timeout": 10},
+                )  # fmt: skip
+            return self._pool
+
+    def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
 
+_LOCK_CONNECTIONS = 16  # token-bearing requests waiting on or holding a lock at once, per server
 _TOKEN_REUSE_AFTER = 24 * 3600.0  # service.idempotency.TOKEN_TTL: an older answer no longer binds its token
 
 
@@ -509,6 +523,7 @@ class PostgresRecords:
 
     def close(self) -> None:
         self.leases.close()
+        self.tokens.close()
 
 
 # --- cascades, run inside PostgresStore's delete transactions --------------------------------------------
