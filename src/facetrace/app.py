@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # video pulls in PyAV: imported when video is opened, not for
 __all__ = ["Video", "open_gallery", "open_video"]
 
 IMAGES_DIR = "images"
+PROCESSOR_WATCH_INTERVAL = 15.0
+"""Seconds between a server's looks for stream processors whose server died (their lease expired: at most
+``postgres_records.LEASE_TTL`` after the death), on a database shared by several servers."""
 
 
 def open_gallery(
@@ -101,5 +104,7 @@ def open_video(
     )
     if resume:
         processors.resume()
+        if records is not None and records.leases is not None:  # several servers: take over dead ones
+            processors.watch(PROCESSOR_WATCH_INTERVAL)
     sweeper = RetentionSweeper(sightings).start() if sweep else None
     return Video(jobs, processors, sightings, bus, sweeper)

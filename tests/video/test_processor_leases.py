@@ -4,6 +4,7 @@ that its processor was taken over and stops it (docs/deploy-records.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -113,17 +114,20 @@ def test_a_dead_servers_processor_is_taken_over_after_its_lease_expires(
         b.create(definition("looping", scene))
         with pytest.raises(ConflictError):
             b.start("looping")
+        # It should be running (it was, on the dead server): B's watch takes it over once the lease expired.
+        repository = PostgresProcessors(db)
+        stored = repository.get("looping")
+        assert stored is not None
+        repository.put(dataclasses.replace(stored, desired="RUNNING"))
+        b.watch(0.2)
+        time.sleep(TTL / 2)
+        assert b.worker("looping") is None  # not while the holder lives
         holder.kill()  # SIGKILL: no release, the heartbeat just stops
         holder.wait(30)
         died = time.monotonic()
-        while True:
-            try:
-                b.start("looping")
-                break
-            except ConflictError:
-                assert time.monotonic() - died < TTL * 3, "the lease of a dead server never expired"
-                time.sleep(0.1)
-        assert b.status("looping") in ("STARTING", "RUNNING", "STOPPED")
+        assert wait_for(lambda: b.worker("looping") is not None, TTL * 4), "never taken over"
+        assert time.monotonic() - died > TTL / 3  # not before the dead server's lease expired
+        assert b.status("looping") in ("STARTING", "RUNNING", "STOPPED")  # a file source may end by itself
     finally:
         holder.kill()
         holder.wait(30)

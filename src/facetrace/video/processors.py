@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import threading
 import time
 from typing import Any, Literal
@@ -26,7 +27,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facetrace.audit import Caller
-from facetrace.errors import AlreadyExistsError, ConflictError, InvalidParameterError, NotFoundError
+from facetrace.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    FacetraceError,
+    InvalidParameterError,
+    NotFoundError,
+)
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.store.records import LeaseRepository, ProcessorRecord, ProcessorRepository
 from facetrace.validation import check_int
@@ -39,6 +46,8 @@ from facetrace.video.sinks import EventBus, EventSink, JsonLinesSink, WebhookSin
 from facetrace.video.source import SourceSettings, redact
 
 __all__ = ["FaceSearchSettings", "ProcessorDefinition", "ProcessorStatus", "StreamProcessors"]
+
+log = logging.getLogger(__name__)
 
 ProcessorStatus = Literal["STOPPED", "STARTING", "RUNNING", "FAILED", "STOPPING"]
 
@@ -112,6 +121,8 @@ class StreamProcessors:
         self._failed: dict[str, str] = {}
         self._repository = repository
         self._leases = leases
+        self._watcher: threading.Thread | None = None
+        self._closing = threading.Event()
         if repository is not None:
             self._load(repository)
 
@@ -230,9 +241,12 @@ class StreamProcessors:
                 self._repository.delete(name)
 
     def resume(self) -> builtins.list[str]:
-        """Start every processor that was running when the process stopped; returns their names."""
+        """Start every processor that should be running and runs nowhere (not here, and, several servers,
+        on no live server): those running when the process stopped, or whose server died; returns their
+        names."""
         with self._lock:
-            wanted = [name for name, state in self._desired.items() if state == "RUNNING"]
+            self._refresh()
+            wanted = [n for n, state in self._desired.items() if state == "RUNNING" and n not in self._running]
         started = []
         for name in wanted:
             holder = self._leases.holder(_resource(name)) if self._leases is not None else None
@@ -241,12 +255,40 @@ class StreamProcessors:
             try:
                 self.start(name)
                 started.append(name)
-            except (NotFoundError, InvalidParameterError, ConflictError) as exc:
+            except ConflictError as exc:
+                if "another server" not in exc.message:  # else: taken by another server just now
+                    self._failed[name] = exc.message
+            except (NotFoundError, InvalidParameterError) as exc:
                 self._failed[name] = exc.message
         return started
 
+    def watch(self, interval: float) -> None:
+        """Several servers: every ``interval`` seconds, take over the processors whose server died (their
+        lease expired) by ``resume``; one server wins each lease. Stopped by ``close``. Idempotent."""
+        with self._lock:
+            if self._watcher is not None:
+                return
+            self._watcher = threading.Thread(
+                target=self._watch, args=(interval,), name="processor-watch", daemon=True
+            )
+        self._watcher.start()
+
+    def _watch(self, interval: float) -> None:
+        while not self._closing.wait(interval):
+            try:
+                taken = self.resume()
+            except FacetraceError as exc:
+                log.warning("cannot look for stream processors to take over: %s", exc.message)
+                continue
+            if taken:
+                log.info("took over stream processors %s", ", ".join(taken))
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop every worker (keeping their desired state, so ``resume`` restarts them)."""
+        self._closing.set()
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout)
         with self._lock:
             running, self._running = self._running, {}
         for item in running.values():
@@ -315,12 +357,7 @@ class StreamProcessors:
         """Processors by name: ``[{"Name", "Status"}]`` and the token for the next page."""
         check_int(max_results, "max_results", 1, 1000)
         with self._lock:
-            if self._repository is not None:  # created or deleted through another server meanwhile
-                stored = self._repository.list()
-                for record in stored:
-                    self._remember(record)
-                for name in set(self._definitions) - {r.name for r in stored} - set(self._running):
-                    self._forget(name)
+            self._refresh()
             names = sorted(self._definitions)
         if next_token:
             names = [n for n in names if n > next_token]
@@ -348,6 +385,16 @@ class StreamProcessors:
         if definition is None:
             raise NotFoundError(f"there is no stream processor {name!r}")
         return definition
+
+    def _refresh(self) -> None:
+        """Read every definition again (created, changed or deleted through another server meanwhile)."""
+        if self._repository is None:
+            return
+        stored = self._repository.list()
+        for record in stored:
+            self._remember(record)
+        for name in set(self._definitions) - {r.name for r in stored} - set(self._running):
+            self._forget(name)
 
     def _known(self, name: str) -> bool:
         try:
