@@ -281,6 +281,7 @@ class Variant:
 VARIANTS = (
     Variant("before", False, IdentitySettings(better_sample_recheck=False)),
     Variant("after", True, IdentitySettings()),
+    Variant("after+w2", True, IdentitySettings(template_weight_power=2.0)),
 )
 
 
@@ -444,7 +445,7 @@ def recall(engine: FaceEngine, examples: Path, clips: int, work: Path) -> dict[s
             result = score_appearances(hamilton, _identify(gallery, "cast", clip, threshold, variant, 2))
             rows.append({"clip": "hamilton", "enrolled": 1, "threshold": threshold, "variant": variant.name,
                          **_summary([result]), "detail": result})  # fmt: skip
-            print(f"  hamilton @{threshold:g} {variant.name:6}: {_line(rows[-1])}; {result['people']}")
+            print(f"  hamilton @{threshold:g} {variant.name:8}: {_line(rows[-1])}; {result['people']}")
     # generated LFW clips
     known, strangers = _lfw_cast(clips)
     galleries = {}
@@ -477,7 +478,7 @@ def recall(engine: FaceEngine, examples: Path, clips: int, work: Path) -> dict[s
                 ]
                 rows.append({"clip": f"lfw x{clips}", "enrolled": enrolled, "threshold": threshold,
                              "variant": variant.name, **_summary(results), "wrong_names": [r["wrong"] for r in results]})  # fmt: skip
-                print(f"  lfw x{clips}, {enrolled} photo(s) @{threshold:g} {variant.name:6}: {_line(rows[-1])}")
+                print(f"  lfw x{clips}, {enrolled} photo(s) @{threshold:g} {variant.name:8}: {_line(rows[-1])}")
     report["rows"] = rows
     report["load_end"] = load_average()
     return report
