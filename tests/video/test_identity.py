@@ -179,7 +179,8 @@ def test_collection_matcher_matches_users_by_their_template(engine, photos) -> N
     expected = gallery.search_users_vector("c", probe.vector, threshold=50.0)[0].similarity
     by_user = CollectionMatcher(gallery, "c", 50.0).search(probe.vector, 5)
     users = [m for m in by_user if m.face.user_id == "barack"]
-    assert len(users) == 1 and users[0].similarity == expected
+    assert len(users) == 1
+    assert users[0].similarity == expected
     assert faces["obama.jpg"].face_id in {m.face.face_id for m in by_user}  # the same photo, in no user
     by_face = CollectionMatcher(gallery, "c", 50.0, user_templates=False).search(probe.vector, 5)
     assert len([m for m in by_face if m.face.user_id == "barack"]) == 2
