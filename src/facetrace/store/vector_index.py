@@ -394,7 +394,7 @@ class VectorIndex:
             if exclude_user_id is not None and exclude_user_id in self._user_code:
                 user_scores[self._user_code[exclude_user_id]] = -np.inf
             # zero templates (users without faces) score 0, which a search with min_cosine ≤ 0 would keep
-            np.putmask(user_scores, ~templates.any(axis=1), -np.inf)
+            np.putmask(user_scores, self._user_faces[: len(self._user_name)] == 0, -np.inf)
             codes = _top_k(user_scores, limit, min_cosine)
             if codes.shape[0] == 0:
                 return []
