@@ -47,11 +47,12 @@ __all__ = ["TEMPLATE_AGREEMENT_POWER", "VectorIndex", "as_unit_matrix", "as_unit
 
 TEMPLATE_AGREEMENT_POWER = 0.25
 """A user's score is cos(probe, template) × a^TEMPLATE_AGREEMENT_POWER, where a = ‖mean of the user's unit
-vectors‖ (1 for one face, ~0.75 for three typical photos of one person). Normalising the mean divides by a, so a
-template's cosine to a *stranger* has a heavier tail than a single face's: on LFW people of the tuning half, 2–2.5×
-as many impostor comparisons reached similarity 70–90 as single faces of the same users did. The factor
-a^0.25 brings the template's impostor rate back to a single face's there (``benchmarks/bench_users.py``), so a
-threshold keeps its false match rate per user, and a user of k photos is one comparison, not k."""
+vectors‖ (1 for one face, median 0.88 for three LFW photos of one person). Normalising the mean divides by a, so a
+template's cosine to a *stranger* has a heavier tail than a single face's: on LFW people of the tuning half,
+1.6–3× as many impostor comparisons reached similarity 70–80 as single faces of the same users did. The factor
+a^0.25 brings the template's impostor rate back to a single face's there, and it held on the test half
+(``benchmarks/bench_users.py``, docs/accuracy.md), so a threshold keeps its false match rate per user, and a
+user of k photos is one comparison, not k."""
 
 _NO_USER = -1
 _MIN_CAPACITY = 1024
