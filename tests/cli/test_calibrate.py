@@ -129,9 +129,11 @@ def test_commands_run_the_users_recognizer_with_its_calibration(
     assert (code, nobody["FaceMatches"]) == (0, [])
 
     code, compared, _ = cli("compare", str(photos["obama.jpg"]), str(photos["biden.jpg"]), *own)
-    assert code == 0 and compared["FaceMatches"] == []
+    assert code == 0
+    assert compared["FaceMatches"] == []
     code, detected, _ = cli("detect", str(photos["t1.jpg"]), *own)
-    assert code == 0 and len(detected["Results"][0]["FaceDetails"]) == 6
+    assert code == 0
+    assert len(detected["Results"][0]["FaceDetails"]) == 6
 
 
 def test_a_collection_of_another_model_is_refused(
@@ -143,7 +145,8 @@ def test_a_collection_of_another_model_is_refused(
     code, _, error = cli("index", "plain", str(people / "obama"), *own)
     assert code == 1
     assert error["error"]["type"] == "ModelMismatchError"
-    assert "sface-2021dec" in error["error"]["message"] and "mysface-1" in error["error"]["message"]
+    assert "sface-2021dec" in error["error"]["message"]
+    assert "mysface-1" in error["error"]["message"]
 
     assert cli("collections", "create", "mine", *own)[0] == 0
     assert cli("index", "mine", str(people / "obama"), *own)[0] == 0
@@ -216,12 +219,14 @@ def test_calibrate_validates_its_inputs(people: Path, tmp_path: Path) -> None:
     few = tmp_path / "few"  # three people: 2 impostor pairs… far below what a curve needs
     for person in ("biden", "hanks", "guest0"):
         shutil.copytree(people / person, few / person)
-    assert refused(str(few)).startswith("InvalidInputError") and "too few" in refused(str(few))
+    assert refused(str(few)).startswith("InvalidInputError")
+    assert "too few" in refused(str(few))
 
     not_onnx = tmp_path / "model.onnx"
     not_onnx.write_bytes(b"definitely not a protobuf")
     message = refused(str(people), "--model", str(not_onnx), "--name", "x", "--version", "1")
-    assert message.startswith("InvalidParameterError") and "not a usable face recognizer" in message
+    assert message.startswith("InvalidParameterError")
+    assert "not a usable face recognizer" in message
     detector = artifact_path(ARTIFACTS["face_detection_yunet_2023mar.onnx"])  # valid ONNX, not a recognizer
     message = refused(str(people), "--model", str(detector), "--name", "x", "--version", "1")
     assert "not a usable face recognizer" in message
