@@ -10,12 +10,20 @@ import contextlib
 import io
 import json
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from math import comb
 from pathlib import Path
 from typing import Any
 
+import boto3
 import cv2
+import httpx
 import pytest
+from botocore.config import Config
 
 from facetrace.calibration import calibration_from_json
 from facetrace.cli import main
@@ -275,3 +283,48 @@ def test_calibrate_on_lfw_subset_holds_out_people(shared: Path, tmp_path: Path) 
     assert "skipped" not in held, held
     assert held["A"]["people"] + held["B"]["people"] == 10
     assert calibration_from_json(json.loads(out.read_text())).model == "sface-2021dec"
+
+
+def test_serve_runs_the_users_recognizer(
+    user_model: tuple[Path, dict[str, Any]], photos: dict[str, Path], tmp_path: Path
+) -> None:
+    """``facetrace serve --recognizer --calibration``: collections made over the wire are the user's model's."""
+    out, _ = user_model
+    home = tmp_path / "home"
+    code, key, _ = cli("keys", "create", "--permission", "admin", "--home", str(home))
+    assert code == 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    command = [sys.executable, "-m", "facetrace", "serve", "--home", str(home), "--port", str(port)]
+    command += ["--recognizer", str(sface_path()), "--calibration", str(out)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+        client = boto3.client(
+            "rekognition", endpoint_url=url, region_name="eu-central-1",
+            aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+            config=Config(retries={"total_max_attempts": 1}),
+        )  # fmt: skip
+        assert client.create_collection(CollectionId="mine")["FaceModelVersion"] == "mysface-1"
+        client.index_faces(
+            CollectionId="mine", Image={"Bytes": photos["obama.jpg"].read_bytes()}, ExternalImageId="obama"
+        )
+        found = client.search_faces_by_image(
+            CollectionId="mine", Image={"Bytes": photos["obama2.jpg"].read_bytes()}, FaceMatchThreshold=90
+        )
+        assert found["FaceModelVersion"] == "mysface-1"
+        assert [m["Face"]["ExternalImageId"] for m in found["FaceMatches"]] == ["obama"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=60)[0].decode()
+    assert "recognizer mysface-1" in output
