@@ -361,7 +361,8 @@ def _render(console: Console, summary: dict[str, Any]) -> None:
             part = held[fold]
             console.print(
                 _table(
-                    f"Held out: fitted without these {part['people']} people ({part['faces']} faces)",
+                    f"Held out: {part['people']} people ({part['faces']} faces) the curve of the other half "
+                    "was not fitted on",
                     part["rows"],
                     None,
                 )
