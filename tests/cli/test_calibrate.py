@@ -107,6 +107,12 @@ def test_calibrate_a_users_model_reports_pairs_and_writes_a_loadable_calibration
     assert rows["99"]["fmr_95ci"][1] > 1e-6  # 68 pairs cannot bound anything near 1e-6
     assert report["Bands"]["all"]["threshold_from"]["99"] != "empirical"
 
+    top = report["TopImpostorPairs"]  # where to look for label errors first
+    assert len(top) == 5
+    assert [p["Cosine"] for p in top] == sorted((p["Cosine"] for p in top), reverse=True)
+    assert all(Path(p["A"]).parent != Path(p["B"]).parent for p in top)
+    assert report["DuplicatesLeftOut"] == []
+
     document = json.loads(out.read_text())
     calibration = calibration_from_json(document)
     assert calibration.model == "mysface-1"
@@ -244,6 +250,26 @@ def test_calibrate_validates_its_inputs(people: Path, tmp_path: Path) -> None:
     )
     code, _, error = cli("calibrate", str(people), "--out", str(tmp_path / "no" / "such" / "c.json"))
     assert (code, error["error"]["type"]) == (1, "InvalidParameterError")
+
+
+def test_copies_of_one_photo_are_left_out(people: Path, tmp_path: Path) -> None:
+    """A copy in one person's folder would be a genuine pair of cosine 1; a photo filed under two people is
+    a label error: every copy of it is left out, and said so."""
+    folder = tmp_path / "people"
+    shutil.copytree(people, folder)
+    shutil.copy(folder / "obama" / "obama3.jpg", folder / "obama" / "obama3 (copy).jpg")
+    shutil.copy(folder / "obama" / "obama2.jpg", folder / "hanks" / "who is this.jpg")
+    code, report, error = cli("calibrate", str(folder), "--out", str(tmp_path / "c.json"))
+    assert code == 0, error
+    left_out = sorted(Path(p).name for p in report["DuplicatesLeftOut"])
+    assert len(left_out) == 3  # one of the two obama3 copies, and both obama2 copies
+    assert {"obama2.jpg", "who is this.jpg"} < set(left_out)
+    assert {"obama3.jpg", "obama3 (copy).jpg"} & set(left_out)
+    assert any("filed under 2 people" in w for w in report["Warnings"])
+    faces_per_person = [4, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert report["Faces"] == sum(faces_per_person)
+    assert report["GenuinePairs"] == comb(4, 2)
+    assert report["ImpostorPairs"] == comb(12, 2) - comb(4, 2)
 
 
 def test_calibrate_without_a_model_recalibrates_sface(

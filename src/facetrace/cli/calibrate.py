@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -45,6 +46,9 @@ MIN_BAND_PAIRS = 25_000
 """Two quality bands only when both the low × low and the clear × clear impostor pairs number at least this
 many (so that each band's FMR 1e-3 threshold is empirical); otherwise one band for every pair."""
 SPLIT_SEED = "facetrace-calibrate"
+TOP_IMPOSTORS = 5
+"""The report lists this many of the highest-scoring impostor pairs: the first place to look for label
+errors (one person under two names, someone else's photo in a folder), which set the tail."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,63}$")
 
 
@@ -86,6 +90,35 @@ class LabelledFaces:
     photos: int
     skipped: list[dict[str, str]]  # unreadable images: path and reason
     no_face: list[str]
+    paths: list[str]  # the photo of each face
+
+
+def drop_copies(people: dict[str, list[Path]]) -> tuple[dict[str, list[Path]], list[str], list[str]]:
+    """Byte-identical photos: a person's second copy would be a genuine pair of cosine 1 (left out, kept
+    once); one photo filed under two people is a label error whose right name is unknown (every copy left
+    out, and warned about). Returns the people left, the copies dropped, and the warnings."""
+    by_hash: dict[str, list[tuple[str, Path]]] = {}
+    for name, paths in people.items():
+        for path in paths:
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                digest = f"unreadable:{path}"  # embedding will report it
+            by_hash.setdefault(digest, []).append((name, path))
+    dropped: set[Path] = set()
+    warnings: list[str] = []
+    for copies in by_hash.values():
+        if len(copies) < 2:
+            continue
+        names = sorted({name for name, _ in copies})
+        if len(names) == 1:
+            dropped.update(path for _, path in copies[1:])
+        else:
+            dropped.update(path for _, path in copies)
+            listed = ", ".join(str(path) for _, path in copies)
+            warnings.append(f"one photo filed under {len(names)} people ({listed}): left out, fix the labels")
+    kept = {name: [p for p in paths if p not in dropped] for name, paths in people.items()}
+    return {name: paths for name, paths in kept.items() if paths}, sorted(str(p) for p in dropped), warnings
 
 
 def person_folders(folder: Path) -> dict[str, list[Path]]:
@@ -131,6 +164,7 @@ def embed_folder(engine: FaceEngine, people: dict[str, list[Path]], workers: int
     names: dict[str, int] = {}
     skipped: list[dict[str, str]] = []
     no_face: list[str] = []
+    paths: list[str] = []
     with (
         progress(len(jobs), "embedding", enabled=show) as advance,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calibrate") as pool,
@@ -146,6 +180,7 @@ def embed_folder(engine: FaceEngine, people: dict[str, list[Path]], workers: int
                 vectors.append(result.vector)
                 quality.append(result.quality_score)
                 identity.append(names.setdefault(name, len(names)))
+                paths.append(str(path))
     dim = engine.model.dim
     return LabelledFaces(
         vectors=np.asarray(vectors, dtype=np.float32).reshape(-1, dim),
@@ -155,12 +190,15 @@ def embed_folder(engine: FaceEngine, people: dict[str, list[Path]], workers: int
         photos=len(jobs),
         skipped=skipped,
         no_face=no_face,
+        paths=paths,
     )
 
 
-def _pairs(faces: LabelledFaces, keep: npt.NDArray[np.bool_] | None, cuts: tuple[float, ...]) -> Pairs:
+def _pairs(
+    faces: LabelledFaces, keep: npt.NDArray[np.bool_] | None, cuts: tuple[float, ...], top: int = 0
+) -> Pairs:
     chosen = np.ones(len(faces.vectors), dtype=bool) if keep is None else keep
-    return all_pairs(faces.vectors[chosen], faces.identity[chosen], faces.quality[chosen], cuts)
+    return all_pairs(faces.vectors[chosen], faces.identity[chosen], faces.quality[chosen], cuts, top=top)
 
 
 def _held_out(faces: LabelledFaces, cuts: tuple[float, ...], model: str) -> dict[str, Any]:
@@ -186,7 +224,7 @@ def _held_out(faces: LabelledFaces, cuts: tuple[float, ...], model: str) -> dict
 def _fit(faces: LabelledFaces, model: str) -> tuple[Calibration, dict[str, Any], Pairs, list[str]]:
     """Two quality bands when the data has enough pairs in each, else one; and what to warn about."""
     warnings: list[str] = []
-    banded = _pairs(faces, None, BAND_CUTS)
+    banded = _pairs(faces, None, BAND_CUTS, top=TOP_IMPOSTORS)
     low_low = int(((banded.impostor_band == 0) & (banded.impostor_top == 0)).sum())
     clear_clear = int(((banded.impostor_band == 1) & (banded.impostor_top == 1)).sum())
     low_faces = int((faces.quality < BAND_CUTS[0]).sum())
@@ -195,7 +233,7 @@ def _fit(faces: LabelledFaces, model: str) -> tuple[Calibration, dict[str, Any],
         pairs = banded
     else:
         cuts = ()
-        pairs = _pairs(faces, None, cuts)
+        pairs = _pairs(faces, None, cuts, top=TOP_IMPOSTORS)
         warnings.append(
             f"one quality band: {low_faces} of {len(faces.vectors)} faces are below quality {BAND_CUTS[0]:g} "
             f"({low_low:,} low × low and {clear_clear:,} clear × clear impostor pairs; two bands need "
@@ -244,7 +282,9 @@ def _calibrate(args: argparse.Namespace) -> int:
         recognizer = Recognizer(
             Path(args.model), args.name, args.version, mean=args.mean, std=args.std, swap_rb=not args.bgr
         )
-    people = person_folders(Path(args.folder))
+    people, copies, copy_warnings = drop_copies(person_folders(Path(args.folder)))
+    if len(people) < 2:
+        raise InvalidInputError("fewer than two people are left once copies of one photo are left out")
     if recognizer is None:
         engine = FaceEngine.create()
     else:
@@ -257,6 +297,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     if len(faces.people) < 2:
         raise InvalidInputError(f"faces were found for {len(faces.people)} person only: at least two are needed")
     calibration, bands, pairs, warnings = _fit(faces, model)
+    warnings = copy_warnings + warnings
+    top = [{"Cosine": round(cosine, 4), "A": faces.paths[a], "B": faces.paths[b]} for cosine, a, b in pairs.top]
     cuts = BAND_CUTS if len(calibration.bands) > 1 else ()
     in_sample = measure(calibration, pairs)
     held_out = _held_out(faces, cuts, model)
@@ -268,6 +310,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         "Faces": len(faces.vectors),
         "SkippedImages": faces.skipped,
         "NoFace": faces.no_face,
+        "DuplicatesLeftOut": copies,
+        "TopImpostorPairs": top,
         "ImpostorPairs": len(pairs.impostors),
         "GenuinePairs": len(pairs.genuines),
         "Bands": bands,
@@ -284,6 +328,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         "faces": len(faces.vectors),
         "skipped_images": len(faces.skipped),
         "photos_without_face": len(faces.no_face),
+        "duplicates_left_out": len(copies),
         "quality": "facetrace.quality.face_quality: min(size 16→96 px, detector score 0.5→0.9) on 0–100",
         "band_cuts": list(cuts),
         "impostor_pairs": len(pairs.impostors),
@@ -345,12 +390,17 @@ def _render(console: Console, summary: dict[str, Any]) -> None:
     )
     for item in summary["SkippedImages"]:
         stderr.print(f"[yellow]skipped[/] {item['Path']}: {item['Reason']}")
+    for path in summary["DuplicatesLeftOut"]:
+        stderr.print(f"[yellow]left out[/] {path}: a byte-identical copy of another photo")
     bands = summary["Bands"]
     for name, band in bands.items():
         console.print(
             f"band [bold]{name}[/] (quality ≥ {band['min_quality']:g}): {band['impostor_pairs']:,} impostor "
             f"pairs; cosine at " + ", ".join(f"{t}: {c}" for t, c in band["cosine_at"].items())
         )
+    console.print("highest-scoring impostor pairs (check these for label errors):")
+    for pair in summary["TopImpostorPairs"]:
+        console.print(f"  {pair['Cosine']:.4f}  {pair['A']}  {pair['B']}")
     methods = {name: band["threshold_from"] for name, band in bands.items()}
     console.print(_table("On every pair it was fitted on", summary["InSample"], methods))
     held = summary["HeldOut"]
