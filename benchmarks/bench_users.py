@@ -60,9 +60,9 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.calibrate import poisson_upper
 from benchmarks.common import central_face, load_average, machine_info, require_data
 from facetrace.calibration import Calibration, load_calibration
+from facetrace.calibration_fit import poisson_upper
 
 Floats = npt.NDArray[np.float32]
 MODEL = "sface-2021dec"
