@@ -85,11 +85,16 @@ class PostgresStore:
     def __init__(self, url: str, *, max_connections: int = 16, timeout: float = 30.0, listen: bool = True) -> None:
         self._db = PgDatabase(url, max_connections=max_connections, timeout=timeout)
         try:
-            self.audit = PostgresAuditTrail(self._db)
+            self._audit = PostgresAuditTrail(self._db)
             self._indexes = IndexFollower(self._db, listen=listen)
         except BaseException:
             self._db.close()
             raise
+
+    @property
+    def audit(self) -> PostgresAuditTrail:
+        """The audit chain in this database (``AuditTrail``: record, records, verify)."""
+        return self._audit
 
     @property
     def url(self) -> str:
