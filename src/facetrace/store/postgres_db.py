@@ -233,14 +233,23 @@ class PgDatabase:
             raise StoreError("the store is closed")
 
     @contextlib.contextmanager
-    def transaction(self, action: str, *, snapshot: bool = False) -> Iterator[psycopg.Connection[Any]]:
+    def transaction(
+        self, action: str, *, snapshot: bool = False, pipeline: bool = False
+    ) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection in one transaction, committed if the block finishes without error.
 
         ``snapshot``: every statement in the block sees one committed state (REPEATABLE READ).
+        ``pipeline``: statements are sent without waiting for each other's results until one is fetched, so
+        BEGIN travels with the first statement and COMMIT with the last (no COPY in such a block).
         Errors inside the block are translated (``translate``) with ``action`` in the message.
         """
         self._check_open()
-        with translate(action), self._pool.connection() as conn, conn.transaction():
+        with (
+            translate(action),
+            self._pool.connection() as conn,
+            conn.pipeline() if pipeline else contextlib.nullcontext(),
+            conn.transaction(),
+        ):
             if snapshot:
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield conn
