@@ -212,6 +212,46 @@ def test_a_server_behind_a_pruned_change_log_reloads(pg_url: str) -> None:
         b.close()
 
 
+def test_the_store_recovers_by_itself_when_the_database_drops_its_connections(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    try:
+        store.create_collection("c", MODEL)
+        faces = faces_with_vectors(3)
+        store.add_faces("c", faces)
+        barrier = threading.Barrier(8)
+
+        def hold_a_connection() -> None:  # grow the pool: several idle connections for the failure to hit
+            with store._db.read("test"):
+                barrier.wait(timeout=10)
+
+        threads = [threading.Thread(target=hold_a_connection) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # what a restart or a failover does to clients
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        # The follower notices its own connection broke, reconnects and has the pool replace the dead ones.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND query ILIKE 'LISTEN%%'"
+                ).fetchone()
+            if row is not None and row[0] == 1:
+                break
+        time.sleep(0.5)
+        for _ in range(20):  # more requests than pooled connections: none meets a dead one
+            assert store.search("c", faces[1][1], limit=1, min_cosine=0.99)[0].face.face_id == faces[1][0].face_id
+    finally:
+        store.close()
+
+
 def test_vectors_and_quality_round_trip_bit_for_bit(pg: PostgresStore) -> None:
     pg.create_collection("c", MODEL)
     vectors = faces_with_vectors(4, seed=9)

@@ -262,6 +262,13 @@ class PgDatabase:
         with translate(action), self._pool.connection() as conn:
             yield conn
 
+    def check_connections(self) -> None:
+        """Test the idle pooled connections and replace the broken ones (after the database restarted or
+        failed over: the follower calls this when its own connection broke, so requests do not meet them)."""
+        self._check_open()
+        with translate("checking the database connections"):
+            self._pool.check()
+
     def connect(self) -> psycopg.Connection[Any]:
         """A dedicated autocommit connection (for LISTEN); the caller closes it."""
         self._check_open()

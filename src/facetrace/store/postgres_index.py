@@ -302,11 +302,14 @@ class IndexFollower:
 
     def _listen(self) -> None:
         """Background: LISTEN for change notifications and catch up; reconnect with a back-off on failure."""
-        backoff = 0.5
+        backoff, broken = 0.5, False
         while not self._stop.is_set():
             try:
                 with self._db.connect() as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    if broken:  # the database restarted or dropped us: so did the pool's idle connections
+                        self._db.check_connections()
+                        broken = False
                     backoff = 0.5
                     due, prune_due = 0.0, time.monotonic() + _PRUNE_EVERY_SECONDS
                     while not self._stop.is_set():
@@ -321,6 +324,7 @@ class IndexFollower:
             except (psycopg.Error, FacetraceError) as exc:
                 if self._stop.is_set():
                     return
+                broken = True
                 log.warning("following the change log: %s; retrying", redact_url(str(exc)))
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
