@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from facetrace.audit import GENESIS_HASH, AuditEvent
-from facetrace.errors import AlreadyExistsError, StoreError
+from facetrace.errors import AlreadyExistsError, NotFoundError, StoreError
 from facetrace.store import open_store
 from facetrace.store.postgres import PostgresStore
 from facetrace.store.postgres_db import SCHEMA_VERSION, redact_url
@@ -263,6 +263,48 @@ def test_vectors_and_quality_round_trip_bit_for_bit(pg: PostgresStore) -> None:
     for record, vector in with_quality:
         assert pg.get_vector("c", record.face_id).tobytes() == vector.astype(np.float32).tobytes()
         assert pg.get_faces("c", [record.face_id])[0].quality == record.quality
+
+
+def test_deletes_and_associations_of_the_same_faces_from_two_stores_do_not_deadlock(pg_url: str) -> None:
+    a, b = PostgresStore(pg_url, listen=False), PostgresStore(pg_url, listen=False)
+    try:
+        a.create_collection("c", MODEL)
+        faces = faces_with_vectors(120, seed=21)
+        a.add_faces("c", faces)
+        a.create_user("c", "u")
+        ids = [f.face_id for f, _ in faces]
+        errors: list[BaseException] = []
+        start = threading.Barrier(2)
+
+        def associate() -> None:
+            start.wait()
+            for i in range(0, len(ids), 2):
+                try:
+                    a.associate_faces("c", "u", ids[i : i + 2])
+                except NotFoundError:  # the other store deleted one of them first: all or nothing
+                    pass
+                except BaseException as exc:
+                    errors.append(exc)
+
+        def delete() -> None:
+            start.wait()
+            for i in range(0, len(ids), 2):
+                try:
+                    b.delete_faces("c", [ids[i + 1], ids[i]])
+                except BaseException as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=associate), threading.Thread(target=delete)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert a.describe_collection("c").face_count == 0
+        assert a.get_user("c", "u").face_count == 0
+    finally:
+        a.close()
+        b.close()
 
 
 def test_two_stores_adding_the_same_face_id_one_wins(pg_url: str) -> None:
