@@ -307,6 +307,40 @@ def test_deletes_and_associations_of_the_same_faces_from_two_stores_do_not_deadl
         b.close()
 
 
+def _add_until_gone(store: PostgresStore, seed: int, added: threading.Event, errors: list[BaseException]) -> None:
+    for i in range(60):
+        try:
+            store.add_faces("c", faces_with_vectors(3, seed=seed + i))
+            added.set()
+        except NotFoundError:  # deleted: every later add is refused the same way
+            return
+        except BaseException as exc:
+            errors.append(exc)
+            return
+
+
+def test_deleting_a_collection_while_another_store_adds_to_it(pg_url: str) -> None:
+    a, b = PostgresStore(pg_url, listen=False), PostgresStore(pg_url, listen=False)
+    try:
+        for round_ in range(3):
+            a.create_collection("c", MODEL)
+            errors: list[BaseException] = []
+            added = threading.Event()
+            thread = threading.Thread(target=_add_until_gone, args=(a, 1000 * round_, added, errors))
+            thread.start()
+            added.wait(timeout=30)
+            b.delete_collection("c")
+            thread.join()
+            assert errors == []
+            with pytest.raises(NotFoundError):
+                a.describe_collection("c")
+            with psycopg.connect(pg_url) as conn:
+                assert conn.execute("SELECT count(*) FROM faces").fetchone() == (0,)  # nothing left behind
+    finally:
+        a.close()
+        b.close()
+
+
 def test_two_stores_adding_the_same_face_id_one_wins(pg_url: str) -> None:
     a, b = PostgresStore(pg_url, listen=False), PostgresStore(pg_url, listen=False)
     try:
