@@ -1,4 +1,4 @@
-"""`facetrace serve`: Amazon Rekognition's face API on the wire, over the embedded store."""
+"""`facetrace serve`: Amazon Rekognition's face API on the wire, over the embedded store or PostgreSQL."""
 
 from __future__ import annotations
 
