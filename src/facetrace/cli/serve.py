@@ -1,4 +1,4 @@
-"""`facetrace serve`: Amazon Rekognition's face API on the wire, over the embedded store."""
+"""`facetrace serve`: Amazon Rekognition's face API on the wire, over the embedded store or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from facetrace.cli.common import open_engine, with_recognizer
 from facetrace.cli.output import stderr
 from facetrace.errors import InvalidParameterError, StoreError
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "serve",
-        parents=[common],
+        parents=[with_recognizer(common)],
         help="serve Rekognition's face API (boto3 compatible) on HTTP",
         description="Serve Amazon Rekognition's face operations, authenticated with `facetrace keys` (SigV4). "
         "See docs/server.md.",
@@ -90,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
     from facetrace.store import database_url, open_store, records_of
 
     config = _config(args)
+    engine = open_engine(args)  # before the store: a bad --recognizer/--calibration fails fast
     home = ensure_home(Path(args.home) if args.home else None)
     store = open_store(home, url=database_url(args.database_url))
     preload = getattr(store, "preload", None)
@@ -98,7 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
         faces = preload()
         where = getattr(store, "url", "the database")  # the URL with its password masked
         stderr.print(f"facetrace: {faces} faces loaded in {time.monotonic() - started:.1f} s from {where}")
-    gallery = open_gallery(home, store=store)  # audited in its own database (store.audit)
+    gallery = open_gallery(home, store=store, engine=engine)  # audited in its own database (store.audit)
     records = records_of(gallery.store)
     if records is None:  # pragma: no cover - open_store gives SQLite or PostgreSQL, both keep keys
         raise StoreError("this store keeps no access keys")
@@ -113,6 +115,8 @@ def _serve(args: argparse.Namespace) -> int:
         stderr.print(f"[yellow]warning:[/] listening on {config.host}: reachable from other machines")
     if not keys.list():
         stderr.print("[yellow]warning:[/] no access keys yet; create one with `facetrace keys create`")
+    if args.recognizer or args.calibration:
+        stderr.print(f"facetrace: recognizer {engine.model.key}, calibration {args.calibration}")
     stderr.print(f"facetrace: Rekognition API on http://{config.host}:{config.port} (home {home})")
     run(app, config)
     return 0

@@ -7,9 +7,10 @@ balancer picks, and a face written through one server is searchable through all 
 
 Transactions: every mutation runs in one transaction that also appends its change-log row and, when the
 caller passes ``audit=``, its audit record (``postgres_audit.append``): the change, the log row and the
-audit record commit together or not at all. Mutations of one collection's faces take a KEY SHARE lock on
-its row (it cannot be deleted under them; concurrent IndexFaces calls proceed together until their
-``face_count`` updates meet); user changes take the row exclusively (their checks stay true until COMMIT).
+audit record commit together or not at all. Adding faces takes a KEY SHARE lock on the collection's row (it
+cannot be deleted meanwhile; concurrent IndexFaces calls proceed together until their ``face_count`` updates
+meet); deleting faces and user changes take the row exclusively (their checks stay true until COMMIT, and
+two of them never wait for each other's face rows).
 """
 
 from __future__ import annotations
@@ -86,12 +87,17 @@ class PostgresStore:
     def __init__(self, url: str, *, max_connections: int = 16, timeout: float = 30.0, listen: bool = True) -> None:
         self._db = PgDatabase(url, max_connections=max_connections, timeout=timeout)
         try:
-            self.audit = PostgresAuditTrail(self._db)
+            self._audit = PostgresAuditTrail(self._db)
             self.records = PostgresRecords.of(self._db)  # keys, tokens, video jobs, processors, sightings
             self._indexes = IndexFollower(self._db, listen=listen)
         except BaseException:
             self._db.close()
             raise
+
+    @property
+    def audit(self) -> PostgresAuditTrail:
+        """The audit chain in this database (``AuditTrail``: record, records, verify)."""
+        return self._audit
 
     @property
     def url(self) -> str:
@@ -237,7 +243,9 @@ class PostgresStore:
     ) -> list[str]:
         wanted = list(dict.fromkeys(face_ids))
         with self._write("deleting faces", audit) as tx:
-            cid = collection_row(tx.conn, collection_id, _SHARED)[0]
+            # Exclusive, like user changes: a delete locks face rows that an association may be waiting
+            # for, and both then update the collection row; one at a time, they cannot deadlock.
+            cid = collection_row(tx.conn, collection_id, _EXCLUSIVE)[0]
             found = {
                 str(r[0])
                 for r in tx.conn.execute(

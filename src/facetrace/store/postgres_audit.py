@@ -69,7 +69,9 @@ class PostgresAuditTrail:
     def record(self, event: AuditEvent) -> None:
         """Append ``event`` in its own transaction; durable when this returns."""
         try:
-            with self._db.transaction("recording an audit event") as conn:
+            # Pipelined: [BEGIN, lock, read the head] in one round trip, [INSERT, COMMIT] in the next, so the
+            # lock that serialises every server's appends is held for one round trip and the commit.
+            with self._db.transaction("recording an audit event", pipeline=True) as conn:
                 append(conn, event)
         except StoreError as exc:
             if exc.message.startswith("audit store unavailable"):

@@ -327,14 +327,23 @@ class PgDatabase:
         self._check_open()
 
     @contextlib.contextmanager
-    def transaction(self, action: str, *, snapshot: bool = False) -> Iterator[psycopg.Connection[Any]]:
+    def transaction(
+        self, action: str, *, snapshot: bool = False, pipeline: bool = False
+    ) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection in one transaction, committed if the block finishes without error.
 
         ``snapshot``: every statement in the block sees one committed state (REPEATABLE READ).
+        ``pipeline``: statements are sent without waiting for each other's results until one is fetched, so
+        BEGIN travels with the first statement and COMMIT with the last (no COPY in such a block).
         Errors inside the block are translated (``translate``) with ``action`` in the message.
         """
         self._check_open()
-        with translate(action), self._pool.connection() as conn, conn.transaction():
+        with (
+            translate(action),
+            self._pool.connection() as conn,
+            conn.pipeline() if pipeline else contextlib.nullcontext(),
+            conn.transaction(),
+        ):
             if snapshot:
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield conn
@@ -346,6 +355,13 @@ class PgDatabase:
         self._check_open()
         with translate(action), self._pool.connection() as conn:
             yield conn
+
+    def check_connections(self) -> None:
+        """Test the idle pooled connections and replace the broken ones (after the database restarted or
+        failed over: the follower calls this when its own connection broke, so requests do not meet them)."""
+        self._check_open()
+        with translate("checking the database connections"):
+            self._pool.check()
 
     def connect(self) -> psycopg.Connection[Any]:
         """A dedicated autocommit connection (for LISTEN); the caller closes it."""

@@ -258,22 +258,22 @@ def migrate_home(home: Path, url: str) -> MigrationReport:
 
 
 def _copy_audit(path: Path | None, src: sqlite3.Connection, dst: Any) -> tuple[int, str]:
-    """Check the source chain, then copy it verbatim; returns (records, head hash). A broken chain is refused
-    rather than carried over as if it were whole."""
+    """Check the source chain while copying it verbatim, in chunks (a long chain never sits in memory);
+    returns (records, head hash). A broken chain is refused, and the transaction rolls back, rather than
+    carried over as if it were whole."""
     if path is None:
         return 0, GENESIS_HASH
-    if path.name == _AUDIT_FILE:
-        with _read_only(path) as conn:
-            rows = conn.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
-    else:
-        rows = src.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
-    prev = GENESIS_HASH
-    for expected, (seq, payload, digest) in enumerate(rows, start=1):
-        problem = check_record(int(seq), str(payload), str(digest), prev, expected)
-        if problem is not None:
-            raise StoreError(f"the source audit log is broken at record {seq}: {problem}")
-        prev = str(digest)
-    with translate("copying the audit chain"):
-        for start in range(0, len(rows), _CHUNK):
-            copy_records(dst, [(int(s), str(p), str(h)) for s, p, h in rows[start : start + _CHUNK]])
-    return len(rows), prev
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(_read_only(path)) if path.name == _AUDIT_FILE else src
+        rows = conn.execute("SELECT seq, payload, hash FROM audit ORDER BY seq")
+        prev, count = GENESIS_HASH, 0
+        while chunk := rows.fetchmany(_CHUNK):
+            batch = [(int(seq), str(payload), str(digest)) for seq, payload, digest in chunk]
+            for seq, payload, digest in batch:
+                problem = check_record(seq, payload, digest, prev, count + 1)
+                if problem is not None:
+                    raise StoreError(f"the source audit log is broken at record {seq}: {problem}")
+                prev, count = digest, count + 1
+            with translate("copying the audit chain"):
+                copy_records(dst, batch)
+    return count, prev
