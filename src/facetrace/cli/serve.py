@@ -32,6 +32,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="NAME=PATH",
         help="serve the files under PATH as S3 bucket NAME for Image.S3Object (repeatable)",
     )
+    parser.add_argument(
+        "--camera-allow",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="video sources requests may name, e.g. 'rtsp://10.0.0.*/**' (repeatable; * within a path segment, "
+        "** across; loopback/link-local hosts only when named literally). Default: none",
+    )
     parser.add_argument("--workers", type=int, help="threads running library calls (default: cores)")
     parser.add_argument("--max-pending", type=int, default=32, help="requests that may wait for a worker")
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second per access key")
@@ -71,6 +79,7 @@ def _config(args: argparse.Namespace) -> Any:
         "burst": args.burst,
         "max_clock_skew": args.max_clock_skew,
         "metrics_collections": not args.no_collection_metrics,
+        "camera_allow": tuple(args.camera_allow),
     }
     if args.workers is not None:
         settings["workers"] = args.workers

@@ -51,6 +51,18 @@ class ServiceConfig(BaseModel):
         default=30.0, ge=0, le=3600, description="seconds to finish in-flight requests"
     )
     metrics_collections: bool = Field(default=True, description="report faces per collection on /metrics")
+    camera_allow: tuple[str, ...] = Field(
+        default=(),
+        max_length=256,
+        description="video source patterns a request may name (service/sources.py); none: no URL sources",
+    )
+
+    @field_validator("camera_allow")
+    @classmethod
+    def _camera_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from facetrace.service.sources import check_pattern
+
+        return tuple(check_pattern(pattern) for pattern in value)
 
     @field_validator("buckets")
     @classmethod

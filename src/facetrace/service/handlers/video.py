@@ -34,9 +34,11 @@ from facetrace.service.dispatch import KEY_SCOPE
 from facetrace.service.errors import ServiceError
 from facetrace.service.keys import AccessKey
 from facetrace.service.operations import Context, Permission, Resources, on_startup, operation, route
+from facetrace.service.sources import REFUSED, SourcePolicy
 from facetrace.video.jobs import Job, VideoJobs
 from facetrace.video.processors import StreamProcessors
 from facetrace.video.sinks import EventBus, sse_message
+from facetrace.video.source import SourceKind, classify
 
 __all__ = ["event_stream", "events", "processors_of"]
 
@@ -76,11 +78,20 @@ def _visible_processor(ctx: Context, name: str) -> StreamProcessors:
 
 
 def _video_path(ctx: Context, request: JSON) -> str:
+    """The bucket file a job reads: only ``S3Object``, and never a name FFmpeg would read as a pattern."""
     video = request.get("Video") or {}
     s3 = video.get("S3Object")
     if not s3:
         raise InvalidParameterError("Video must have an S3Object")
-    return str(ctx.images.path_of(s3))
+    path = str(ctx.images.path_of(s3))
+    if classify(path) is not SourceKind.FILE:  # an image glob or %d sequence would widen the read
+        raise InvalidParameterError(REFUSED)
+    return path
+
+
+def _allowed_source(ctx: Context, source: str) -> str:
+    """``source`` once the operator's ``--camera-allow`` list admits it (``service/sources.py``)."""
+    return SourcePolicy(ctx.config.camera_allow).check(source)
 
 
 def _job_fields(job: Job, request_video: JSON | None = None) -> JSON:
@@ -183,7 +194,7 @@ def create_stream_processor(ctx: Context, request: JSON) -> JSON:
     arn = request["Input"]["KinesisVideoStream"]["Arn"]
     definition: JSON = {
         "name": request["Name"],
-        "source": _source_of(arn),
+        "source": _allowed_source(ctx, _source_of(arn)),
         "face_search": {"collection_id": collection_id},
         "wire": {"Input": request["Input"], "Output": request.get("Output"), "RoleArn": request.get("RoleArn")},
     }
@@ -200,8 +211,10 @@ def _in_use(error: ConflictError) -> ServiceError:
 
 @operation("StartStreamProcessor", Permission.WRITE, collection_param=None)
 def start_stream_processor(ctx: Context, request: JSON) -> JSON:
+    manager = _visible_processor(ctx, request["Name"])
+    _allowed_source(ctx, manager.definition(request["Name"]).source)  # the list may have shrunk since
     try:
-        _visible_processor(ctx, request["Name"]).start(request["Name"])
+        manager.start(request["Name"])
     except ConflictError as exc:
         raise _in_use(exc) from None
     return {"SessionId": str(uuid.uuid4())}
