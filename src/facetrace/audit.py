@@ -26,12 +26,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from facetrace.errors import StoreError
+from facetrace.errors import InvalidParameterError, StoreError
 
 __all__ = [
     "AUDIT_UNAVAILABLE",
     "GENESIS_HASH",
     "LOCAL_CALLER",
+    "MAX_PURPOSE",
     "AuditEvent",
     "AuditRecord",
     "AuditSink",
@@ -41,6 +42,7 @@ __all__ = [
     "Verification",
     "chain_hash",
     "chain_payload",
+    "check_purpose",
     "check_record",
     "event_from_body",
     "filter_records",
@@ -50,12 +52,31 @@ __all__ = [
 ]
 
 
+MAX_PURPOSE = 256
+"""The longest purpose (case reference) a caller may give, in characters."""
+
+
+def check_purpose(value: str | None) -> str | None:
+    """``value`` as a purpose: None when empty; ``InvalidParameterError`` unless printable and at most
+    ``MAX_PURPOSE`` characters. The purpose is shown later (``audit list``), so control characters, newlines
+    and escape sequences never get in; markup is escaped where it is rendered."""
+    if value is None or value == "":
+        return None
+    if len(value) > MAX_PURPOSE or not value.isprintable():
+        raise InvalidParameterError(f"the purpose must be at most {MAX_PURPOSE} printable characters")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is asking, and why: ``principal`` is an access key id or ``local:<user>``; ``purpose`` a case ref."""
+    """Who is asking, and why: ``principal`` is an access key id or ``local:<user>``; ``purpose`` a case ref
+    (checked by ``check_purpose`` on the way in, whichever door it came through)."""
 
     principal: str = "local"
     purpose: str | None = None
+
+    def __post_init__(self) -> None:
+        check_purpose(self.purpose)
 
 
 LOCAL_CALLER = Caller()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from facetrace.audit import AuditRecord, AuditTrail
@@ -87,9 +88,11 @@ def _list(args: argparse.Namespace) -> int:
     def render(console: Console) -> None:
         table = Table("Seq", "Time", "Operation", "Principal", "Collection", "Purpose", "Threshold", "Matches")
         for r in records:
+            # stored text is data, not markup: "[/]" or "[black on black]" in a purpose must print as itself
             table.add_row(
-                str(r["Seq"]), r["Time"][:19], r["Operation"], r["Principal"], r["CollectionId"] or "",
-                r["Purpose"] or "", "" if r["Threshold"] is None else f"{r['Threshold']:g}",
+                str(r["Seq"]), r["Time"][:19], escape(r["Operation"]), escape(r["Principal"]),
+                escape(r["CollectionId"] or ""), escape(r["Purpose"] or ""),
+                "" if r["Threshold"] is None else f"{r['Threshold']:g}",
                 "" if r["MatchCount"] is None else str(r["MatchCount"]),
             )  # fmt: skip
         console.print(table)

@@ -6,7 +6,7 @@ import argparse
 import getpass
 from pathlib import Path
 
-from facetrace.audit import Caller
+from facetrace.audit import Caller, check_purpose
 from facetrace.engine import DetectionSettings, FaceEngine
 from facetrace.gallery import Gallery
 
@@ -32,4 +32,4 @@ def local_caller(args: argparse.Namespace) -> Caller:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return Caller(principal=f"local:{user}", purpose=getattr(args, "purpose", None))
+    return Caller(principal=f"local:{user}", purpose=check_purpose(getattr(args, "purpose", None)))
