@@ -38,7 +38,7 @@ from facetrace.service.sources import REFUSED, SourcePolicy
 from facetrace.video.jobs import Job, VideoJobs
 from facetrace.video.processors import StreamProcessors
 from facetrace.video.sinks import EventBus, sse_message
-from facetrace.video.source import SourceKind, classify
+from facetrace.video.source import SourceKind, classify, redact
 
 __all__ = ["event_stream", "events", "processors_of"]
 
@@ -247,15 +247,27 @@ def describe_stream_processor(ctx: Context, request: JSON) -> JSON:
         "Status": described["Status"],
         "CreationTimestamp": described["CreationTimestamp"],
         "LastUpdateTimestamp": described["LastUpdateTimestamp"],
-        "Input": wire.get("Input"),
+        "Input": _redacted(wire.get("Input")),
         "Settings": described["Settings"],
     }
     if described.get("StatusMessage"):
-        data["StatusMessage"] = described["StatusMessage"]
+        data["StatusMessage"] = redact(described["StatusMessage"])
     for member in ("Output", "RoleArn"):
         if wire.get(member):
-            data[member] = wire[member]
+            data[member] = _redacted(wire[member])
     return {k: v for k, v in data.items() if v is not None}
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (a request member echoed back) with credentials taken out of every URL in it: a camera's
+    password is never returned, whatever the key (the operator has it in their own configuration)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
 
 
 @operation("ListStreamProcessors", Permission.READ, collection_param=None)
