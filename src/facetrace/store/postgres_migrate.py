@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facetrace.audit import GENESIS_HASH, check_record
+from facetrace.audit import GENESIS_HASH, load_audit_key, verify_rows
 from facetrace.errors import ConflictError, NotFoundError, StoreError
 from facetrace.store.postgres_audit import PostgresAuditTrail, copy_records
 from facetrace.store.postgres_db import PgDatabase, translate
@@ -191,12 +191,14 @@ def _copy_audit(path: Path | None, src: sqlite3.Connection, dst: Any) -> tuple[i
             rows = conn.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
     else:
         rows = src.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
-    prev = GENESIS_HASH
-    for expected, (seq, payload, digest) in enumerate(rows, start=1):
-        problem = check_record(int(seq), str(payload), str(digest), prev, expected)
-        if problem is not None:
-            raise StoreError(f"the source audit log is broken at record {seq}: {problem}")
-        prev = str(digest)
+    # keyed records are authenticated with the home's audit key (the PostgreSQL servers need the same key,
+    # FACETRACE_AUDIT_KEY, to go on appending keyed records)
+    checked = verify_rows(
+        ((int(s), str(p), str(h)) for s, p, h in rows), key=load_audit_key(path.parent, create=False)
+    )
+    if not checked.ok:
+        raise StoreError(f"the source audit log is broken at record {checked.broken_seq}: {checked.reason}")
+    prev = checked.head
     with translate("copying the audit chain"):
         for start in range(0, len(rows), _CHUNK):
             copy_records(dst, [(int(s), str(p), str(h)) for s, p, h in rows[start : start + _CHUNK]])
