@@ -45,6 +45,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second per access key")
     parser.add_argument("--burst", type=int, default=100, help="burst size per access key")
     parser.add_argument("--max-body-bytes", type=int, help="request body limit per image (default ~6.8 MiB)")
+    parser.add_argument(
+        "--decode-budget-mb", type=int, help="MiB decoding images may take at once, all requests (default 1536)"
+    )
     parser.add_argument("--max-clock-skew", type=float, default=900.0, help="seconds (default 900)")
     parser.add_argument(
         "--no-collection-metrics", action="store_true", help="leave collection names out of /metrics"
@@ -81,6 +84,8 @@ def _config(args: argparse.Namespace) -> Any:
         "metrics_collections": not args.no_collection_metrics,
         "camera_allow": tuple(args.camera_allow),
     }
+    if args.decode_budget_mb is not None:
+        settings["decode_budget_mb"] = args.decode_budget_mb
     if args.workers is not None:
         settings["workers"] = args.workers
     if args.max_body_bytes is not None:

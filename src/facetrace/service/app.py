@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from facetrace.budget import configure_decode_budget
 from facetrace.errors import FacetraceError
 from facetrace.gallery import Gallery
 from facetrace.service.config import ServiceConfig
@@ -87,6 +88,7 @@ def create_app(
     modules keep their own state (video jobs, stream processors); default ``$FACETRACE_HOME``.
     """
     config = config or ServiceConfig()
+    configure_decode_budget(config.decode_budget_mb * 2**20, config.decode_wait)  # all requests together
     load_handlers(handler_modules)
     pool = WorkerPool(config.workers, config.max_pending)
     resources = Resources()
