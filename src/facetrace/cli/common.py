@@ -6,11 +6,11 @@ import argparse
 import getpass
 from pathlib import Path
 
-from facetrace.audit import Caller, check_purpose
+from facetrace.audit import AuditEvent, Caller, check_purpose
 from facetrace.engine import DetectionSettings, FaceEngine
 from facetrace.gallery import Gallery
 
-__all__ = ["local_caller", "open_engine", "open_library"]
+__all__ = ["local_caller", "open_engine", "open_library", "record_local"]
 
 
 def open_engine(*, small_faces: bool = False) -> FaceEngine:
@@ -33,3 +33,27 @@ def local_caller(args: argparse.Namespace) -> Caller:
     except (KeyError, OSError):
         user = "unknown"
     return Caller(principal=f"local:{user}", purpose=check_purpose(getattr(args, "purpose", None)))
+
+
+def record_local(
+    args: argparse.Namespace,
+    operation: str,
+    collection_id: str | None = None,
+    *,
+    matched: tuple[str, ...] = (),
+    detail: dict[str, str | int | float | None] | None = None,
+) -> None:
+    """Append one audit record for a local act on the chosen home or database (``StoreError`` if it cannot
+    be kept: callers show nothing, or undo, then — fail closed)."""
+    from facetrace.store import database_url, open_store
+
+    caller = local_caller(args)
+    home = Path(args.home) if getattr(args, "home", None) else None
+    store = open_store(home, url=database_url(getattr(args, "database_url", None)), listen=False)
+    try:
+        store.audit.record(
+            AuditEvent(operation, caller.principal, collection_id, caller.purpose, matched_face_ids=matched,
+                       detail=detail or {})
+        )  # fmt: skip
+    finally:
+        store.close()

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from facetrace.app import Video, open_video
+from facetrace.audit import Caller
 from facetrace.errors import AccessDeniedError, ConflictError, InvalidParameterError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.home import resolve_home
@@ -34,6 +35,7 @@ from facetrace.service.dispatch import KEY_SCOPE
 from facetrace.service.errors import ServiceError
 from facetrace.service.keys import AccessKey
 from facetrace.service.operations import Context, Permission, Resources, on_startup, operation, route
+from facetrace.service.protocol import PURPOSE_HEADER, purpose
 from facetrace.service.sources import REFUSED, SourcePolicy
 from facetrace.video.jobs import Job, VideoJobs
 from facetrace.video.processors import StreamProcessors
@@ -315,4 +317,9 @@ async def events(request: Request, resources: Resources, gallery: Gallery) -> Re
     )
     if not allowed:
         raise AccessDeniedError(f"User: {key.access_key_id} is not authorized to read these events")
+    collection = None if name is None else manager.definition(name).face_search.collection_id
+    caller = Caller(key.access_key_id, purpose(request.headers.get(PURPOSE_HEADER)))
+    await anyio.to_thread.run_sync(  # a subscription to identifications is audited before the first event
+        lambda: gallery.record_event(caller, "SubscribeEvents", collection, detail={"processor": name})
+    )
     return StreamingResponse(event_stream(manager.bus, name), media_type="text/event-stream")
