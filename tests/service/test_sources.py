@@ -163,6 +163,8 @@ def test_patterns_admit(source: str) -> None:
         "/dev/video0",
         "rtsp://10.0.0.5/live\n",
         "",
+        "A://[",  # does not parse as a URL (found by the fuzz test)
+        "rtsp://[::1/x",
     ],
 )
 def test_patterns_refuse(source: str) -> None:

@@ -125,7 +125,11 @@ def _without_credentials(text: str) -> str | None:
 
 
 def _has_dot_segments(text: str) -> bool:
-    path = urlsplit(text).path if "://" in text else text
+    """Whether the path has ``.`` or ``..`` segments (also percent-encoded); True for a URL that does not parse."""
+    try:
+        path = urlsplit(text).path if "://" in text else text
+    except ValueError:  # e.g. "x://[" (found by tests/fuzz)
+        return True
     decoded = unquote(path)
     return any(segment in (".", "..") for segment in re.split(r"[/\\]", decoded))
 
