@@ -7,7 +7,9 @@ one of each per server (``ctx.resources``), keeping jobs, processors and sightin
 (``service/idempotency.py``). Running processors are resumed when the server starts,
 and ``GET /events[?processor=NAME]`` streams their events as server-sent events (SigV4-signed like any call).
 
-- ``Video.S3Object`` is resolved like an image's: a file in a folder mapped with ``--bucket``.
+- ``Video.S3Object`` is resolved like an image's: a file in a folder mapped with ``--bucket`` (never a glob).
+- A processor's source must match the operator's ``--camera-allow`` list (``service/sources.py``), checked at
+  Create and again at Start; its credentials are redacted in every answer.
 - A stream processor's ``Input.KinesisVideoStream.Arn`` names the source: everything after the account id is
   the URL, e.g. ``arn:aws:kinesisvideo:us-east-1:000000000000:rtsp://10.0.0.5/stream1`` (Rekognition's pattern
   accepts any text there). ``Output``, ``RoleArn`` and ``NotificationChannel`` are kept and echoed, not used:
