@@ -425,12 +425,10 @@ def verify_rows(
         return Verification(ok, count, prev, keyed_from=keyed_from, authenticated=key is not None, **more)
 
     for seq, payload, digest in rows:
-        problem = check_record(
-            seq, payload, digest, prev, expected_seq, key=key, after_keyed=keyed_from is not None
-        )
+        problem, keyed = _check_row(seq, payload, digest, prev, expected_seq, key, keyed_from is not None)
         if problem is not None:
             return result(False, broken_seq=seq, reason=problem)
-        if keyed_from is None and '"key_id":' in payload:
+        if keyed and keyed_from is None:
             keyed_from = seq
         if checkpoint is not None and seq == checkpoint.seq and digest != checkpoint.head:
             reason = f"record {seq} is not the one the checkpoint signed (the log was re-chained or replaced)"
@@ -540,30 +538,37 @@ def check_record(
 
     A keyed record is checked against ``key`` (only its links when there is no key); an unkeyed record after a
     keyed one is refused, since anyone could have written it."""
+    return _check_row(seq, payload, digest, prev, expected_seq, key, after_keyed)[0]
+
+
+def _check_row(
+    seq: int, payload: str, digest: str, prev: str, expected_seq: int, key: AuditKey | None, after_keyed: bool
+) -> tuple[str | None, bool]:
+    """``check_record``'s answer and whether the record is keyed (the payload parsed once)."""
     if seq != expected_seq:
-        return f"record {expected_seq} is missing (the next one is {seq})"
+        return f"record {expected_seq} is missing (the next one is {seq})", False
     try:
         body = json.loads(payload)
     except ValueError:
-        return "the record is not valid JSON"
+        return "the record is not valid JSON", False
     if not isinstance(body, dict):
-        return "the record is not valid JSON"
-    key_id = body.get("key_id")
-    if key_id is None:
+        return "the record is not valid JSON", False
+    keyed = body.get("key_id") is not None
+    if not keyed:
         if after_keyed:
-            return "an unkeyed record after keyed ones (appended without the audit key: forged?)"
+            return "an unkeyed record after keyed ones (appended without the audit key: forged?)", False
         if chain_hash(payload) != digest:
-            return "the record's contents do not match its hash (edited)"
+            return "the record's contents do not match its hash (edited)", False
     elif key is not None:
-        if key_id != key.key_id:
-            return f"the record was keyed with another audit key ({key_id}, not {key.key_id})"
+        if body["key_id"] != key.key_id:
+            return f"the record was keyed with another audit key ({body['key_id']}, not {key.key_id})", True
         if not hmac.compare_digest(key.mac(payload), digest):
-            return "the record's contents do not match its keyed hash (edited or forged without the key)"
+            return "the record's contents do not match its keyed hash (edited or forged without the key)", True
     if body.get("seq") != seq:
-        return "the record's sequence number was changed"
+        return "the record's sequence number was changed", keyed
     if body.get("prev_hash") != prev:
-        return "the record does not follow the previous one (a record before it was edited or removed)"
-    return None
+        return "the record does not follow the previous one (a record before it was edited or removed)", keyed
+    return None, keyed
 
 
 # The helpers' names before they became public, for code written against them in parallel (the PostgreSQL

@@ -217,3 +217,11 @@ def test_cli_checkpoint_then_verify(home: Path, capsys: pytest.CaptureFixture[st
     _tamper(home / "facetrace.db", "DELETE FROM audit WHERE seq = 4")
     assert main(["audit", "verify", "--home", str(home), "--checkpoint", str(saved), "--json"]) != 0
     assert json.loads(capsys.readouterr().out)["Ok"] is False
+
+
+def test_a_detail_named_key_id_does_not_make_a_record_keyed() -> None:
+    trail = MemoryAuditTrail()
+    trail.record(AuditEvent("CreateAccessKey", "local:x", detail={"key_id": "not-a-key"}))
+    trail.record(AuditEvent("ListFaces", "local:x"))
+    result = trail.verify()
+    assert (result.ok, result.keyed_from) == (True, None)
