@@ -104,7 +104,7 @@ def test_denied_attempts_are_audited(server: Server) -> None:
 
 def test_events_subscriptions_are_audited(server: Server) -> None:
     start = _last_seq(server)
-    url = f"{server.url}/events"
+    url = f"{server.url}/events?processor=not-yet-created"  # a subscription may come before its processor
     request = AWSRequest(method="GET", url=url, headers={"X-Facetrace-Purpose": "case-9"})
     SigV4Auth(Credentials(server.admin.access_key_id, server.admin.secret), "rekognition", "us-east-1").add_auth(
         request
@@ -113,6 +113,7 @@ def test_events_subscriptions_are_audited(server: Server) -> None:
         assert response.status_code == 200
     (record,) = [r for r in _since(server, start) if r.event.operation == "SubscribeEvents"]
     assert (record.event.principal, record.event.purpose) == (server.admin.access_key_id, "case-9")
+    assert record.event.detail["processor"] == "not-yet-created"
 
 
 def test_a_flood_of_denied_attempts_is_recorded_at_a_bounded_rate() -> None:

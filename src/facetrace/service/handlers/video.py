@@ -18,6 +18,7 @@ and ``GET /events[?processor=NAME]`` streams their events as server-sent events 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from starlette.responses import Response, StreamingResponse
 
 from facetrace.app import Video, open_video
 from facetrace.audit import Caller
-from facetrace.errors import AccessDeniedError, ConflictError, InvalidParameterError
+from facetrace.errors import AccessDeniedError, ConflictError, InvalidParameterError, NotFoundError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.home import resolve_home
 from facetrace.service.dispatch import KEY_SCOPE
@@ -319,7 +320,10 @@ async def events(request: Request, resources: Resources, gallery: Gallery) -> Re
     )
     if not allowed:
         raise AccessDeniedError(f"User: {key.access_key_id} is not authorized to read these events")
-    collection = None if name is None else manager.definition(name).face_search.collection_id
+    collection = None
+    if name is not None:
+        with contextlib.suppress(NotFoundError):  # one may subscribe before the processor is created
+            collection = manager.definition(name).face_search.collection_id
     caller = Caller(key.access_key_id, purpose(request.headers.get(PURPOSE_HEADER)))
     await anyio.to_thread.run_sync(  # a subscription to identifications is audited before the first event
         lambda: gallery.record_event(caller, "SubscribeEvents", collection, detail={"processor": name})
