@@ -25,6 +25,7 @@ the end or replacing the whole log is only visible against something kept elsewh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -200,12 +201,26 @@ def _read_key_file(path: Path) -> AuditKey:
 
 
 def env_audit_key() -> AuditKey | None:
-    """The key named by the environment (``$FACETRACE_AUDIT_KEY``, else the file ``$FACETRACE_AUDIT_KEY_FILE``)."""
+    """The key named by the environment (``$FACETRACE_AUDIT_KEY``, else the file ``$FACETRACE_AUDIT_KEY_FILE``).
+
+    Asked on every PostgreSQL append, so the answer is cached per setting (and per file modification)."""
     text = os.environ.get(AUDIT_KEY_ENV)
     if text:
-        return _key_from_text(text, AUDIT_KEY_ENV)
+        return _env_key(text, None, 0)
     path = os.environ.get(AUDIT_KEY_FILE_ENV)
-    return _read_key_file(Path(path).expanduser()) if path else None
+    if not path:
+        return None
+    file = Path(path).expanduser()
+    try:
+        stamp = file.stat().st_mtime_ns
+    except OSError as exc:
+        raise StoreError(f"cannot read the audit key {file}: {exc}") from exc
+    return _env_key(None, str(file), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _env_key(text: str | None, path: str | None, _stamp: int) -> AuditKey:
+    return _key_from_text(text, AUDIT_KEY_ENV) if text is not None else _read_key_file(Path(str(path)))
 
 
 def load_audit_key(folder: Path | None = None, *, create: bool = True) -> AuditKey | None:

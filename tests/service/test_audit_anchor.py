@@ -225,3 +225,24 @@ def test_a_detail_named_key_id_does_not_make_a_record_keyed() -> None:
     trail.record(AuditEvent("ListFaces", "local:x"))
     result = trail.verify()
     assert (result.ok, result.keyed_from) == (True, None)
+
+
+def test_a_key_kept_elsewhere_is_used_and_none_is_made_in_the_home(
+    home: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("secrets") / "facetrace-audit.key"
+    elsewhere.write_text("k" * 40)
+    elsewhere.chmod(0o600)
+    monkeypatch.setenv("FACETRACE_AUDIT_KEY_FILE", str(elsewhere))
+    store = _store(home)
+    _fill(store.audit, 2)
+    assert not (home / AUDIT_KEY_FILENAME).exists()
+    assert store.audit.key == AuditKey(b"k" * 40)
+    assert store.audit.verify().authenticated
+    store.close()
+    monkeypatch.delenv("FACETRACE_AUDIT_KEY_FILE")
+    wrong = _store(home)  # now a new key is made in the home: the old records name another key
+    result = wrong.audit.verify()
+    assert not result.ok
+    assert "another audit key" in (result.reason or "")
+    wrong.close()
