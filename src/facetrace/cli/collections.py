@@ -238,6 +238,10 @@ def _faces_list(args: argparse.Namespace) -> int:
         token = page.next_token
         if not args.all or token is None:
             break
+    gallery.record_event(  # a read of enrolment data: audited before it is shown
+        local_caller(args), "ListFaces", args.collection, matched=tuple(f.face_id for f in faces),
+        detail={"returned": len(faces)},
+    )  # fmt: skip
     data: dict[str, Any] = {"Faces": [shapes.face_record(f) for f in faces], "FaceModelVersion": gallery.model}
     if token:
         data["NextToken"] = token

@@ -6,11 +6,18 @@ import argparse
 import getpass
 from pathlib import Path
 
-from facetrace.audit import Caller
+from facetrace.audit import AuditEvent, Caller, check_purpose
 from facetrace.engine import DetectionSettings, FaceEngine
 from facetrace.gallery import Gallery
 
-__all__ = ["add_recognizer_options", "local_caller", "open_engine", "open_library", "with_recognizer"]
+__all__ = [
+    "add_recognizer_options",
+    "local_caller",
+    "open_engine",
+    "open_library",
+    "record_local",
+    "with_recognizer",
+]
 
 
 def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
@@ -65,4 +72,28 @@ def local_caller(args: argparse.Namespace) -> Caller:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return Caller(principal=f"local:{user}", purpose=getattr(args, "purpose", None))
+    return Caller(principal=f"local:{user}", purpose=check_purpose(getattr(args, "purpose", None)))
+
+
+def record_local(
+    args: argparse.Namespace,
+    operation: str,
+    collection_id: str | None = None,
+    *,
+    matched: tuple[str, ...] = (),
+    detail: dict[str, str | int | float | None] | None = None,
+) -> None:
+    """Append one audit record for a local act on the chosen home or database (``StoreError`` if it cannot
+    be kept: callers show nothing, or undo, then — fail closed)."""
+    from facetrace.store import database_url, open_store
+
+    caller = local_caller(args)
+    home = Path(args.home) if getattr(args, "home", None) else None
+    store = open_store(home, url=database_url(getattr(args, "database_url", None)), listen=False)
+    try:
+        store.audit.record(
+            AuditEvent(operation, caller.principal, collection_id, caller.purpose, matched_face_ids=matched,
+                       detail=detail or {})
+        )  # fmt: skip
+    finally:
+        store.close()

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from facetrace.cli.common import record_local
 from facetrace.cli.output import emit
 from facetrace.home import ensure_home, resolve_home
 from facetrace.service.keys import KeyStore
@@ -57,6 +58,20 @@ def _create(args: argparse.Namespace) -> int:
     store = _store(args, create=True)
     try:
         key = store.create(args.permission, collections=args.collections, description=args.description)
+        try:
+            scope = ",".join(key.collections) if key.collections else "*"
+            record_local(
+                args,
+                "CreateAccessKey",
+                detail={
+                    "access_key_id": key.access_key_id,
+                    "permission": str(key.permission),
+                    "collections": scope,
+                },
+            )
+        except BaseException:
+            store.delete(key.access_key_id)  # no key without its audit record
+            raise
     finally:
         store.close()
     data = {**key.public(), "SecretAccessKey": key.secret}
@@ -98,6 +113,7 @@ def _list(args: argparse.Namespace) -> int:
 def _delete(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
+        record_local(args, "DeleteAccessKey", detail={"access_key_id": args.access_key_id[:128]})  # before the act
         store.delete(args.access_key_id)
     finally:
         store.close()

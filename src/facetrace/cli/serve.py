@@ -33,11 +33,22 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="NAME=PATH",
         help="serve the files under PATH as S3 bucket NAME for Image.S3Object (repeatable)",
     )
+    parser.add_argument(
+        "--camera-allow",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="video sources requests may name, e.g. 'rtsp://10.0.0.*/**' (repeatable; * within a path segment, "
+        "** across; loopback/link-local hosts only when named literally). Default: none",
+    )
     parser.add_argument("--workers", type=int, help="threads running library calls (default: cores)")
     parser.add_argument("--max-pending", type=int, default=32, help="requests that may wait for a worker")
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second per access key")
     parser.add_argument("--burst", type=int, default=100, help="burst size per access key")
     parser.add_argument("--max-body-bytes", type=int, help="request body limit per image (default ~6.8 MiB)")
+    parser.add_argument(
+        "--decode-budget-mb", type=int, help="MiB decoding images may take at once, all requests (default 1536)"
+    )
     parser.add_argument("--max-clock-skew", type=float, default=900.0, help="seconds (default 900)")
     parser.add_argument(
         "--no-collection-metrics", action="store_true", help="leave collection names out of /metrics"
@@ -72,7 +83,10 @@ def _config(args: argparse.Namespace) -> Any:
         "burst": args.burst,
         "max_clock_skew": args.max_clock_skew,
         "metrics_collections": not args.no_collection_metrics,
+        "camera_allow": tuple(args.camera_allow),
     }
+    if args.decode_budget_mb is not None:
+        settings["decode_budget_mb"] = args.decode_budget_mb
     if args.workers is not None:
         settings["workers"] = args.workers
     if args.max_body_bytes is not None:

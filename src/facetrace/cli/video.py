@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from facetrace.cli.common import local_caller, open_library
+from facetrace.cli.common import local_caller, open_library, record_local
 from facetrace.cli.output import EXIT_OK, emit, progress, stderr, stdout
 from facetrace.errors import InvalidParameterError
 from facetrace.gallery import Gallery
@@ -326,6 +326,11 @@ def _find(args: argparse.Namespace) -> int:
         since=_when(args.since), until=_when(args.until), limit=args.limit, snapshots=args.snapshots,
     )  # fmt: skip
     store.close()
+    asked = {"face_id": args.face_id, "user_id": args.user_id, "external_image_id": args.external_image_id,
+             "camera": args.camera, "since": args.since, "until": args.until}  # fmt: skip
+    record_local(  # where and when someone was seen: audited before it is shown
+        args, "FindSightings", detail={**{k: v for k, v in asked.items() if v is not None}, "returned": len(found)}
+    )
     data = {"Sightings": [sighting_dict(s, snapshot=args.snapshots) for s in found]}
 
     def render(console: Console) -> None:

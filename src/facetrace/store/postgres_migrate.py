@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facetrace.audit import GENESIS_HASH, check_record
+from facetrace.audit import GENESIS_HASH, load_audit_key, verify_rows
 from facetrace.errors import ConflictError, NotFoundError, StoreError
 from facetrace.store.postgres_audit import PostgresAuditTrail, copy_records
 from facetrace.store.postgres_db import PgDatabase, translate
@@ -263,17 +263,20 @@ def _copy_audit(path: Path | None, src: sqlite3.Connection, dst: Any) -> tuple[i
     carried over as if it were whole."""
     if path is None:
         return 0, GENESIS_HASH
-    with contextlib.ExitStack() as stack:
-        conn = stack.enter_context(_read_only(path)) if path.name == _AUDIT_FILE else src
-        rows = conn.execute("SELECT seq, payload, hash FROM audit ORDER BY seq")
-        prev, count = GENESIS_HASH, 0
-        while chunk := rows.fetchmany(_CHUNK):
-            batch = [(int(seq), str(payload), str(digest)) for seq, payload, digest in chunk]
-            for seq, payload, digest in batch:
-                problem = check_record(seq, payload, digest, prev, count + 1)
-                if problem is not None:
-                    raise StoreError(f"the source audit log is broken at record {seq}: {problem}")
-                prev, count = digest, count + 1
-            with translate("copying the audit chain"):
-                copy_records(dst, batch)
-    return count, prev
+    if path.name == _AUDIT_FILE:
+        with _read_only(path) as conn:
+            rows = conn.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
+    else:
+        rows = src.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
+    # keyed records are authenticated with the home's audit key (the PostgreSQL servers need the same key,
+    # FACETRACE_AUDIT_KEY, to go on appending keyed records)
+    checked = verify_rows(
+        ((int(s), str(p), str(h)) for s, p, h in rows), key=load_audit_key(path.parent, create=False)
+    )
+    if not checked.ok:
+        raise StoreError(f"the source audit log is broken at record {checked.broken_seq}: {checked.reason}")
+    prev = checked.head
+    with translate("copying the audit chain"):
+        for start in range(0, len(rows), _CHUNK):
+            copy_records(dst, [(int(s), str(p), str(h)) for s, p, h in rows[start : start + _CHUNK]])
+    return len(rows), prev
