@@ -100,6 +100,10 @@ def create_app(
     resources = Resources()
     if home is not None:
         resources.put("home", home)
+    # Long-lived responses (/events) re-read their caller's key. The lookup, not the KeyStore: resources are
+    # closed at shutdown, and the key store belongs to the caller.
+    resources.put("keys.get", keys.get)
+    resources.put("config", config)
     metrics = Metrics()
     records = records_of(gallery.store)
     tokens = records.tokens if records is not None else MemoryTokens()  # kept in the database when it can

@@ -50,6 +50,12 @@ class ServiceConfig(BaseModel):
     shutdown_timeout: float = Field(
         default=30.0, ge=0, le=3600, description="seconds to finish in-flight requests"
     )
+    max_event_streams_per_key: int = Field(
+        default=8, ge=1, le=10_000, description="open /events streams one access key may hold at once"
+    )
+    events_recheck_seconds: float = Field(
+        default=5.0, gt=0, le=5.0, description="an open /events stream re-reads its key at least this often"
+    )
     metrics_collections: bool = Field(default=True, description="report faces per collection on /metrics")
     decode_budget_mb: int = Field(
         default=1536,

@@ -7,7 +7,8 @@ signature; an ``X-Amz-Content-Sha256`` header, when sent, must match it too.
 
 Failures raise ``AuthenticationError`` with AWS's code: ``MissingAuthenticationTokenException`` (no
 signature), ``IncompleteSignatureException`` (malformed), ``UnrecognizedClientException`` (unknown key),
-``InvalidSignatureException`` (wrong signature, tampered body, date more than ``max_skew`` off).
+``InvalidSignatureException`` (wrong signature, tampered body, date more than ``max_skew`` off). ``X-Amz-Target``
+and ``X-Facetrace-Purpose``, when sent, must be among the signed headers (``MUST_SIGN_WHEN_SENT``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from urllib.parse import parse_qsl, quote
 
 from facetrace.errors import AuthenticationError
 
-__all__ = ["ALGORITHM", "Credential", "signing_key", "verify"]
+__all__ = ["ALGORITHM", "MUST_SIGN_WHEN_SENT", "Credential", "signing_key", "verify"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
+MUST_SIGN_WHEN_SENT = ("x-amz-target", "x-facetrace-purpose")
+"""Headers that choose what a request does or why: signed whenever they are sent (botocore signs every header
+it sends, so unmodified clients already do)."""
 _AUTH = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+),\s*SignedHeaders=(?P<signed>[^,\s]+),"
     r"\s*Signature=(?P<signature>[0-9a-f]{64})\s*"
@@ -135,6 +139,9 @@ def verify(
     stamp, when = _request_time(headers)
     if "x-amz-date" not in signed:
         raise _incomplete("SignedHeaders must include x-amz-date")
+    for name in MUST_SIGN_WHEN_SENT:  # else a signature could be replayed as another operation or purpose
+        if name in headers and name not in signed:
+            raise _incomplete(f"SignedHeaders must include {name}")
     if credential.date != stamp[:8]:
         raise _invalid(f"Credential should be scoped to a valid date: {stamp[:8]}, not {credential.date[:8]}")
     if credential.service != service:

@@ -183,12 +183,19 @@ class VideoJobs:
         return self._submit(job)
 
     def start_face_detection(
-        self, video: str | Path, *, job_tag: str | None = None, request: dict[str, Any] | None = None
+        self,
+        video: str | Path,
+        *,
+        job_tag: str | None = None,
+        caller: Caller = LOCAL_CALLER,
+        request: dict[str, Any] | None = None,
     ) -> str:
-        """Find every face in ``video``; returns the job id at once."""
+        """Find every face in ``video``; returns the job id at once (``caller`` owns it: the service shows a
+        job only to the key that started it)."""
         job = Job(
-            job_id=_job_id(), kind=JobKind.FACE_DETECTION, video=str(video), job_tag=_tag(job_tag), request=request
-        )
+            job_id=_job_id(), kind=JobKind.FACE_DETECTION, video=str(video), job_tag=_tag(job_tag), caller=caller,
+            request=request,
+        )  # fmt: skip
         return self._submit(job)
 
     def _submit(self, job: Job) -> str:

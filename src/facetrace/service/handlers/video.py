@@ -18,28 +18,31 @@ and ``GET /events[?processor=NAME]`` streams their events as server-sent events 
 
 from __future__ import annotations
 
-import contextlib
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from facetrace.app import Video, open_video
 from facetrace.audit import Caller
 from facetrace.errors import AccessDeniedError, ConflictError, InvalidParameterError, NotFoundError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.home import resolve_home
+from facetrace.service.config import ServiceConfig
 from facetrace.service.dispatch import KEY_SCOPE
 from facetrace.service.errors import ServiceError
 from facetrace.service.keys import AccessKey
 from facetrace.service.operations import Context, Permission, Resources, on_startup, operation, route
 from facetrace.service.protocol import PURPOSE_HEADER, purpose
 from facetrace.service.sources import REFUSED, SourcePolicy
+from facetrace.service.streams import SlotStreamingResponse, StreamSlots
+from facetrace.video.events import Event
 from facetrace.video.jobs import Job, VideoJobs
 from facetrace.video.processors import StreamProcessors
 from facetrace.video.sinks import EventBus, sse_message
@@ -73,12 +76,21 @@ def _resume_processors(resources: Resources, gallery: Gallery) -> None:
     processors_of(resources, gallery)
 
 
+def _processor_not_found(name: str) -> NotFoundError:
+    """The one answer for a processor that does not exist *and* for one the key may not see: two answers would
+    tell a collection-limited key which names exist, and in which collections."""
+    return NotFoundError(f"there is no stream processor {name!r}")
+
+
 def _visible_processor(ctx: Context, name: str) -> StreamProcessors:
     """The processors, once the caller's key may see the named processor's collection."""
     manager = processors_of(ctx.resources, ctx.gallery)
-    collection_id = manager.definition(name).face_search.collection_id
+    try:
+        collection_id = manager.definition(name).face_search.collection_id
+    except NotFoundError:
+        raise _processor_not_found(name) from None
     if not ctx.key.sees(collection_id):
-        raise AccessDeniedError(f"this key may not use collection {collection_id}")
+        raise _processor_not_found(name)
     return manager
 
 
@@ -132,12 +144,27 @@ def start_face_search(ctx: Context, request: JSON) -> JSON:
     return {"JobId": job_id}
 
 
+def _own_job(ctx: Context, job_id: str) -> VideoJobs:
+    """The jobs, once ``job_id`` is the caller's: started with this key (or the caller is an admin key limited
+    to no collection, the operator's), in a collection the key sees. Anyone else's job answers exactly as a job
+    that does not exist, so job ids cannot be probed."""
+    jobs = _jobs(ctx)
+    not_found = NotFoundError(f"there is no video job {job_id!r}")
+    try:
+        job = jobs.get(job_id)
+    except NotFoundError:
+        raise not_found from None
+    operator = ctx.key.collections is None and ctx.key.may(Permission.ADMIN)
+    if not operator and job.caller.principal != ctx.key.access_key_id:
+        raise not_found
+    if job.collection_id is not None and not ctx.key.sees(job.collection_id):
+        raise not_found
+    return jobs
+
+
 @operation("GetFaceSearch", Permission.READ, collection_param=None)
 def get_face_search(ctx: Context, request: JSON) -> JSON:
-    jobs = _jobs(ctx)
-    job = jobs.get(request["JobId"])
-    if job.collection_id is not None and not ctx.key.sees(job.collection_id):
-        raise AccessDeniedError(f"this key may not read collection {job.collection_id}")
+    jobs = _own_job(ctx, request["JobId"])
     page = jobs.get_face_search(
         request["JobId"],
         max_results=request.get("MaxResults") or 1000,
@@ -155,13 +182,15 @@ def get_face_search(ctx: Context, request: JSON) -> JSON:
 def start_face_detection(ctx: Context, request: JSON) -> JSON:
     path = _video_path(ctx, request)
     jobs = _jobs(ctx)
-    job_id = jobs.start_face_detection(path, job_tag=request.get("JobTag"), request=request["Video"])
+    job_id = jobs.start_face_detection(
+        path, job_tag=request.get("JobTag"), caller=ctx.caller, request=request["Video"]
+    )
     return {"JobId": job_id}
 
 
 @operation("GetFaceDetection", Permission.READ, collection_param=None)
 def get_face_detection(ctx: Context, request: JSON) -> JSON:
-    page = _jobs(ctx).get_face_detection(
+    page = _own_job(ctx, request["JobId"]).get_face_detection(
         request["JobId"], max_results=request.get("MaxResults") or 1000, next_token=request.get("NextToken")
     )
     data = _job_fields(page.job, page.job.request)
@@ -277,55 +306,160 @@ def _redacted(value: Any) -> Any:
 
 @operation("ListStreamProcessors", Permission.READ, collection_param=None)
 def list_stream_processors(ctx: Context, request: JSON) -> JSON:
-    items, token = processors_of(ctx.resources, ctx.gallery).list(
-        max_results=request.get("MaxResults") or 1000, next_token=request.get("NextToken")
-    )
+    manager = processors_of(ctx.resources, ctx.gallery)
+    limit = request.get("MaxResults") or 1000
+    if ctx.key.collections is None:
+        items, token = manager.list(max_results=limit, next_token=request.get("NextToken"))
+    else:  # only the processors of the key's collections, paged among themselves (tokens name only those)
+        items, token = _visible_processors(ctx, manager, limit, request.get("NextToken"))
     data: JSON = {"StreamProcessors": items}
     if token:
         data["NextToken"] = token
     return data
 
 
+def _visible_processors(
+    ctx: Context, manager: StreamProcessors, limit: int, next_token: str | None
+) -> tuple[list[dict[str, str]], str | None]:
+    visible: list[dict[str, str]] = []
+    page, token = manager.list(max_results=1000, next_token=next_token)
+    while True:
+        for item in page:
+            try:
+                collection_id = manager.definition(item["Name"]).face_search.collection_id
+            except NotFoundError:  # deleted meanwhile
+                continue
+            if ctx.key.sees(collection_id):
+                if len(visible) == limit:
+                    return visible, visible[-1]["Name"]
+                visible.append(item)
+        if token is None:
+            return visible, None
+        page, token = manager.list(max_results=1000, next_token=token)
+
+
 # -- server-sent events ----------------------------------------------------------------------------------------
 
 
+EventFilter = Callable[[Event], bool]
+Reauthorize = Callable[[], Awaitable[EventFilter | None]]
+"""Re-reads the caller's key: the filter of the events it may see now, or None when it may see none (deleted)."""
+
+_POLL = 0.1  # seconds between looks at an idle subscription: waiting on the loop holds no thread
+_BATCH = 256  # events sent per look at most
+
+
 async def event_stream(
-    bus: EventBus, processor: str | None = None, *, heartbeat: float = 15.0
+    bus: EventBus,
+    processor: str | None = None,
+    *,
+    heartbeat: float = 15.0,
+    reauthorize: Reauthorize | None = None,
+    recheck: float = 5.0,
 ) -> AsyncIterator[str]:
     """Server-sent-events text for every event on ``bus`` (one processor's, when given), with a comment line
     every ``heartbeat`` seconds so proxies keep the connection open. For a Starlette route::
 
         StreamingResponse(event_stream(processors.bus, request.query_params.get("processor")),
                           media_type="text/event-stream")
+
+    The subscription is polled on the event loop, so an idle stream holds no worker thread. With
+    ``reauthorize``, the caller's key is read again before every batch of events and at least every
+    ``recheck`` seconds: each event is sent only if the key, as it is now, may see it, and the stream ends once
+    the key is gone.
     """
     subscription = bus.subscribe(processor=processor)
+    allowed: EventFilter = _everything
+    checked = last_sent = time.monotonic()
+    if reauthorize is not None:
+        checked = -recheck
     try:
         while not subscription.closed:
-            event = await anyio.to_thread.run_sync(subscription.get, heartbeat)
-            yield ": keep-alive\n\n" if event is None else sse_message(event)
+            batch: list[Event] = []
+            while len(batch) < _BATCH and (event := subscription.get(0)) is not None:
+                batch.append(event)
+            now = time.monotonic()
+            if reauthorize is not None and (batch or now - checked >= recheck):
+                current = await reauthorize()
+                if current is None:
+                    return
+                allowed, checked = current, time.monotonic()
+            sent = [sse_message(event) for event in batch if allowed(event)]
+            for text in sent:
+                yield text
+            if sent:
+                last_sent = now
+            elif now - last_sent >= heartbeat:
+                last_sent = now
+                yield ": keep-alive\n\n"
+            if not batch:
+                await anyio.sleep(_POLL)
     finally:
         subscription.close()
 
 
+def _everything(event: Event) -> bool:
+    return True
+
+
+def _reauthorizer(
+    lookup: Callable[[str], AccessKey | None], key: AccessKey, manager: StreamProcessors
+) -> Reauthorize:
+    """The key's current state → which events it may see (by each event's processor's collection, as it is
+    now: a processor name reused for another collection is checked against the new one)."""
+
+    async def reauthorize() -> EventFilter | None:
+        current = await anyio.to_thread.run_sync(lookup, key.access_key_id)
+        if current is None or not current.may(Permission.READ):
+            return None
+        if current.collections is None:
+            return _everything
+
+        def allowed(event: Event) -> bool:
+            try:
+                return current.sees(manager.definition(event.processor).face_search.collection_id)
+            except NotFoundError:  # a processor deleted since: its collection is unknown, so nothing is sent
+                return False
+
+        return allowed
+
+    return reauthorize
+
+
 @route("/events")
 async def events(request: Request, resources: Resources, gallery: Gallery) -> Response:
-    """Server-sent events of the stream processors (``?processor=NAME`` for one), for any key with read access
-    that may see that processor's collection."""
+    """Server-sent events of the stream processors (``?processor=NAME`` for one), for any key with read
+    access; a key limited to collections gets only the events of processors on its collections. A key holds at
+    most ``ServiceConfig.max_event_streams_per_key`` streams at once."""
     key: AccessKey = request.scope[KEY_SCOPE]
     name = request.query_params.get("processor")
     manager = await anyio.to_thread.run_sync(processors_of, resources, gallery)
-    allowed = key.may(Permission.READ) and (
-        key.collections is None
-        or (name is not None and key.sees(manager.definition(name).face_search.collection_id))
-    )
-    if not allowed:
+    if not key.may(Permission.READ):
         raise AccessDeniedError(f"User: {key.access_key_id} is not authorized to read these events")
-    collection = None
+    collection_id = None
     if name is not None:
-        with contextlib.suppress(NotFoundError):  # one may subscribe before the processor is created
-            collection = manager.definition(name).face_search.collection_id
+        try:
+            collection_id = manager.definition(name).face_search.collection_id
+        except NotFoundError:
+            # A key that sees every collection may subscribe before its processor is created (it learns
+            # nothing); for a limited key a missing processor answers like a hidden one.
+            if key.collections is not None:
+                raise _processor_not_found(name) from None
+        else:
+            if not key.sees(collection_id):
+                raise _processor_not_found(name)
     caller = Caller(key.access_key_id, purpose(request.headers.get(PURPOSE_HEADER)))
     await anyio.to_thread.run_sync(  # a subscription to identifications is audited before the first event
-        lambda: gallery.record_event(caller, "SubscribeEvents", collection, detail={"processor": name})
+        lambda: gallery.record_event(caller, "SubscribeEvents", collection_id, detail={"processor": name})
     )
-    return StreamingResponse(event_stream(manager.bus, name), media_type="text/event-stream")
+    config: ServiceConfig = resources.get("config", ServiceConfig)
+    lookup: Callable[[str], AccessKey | None] | None = resources.get("keys.get", lambda: None)
+    slots = resources.get("event_slots", lambda: StreamSlots(config.max_event_streams_per_key))
+    release = slots.acquire(key.access_key_id)
+    stream = event_stream(
+        manager.bus,
+        name,
+        reauthorize=_reauthorizer(lookup, key, manager) if lookup is not None else None,
+        recheck=config.events_recheck_seconds,
+    )
+    return SlotStreamingResponse(stream, release, media_type="text/event-stream")
