@@ -7,7 +7,13 @@ import pytest
 
 from facetrace.errors import InvalidParameterError
 from facetrace.types import Detection, FaceMatch, FaceRecord, Vector
-from facetrace.video.identity import CollectionMatcher, IdentitySettings, IdentityState, person_key
+from facetrace.video.identity import (
+    CollectionMatcher,
+    IdentitySettings,
+    IdentityState,
+    person_key,
+    template_quality,
+)
 from facetrace.video.tracker import Track
 
 BOX = (0.0, 0.0, 0.1, 0.1)
@@ -25,16 +31,18 @@ class ScriptedMatcher:
     def __init__(self, answers: list[tuple[FaceMatch, ...]]) -> None:
         self.answers = list(answers)
         self.calls = 0
+        self.qualities: list[float | None] = []
 
     @property
     def threshold(self) -> float:
         return 90.0
 
-    def search(self, vector: Vector, limit: int = 5) -> tuple[FaceMatch, ...]:
+    def search(self, vector: Vector, limit: int = 5, quality: float | None = None) -> tuple[FaceMatch, ...]:
         self.calls += 1
+        self.qualities.append(quality)
         return self.answers.pop(0) if self.answers else ()
 
-    def closest(self, vector: Vector) -> float:
+    def closest(self, vector: Vector, quality: float | None = None) -> float:
         return self.nearest
 
     nearest = 80.0
@@ -184,3 +192,47 @@ def test_collection_matcher_matches_users_by_their_template(engine, photos) -> N
     assert faces["obama.jpg"].face_id in {m.face.face_id for m in by_user}  # the same photo, in no user
     by_face = CollectionMatcher(gallery, "c", 50.0, user_templates=False).search(probe.vector, 5)
     assert len([m for m in by_face if m.face.user_id == "barack"]) == 2
+
+
+def test_template_quality_is_the_lowest_of_the_samples_carrying_the_weight() -> None:
+    """Clear samples give a clear template; crowd samples, or one clear frame among crowd frames, do not lift
+    it; an unknown quality among the heavy samples, or a single sample, gives None (the cautious band)."""
+    clear = [(0.64, 90.0), (0.5, 82.0), (0.6, 100.0)]
+    assert template_quality(clear) == 82.0
+    crowd = [(0.02, 20.0), (0.03, 35.0), (0.01, 10.0)]
+    assert template_quality(crowd) == 20.0  # the lightest, 17% of the weight, is beyond the share
+    # one clear frame dominating the weight of a crowd track: the second-heaviest (a crowd face) decides
+    assert template_quality([(0.64, 95.0), (0.02, 30.0), (0.01, 25.0)]) == 30.0
+    # light, poor frames beyond the share that the heavy clear ones carry do not pull the quality down
+    assert template_quality([(0.64, 90.0), (0.6, 85.0), (0.01, 5.0)], share=0.8) == 85.0
+    assert template_quality([(0.64, 90.0), (0.6, 85.0), (0.01, 5.0)], share=1.0) == 5.0
+    assert template_quality([(0.64, 90.0), (0.6, None)]) is None
+    assert template_quality([(0.64, 90.0)]) is None
+    assert template_quality([]) is None
+    with pytest.raises(InvalidParameterError):
+        IdentitySettings(template_quality_share=0.0)
+
+
+def test_template_quality_picks_the_band_the_search_uses(engine) -> None:  # type: ignore[no-untyped-def]
+    """The search gets the template's quality: clear samples score on the clear band, crowd samples and
+    ``template_quality=False`` on the cautious one."""
+    calibration = engine.calibration
+    cautious = calibration.bands[0]
+    clear_band = calibration.band(100.0)
+    assert clear_band is not cautious  # the shipped calibration has a clear band
+
+    def searched(qualities: list[float], settings: IdentitySettings) -> float | None:
+        matcher = ScriptedMatcher([])
+        track = track_with_samples(0)
+        for k, quality in enumerate(qualities):
+            track.add_sample(np.ones(128, np.float32), 0.5, k * 0.1, quality)
+        IdentityState().update(track, matcher, settings)
+        assert matcher.calls == 1
+        return matcher.qualities[0]
+
+    clear = searched([90.0, 80.0, 100.0], IdentitySettings())
+    assert clear is not None
+    assert calibration.band(clear) is clear_band
+    crowd = searched([20.0, 95.0, 30.0], IdentitySettings())
+    assert calibration.band(crowd) is cautious
+    assert searched([90.0, 80.0, 100.0], IdentitySettings(template_quality=False)) is None

@@ -155,7 +155,7 @@ class FrameAnalyzer:
             if face.vector is None:
                 continue
             weight = sample_weight(face)
-            track.add_sample(face.vector, weight**identity.template_weight_power, t)
+            track.add_sample(face.vector, weight**identity.template_weight_power, t, face.quality_score)
             if self.matcher is not None:
                 state = IdentityState.of(track)
                 state.best_weight = max(state.best_weight, weight)
