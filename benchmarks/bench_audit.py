@@ -5,7 +5,9 @@ change and the record in two databases (before schema 2: facetrace.db + audit.db
 
 Each round indexes one face (a 128-d unit vector, as IndexFaces stores it) and appends its IndexFaces record;
 the rounds of the two ways are interleaved so disk and load changes hit both alike. Also timed: a search's
-own audit append (``store.audit.record``), the only write on a search's path. Medians and p95 in ms.
+own audit append (``store.audit.record``), the only write on a search's path, keyed (HMAC, the default since
+issue 9) and unkeyed (SHA-256, ``SQLiteStore(keyed=False)``) interleaved; and the chain arithmetic alone
+(``new_row``, no disk). Medians and p95 in ms.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import load_average, machine_info
-from facetrace.audit import AuditEvent
+from facetrace.audit import GENESIS_HASH, AuditEvent, AuditKey, new_row
 from facetrace.store import SQLiteStore
 from facetrace.types import BoundingBox, FaceRecord
 
@@ -52,6 +54,8 @@ def main() -> int:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         one = SQLiteStore(Path(tmp) / "one.db")
+        plain = SQLiteStore(Path(tmp) / "plain.db", keyed=False)
+        unkeyed_append: list[float] = []
         two, separate_audit = SQLiteStore(Path(tmp) / "two.db"), SQLiteStore(Path(tmp) / "audit.db")
         for store in (one, two):
             store.create_collection("c", MODEL)
@@ -73,13 +77,28 @@ def main() -> int:
             started = time.perf_counter()
             one.audit.record(AuditEvent("SearchFacesByImage", "bench", "c", threshold=99.0, match_count=0))
             search_append.append(time.perf_counter() - started)
+
+            started = time.perf_counter()
+            plain.audit.record(AuditEvent("SearchFacesByImage", "bench", "c", threshold=99.0, match_count=0))
+            unkeyed_append.append(time.perf_counter() - started)
         assert one.audit.verify().ok
-        for store in (one, two, separate_audit):
+        assert one.audit.key is not None
+        for store in (one, two, separate_audit, plain):
             store.close()
     print(f"{args.rounds} rounds in {tmp}")
     print(_summary("change + record, one transaction (now)", together))
     print(_summary("change, then record in audit.db (before)", apart))
-    print(_summary("a search's audit append", search_append))
+    print(_summary("a search's audit append, keyed (HMAC)", search_append))
+    print(_summary("a search's audit append, unkeyed (SHA-256)", unkeyed_append))
+    event = AuditEvent("SearchFacesByImage", "bench", "c", threshold=99.0, match_count=1, matched_face_ids=("x",))
+    key = AuditKey(b"k" * 64)
+    for label, chosen in (("new_row keyed", key), ("new_row unkeyed", None)):
+        times = []
+        for seq in range(1, 20_001):
+            started = time.perf_counter()
+            new_row(seq, GENESIS_HASH, event, key=chosen)
+            times.append(time.perf_counter() - started)
+        print(_summary(f"{label} (no disk, 20000 rows)", times))
     print(f"load average after: {load_average()}")
     return 0
 

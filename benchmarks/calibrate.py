@@ -15,14 +15,10 @@ Impostors (pairs of different people):
 Genuines (same person): the same-identity pairs of ``lfw_subset``, ``dlib_johns`` and face_recognition's
 single-person photos (byte-identical copies dropped).
 
-For each false match rate F the cosine threshold is the empirical (1 − F) quantile of the impostor cosines
-while at least ``MIN_TAIL_PAIRS`` impostor pairs lie above it. Past that it is extrapolated from the upper
-tail: the exceedances over the cosine at which ``TAIL_PAIRS`` impostor pairs remain are fitted with an
-exponential (a generalised Pareto with shape 0). Cosines are bounded by 1, so the true tail is lighter than
-exponential (shape < 0) and the exponential threshold errs high, i.e. safe. The shape is estimated anyway
-(probability-weighted moments) and reported; if it came out positive (a heavier tail) the GPD quantile
-would be used instead. Where a few impostor pairs are still observed above the fitted cosine, the higher of
-the two is taken.
+The statistics (pair scoring, per-band thresholds from empirical quantiles and a tail fit, Clopper–Pearson
+bounds, TMR per pair and per person) are ``facetrace.calibration_fit``, shared with ``facetrace calibrate``;
+this script keeps what is particular to these data sets: restoring WIDER's photos, the label errors, the
+aliases and the split by person.
 """
 
 from __future__ import annotations
@@ -30,11 +26,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import hashlib
 import json
-import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,15 +53,23 @@ from benchmarks.common import (
     wider_images,
 )
 from benchmarks.face_evidence import EVIDENCE, Arrays, face_rows, progress, save_atomic, to_arrays
-from facetrace.calibration import FMR_ANCHORS, Calibration, Curve, QualityBand, pair_quality
+from facetrace import calibration_fit as fit_lib
+from facetrace.calibration import Calibration, calibration_to_json, pair_quality
+from facetrace.calibration_fit import (
+    BAND_CUTS,
+    BAND_NAMES,
+    MAX_IMPOSTOR_PHOTOS,
+    Pairs,
+    band_table,
+    fit_bands,
+    measure,
+    report_table,
+    tmr_at_fmr,
+)
 from facetrace.engine import DetectionSettings, FaceEngine
 from facetrace.imaging import Image
 from facetrace.quality import quality_score
 
-MIN_TAIL_PAIRS = 25
-"""Use the empirical quantile only while at least this many impostor pairs lie above the threshold."""
-TAIL_PAIRS = 2000
-"""The tail fit uses the top this-many impostor cosines."""
 MIN_FACE_PX = 16
 """WIDER faces shorter than this (box height, restored pixels) are left out: too small to index."""
 MIN_SCORE = 0.7
@@ -76,15 +78,7 @@ SAME_PEOPLE = (("3_Riot_Riot_3_318.jpg", "3_Riot_Riot_3_405.jpg", "3_Riot_Riot_3
 """WIDER photos that show the same people (a news series; checked by eye among the highest-scoring
 cross-photo pairs). Pairs of faces across photos of one group are not counted as impostors."""
 WIDER_TILE_SETTINGS = DetectionSettings(small_faces=True, upscale=2.0)
-PUBLISHED = (80.0, 90.0, 95.0, 99.0)
-"""The thresholds the report measures (the FMR anchors users pick from)."""
 LFW_CACHE = "lfw_calibration_sface.npz"
-BAND_CUTS = (75.0,)
-"""``face_quality`` at which the clear band begins (a pair is clear when both its faces are)."""
-BAND_NAMES = ("low", "clear")
-MAX_IMPOSTOR_PHOTOS = 20
-"""Impostor pairs use at most this many photos of one person (the first by name): George W. Bush's 530
-photos would otherwise make one family's look-alike pairs (him and Jeb Bush) a large share of the tail."""
 SPLIT_SEED = "facetrace-calibration-2026"
 SPLIT_NOTE = (
     "lfw_calibration split by person (sha256 of seed:name, odd first byte = held out); wider_val200 by photo "
@@ -242,7 +236,7 @@ def canonical(identity: str) -> str:
 
 def held_out_person(name: str) -> bool:
     """The seeded half/half split by person: a stable hash of the name, never the photos."""
-    return hashlib.sha256(f"{SPLIT_SEED}:{name}".encode()).digest()[0] % 2 == 1
+    return fit_lib.held_out_person(name, SPLIT_SEED)
 
 
 def quality_column(data: Arrays, prefix: str) -> npt.NDArray[np.float64]:
@@ -316,359 +310,17 @@ def assemble(data: Arrays, lfw: Arrays | None, excluded_photos: set[str]) -> Fac
     )  # fmt: skip
 
 
-@dataclass
-class Pairs:
-    """Cosines of every impostor and genuine pair among some faces, with the pair's quality band."""
-
-    impostors: npt.NDArray[np.float32]
-    impostor_band: npt.NDArray[np.int8]  # the band of the pair's worse face (the curve it is scored with)
-    impostor_top: npt.NDArray[np.int8]  # the band of its better face
-    genuines: npt.NDArray[np.float32]
-    genuine_band: npt.NDArray[np.int8]
-    genuine_person: npt.NDArray[np.int64]
-    top: list[tuple[float, int, int]]  # the highest-scoring impostor pairs (cosine, face a, face b)
-
-
-def face_bands(faces: Faces, cuts: Sequence[float]) -> npt.NDArray[np.int8]:
-    """Band index of each face: 0 below cuts[0] (and unknown quality), i for quality ≥ cuts[i-1]."""
-    quality = np.nan_to_num(faces.quality, nan=-1.0)
-    return np.searchsorted(np.asarray(cuts), quality, side="right").astype(np.int8)
-
-
-def all_pairs(faces: Faces, cuts: Sequence[float], *, top: int = 0, rows: int = 1024) -> Pairs:
-    """Every pair of ``faces`` once (i < j), in blocks of rows so memory stays small."""
-    bands = face_bands(faces, cuts)
-    vectors = faces.vectors
-    rank = np.zeros(len(faces), dtype=np.int64)  # each face's place among its person's photos
-    seen: dict[int, int] = {}
-    for index, identity in enumerate(faces.identity.tolist()):
-        rank[index] = seen.get(identity, 0)
-        seen[identity] = rank[index] + 1
-    usable = rank < MAX_IMPOSTOR_PHOTOS
-    impostor_top: list[npt.NDArray[np.int8]] = []
-    impostors: list[npt.NDArray[np.float32]] = []
-    impostor_band: list[npt.NDArray[np.int8]] = []
-    genuines: list[npt.NDArray[np.float32]] = []
-    genuine_band: list[npt.NDArray[np.int8]] = []
-    genuine_person: list[npt.NDArray[np.int64]] = []
-    best: list[tuple[float, int, int]] = []
-    n = len(faces)
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        cos = vectors[start:stop] @ vectors.T
-        i = np.arange(start, stop)[:, None]
-        j = np.arange(n)[None, :]
-        upper = j > i
-        same = faces.identity[start:stop, None] == faces.identity[None, :]
-        blocked = (faces.block[start:stop, None] >= 0) & (faces.block[start:stop, None] == faces.block[None, :])
-        pair_band = np.minimum(bands[start:stop, None], bands[None, :])
-        impostor = upper & ~same & ~blocked & usable[start:stop, None] & usable[None, :]
-        genuine = upper & same & (faces.source[start:stop, None] == faces.source[None, :])
-        impostors.append(cos[impostor])
-        impostor_band.append(pair_band[impostor])
-        impostor_top.append(np.maximum(bands[start:stop, None], bands[None, :])[impostor])
-        genuines.append(cos[genuine])
-        genuine_band.append(pair_band[genuine])
-        genuine_person.append(np.broadcast_to(faces.identity[start:stop, None], cos.shape)[genuine])
-        if top:
-            flat = np.where(impostor, cos, -2.0)
-            k = min(top, flat.size)
-            index = np.argpartition(flat.ravel(), -k)[-k:]
-            a, b = np.unravel_index(index, flat.shape)
-            best += [
-                (float(flat[x, y]), start + int(x), int(y)) for x, y in zip(a, b, strict=True) if flat[x, y] > -2
-            ]
-            best = sorted(best, reverse=True)[:top]
-    return Pairs(
-        np.concatenate(impostors), np.concatenate(impostor_band), np.concatenate(impostor_top), np.concatenate(genuines),
-        np.concatenate(genuine_band), np.concatenate(genuine_person), best,
+def all_pairs(faces: Faces, cuts: Sequence[float], *, top: int = 0) -> Pairs:
+    """Every pair of ``faces`` once (``calibration_fit.all_pairs``): face_recognition's photos and one news
+    series never paired as impostors (``block``), genuine pairs only within one source."""
+    return fit_lib.all_pairs(
+        faces.vectors, faces.identity, faces.quality, cuts, block=faces.block, source=faces.source,
+        max_impostor_photos=MAX_IMPOSTOR_PHOTOS, top=top,
     )  # fmt: skip
 
 
-# -- bounds and measurement ----------------------------------------------------------------------------
-
-
-def _binomial_cdf(k: int, n: int, p: float) -> float:
-    """P(X ≤ k) for X ~ Binomial(n, p), summed in log space (k small)."""
-    if p <= 0.0:
-        return 1.0
-    if p >= 1.0:
-        return 0.0 if k < n else 1.0
-    log_p, log_q = math.log(p), math.log1p(-p)
-    terms = [
-        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
-        for i in range(k + 1)
-    ]
-    top = max(terms)
-    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
-
-
-def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Two-sided exact (Clopper–Pearson) interval for a proportion k/n; beyond 2,000 events on either side
-    the Wilson score interval, which is then indistinguishable."""
-    if n == 0:
-        return 0.0, 1.0
-    alpha = (1.0 - confidence) / 2.0
-    if min(k, n - k) > 2000:
-        z = 1.959964
-        p = k / n
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        return max(0.0, centre - half), min(1.0, centre + half)
-    if n - k < k:  # work on the smaller tail
-        low, high = clopper_pearson(n - k, n, confidence)
-        return 1.0 - high, 1.0 - low
-
-    def solve(target: Callable[[float], bool]) -> float:
-        low, high = 0.0, 1.0
-        for _ in range(200):
-            middle = (low + high) / 2.0
-            low, high = (middle, high) if target(middle) else (low, middle)
-        return (low + high) / 2.0
-
-    upper = 1.0 if k == n else solve(lambda p: _binomial_cdf(k, n, p) > alpha)
-    lower = 0.0 if k == 0 else solve(lambda p: 1.0 - _binomial_cdf(k - 1, n, p) < alpha)
-    return lower, upper
-
-
-def per_person_rate(passed: npt.NDArray[np.bool_], person: npt.NDArray[np.int64]) -> tuple[float, int]:
-    """Mean over people of each person's fraction of genuine pairs that pass, and how many people."""
-    if len(person) == 0:
-        return float("nan"), 0
-    people, index = np.unique(person, return_inverse=True)
-    rates = np.bincount(index, weights=passed.astype(np.float64)) / np.bincount(index)
-    return float(rates.mean()), len(people)
-
-
-def pair_similarity(
-    calibration: Calibration, cosines: npt.NDArray[np.float32], bands: npt.NDArray[np.int8]
-) -> npt.NDArray[np.float64]:
-    """Similarity of each pair on the curve of its band."""
-    out = np.empty(len(cosines), dtype=np.float64)
-    for number, band in enumerate(calibration.bands):
-        chosen = bands == number
-        out[chosen] = np.interp(cosines[chosen], band.curve.cosines, band.curve.similarities)
-    return out
-
-
-def measure(calibration: Calibration, pairs: Pairs, only_band: int | None = None) -> dict[str, dict[str, object]]:
-    """At each published threshold: measured FMR with its 95% interval, TMR per pair and per person."""
-    impostor_keep = np.ones(len(pairs.impostors), bool) if only_band is None else pairs.impostor_band == only_band
-    genuine_keep = np.ones(len(pairs.genuines), bool) if only_band is None else pairs.genuine_band == only_band
-    impostor_sim = pair_similarity(calibration, pairs.impostors[impostor_keep], pairs.impostor_band[impostor_keep])
-    genuine_sim = pair_similarity(calibration, pairs.genuines[genuine_keep], pairs.genuine_band[genuine_keep])
-    person = pairs.genuine_person[genuine_keep]
-    rows: dict[str, dict[str, object]] = {}
-    target = dict(FMR_ANCHORS)
-    for threshold in PUBLISHED:
-        false = int((impostor_sim >= threshold).sum())
-        low, high = clopper_pearson(false, len(impostor_sim))
-        passed = genuine_sim >= threshold
-        per_person, people = per_person_rate(passed, person)
-        rows[f"{threshold:g}"] = {
-            "fmr_target": target[threshold],
-            "impostors_at_or_above": f"{false}/{len(impostor_sim)}",
-            "fmr_measured": false / max(1, len(impostor_sim)),
-            "fmr_95ci": [low, high],
-            "genuines_at_or_above": f"{int(passed.sum())}/{len(genuine_sim)}",
-            "tmr_per_pair": round(float(passed.mean()), 4) if len(passed) else None,
-            "tmr_per_person": round(per_person, 4) if people else None,
-            "people": people,
-        }
-    return rows
-
-
-def tmr_at_fmr(pairs: Pairs, fmr: float, band: int | None = None) -> tuple[float, float, float]:
-    """(cosine, TMR per pair, TMR per person) at the empirical cosine where a fraction ``fmr`` of the
-    impostor pairs score at or above it: the recognizer's own trade-off, no curve involved."""
-    imp = pairs.impostors if band is None else pairs.impostors[pairs.impostor_band == band]
-    keep = np.ones(len(pairs.genuines), bool) if band is None else pairs.genuine_band == band
-    allowed = math.floor(fmr * len(imp))
-    cosine = float(np.nextafter(np.partition(imp, len(imp) - allowed - 1)[len(imp) - allowed - 1], 1.0))
-    passed = pairs.genuines[keep] >= cosine
-    return cosine, float(passed.mean()), per_person_rate(passed, pairs.genuine_person[keep])[0]
-
-
-# -- fitting -----------------------------------------------------------------------------------------
-
-
-def gpd_shape_pwm(excess: npt.NDArray[np.float64]) -> tuple[float, float]:
-    """Generalised Pareto (shape ξ, scale σ) by probability-weighted moments (Hosking & Wallis 1987)."""
-    x = np.sort(excess)
-    n = len(x)
-    b0 = float(x.mean())
-    b1 = float(np.sum(x * (np.arange(n) / (n - 1))) / n)  # E[X F(X)]
-    # Hosking's parameterisation k = −ξ: k = b0 / (b0 − 2 b1) − 2, σ = 2 b0 b1 / (b0 − 2 b1)
-    a1 = b0 - b1  # E[X (1 − F(X))]
-    k = b0 / (b0 - 2 * a1) - 2
-    sigma = 2 * b0 * a1 / (b0 - 2 * a1)
-    return -k, sigma
-
-
-def tail_cosine(fmr: float, tail: dict[str, float]) -> tuple[float, str]:
-    """The cosine the tail fit puts at false match rate ``fmr``."""
-    u, p_u, sigma, xi = tail["cosine"], tail["fraction"], tail["exp_scale"], tail["gpd_shape"]
-    if xi > 0:  # heavier than exponential: use the GPD quantile
-        return u + tail["gpd_scale"] / xi * ((p_u / fmr) ** xi - 1.0), "GPD tail fit"
-    return u + sigma * math.log(p_u / fmr), "exponential tail fit"
-
-
-def tail_fmr(cosine: float, tail: dict[str, float]) -> float:
-    """The false match rate the tail fit predicts at ``cosine`` (valid above the fit's start)."""
-    u, p_u, sigma, xi = tail["cosine"], tail["fraction"], tail["exp_scale"], tail["gpd_shape"]
-    if cosine <= u:
-        return p_u
-    if xi > 0:
-        return p_u * (1.0 + xi * (cosine - u) / tail["gpd_scale"]) ** (-1.0 / xi)
-    return p_u * math.exp(-(cosine - u) / sigma)
-
-
-def poisson_upper(observed: int, confidence: float = 0.95) -> float:
-    """One-sided upper confidence bound on a Poisson mean, having seen ``observed`` events (95%: z = 1.645)."""
-    if observed > 200:  # normal approximation; the exact sum below would underflow
-        return observed + 1.645 * math.sqrt(observed) + 1.0
-
-    def cdf(mean: float) -> float:
-        term = total = math.exp(-mean)
-        for k in range(1, observed + 1):
-            term *= mean / k
-            total += term
-        return total
-
-    low, high = float(observed), float(observed) + 10.0 * math.sqrt(observed + 1.0) + 10.0
-    for _ in range(100):
-        middle = (low + high) / 2.0
-        low, high = (middle, high) if cdf(middle) > 1.0 - confidence else (low, middle)
-    return high
-
-
-def empirical_cosine(fmr: float, sorted_desc: npt.NDArray[np.float64]) -> tuple[float, int]:
-    """The lowest cosine with at most ``fmr`` of the impostor pairs at or above it, and how many those are."""
-    allowed = math.floor(fmr * len(sorted_desc))
-    if allowed >= len(sorted_desc):
-        return -1.0, allowed
-    return float(np.nextafter(sorted_desc[allowed], 1.0)), allowed
-
-
-def threshold_for(fmr: float, sorted_desc: npt.NDArray[np.float64], tail: dict[str, float]) -> tuple[float, str]:
-    """The cosine at which a fraction ``fmr`` of the impostor pairs score at or above it."""
-    empirical, allowed = empirical_cosine(fmr, sorted_desc)
-    if allowed >= MIN_TAIL_PAIRS:
-        return empirical, "empirical"
-    fitted, method = tail_cosine(fmr, tail)
-    if empirical > fitted:
-        return empirical, f"{method} (raised to the observed pairs)"
-    return min(fitted, 0.999), method
-
-
-def fit(
-    impostors: npt.NDArray[np.float64], genuines: npt.NDArray[np.float64]
-) -> tuple[list[float], list[float], dict[str, object], dict[str, float]]:
-    sorted_desc = np.sort(impostors)[::-1]
-    n = len(sorted_desc)
-    u = float(sorted_desc[TAIL_PAIRS])
-    excess = sorted_desc[:TAIL_PAIRS] - u
-    xi, gpd_scale = gpd_shape_pwm(excess)
-    tail = {
-        "cosine": u,
-        "fraction": TAIL_PAIRS / n,
-        "exp_scale": float(excess.mean()),
-        "gpd_shape": xi,
-        "gpd_scale": gpd_scale,
-    }
-    # Anchors: every integer similarity from 50 to 99 (every fifth below), its FMR interpolated log-linearly
-    # between FMR_ANCHORS, extended down to similarity 0 ↔ FMR 1 so that unrelated faces score low.
-    anchors = ((0.0, 1.0), *FMR_ANCHORS)
-    anchor_sims = np.array([s for s, _ in anchors])
-    anchor_logs = np.log10([f for _, f in anchors])
-    cosines, sims, methods = [-1.0], [0.0], {}
-    for similarity in [*range(5, 50, 5), *range(50, int(anchor_sims[-1]) + 1)]:
-        fmr = 10 ** float(np.interp(similarity, anchor_sims, anchor_logs))
-        cosine, method = threshold_for(fmr, sorted_desc, tail)
-        cosine = max(cosine, cosines[-1] + 1e-4)
-        cosines.append(math.ceil(cosine * 1e6) / 1e6)  # round up: never admit a pair the threshold excluded
-        sims.append(float(similarity))
-        methods[float(similarity)] = method
-    cosines.append(1.0)
-    sims.append(100.0)
-    return cosines, sims, methods, tail
-
-
-# -- bands -----------------------------------------------------------------------------------------------
-
-
-def fit_bands(pairs: Pairs, cuts: Sequence[float], model: str) -> tuple[Calibration, dict[str, object]]:
-    """One curve per quality band, each fitted on the impostor pairs whose faces are *both* in it.
-
-    A pair is scored with the band of its worse face, so a low × clear pair gets the curve fitted on
-    low × low pairs, whose tail is the heavier (measured: crowd × crowd impostors reach higher cosines than
-    crowd × clear ones): the rule errs towards caution.
-    """
-    bands: list[QualityBand] = []
-    evidence: dict[str, object] = {}
-    for number, name in enumerate(BAND_NAMES[: len(cuts) + 1]):
-        within = (pairs.impostor_band == number) & (pairs.impostor_top == number)
-        impostors = pairs.impostors[within].astype(np.float64)
-        cosines, sims, methods, tail = fit(impostors, np.empty(0))
-        low = 0.0 if number == 0 else float(cuts[number - 1])
-        bands.append(QualityBand(name, low, Curve(tuple(cosines), tuple(sims))))
-        evidence[name] = {
-            "min_quality": low,
-            "impostor_pairs": len(impostors),
-            "genuine_pairs": int((pairs.genuine_band == number).sum()),
-            "threshold_from": {f"{k:g}": v for k, v in methods.items() if k in PUBLISHED},
-            "cosine_at": {f"{t:g}": round(float(np.interp(t, sims, cosines)), 4) for t in PUBLISHED},
-            "tail": {
-                "start_cosine": round(tail["cosine"], 6),
-                "start_fmr": tail["fraction"],
-                "exponential_scale": round(tail["exp_scale"], 6),
-                "gpd_shape_pwm": round(tail["gpd_shape"], 4),
-                "max_impostor_cosine": round(float(impostors.max()), 6),
-            },
-        }
-    base = bands[0].curve
-    calibration = Calibration(model, base.cosines, base.similarities, bands=tuple(bands))
-    return calibration, evidence
-
-
-def band_table(pairs: Pairs, cuts: Sequence[float]) -> str:
-    """Why bands: the empirical impostor cosine at each false match rate, per pair of face bands."""
-    lines = [
-        "| faces | impostor pairs | cosine at FMR 1e-3 | 1e-4 | 1e-5 | 1e-6 |",
-        "|---|---|---|---|---|---|",
-    ]
-    names = BAND_NAMES[: len(cuts) + 1]
-    for low in range(len(names)):
-        for high in range(low, len(names)):
-            chosen = (pairs.impostor_band == low) & (pairs.impostor_top == high)
-            imp = np.sort(pairs.impostors[chosen])[::-1]
-            cells = []
-            for fmr in (1e-3, 1e-4, 1e-5, 1e-6):
-                k = math.floor(fmr * len(imp))
-                cells.append(f"{imp[k]:.3f}" if k >= 1 else "n/a")
-            lines.append(f"| {names[low]} × {names[high]} | {len(imp):,} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-# -- reports -----------------------------------------------------------------------------------------------
-
-
-def report_table(title: str, rows: dict[str, dict[str, object]]) -> str:
-    lines = [
-        f"**{title}**\n",
-        "| similarity ≥ | target FMR | measured FMR (pairs) | 95% CI | TMR per pair | TMR per person (people) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for threshold, row in rows.items():
-        low, high = row["fmr_95ci"]  # type: ignore[misc]
-        tmr_pair = row["tmr_per_pair"]
-        pair_text = "n/a" if tmr_pair is None else f"{float(tmr_pair):.2%} ({row['genuines_at_or_above']})"  # type: ignore[arg-type]
-        lines.append(
-            f"| {threshold} | {float(row['fmr_target']):g} | {float(row['fmr_measured']):.2g} "  # type: ignore[arg-type]
-            f"({row['impostors_at_or_above']}) | {low:.1g} – {high:.2g} | {pair_text} "
-            f"| {float(row['tmr_per_person'] or 0):.2%} ({row['people']}) |"  # type: ignore[arg-type]
-        )
-    return "\n".join(lines)
+def face_bands(faces: Faces, cuts: Sequence[float]) -> npt.NDArray[np.int8]:
+    return fit_lib.face_bands(faces.quality, cuts)
 
 
 def inspect(faces: Faces, pairs: Pairs, folder: Path) -> None:
@@ -772,6 +424,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--refresh", action="store_true", help="re-embed instead of using the cache")
     parser.add_argument("--write", action="store_true", help="write the calibration JSON into the package")
+    parser.add_argument("--out", type=Path, default=None, help="write the calibration JSON here instead")
     parser.add_argument(
         "--lfw", type=Path, default=None, help="lfw_calibration cache (benchmarks/embed_lfw_calibration.py)"
     )
@@ -855,23 +508,9 @@ def main() -> None:
             "tail is smaller than the pair count"
         ),
     }
-    if args.write:
-        target = ROOT / "src" / "facetrace" / "data" / f"calibration-{model}.json"
-        document = {
-            "model": model,
-            "cosines": list(calibration.cosines),
-            "similarities": list(calibration.similarities),
-            "bands": [
-                {
-                    "name": b.name,
-                    "min_quality": b.min_quality,
-                    "cosines": list(b.curve.cosines),
-                    "similarities": list(b.curve.similarities),
-                }
-                for b in calibration.bands
-            ],
-            "evidence": evidence,
-        }
+    if args.write or args.out:
+        target = args.out or ROOT / "src" / "facetrace" / "data" / f"calibration-{model}.json"
+        document = calibration_to_json(dataclasses.replace(calibration, evidence=evidence))
         target.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n", encoding="utf-8")
         print(f"wrote {target}")
 

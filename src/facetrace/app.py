@@ -7,11 +7,14 @@ everything else takes them as arguments. The audit trail is the store's own (``s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from facetrace.engine import FaceEngine
+from facetrace.calibration import Calibration, calibration_from_json
+from facetrace.engine import DetectionSettings, FaceEngine
+from facetrace.errors import InvalidParameterError, ModelError, ModelMismatchError
 from facetrace.gallery import Gallery
 from facetrace.home import ensure_home, private_dir, resolve_home
 from facetrace.store import DB_FILENAME, FaceStore, open_store, records_of
@@ -22,9 +25,20 @@ if TYPE_CHECKING:  # video pulls in PyAV: imported when video is opened, not for
     from facetrace.video.sightings import RetentionSweeper, SightingStore
     from facetrace.video.sinks import EventBus
 
-__all__ = ["Video", "open_gallery", "open_video"]
+__all__ = [
+    "Recognizer",
+    "Video",
+    "load_calibration_file",
+    "open_engine",
+    "open_gallery",
+    "open_recognizer",
+    "open_video",
+]
 
 IMAGES_DIR = "images"
+PROCESSOR_WATCH_INTERVAL = 15.0
+"""Seconds between a server's looks for stream processors whose server died (their lease expired: at most
+``postgres_records.LEASE_TTL`` after the death), on a database shared by several servers."""
 
 
 def open_gallery(
@@ -46,6 +60,136 @@ def open_gallery(
     except BaseException:
         store.close()
         raise
+
+
+@dataclass(frozen=True, slots=True)
+class Recognizer:
+    """A user's own ONNX recognizer: where it is and how to feed it (``OnnxEmbedder``'s options).
+
+    ``facetrace calibrate`` writes this into the calibration document (key ``recognizer``, with the file's
+    sha256) so that the calibration, not the command line, says which file and preprocessing it was fitted
+    for: a calibration only holds for the exact weights and input normalisation it was measured on.
+    """
+
+    path: Path
+    name: str
+    version: str
+    mean: float = 127.5
+    std: float = 127.5
+    swap_rb: bool = True
+    input_size: int = 112
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{self.version}"
+
+    def options(self) -> dict[str, object]:
+        """``embedder_options`` for ``FaceEngine.create(embedder="onnx", ...)``."""
+        return {
+            "model_path": self.path, "name": self.name, "version": self.version, "mean": self.mean,
+            "std": self.std, "swap_rb": self.swap_rb, "input_size": self.input_size,
+        }  # fmt: skip
+
+    def describe(self) -> dict[str, object]:
+        """The document's ``recognizer`` section (the file by name and sha256, not by path)."""
+        from facetrace.models.assets import sha256_file
+
+        return {
+            "name": self.name, "version": self.version, "file": self.path.name, "sha256": sha256_file(self.path),
+            "mean": self.mean, "std": self.std, "swap_rb": self.swap_rb, "input_size": self.input_size,
+        }  # fmt: skip
+
+
+def load_calibration_file(path: Path | str) -> tuple[Calibration, dict[str, Any]]:
+    """A calibration written by ``facetrace calibrate`` (or ``benchmarks/calibrate.py``), and its whole
+    document (for its ``recognizer`` section). ``InvalidParameterError`` when it is missing or malformed."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidParameterError(f"calibration file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidParameterError(f"calibration file {path} is not readable JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InvalidParameterError(f"calibration file {path} is not a calibration document")
+    try:
+        return calibration_from_json(document), document
+    except ModelError as exc:
+        raise InvalidParameterError(f"calibration file {path}: {exc.message}") from None
+
+
+def open_recognizer(
+    recognizer: Recognizer, calibration: Calibration, settings: DetectionSettings | None = None
+) -> FaceEngine:
+    """An engine over a user's ONNX recognizer; a file that is not a usable recognizer (missing, not ONNX,
+    wrong input or output shape) is ``InvalidParameterError``: the caller named it and can fix it."""
+    if not recognizer.path.is_file():
+        raise InvalidParameterError(f"recognizer {recognizer.path} does not exist")
+    try:
+        return FaceEngine.create(
+            embedder="onnx", embedder_options=recognizer.options(), settings=settings, calibration=calibration
+        )
+    except ModelMismatchError:
+        raise
+    except ModelError as exc:
+        raise InvalidParameterError(f"{recognizer.path} is not a usable face recognizer: {exc.message}") from None
+
+
+def open_engine(
+    recognizer: Path | str | None = None,
+    calibration: Path | str | None = None,
+    *,
+    settings: DetectionSettings | None = None,
+) -> FaceEngine:
+    """The engine the CLI and the server run: YuNet with SFace and its shipped calibration by default;
+    ``calibration`` alone re-calibrates SFace (e.g. on a deployment's own people, ``facetrace calibrate``);
+    ``recognizer`` runs a user's ONNX recognizer with the calibration fitted for it.
+
+    A recognizer without a calibration is refused, not run on a provisional scale: a threshold of 99 would
+    then mean nothing, yet read like the calibrated one in every log and audit record. The calibration's
+    ``recognizer`` section names the recognizer, its version and preprocessing, and the sha256 of the file
+    it was fitted on; another file is ``ModelMismatchError``.
+    """
+    if recognizer is None:
+        if calibration is None:
+            return FaceEngine.create(settings=settings)
+        fitted, _ = load_calibration_file(calibration)
+        return FaceEngine.create(settings=settings, calibration=fitted)
+    path = Path(recognizer)
+    if calibration is None:
+        raise InvalidParameterError(
+            "--recognizer needs --calibration FILE (fit one with `facetrace calibrate`): an uncalibrated "
+            "recognizer's similarities carry no false-match guarantee"
+        )
+    fitted, document = load_calibration_file(calibration)
+    section = document.get("recognizer")
+    if not isinstance(section, dict):
+        raise InvalidParameterError(
+            f"calibration {calibration} names no recognizer (it is for {fitted.model}); "
+            "fit one for this recognizer with `facetrace calibrate --model`"
+        )
+    try:
+        spec = Recognizer(
+            path=path, name=str(section["name"]), version=str(section["version"]), mean=float(section["mean"]),
+            std=float(section["std"]), swap_rb=bool(section["swap_rb"]), input_size=int(section["input_size"]),
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"calibration {calibration}: malformed recognizer section ({exc})") from None
+    if spec.key != fitted.model:
+        raise InvalidParameterError(
+            f"calibration {calibration} is for {fitted.model}, its recognizer section for {spec.key}"
+        )
+    if not path.is_file():
+        raise InvalidParameterError(f"recognizer {path} does not exist")
+    from facetrace.models.assets import sha256_file
+
+    expected = section.get("sha256")
+    if expected is not None and sha256_file(path) != expected:
+        raise ModelMismatchError(
+            f"{path} is not the file calibration {calibration} was fitted on ({section.get('file')}, "
+            f"sha256 {str(expected)[:12]}…): recalibrate it with `facetrace calibrate --model {path}`"
+        )
+    return open_recognizer(spec, fitted, settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +237,15 @@ def open_video(
     bus = EventBus()
     jobs = VideoJobs(gallery, repository=records.jobs if records else None, sightings=sightings, settings=settings)
     processors = StreamProcessors(
-        gallery, repository=records.processors if records else None, sightings=sightings, bus=bus
+        gallery,
+        repository=records.processors if records else None,
+        sightings=sightings,
+        bus=bus,
+        leases=records.leases if records else None,
     )
     if resume:
         processors.resume()
+        if records is not None and records.leases is not None:  # several servers: take over dead ones
+            processors.watch(PROCESSOR_WATCH_INTERVAL)
     sweeper = RetentionSweeper(sightings).start() if sweep else None
     return Video(jobs, processors, sightings, bus, sweeper)

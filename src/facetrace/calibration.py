@@ -34,6 +34,7 @@ __all__ = [
     "Curve",
     "QualityBand",
     "calibration_from_json",
+    "calibration_to_json",
     "load_calibration",
     "pair_quality",
 ]
@@ -201,3 +202,23 @@ def calibration_from_json(data: dict[str, Any]) -> Calibration:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"not a calibration document: {exc}") from exc
+
+
+def calibration_to_json(calibration: Calibration) -> dict[str, Any]:
+    """The document ``calibration_from_json`` reads back: the model, the first band's curve at the top level
+    (what single-curve readers use), every band, and the evidence."""
+    return {
+        "model": calibration.model,
+        "cosines": list(calibration.cosines),
+        "similarities": list(calibration.similarities),
+        "bands": [
+            {
+                "name": band.name,
+                "min_quality": band.min_quality,
+                "cosines": list(band.curve.cosines),
+                "similarities": list(band.curve.similarities),
+            }
+            for band in calibration.bands
+        ],
+        "evidence": calibration.evidence,
+    }

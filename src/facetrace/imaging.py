@@ -19,6 +19,7 @@ import numpy.typing as npt
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
+from facetrace.budget import DECODE_BYTES_PER_PIXEL, decode_budget
 from facetrace.errors import (
     ImageTooLargeError,
     ImageTooSmallError,
@@ -113,11 +114,13 @@ def _decode(data: bytes, limits: ImageLimits) -> Image:
             pil = PILImage.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
             fmt = pil.format
             _check_dimensions(pil.width, pil.height, limits)
-            pil.load()
-            # exif_transpose copies the whole image even when there is nothing to turn: ask first.
-            oriented = pil.getexif().get(_ORIENTATION, 1) not in (1, None)
-            upright: PILImage.Image = (ImageOps.exif_transpose(pil) or pil) if oriented else pil
-            pixels = _to_bgr(upright)
+            # the header is read, no pixel yet: hold the decode's peak memory in the process-wide budget
+            with decode_budget().hold(pil.width * pil.height * DECODE_BYTES_PER_PIXEL):
+                pil.load()
+                # exif_transpose copies the whole image even when there is nothing to turn: ask first.
+                oriented = pil.getexif().get(_ORIENTATION, 1) not in (1, None)
+                upright: PILImage.Image = (ImageOps.exif_transpose(pil) or pil) if oriented else pil
+                pixels = _to_bgr(upright)
     except UnidentifiedImageError:
         raise InvalidImageFormatError(
             "not an image in a supported format (" + ", ".join(SUPPORTED_FORMATS) + ")"

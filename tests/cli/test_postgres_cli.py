@@ -157,3 +157,85 @@ def test_migrate_without_a_home_database(capsys: pytest.CaptureFixture[str], tmp
     assert "no facetrace database" in err
     code, _, _ = run(capsys, "migrate", "--home", str(tmp_path), "--to", "mysql://x")
     assert code == 1
+
+
+def test_migrate_copies_keys_tokens_jobs_processors_and_sightings(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
+) -> None:
+    """The rest of the system of record moves too: a key made before the move works against the database
+    after it, a job is read back with its results, a sighting with its snapshot."""
+    import dataclasses
+    import time
+    import zlib
+
+    from facetrace.service.keys import KeyStore
+    from facetrace.store.records import JobRecord, ProcessorRecord, Sighting, SightingQuery, TokenRecord
+    from facetrace.types import BoundingBox
+
+    home = tmp_path / "home"
+    _home_with_data(home)
+    code, key, _ = run(
+        capsys, "keys", "create", "--permission", "write", "--collection", "alpha", "--home", str(home)
+    )
+    assert code == 0
+    now = time.time()
+    source = SQLiteStore(home / "facetrace.db")
+    results = zlib.compress(json.dumps([{"Timestamp": 0, "FaceMatches": [{"Face": {"FaceId": "f1"}}]}]).encode())
+    job = JobRecord(
+        job_id="job-1", kind="FaceSearch", video="v.mp4", collection_id="alpha", threshold=90.0, job_tag="case",
+        camera=None, status="SUCCEEDED", message=None, created_at=1.0, finished_at=2.0, metadata='{"Codec":"h264"}',
+        results=results, principal=key["AccessKeyId"], purpose="p", request='{"S3Object":{}}', face_ids=("f1",),
+    )  # fmt: skip
+    sighting = Sighting(
+        sighting_id="s1", source="door", camera="lobby", track_id=3, started_at=now, ended_at=now + 1,
+        start_stream_ms=0, end_stream_ms=1000, face_id="f1", user_id="ann", external_image_id="x", similarity=99.5,
+        bounding_box=BoundingBox(0.1, 0.2, 0.3, 0.4), expires_at=now + 3600, snapshot=b"\xff\xd8jpeg",
+        collection_id="alpha",
+    )  # fmt: skip
+    processor = ProcessorRecord("door", "alpha", '{"name":"door"}', "RUNNING", 5.0)
+    token = TokenRecord(key["AccessKeyId"], "CreateUser", "tok", "fp", '{"ok":1}', now)
+    try:
+        source.records.jobs.save(job)
+        source.records.sightings.add([sighting, dataclasses.replace(sighting, sighting_id="s2", track_id=4)])
+        source.records.processors.put(processor)
+        source.records.tokens.put(token)
+    finally:
+        source.close()
+
+    code, report, _ = run(capsys, "migrate", "--home", str(home), "--to", pg_url)
+    assert code == 0
+    assert report["Records"] == {
+        "access_keys": 1, "request_tokens": 1, "video_jobs": 1, "video_job_faces": 1, "stream_processors": 1,
+        "sightings": 2,
+    }  # fmt: skip
+
+    keys = KeyStore.in_home(None, url=pg_url)
+    try:
+        moved = keys.get(key["AccessKeyId"])
+        assert moved is not None
+        assert (moved.secret, moved.collections) == (key["SecretAccessKey"], ("alpha",))
+    finally:
+        keys.close()
+    pg = PostgresStore(pg_url, listen=False)
+    try:
+        assert pg.records.jobs.get("job-1") == job
+        (back,) = pg.records.sightings.query(
+            SightingQuery(source="door", camera="lobby", limit=1, snapshots=True), now
+        )
+        assert back in (sighting, dataclasses.replace(sighting, sighting_id="s2", track_id=4))
+        assert pg.records.processors.list() == [processor]
+        assert pg.records.tokens.get(token.principal, "CreateUser", "tok", newer_than=now - 1) == token
+    finally:
+        pg.close()
+
+
+def test_migrate_refuses_a_home_with_files_not_yet_imported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
+) -> None:
+    home = tmp_path / "home"
+    _home_with_data(home)
+    (home / "keys.json").write_text('{"keys": []}')
+    code, _, err = run(capsys, "migrate", "--home", str(home), "--to", pg_url)
+    assert code == 1
+    assert "keys.json" in err
+    assert "import" in err

@@ -110,10 +110,12 @@ def test_verify_detects_tampering(tmp_path: Path, sql: str, broken: int, reason:
     assert reason in (result.reason or "")
 
 
-def test_verify_detects_a_rehashed_record_by_its_successor(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("keyed", "broken"), [(False, 3), (True, 2)])
+def test_verify_detects_a_rehashed_record(tmp_path: Path, keyed: bool, broken: int) -> None:
+    """Unkeyed, a record re-hashed with SHA-256 is caught by its successor; keyed, by its own hash."""
     import hashlib
 
-    first = SQLiteStore(tmp_path / "facetrace.db")
+    first = SQLiteStore(tmp_path / "facetrace.db", keyed=keyed)
     _fill(first.audit, 3)
     assert first.audit.records()[1].event.match_count == 1
     first.close()
@@ -123,8 +125,8 @@ def test_verify_detects_a_rehashed_record_by_its_successor(tmp_path: Path) -> No
     forged = text.replace('"match_count":1', '"match_count":0')
     digest = hashlib.sha256(forged.encode()).hexdigest()
     _tamper(tmp_path / "facetrace.db", f"UPDATE audit SET payload = '{forged}', hash = '{digest}' WHERE seq = 2")
-    result = SQLiteStore(tmp_path / "facetrace.db").audit.verify()
-    assert (result.ok, result.broken_seq) == (False, 3)
+    result = SQLiteStore(tmp_path / "facetrace.db", keyed=keyed).audit.verify()
+    assert (result.ok, result.broken_seq) == (False, broken)
 
 
 def test_truncation_is_caught_against_a_saved_head(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 What must hold: a face indexed through one server is found through the other on its next search; a server
 killed with SIGKILL in the middle of a burst of IndexFaces loses no acknowledged face; searches audited by
-both servers at once form one valid audit chain in the database.
+both servers at once form one valid audit chain in the database; an access key created with
+`facetrace keys create --database-url` works on both (and a deleted one on neither); a video job started
+through one is read through the other; one ClientRequestToken sent to both acts once.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from facetrace.cli import main
 from facetrace.store.postgres import PostgresStore
+from tests.video.conftest import THRESHOLD, actors, scene
+
+__all__ = ["actors", "scene"]  # the synthetic video's fixtures (tests/video/conftest.py)
 
 pytestmark = pytest.mark.slow
 
@@ -40,16 +46,20 @@ def _free_port() -> int:
 class Server:
     """One `facetrace serve` subprocess on the shared database (its own home holds only the access keys)."""
 
-    def __init__(self, home: Path, database_url: str, key: dict[str, str], *, via_env: bool = False) -> None:
+    def __init__(
+        self, home: Path, database_url: str, key: dict[str, str], *, via_env: bool = False, bucket: Path
+    ) -> None:
         self.home, self.database_url, self.key = home, database_url, key
         self.via_env = via_env
+        self.bucket = bucket
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = home / "server.log"
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "facetrace", "serve", "--home", str(self.home), "--port", str(self.port)]
+        command = [sys.executable, "-m", "facetrace", "serve", "--home", str(self.home), "--port", str(self.port),
+                   "--bucket", f"videos={self.bucket}"]  # fmt: skip
         env = dict(os.environ)
         if self.via_env:
             env["FACETRACE_DATABASE_URL"] = self.database_url
@@ -70,13 +80,14 @@ class Server:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def client(self) -> Any:
+    def client(self, key: dict[str, str] | None = None) -> Any:
+        key = key or self.key
         return boto3.client(
             "rekognition",
             endpoint_url=self.url,
             region_name="eu-central-1",
-            aws_access_key_id=self.key["AccessKeyId"],
-            aws_secret_access_key=self.key["SecretAccessKey"],
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
             config=Config(retries={"total_max_attempts": 1}, read_timeout=60, max_pool_connections=16),
         )
 
@@ -95,21 +106,39 @@ class Server:
                 self.process.wait()
 
 
-@pytest.fixture
-def pair(tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[Server, Server]]:
-    """Servers A (``--database-url``) and B (``$FACETRACE_DATABASE_URL``) on one fresh database.
+def create_key(capsys: pytest.CaptureFixture[str], database_url: str, permission: str = "admin") -> dict[str, str]:
+    """`facetrace keys create --database-url`: the key is written into the shared database."""
+    assert main(["keys", "create", "--permission", permission, "--json", "--database-url", database_url]) == 0
+    key: dict[str, str] = json.loads(capsys.readouterr().out)
+    return key
 
-    Access keys still live in each home (until they move into the database), so B's home gets a copy of A's.
-    """
+
+@pytest.fixture(scope="module")
+def bucket(tmp_path_factory: pytest.TempPathFactory, scene: Path) -> Path:
+    """The S3 bucket ``videos`` both servers serve, holding the synthetic scene of tests/video."""
+    folder = tmp_path_factory.mktemp("bucket")
+    shutil.copy(scene, folder / "scene.mp4")
+    return folder
+
+
+@pytest.fixture
+def pair(
+    tmp_path: Path, pg_url: str, bucket: Path, capsys: pytest.CaptureFixture[str]
+) -> Iterator[tuple[Server, Server]]:
+    """Servers A (``--database-url``) and B (``$FACETRACE_DATABASE_URL``) on one fresh database, each with its
+    own (empty) home: the access key is created once, in the database, and works on both."""
     home_a, home_b = tmp_path / "a", tmp_path / "b"
-    assert main(["keys", "create", "--permission", "admin", "--json", "--home", str(home_a)]) == 0
-    key = json.loads(capsys.readouterr().out)
-    shutil.copytree(home_a, home_b)
+    for home in (home_a, home_b):
+        home.mkdir(mode=0o700)
+    key = create_key(capsys, pg_url)
     # The test server trusts local connections, so a password in the URL is accepted and ignored: enough to
     # check that no server ever prints it.
     with_password = pg_url.replace("://postgres:@", "://postgres:pw-never-shown@")
     assert "pw-never-shown" in with_password
-    servers = (Server(home_a, with_password, key), Server(home_b, with_password, key, via_env=True))
+    servers = (
+        Server(home_a, with_password, key, bucket=bucket),
+        Server(home_b, with_password, key, via_env=True, bucket=bucket),
+    )
     try:
         for server in servers:
             server.start()
@@ -235,3 +264,76 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_face(
         CollectionId="burst", Image={"Bytes": image}, FaceMatchThreshold=99, MaxFaces=4096
     )
     assert {m["Face"]["FaceId"] for m in hits["FaceMatches"]} == listed
+
+
+def test_keys_video_jobs_and_request_tokens_are_shared(
+    pair: tuple[Server, Server], photos: dict[str, Path], pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_server, b_server = pair
+    # A key created with the CLI while both servers run works on both at once, and a deleted one on neither.
+    reader = create_key(capsys, pg_url, permission="read")
+    for server in pair:
+        assert server.client(reader).list_collections()["CollectionIds"] == []
+    assert main(["keys", "delete", reader["AccessKeyId"], "--database-url", pg_url]) == 0
+    for server in pair:
+        with pytest.raises(ClientError) as refused:
+            server.client(reader).list_collections()
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 403)
+
+    a, b = a_server.client(), b_server.client()
+    a.create_collection(CollectionId="people")
+    obama = a.index_faces(
+        CollectionId="people", Image={"Bytes": photos["obama2.jpg"].read_bytes()}, ExternalImageId="obama",
+        MaxFaces=1,
+    )  # fmt: skip
+    obama_id = obama["FaceRecords"][0]["Face"]["FaceId"]
+
+    # One token sent to both servers at once: one user created, the same answer twice, one audit record.
+    answers: list[Any] = []
+    errors: list[BaseException] = []
+
+    def create_user(client: Any) -> None:
+        try:
+            answers.append(client.create_user(CollectionId="people", UserId="ann", ClientRequestToken="tok-1"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create_user, args=(c,)) for c in (a_server.client(), b_server.client())]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert len(answers) == 2
+
+    # A video job started through A is read through B, while it runs and when it is done.
+    started = a.start_face_search(
+        Video={"S3Object": {"Bucket": "videos", "Name": "scene.mp4"}},
+        CollectionId="people",
+        FaceMatchThreshold=THRESHOLD,
+    )
+    first = b.get_face_search(JobId=started["JobId"])
+    assert first["JobStatus"] in ("IN_PROGRESS", "SUCCEEDED")
+    deadline = time.monotonic() + 120
+    while True:
+        result = b.get_face_search(JobId=started["JobId"])
+        if result["JobStatus"] != "IN_PROGRESS":
+            break
+        assert time.monotonic() < deadline, "the job never finished"
+        time.sleep(0.3)
+    assert result["JobStatus"] == "SUCCEEDED", result.get("StatusMessage")
+    matched = {m["Face"]["FaceId"] for person in result["Persons"] for m in person.get("FaceMatches", ())}
+    assert matched == {obama_id}
+    assert result == a.get_face_search(JobId=started["JobId"]) | {"ResponseMetadata": result["ResponseMetadata"]}
+
+    # Deleting the face through B takes it out of the job's stored results (the cascade, on PostgreSQL).
+    b.delete_faces(CollectionId="people", FaceIds=[obama_id])
+    redacted = a.get_face_search(JobId=started["JobId"])
+    assert [p for p in redacted["Persons"] if p.get("FaceMatches")] == []
+
+    store = PostgresStore(pg_url, listen=False)
+    try:
+        operations = [r.event.operation for r in store.audit.records()]
+    finally:
+        store.close()
+    assert operations.count("CreateUser") == 1

@@ -17,6 +17,7 @@ from facetrace.errors import (
     NotFoundError,
 )
 from facetrace.store import FaceStore
+from facetrace.store.vector_index import user_template
 from tests.store.conftest import DIM, MODEL, face, faces_with_vectors, unit_vectors
 
 # --- collections -------------------------------------------------------------------------------------------
@@ -443,15 +444,15 @@ def test_list_users_paginates(store: FaceStore) -> None:
 def _expected_users(
     owner: dict[str, str], vectors: dict[str, np.ndarray], probe: np.ndarray, limit: int
 ) -> list[tuple[str, float, str]]:
-    """(user, template cosine, the user's closest face) by brute force: the template is the normalised sum."""
+    """(user, score, the user's closest face) by brute force: the score is the probe's dot product with
+    ``user_template`` of the user's vectors (each computed afresh)."""
     mine: dict[str, list[str]] = {}
     for face_id, user in owner.items():
         mine.setdefault(user, []).append(face_id)
     rows = []
     for user, face_ids in mine.items():
-        total = np.sum([vectors[f].astype(np.float64) for f in face_ids], axis=0)
         closest = max(face_ids, key=lambda f: float(vectors[f] @ probe))
-        rows.append((user, float(total @ probe / np.linalg.norm(total)), closest))
+        rows.append((user, float(user_template([vectors[f] for f in face_ids]) @ probe), closest))
     return sorted(rows, key=lambda row: -row[1])[:limit]
 
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from facetrace.audit import GENESIS_HASH, AuditEvent
-from facetrace.errors import AlreadyExistsError, StoreError
+from facetrace.errors import AlreadyExistsError, NotFoundError, StoreError
 from facetrace.store import open_store
 from facetrace.store.postgres import PostgresStore
 from facetrace.store.postgres_db import SCHEMA_VERSION, redact_url
@@ -212,6 +212,46 @@ def test_a_server_behind_a_pruned_change_log_reloads(pg_url: str) -> None:
         b.close()
 
 
+def test_the_store_recovers_by_itself_when_the_database_drops_its_connections(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    try:
+        store.create_collection("c", MODEL)
+        faces = faces_with_vectors(3)
+        store.add_faces("c", faces)
+        barrier = threading.Barrier(8)
+
+        def hold_a_connection() -> None:  # grow the pool: several idle connections for the failure to hit
+            with store._db.read("test"):
+                barrier.wait(timeout=10)
+
+        threads = [threading.Thread(target=hold_a_connection) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # what a restart or a failover does to clients
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        # The follower notices its own connection broke, reconnects and has the pool replace the dead ones.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND query ILIKE 'LISTEN%%'"
+                ).fetchone()
+            if row is not None and row[0] == 1:
+                break
+        time.sleep(0.5)
+        for _ in range(20):  # more requests than pooled connections: none meets a dead one
+            assert store.search("c", faces[1][1], limit=1, min_cosine=0.99)[0].face.face_id == faces[1][0].face_id
+    finally:
+        store.close()
+
+
 def test_vectors_and_quality_round_trip_bit_for_bit(pg: PostgresStore) -> None:
     pg.create_collection("c", MODEL)
     vectors = faces_with_vectors(4, seed=9)
@@ -223,6 +263,82 @@ def test_vectors_and_quality_round_trip_bit_for_bit(pg: PostgresStore) -> None:
     for record, vector in with_quality:
         assert pg.get_vector("c", record.face_id).tobytes() == vector.astype(np.float32).tobytes()
         assert pg.get_faces("c", [record.face_id])[0].quality == record.quality
+
+
+def test_deletes_and_associations_of_the_same_faces_from_two_stores_do_not_deadlock(pg_url: str) -> None:
+    a, b = PostgresStore(pg_url, listen=False), PostgresStore(pg_url, listen=False)
+    try:
+        a.create_collection("c", MODEL)
+        faces = faces_with_vectors(120, seed=21)
+        a.add_faces("c", faces)
+        a.create_user("c", "u")
+        ids = [f.face_id for f, _ in faces]
+        errors: list[BaseException] = []
+        start = threading.Barrier(2)
+
+        def associate() -> None:
+            start.wait()
+            for i in range(0, len(ids), 2):
+                try:
+                    a.associate_faces("c", "u", ids[i : i + 2])
+                except NotFoundError:  # the other store deleted one of them first: all or nothing
+                    pass
+                except BaseException as exc:
+                    errors.append(exc)
+
+        def delete() -> None:
+            start.wait()
+            for i in range(0, len(ids), 2):
+                try:
+                    b.delete_faces("c", [ids[i + 1], ids[i]])
+                except BaseException as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=associate), threading.Thread(target=delete)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert a.describe_collection("c").face_count == 0
+        assert a.get_user("c", "u").face_count == 0
+    finally:
+        a.close()
+        b.close()
+
+
+def _add_until_gone(store: PostgresStore, seed: int, added: threading.Event, errors: list[BaseException]) -> None:
+    for i in range(60):
+        try:
+            store.add_faces("c", faces_with_vectors(3, seed=seed + i))
+            added.set()
+        except NotFoundError:  # deleted: every later add is refused the same way
+            return
+        except BaseException as exc:
+            errors.append(exc)
+            return
+
+
+def test_deleting_a_collection_while_another_store_adds_to_it(pg_url: str) -> None:
+    a, b = PostgresStore(pg_url, listen=False), PostgresStore(pg_url, listen=False)
+    try:
+        for round_ in range(3):
+            a.create_collection("c", MODEL)
+            errors: list[BaseException] = []
+            added = threading.Event()
+            thread = threading.Thread(target=_add_until_gone, args=(a, 1000 * round_, added, errors))
+            thread.start()
+            added.wait(timeout=30)
+            b.delete_collection("c")
+            thread.join()
+            assert errors == []
+            with pytest.raises(NotFoundError):
+                a.describe_collection("c")
+            with psycopg.connect(pg_url) as conn:
+                assert conn.execute("SELECT count(*) FROM faces").fetchone() == (0,)  # nothing left behind
+    finally:
+        a.close()
+        b.close()
 
 
 def test_two_stores_adding_the_same_face_id_one_wins(pg_url: str) -> None:

@@ -1,19 +1,34 @@
-"""One database for the rest: keys, jobs, processors and sightings live in facetrace.db; deleting faces,
-users and collections removes what was derived from them; the separate files of older versions are imported."""
+"""One database for the rest: keys, tokens, jobs, processors and sightings live in the store's database
+(the same contract on SQLite and PostgreSQL); deleting faces, users and collections removes what was derived
+from them; the separate files of older versions are imported (SQLite homes)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
 import stat
+import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from facetrace.audit import AuditEvent
-from facetrace.store import SQLiteStore, open_store
-from facetrace.store.records import JobRecord, KeyRecord, Sighting, SightingQuery
+from facetrace.errors import StoreError
+from facetrace.store import FaceStore, SQLiteStore, open_store, records_of
+from facetrace.store.records import (
+    JobRecord,
+    KeyRecord,
+    ProcessorRecord,
+    Records,
+    Sighting,
+    SightingQuery,
+    TokenRecord,
+)
 from facetrace.types import BoundingBox
 from tests.store.conftest import MODEL, faces_with_vectors
 
@@ -47,15 +62,67 @@ def _job(job_id: str, faces: list[str], collection: str = "c") -> JobRecord:
     )  # fmt: skip
 
 
-def _results(store: SQLiteStore, job_id: str) -> list[str]:
-    job = store.records.jobs.get(job_id)
+class Backend:
+    """One database of either kind: ``open()`` gives a store over it (a reopen is a restart), ``sql()`` runs a
+    statement on it directly (to inject failures)."""
+
+    def __init__(self, kind: str, path: Path, url: str) -> None:
+        self.kind, self.path, self.url = kind, path, url
+        self.opened: list[FaceStore] = []
+
+    def open(self) -> FaceStore:
+        store: FaceStore
+        if self.kind == "sqlite":
+            store = SQLiteStore(self.path)
+        else:
+            from facetrace.store.postgres import PostgresStore
+
+            store = PostgresStore(self.url, listen=False)
+        self.opened.append(store)
+        return store
+
+    def sql(self, sqlite: str, postgres: str) -> None:
+        if self.kind == "sqlite":
+            conn = sqlite3.connect(self.path)
+            conn.executescript(sqlite)
+            conn.close()
+        else:
+            import psycopg
+
+            with psycopg.connect(self.url, autocommit=True) as pg:
+                pg.execute(postgres.encode())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+    made = Backend(request.param, tmp_path / "facetrace.db", url)
+    yield made
+    for store in made.opened:
+        store.close()
+
+
+@pytest.fixture
+def db(backend: Backend) -> Callable[[], FaceStore]:
+    return backend.open
+
+
+def _records(store: FaceStore) -> Records:
+    records = records_of(store)
+    assert records is not None
+    return records
+
+
+def _results(records: Records, job_id: str) -> list[str]:
+    job = records.jobs.get(job_id)
     assert job is not None
     assert job.results is not None
     return [m["Face"]["FaceId"] for item in json.loads(zlib.decompress(job.results)) for m in item["FaceMatches"]]
 
 
-def test_deleting_faces_users_and_collections_takes_derived_data_along(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "facetrace.db")
+def test_deleting_faces_users_and_collections_takes_derived_data_along(db: Callable[[], FaceStore]) -> None:
+    store = db()
+    records = _records(store)
     store.create_collection("c", MODEL)
     store.create_collection("other", MODEL)
     faces = faces_with_vectors(3, seed=4)
@@ -63,16 +130,16 @@ def test_deleting_faces_users_and_collections_takes_derived_data_along(tmp_path:
     store.add_faces("c", faces)
     store.create_user("c", "ann")
     store.associate_faces("c", "ann", [b])
-    sightings = store.records.sightings
+    sightings = records.sightings
     sightings.add([_sighting(a), _sighting(b, user_id="ann", track=2), _sighting(c, track=3)])
     sightings.add([_sighting("f-other", collection="other", track=9)])
-    store.records.jobs.save(_job("job-1", [a, b, a, c]))
-    store.records.jobs.save(_job("job-2", ["f-other"], collection="other"))
+    records.jobs.save(_job("job-1", [a, b, a, c]))
+    records.jobs.save(_job("job-2", ["f-other"], collection="other"))
 
     store.delete_faces("c", [a], audit=EVENT)
     assert {s.face_id for s in sightings.query(SightingQuery(limit=100), time.time())} == {b, c, "f-other"}
-    assert _results(store, "job-1") == [b, c]  # the deleted face is gone from the stored results
-    assert set(store.records.jobs.get("job-1").face_ids) == {b, c}  # type: ignore[union-attr]
+    assert _results(records, "job-1") == [b, c]  # the deleted face is gone from the stored results
+    assert set(records.jobs.get("job-1").face_ids) == {b, c}  # type: ignore[union-attr]
 
     store.delete_user("c", "ann", audit=EVENT)
     found = sightings.query(SightingQuery(face_id=b), time.time())
@@ -80,24 +147,134 @@ def test_deleting_faces_users_and_collections_takes_derived_data_along(tmp_path:
 
     store.delete_collection("c", audit=EVENT)
     assert [s.face_id for s in sightings.query(SightingQuery(limit=100), time.time())] == ["f-other"]
-    assert store.records.jobs.get("job-1") is None
-    assert store.records.jobs.get("job-2") is not None
+    assert records.jobs.get("job-1") is None
+    assert records.jobs.get("job-2") is not None
     assert store.audit.verify().count == 3
-    store.close()
 
 
-def test_keys_processors_and_tokens_persist(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "facetrace.db")
+def test_a_failed_delete_keeps_the_derived_data(backend: Backend) -> None:
+    """The cascade is part of the delete's transaction: a delete that fails (here: its audit record cannot be
+    written) leaves the sightings and job results as they were."""
+    store = backend.open()
+    records = _records(store)
+    store.create_collection("c", MODEL)
+    faces = faces_with_vectors(1, seed=5)
+    (a,) = (record.face_id for record, _ in faces)
+    store.add_faces("c", faces)
+    records.sightings.add([_sighting(a)])
+    records.jobs.save(_job("job-1", [a]))
+    backend.sql(
+        "CREATE TRIGGER inject_full BEFORE INSERT ON audit BEGIN SELECT RAISE(FAIL, 'disk is full'); END",
+        "CREATE FUNCTION inject_full() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN RAISE EXCEPTION 'disk is full'; END $$;"
+        " CREATE TRIGGER inject_full BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION inject_full()",
+    )
+    with pytest.raises(StoreError, match="audit store unavailable"):
+        store.delete_faces("c", [a], audit=EVENT)
+    assert [f.face_id for f in store.get_faces("c", [a])] == [a]
+    assert [s.face_id for s in records.sightings.query(SightingQuery(), time.time())] == [a]
+    assert _results(records, "job-1") == [a]
+
+
+def test_keys_persist(db: Callable[[], FaceStore]) -> None:
     key = KeyRecord("FTKEY", "s3cr3t-value", "write", ("a",), "ingest", 1.0)
-    store.records.keys.add(key)
+    _records(db()).keys.add(key)
     assert "s3cr3t" not in repr(key)
-    store.close()
-    again = SQLiteStore(tmp_path / "facetrace.db")
-    assert again.records.keys.get("FTKEY") == key
-    assert again.records.keys.delete("FTKEY")
-    assert not again.records.keys.delete("FTKEY")
-    assert again.records.keys.list() == []
-    again.close()
+    again = _records(db())
+    assert again.keys.get("FTKEY") == key
+    assert again.keys.list() == [key]
+    with pytest.raises(StoreError):
+        again.keys.add(key)  # an id is never silently overwritten
+    assert again.keys.delete("FTKEY")
+    assert not again.keys.delete("FTKEY")
+    assert again.keys.list() == []
+    assert again.keys.get("FTKEY") is None
+
+
+def test_request_tokens_keep_the_first_answer(db: Callable[[], FaceStore]) -> None:
+    tokens = _records(db()).tokens
+    first = TokenRecord("key", "CreateUser", "tok", "fp-1", '{"a":1}', 100.0)
+    assert tokens.put(first) == first
+    assert tokens.put(TokenRecord("key", "CreateUser", "tok", "fp-2", '{"b":2}', 101.0)) == first
+    assert tokens.get("key", "CreateUser", "tok", newer_than=50.0) == first
+    assert tokens.get("key", "CreateUser", "tok", newer_than=100.0) is None  # too old for the caller
+    assert tokens.get("other", "CreateUser", "tok", newer_than=0.0) is None  # per access key
+    assert tokens.get("key", "DeleteUser", "tok", newer_than=0.0) is None  # and per operation
+    with tokens.exclusive("key", "CreateUser", "tok"):
+        pass
+    assert tokens.sweep(100.0) == 1
+    assert tokens.get("key", "CreateUser", "tok", newer_than=0.0) is None
+
+
+def test_jobs_round_trip_and_interrupted_ones_fail(db: Callable[[], FaceStore]) -> None:
+    first = db()
+    jobs = _records(first).jobs
+    done = _job("job-done", ["f1", "f2"])
+    jobs.save(done)
+    assert jobs.get("job-done") == done
+    running = dataclasses.replace(
+        _job("job-run", []), status="IN_PROGRESS", finished_at=None, results=None, face_ids=(), request='{"S3":1}'
+    )
+    jobs.save(running)
+    assert jobs.get("job-run") == running
+    assert jobs.get("nope") is None
+    # The process running it is gone (a restart: a new store over the same database).
+    first.close()
+    jobs = _records(db()).jobs
+    assert jobs.fail_interrupted("interrupted", 9.0) == 1
+    failed = jobs.get("job-run")
+    assert failed is not None
+    assert (failed.status, failed.message, failed.finished_at) == ("FAILED", "interrupted", 9.0)
+    assert jobs.get("job-done") == done
+
+
+def test_processors_round_trip(db: Callable[[], FaceStore]) -> None:
+    processors = _records(db()).processors
+    door = ProcessorRecord("door", "c", '{"name":"door"}', "RUNNING", 5.0)
+    processors.put(ProcessorRecord("yard", "c", '{"name":"yard"}', "STOPPED", 4.0))
+    processors.put(dataclasses.replace(door, desired="STOPPED"))
+    processors.put(door)  # replaces
+    assert processors.get("door") == door
+    assert [p.name for p in processors.list()] == ["door", "yard"]
+    processors.delete("door")
+    assert processors.get("door") is None
+    assert [p.name for p in _records(db()).processors.list()] == ["yard"]
+
+
+def test_sightings_merge_query_and_expire(db: Callable[[], FaceStore]) -> None:
+    sightings = _records(db()).sightings
+    now = time.time()
+    first = _sighting("f1", track=1)
+    sightings.upsert_track(dataclasses.replace(first, similarity=90.0, snapshot=None))
+    sightings.upsert_track(
+        dataclasses.replace(first, sighting_id="ignored", ended_at=first.ended_at + 5, end_stream_ms=6000,
+                            similarity=80.0, face_id=None, user_id=None, snapshot=None)
+    )  # fmt: skip
+    (merged,) = sightings.query(SightingQuery(source="door", snapshots=True), now)
+    assert (merged.sighting_id, merged.face_id, merged.similarity) == (first.sighting_id, "f1", 90.0)
+    assert (merged.ended_at, merged.end_stream_ms, merged.snapshot) == (first.ended_at + 5, 6000, None)
+    sightings.upsert_track(dataclasses.replace(first, snapshot=b"jpeg", similarity=95.0))
+    (merged,) = sightings.query(SightingQuery(face_id="f1", snapshots=True), now)
+    assert (merged.snapshot, merged.similarity, merged.bounding_box) == (b"jpeg", 95.0, first.bounding_box)
+    assert sightings.query(SightingQuery(face_id="f1"), now)[0].snapshot is None  # only when asked for
+
+    old = dataclasses.replace(
+        _sighting("f2", track=2), camera="yard", started_at=now - 100, ended_at=now - 99, expires_at=now + 1
+    )
+    sightings.add([old, dataclasses.replace(_sighting("f3", track=3), source="gate")])
+    sightings.add([dataclasses.replace(old, user_id="bob")])  # the same sighting again: replaced
+    assert sightings.count() == 3
+    assert [s.face_id for s in sightings.query(SightingQuery(camera="yard"), now)] == ["f2"]
+    assert [s.user_id for s in sightings.query(SightingQuery(user_id="bob"), now)] == ["bob"]
+    assert {s.face_id for s in sightings.query(SightingQuery(until=now - 50), now)} == {"f2"}
+    assert {s.face_id for s in sightings.query(SightingQuery(since=now + 0.5), now)} == {"f1", "f3"}
+    page = sightings.query(SightingQuery(limit=2), now) + sightings.query(SightingQuery(limit=2, offset=2), now)
+    assert sorted(s.face_id or "" for s in page) == ["f1", "f2", "f3"]
+    later = {s.face_id for s in sightings.query(SightingQuery(), now + 2)}
+    assert later == {"f1", "f3"}  # expired ones are not shown before the sweep
+    assert sightings.sweep(now + 2) == 1
+    assert sightings.delete_source("gate") == 1
+    assert [s.face_id for s in sightings.query(SightingQuery(), now)] == ["f1"]
 
 
 def _old_video_files(video: Path) -> None:
@@ -166,3 +343,69 @@ def test_an_old_home_is_imported_into_one_database(tmp_path: Path) -> None:
     assert stat.S_IMODE((home / "video").stat().st_mode) == 0o700
     store.close()
     open_store(home).close()  # nothing left to import: opening again changes nothing
+
+
+# --- what only a database shared by several servers needs (PostgreSQL) -------------------------------------
+
+
+def test_a_live_servers_jobs_are_not_failed_by_another_starting(pg_url: str) -> None:
+    from facetrace.store.postgres import PostgresStore
+
+    a, b = PostgresStore(pg_url, listen=False), PostgresStore(pg_url, listen=False)
+    try:
+        running = dataclasses.replace(_job("job-a", []), status="IN_PROGRESS", finished_at=None, results=None)
+        _records(a).jobs.save(running)  # A runs it, its heartbeat says it is alive
+        assert _records(b).jobs.fail_interrupted("interrupted by a restart", 9.0) == 0
+        assert _records(b).jobs.get("job-a") == running  # B reads it as it is
+        a.close()  # A is gone: its instance lease with it
+        orphan = _records(b).jobs.get("job-a")  # read through B while no server restarts: it will never end
+        assert orphan is not None
+        assert (orphan.status, orphan.message) == ("FAILED", "interrupted: the server running it stopped")
+        _records(b).jobs.save(running)  # (as if it were still running, for the restart case)
+        assert _records(b).jobs.fail_interrupted("interrupted by a restart", 9.0) == 0  # B's own: B is alive
+        b.close()
+        c = PostgresStore(pg_url, listen=False)
+        try:
+            assert _records(c).jobs.fail_interrupted("interrupted by a restart", 9.0) == 1
+            assert _records(c).jobs.get("job-a").status == "FAILED"  # type: ignore[union-attr]
+        finally:
+            c.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_one_token_sent_to_two_servers_at_once_acts_once(pg_url: str) -> None:
+    """The same ClientRequestToken reaching two servers at the same instant: one runs the request, the other
+    waits for it and returns its answer (an advisory lock per token in the shared database)."""
+    from facetrace.service.idempotency import Idempotency
+    from facetrace.store.postgres import PostgresStore
+
+    stores = [PostgresStore(pg_url, listen=False) for _ in range(2)]
+    acted: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(2)
+    answers: list[bytes] = []
+
+    def request(server: int) -> None:
+        def act() -> bytes:
+            with lock:
+                acted.append(server)
+            time.sleep(0.5)  # long enough for the other server's request to arrive meanwhile
+            return f'{{"by":{server}}}'.encode()
+
+        barrier.wait()
+        idempotency = Idempotency(_records(stores[server]).tokens)
+        answers.append(idempotency.run("key", "CreateUser", {"UserId": "u", "ClientRequestToken": "t"}, act))
+
+    try:
+        threads = [threading.Thread(target=request, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        for store in stores:
+            store.close()
+    assert len(acted) == 1
+    assert answers == [f'{{"by":{acted[0]}}}'.encode()] * 2

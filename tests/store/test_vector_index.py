@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facetrace.errors import InvalidParameterError, ModelMismatchError
-from facetrace.store.vector_index import VectorIndex, _top_k, as_unit_matrix
+from facetrace.store.vector_index import TEMPLATE_AGREEMENT_POWER, VectorIndex, _top_k, as_unit_matrix
 from tests.store.conftest import unit_vectors
 
 
@@ -169,3 +169,17 @@ def test_search_works_in_a_forked_child() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert answer == ",".join(f for f, _ in expected)
+
+
+def test_a_template_is_discounted_for_disagreeing_faces() -> None:
+    """One face: the score is its cosine. Two orthogonal faces: the probe on their bisector is the template's
+    direction (cosine 1), but the faces agree only ‖(a + b) / 2‖ = 0.707, so the score is 0.707^power."""
+    a, b, c = np.eye(3, 8, dtype=np.float32)
+    index = VectorIndex.from_arrays(["a", "b", "c"], np.stack([a, b, c]), ["pair", "pair", "single"])
+    probe = (a + b) / np.linalg.norm(a + b)
+    got = dict((u, s) for u, s, _ in index.search_users(probe, limit=2, min_cosine=-1.0))
+    assert got["pair"] == pytest.approx(np.sqrt(0.5) ** TEMPLATE_AGREEMENT_POWER, abs=1e-6)
+    assert got["single"] == pytest.approx(0.0, abs=1e-6)
+    assert dict((u, s) for u, s, _ in index.search_users(c, limit=2, min_cosine=-1.0))["single"] == pytest.approx(
+        1.0
+    )

@@ -23,7 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine, scene: 
     shutil.copy(scene, bucket / "scene.mp4")
     monkey = pytest.MonkeyPatch()
     monkey.setenv("FACETRACE_HOME", str(root / "home"))
-    config = ServiceConfig(port=0, workers=2, buckets={"videos": bucket})
+    config = ServiceConfig(port=0, workers=2, buckets={"videos": bucket}, camera_allow=(f"{scene.parent}/*.mp4",))
     running = start_server(root, engine, config, home=root)
     running.gallery.create_collection("people")
     running.gallery.index_faces("people", photos["obama2.jpg"], external_image_id="obama", max_faces=1)

@@ -31,7 +31,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine, scene: 
     bucket = root / "bucket"
     bucket.mkdir()
     shutil.copy(scene, bucket / "scene.mp4")
-    config = ServiceConfig(port=0, workers=2, buckets={"videos": bucket})
+    config = ServiceConfig(port=0, workers=2, buckets={"videos": bucket}, camera_allow=(f"{scene.parent}/*.mp4",))
     running = start_server(root, engine, config, home=root)
     for name in ("alpha", "beta"):
         running.gallery.create_collection(name)

@@ -18,7 +18,7 @@ from facetrace.errors import FacetraceError, InvalidInputError, NotFoundError
 
 __all__ = ["build_parser", "main"]
 
-COMMAND_MODULES = ("images", "collections", "models", "serve", "keys", "audit", "video", "migrate")
+COMMAND_MODULES = ("images", "collections", "calibrate", "models", "serve", "keys", "audit", "video", "migrate")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InvalidInputError, NotFoundError) as exc:
         return fail(args, exc, EXIT_BAD_INPUT)
     except FacetraceError as exc:
-        code = EXIT_BAD_INPUT if type(exc).__name__ in ("AlreadyExistsError", "ConflictError") else EXIT_FAILURE
+        # A collection of another model (or a calibration of another file) is the caller's choice to fix.
+        user_fixable = ("AlreadyExistsError", "ConflictError", "ModelMismatchError")
+        code = EXIT_BAD_INPUT if type(exc).__name__ in user_fixable else EXIT_FAILURE
         return fail(args, exc, code)
     except KeyboardInterrupt:
         return 130

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from facetrace.audit import AuditRecord, AuditTrail
+from facetrace.audit import AuditKey, AuditRecord, AuditTrail, Checkpoint, env_audit_key, sign_checkpoint
+from facetrace.cli.common import local_caller
 from facetrace.cli.output import EXIT_FAILURE, emit
-from facetrace.errors import NotFoundError
+from facetrace.errors import InvalidParameterError, NotFoundError, StoreError
 from facetrace.home import resolve_home
 from facetrace.store import DB_FILENAME, LEGACY_AUDIT_FILENAME, FaceStore, database_url, open_store
 
@@ -34,7 +36,20 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="HASH",
         help="a head hash printed by an earlier verify: fail if that record is no longer in the log",
     )
+    verify.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="a checkpoint from `audit checkpoint` (a file; its last line is used): fail if the log was truncated,"
+        " re-chained or replaced since, or continued without the key",
+    )
     verify.set_defaults(func=_verify)
+    checkpoint = actions.add_parser(
+        "checkpoint",
+        parents=[common],
+        help="sign the log's current head with the audit key; keep the line it prints off this machine",
+    )
+    checkpoint.add_argument("--out", metavar="FILE", help="also append the checkpoint line to FILE")
+    checkpoint.set_defaults(func=_checkpoint)
 
 
 def _open(args: argparse.Namespace) -> tuple[FaceStore, AuditTrail]:
@@ -87,9 +102,11 @@ def _list(args: argparse.Namespace) -> int:
     def render(console: Console) -> None:
         table = Table("Seq", "Time", "Operation", "Principal", "Collection", "Purpose", "Threshold", "Matches")
         for r in records:
+            # stored text is data, not markup: "[/]" or "[black on black]" in a purpose must print as itself
             table.add_row(
-                str(r["Seq"]), r["Time"][:19], r["Operation"], r["Principal"], r["CollectionId"] or "",
-                r["Purpose"] or "", "" if r["Threshold"] is None else f"{r['Threshold']:g}",
+                str(r["Seq"]), r["Time"][:19], escape(r["Operation"]), escape(r["Principal"]),
+                escape(r["CollectionId"] or ""), escape(r["Purpose"] or ""),
+                "" if r["Threshold"] is None else f"{r['Threshold']:g}",
                 "" if r["MatchCount"] is None else str(r["MatchCount"]),
             )  # fmt: skip
         console.print(table)
@@ -98,10 +115,26 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_of(log: AuditTrail) -> AuditKey | None:
+    key = getattr(log, "key", None)
+    return key if isinstance(key, AuditKey) else env_audit_key()
+
+
+def _read_checkpoint(path: str) -> Checkpoint:
+    try:
+        lines = [line for line in Path(path).read_text("utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeError) as exc:
+        raise InvalidParameterError(f"cannot read the checkpoint {path}: {exc}") from None
+    if not lines:
+        raise InvalidParameterError(f"{path} holds no checkpoint")
+    return Checkpoint.from_json(lines[-1])
+
+
 def _verify(args: argparse.Namespace) -> int:
+    checkpoint = _read_checkpoint(args.checkpoint) if args.checkpoint else None
     store, log = _open(args)
     try:
-        result = log.verify(expect_head=args.expect_head)
+        result = log.verify(expect_head=args.expect_head, checkpoint=checkpoint)
     finally:
         store.close()
     data = {
@@ -110,13 +143,50 @@ def _verify(args: argparse.Namespace) -> int:
         "Head": result.head,
         "BrokenSeq": result.broken_seq,
         "Reason": result.reason,
+        "KeyedFrom": result.keyed_from,
+        "Authenticated": result.authenticated,
+        "CheckpointSeq": result.checkpoint_seq,
+        "Covers": result.coverage,
+        "Warning": result.warning,
     }
 
     def render(console: Console) -> None:
         if result.ok:
             console.print(f"[green]ok[/]: {result.count} records, head {result.head}")
         else:
-            console.print(f"[bold red]broken[/] at record {result.broken_seq}: {result.reason}")
+            console.print(f"[bold red]broken[/] at record {result.broken_seq}: {escape(result.reason or '')}")
+        console.print(f"covers: {escape(result.coverage)}")
+        if result.warning:
+            console.print(f"[yellow]warning:[/] {escape(result.warning)}")
 
     emit(args, data, render)
     return 0 if result.ok else EXIT_FAILURE
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    store, log = _open(args)
+    try:
+        key = _key_of(log)
+        if key is None:
+            raise StoreError(
+                "no audit key: set FACETRACE_AUDIT_KEY or FACETRACE_AUDIT_KEY_FILE (PostgreSQL), or make the home"
+                " writable so facetrace can create audit.key"
+            )
+        checkpoint = sign_checkpoint(log, key, local_caller(args))
+    finally:
+        store.close()
+    line = checkpoint.to_json()
+    if args.out:
+        try:
+            with open(args.out, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        except OSError as exc:
+            raise InvalidParameterError(f"cannot write {args.out}: {exc}") from None
+    data = {"Checkpoint": line, "Seq": checkpoint.seq, "Head": checkpoint.head, "KeyId": checkpoint.key_id}
+
+    def render(console: Console) -> None:
+        console.print(line, markup=False, highlight=False)
+        console.print(f"[dim]records 1-{checkpoint.seq} signed; keep this line off this machine[/]")
+
+    emit(args, data, render)
+    return 0

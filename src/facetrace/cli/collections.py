@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from facetrace import shapes
-from facetrace.cli.common import local_caller, open_library
+from facetrace.cli.common import local_caller, open_library, with_recognizer
 from facetrace.cli.output import emit, progress, stderr
 from facetrace.errors import InvalidInputError, InvalidParameterError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery, IndexResult
@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    common = with_recognizer(common)  # a collection records its model: creating and using one needs the same
     _register_collections(subparsers, common)
     _register_index(subparsers, common)
     _register_faces(subparsers, common)
@@ -237,6 +238,10 @@ def _faces_list(args: argparse.Namespace) -> int:
         token = page.next_token
         if not args.all or token is None:
             break
+    gallery.record_event(  # a read of enrolment data: audited before it is shown
+        local_caller(args), "ListFaces", args.collection, matched=tuple(f.face_id for f in faces),
+        detail={"returned": len(faces)},
+    )  # fmt: skip
     data: dict[str, Any] = {"Faces": [shapes.face_record(f) for f in faces], "FaceModelVersion": gallery.model}
     if token:
         data["NextToken"] = token

@@ -9,12 +9,13 @@ from rich.console import Console
 from rich.table import Table
 
 from facetrace import shapes
-from facetrace.cli.common import local_caller, open_engine, open_library
+from facetrace.cli.common import local_caller, open_engine, open_library, with_recognizer
 from facetrace.cli.output import emit, stderr
 from facetrace.errors import InvalidInputError
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    common = with_recognizer(common)
     detect = subparsers.add_parser("detect", parents=[common], help="find faces in images (DetectFaces)")
     detect.add_argument("images", nargs="+", metavar="IMAGE")
     detect.add_argument("--max-faces", type=int, default=100, help="at most this many faces, largest first")
@@ -29,7 +30,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    engine = open_engine(small_faces=args.small_faces)
+    engine = open_engine(args, small_faces=args.small_faces)
     results, failed = [], 0
     for path in args.images:
         try:

@@ -10,9 +10,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from facetrace.cli.common import record_local
 from facetrace.cli.output import emit
 from facetrace.home import ensure_home, resolve_home
 from facetrace.service.keys import KeyStore
+from facetrace.store import database_url
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -43,6 +45,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _store(args: argparse.Namespace, *, create: bool = False) -> KeyStore:
+    """The keys in the PostgreSQL database of ``--database-url`` (or ``$FACETRACE_DATABASE_URL``): every
+    server on it accepts them; else in the home's database."""
+    url = database_url(getattr(args, "database_url", None))
+    if url is not None:
+        return KeyStore.in_home(None, url=url)
     home = Path(args.home) if getattr(args, "home", None) else None
     return KeyStore.in_home(ensure_home(home) if create else resolve_home(home))
 
@@ -51,6 +58,20 @@ def _create(args: argparse.Namespace) -> int:
     store = _store(args, create=True)
     try:
         key = store.create(args.permission, collections=args.collections, description=args.description)
+        try:
+            scope = ",".join(key.collections) if key.collections else "*"
+            record_local(
+                args,
+                "CreateAccessKey",
+                detail={
+                    "access_key_id": key.access_key_id,
+                    "permission": str(key.permission),
+                    "collections": scope,
+                },
+            )
+        except BaseException:
+            store.delete(key.access_key_id)  # no key without its audit record
+            raise
     finally:
         store.close()
     data = {**key.public(), "SecretAccessKey": key.secret}
@@ -92,6 +113,7 @@ def _list(args: argparse.Namespace) -> int:
 def _delete(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
+        record_local(args, "DeleteAccessKey", detail={"access_key_id": args.access_key_id[:128]})  # before the act
         store.delete(args.access_key_id)
     finally:
         store.close()

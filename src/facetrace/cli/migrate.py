@@ -17,11 +17,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "migrate",
         parents=[common],
-        help="copy the home's collections, faces, users and audit chain into an empty PostgreSQL database",
+        help="copy the home's whole database (collections, faces, users, audit chain, keys, video state) into "
+        "an empty PostgreSQL database",
         description="Copy the embedded store of --home (collections, faces with their vectors bit for bit, "
-        "users, the audit chain) into an EMPTY PostgreSQL database, then read the copy back and check it. "
-        "The home is only read; stop servers writing to it first. Video jobs and access keys stay in the "
-        "home. See docs/deploy.md.",
+        "users, the audit chain, access keys, request tokens, video jobs, stream processors, sightings) into "
+        "an EMPTY PostgreSQL database, then read the copy back and check it. The home is only read; stop "
+        "servers writing to it first. See docs/deploy.md.",
     )
     parser.add_argument(
         "--to",
@@ -54,11 +55,13 @@ def _migrate(args: argparse.Namespace) -> int:
         ],
         "AuditRecords": report.audit_records,
         "AuditHead": report.audit_head,
+        "Records": dict(report.records),
     }
 
     def render(console: Console) -> None:
         for c in report.collections:
             console.print(f"{c.collection_id}: {c.faces} faces, {c.users} users")
+        console.print(", ".join(f"{table}: {rows}" for table, rows in report.records))
         console.print(
             f"[green]ok[/]: {len(report.collections)} collections and {report.audit_records} audit records "
             f"copied to {report.target} and checked (audit head {report.audit_head})"

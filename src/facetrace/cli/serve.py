@@ -1,4 +1,4 @@
-"""`facetrace serve`: Amazon Rekognition's face API on the wire, over the embedded store."""
+"""`facetrace serve`: Amazon Rekognition's face API on the wire, over the embedded store or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from facetrace.cli.common import open_engine, with_recognizer
 from facetrace.cli.output import stderr
-from facetrace.errors import InvalidParameterError
+from facetrace.errors import InvalidParameterError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "serve",
-        parents=[common],
+        parents=[with_recognizer(common)],
         help="serve Rekognition's face API (boto3 compatible) on HTTP",
         description="Serve Amazon Rekognition's face operations, authenticated with `facetrace keys` (SigV4). "
         "See docs/server.md.",
@@ -32,11 +33,22 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="NAME=PATH",
         help="serve the files under PATH as S3 bucket NAME for Image.S3Object (repeatable)",
     )
+    parser.add_argument(
+        "--camera-allow",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="video sources requests may name, e.g. 'rtsp://10.0.0.*/**' (repeatable; * within a path segment, "
+        "** across; loopback/link-local hosts only when named literally). Default: none",
+    )
     parser.add_argument("--workers", type=int, help="threads running library calls (default: cores)")
     parser.add_argument("--max-pending", type=int, default=32, help="requests that may wait for a worker")
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second per access key")
     parser.add_argument("--burst", type=int, default=100, help="burst size per access key")
     parser.add_argument("--max-body-bytes", type=int, help="request body limit per image (default ~6.8 MiB)")
+    parser.add_argument(
+        "--decode-budget-mb", type=int, help="MiB decoding images may take at once, all requests (default 1536)"
+    )
     parser.add_argument("--max-clock-skew", type=float, default=900.0, help="seconds (default 900)")
     parser.add_argument(
         "--collection-metrics", action="store_true", help="name collections and their sizes on /metrics"
@@ -72,7 +84,10 @@ def _config(args: argparse.Namespace) -> Any:
         "burst": args.burst,
         "max_clock_skew": args.max_clock_skew,
         "metrics_collections": args.collection_metrics and not args.no_collection_metrics,
+        "camera_allow": tuple(args.camera_allow),
     }
+    if args.decode_budget_mb is not None:
+        settings["decode_budget_mb"] = args.decode_budget_mb
     if args.workers is not None:
         settings["workers"] = args.workers
     if args.max_body_bytes is not None:
@@ -91,6 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
     from facetrace.store import database_url, open_store, records_of
 
     config = _config(args)
+    engine = open_engine(args)  # before the store: a bad --recognizer/--calibration fails fast
     home = ensure_home(Path(args.home) if args.home else None)
     store = open_store(home, url=database_url(args.database_url))
     preload = getattr(store, "preload", None)
@@ -99,10 +115,11 @@ def _serve(args: argparse.Namespace) -> int:
         faces = preload()
         where = getattr(store, "url", "the database")  # the URL with its password masked
         stderr.print(f"facetrace: {faces} faces loaded in {time.monotonic() - started:.1f} s from {where}")
-    gallery = open_gallery(home, store=store)  # audited in its own database (store.audit)
+    gallery = open_gallery(home, store=store, engine=engine)  # audited in its own database (store.audit)
     records = records_of(gallery.store)
-    # A store without record tables (PostgreSQL, for now) keeps its keys in the home's embedded database.
-    keys = KeyStore(records.keys) if records is not None else KeyStore.in_home(home)
+    if records is None:  # pragma: no cover - open_store gives SQLite or PostgreSQL, both keep keys
+        raise StoreError("this store keeps no access keys")
+    keys = KeyStore(records.keys)  # in the store's database: on PostgreSQL, shared by every server
 
     def close() -> None:
         gallery.store.close()
@@ -113,6 +130,8 @@ def _serve(args: argparse.Namespace) -> int:
         stderr.print(f"[yellow]warning:[/] listening on {config.host}: reachable from other machines")
     if not keys.list():
         stderr.print("[yellow]warning:[/] no access keys yet; create one with `facetrace keys create`")
+    if args.recognizer or args.calibration:
+        stderr.print(f"facetrace: recognizer {engine.model.key}, calibration {args.calibration}")
     stderr.print(f"facetrace: Rekognition API on http://{config.host}:{config.port} (home {home})")
     run(app, config)
     return 0

@@ -22,12 +22,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from facetrace.cli.common import local_caller, open_library
+from facetrace.cli.common import local_caller, open_library, record_local
 from facetrace.cli.output import EXIT_OK, emit, progress, stderr, stdout
 from facetrace.errors import InvalidParameterError
 from facetrace.gallery import Gallery
 from facetrace.home import ensure_home
-from facetrace.store import DB_FILENAME, records_of
+from facetrace.store import DB_FILENAME, database_url, open_store, records_of
 from facetrace.video.analysis import AnalysisSettings
 from facetrace.video.events import Event, StreamStatus, TrackEvent
 from facetrace.video.identity import CollectionMatcher
@@ -103,10 +103,14 @@ def _sampling(parser: argparse.ArgumentParser) -> None:
 
 
 def _sightings(args: argparse.Namespace, gallery: Gallery | None = None) -> SightingStore:
-    """The sightings in the home's database (the gallery's own store when one is open)."""
+    """The sightings in the gallery's own database when one is open, else in the PostgreSQL database of
+    ``--database-url`` (or ``$FACETRACE_DATABASE_URL``), else in the home's."""
     records = records_of(gallery.store) if gallery is not None else None
     if records is not None:
         return SightingStore(records.sightings)
+    url = database_url(getattr(args, "database_url", None))
+    if url is not None:
+        return SightingStore.owning(open_store(url=url, listen=False))
     return SightingStore(ensure_home(Path(args.home) if getattr(args, "home", None) else None) / DB_FILENAME)
 
 
@@ -322,6 +326,11 @@ def _find(args: argparse.Namespace) -> int:
         since=_when(args.since), until=_when(args.until), limit=args.limit, snapshots=args.snapshots,
     )  # fmt: skip
     store.close()
+    asked = {"face_id": args.face_id, "user_id": args.user_id, "external_image_id": args.external_image_id,
+             "camera": args.camera, "since": args.since, "until": args.until}  # fmt: skip
+    record_local(  # where and when someone was seen: audited before it is shown
+        args, "FindSightings", detail={**{k: v for k, v in asked.items() if v is not None}, "returned": len(found)}
+    )
     data = {"Sightings": [sighting_dict(s, snapshot=args.snapshots) for s in found]}
 
     def render(console: Console) -> None:

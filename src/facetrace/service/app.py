@@ -20,8 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from facetrace.budget import configure_decode_budget
 from facetrace.errors import FacetraceError
 from facetrace.gallery import Gallery
+from facetrace.service.access_audit import DeniedAttempts
 from facetrace.service.config import ServiceConfig
 from facetrace.service.dispatch import Dispatcher, WorkerPool
 from facetrace.service.idempotency import Idempotency
@@ -29,6 +31,7 @@ from facetrace.service.keys import KeyStore
 from facetrace.service.metrics import Metrics
 from facetrace.service.middleware.auth import AuthMiddleware
 from facetrace.service.middleware.body_limit import BodyLimitMiddleware
+from facetrace.service.middleware.denied_audit import DeniedAuditMiddleware
 from facetrace.service.middleware.errors import ErrorMiddleware
 from facetrace.service.middleware.metrics import MetricsMiddleware
 from facetrace.service.middleware.rate_limit import RateLimitMiddleware, TokenBuckets
@@ -61,13 +64,17 @@ def body_limits(config: ServiceConfig) -> Callable[[str | None], int]:
     return limit_for
 
 
-def middleware_stack(keys: KeyStore, config: ServiceConfig, metrics: Metrics) -> list[Middleware]:
-    """The middleware, outermost first."""
+def middleware_stack(
+    keys: KeyStore, config: ServiceConfig, metrics: Metrics, denied: DeniedAttempts | None = None
+) -> list[Middleware]:
+    """The middleware, outermost first (``denied``: where refused requests are audited)."""
+    audit_denied = [] if denied is None else [Middleware(DeniedAuditMiddleware, denied=denied)]
     return [
         Middleware(RequestIdMiddleware),
         Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(ErrorMiddleware),
         Middleware(BodyDeadlineMiddleware, seconds=config.body_timeout),
+        *audit_denied,
         Middleware(BodyLimitMiddleware, limit_for=body_limits(config)),
         Middleware(
             AuthMiddleware,
@@ -95,6 +102,7 @@ def create_app(
     modules keep their own state (video jobs, stream processors); default ``$FACETRACE_HOME``.
     """
     config = config or ServiceConfig()
+    configure_decode_budget(config.decode_budget_mb * 2**20, config.decode_wait)  # all requests together
     load_handlers(handler_modules)
     pool = WorkerPool(config.workers, config.max_pending, config.max_queue_wait)
     resources = Resources()
@@ -159,7 +167,7 @@ def create_app(
                 for path, endpoint in extra_routes().items()
             ),
         ],
-        middleware=middleware_stack(keys, config, metrics),
+        middleware=middleware_stack(keys, config, metrics, DeniedAttempts(gallery.store.audit)),
         lifespan=lifespan,
     )
 

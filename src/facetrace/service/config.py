@@ -75,6 +75,30 @@ class ServiceConfig(BaseModel):
     metrics_collections: bool = Field(
         default=False, description="name collections (and their face counts) on /metrics; off: names stay private"
     )
+    decode_budget_mb: int = Field(
+        default=1536,
+        ge=64,
+        le=1_048_576,
+        description="MiB that decoding images may take at once, all requests together (facetrace/budget.py)",
+    )
+    decode_wait: float = Field(
+        default=10.0,
+        ge=0,
+        le=600,
+        description="seconds an image waits for decode budget before ThrottlingException",
+    )
+    camera_allow: tuple[str, ...] = Field(
+        default=(),
+        max_length=256,
+        description="video source patterns a request may name (service/sources.py); none: no URL sources",
+    )
+
+    @field_validator("camera_allow")
+    @classmethod
+    def _camera_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from facetrace.service.sources import check_pattern
+
+        return tuple(check_pattern(pattern) for pattern in value)
 
     @field_validator("buckets")
     @classmethod

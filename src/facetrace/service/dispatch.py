@@ -25,6 +25,7 @@ from facetrace.audit import Caller
 from facetrace.errors import AccessDeniedError, InvalidParameterError, ThrottlingError
 from facetrace.gallery import Gallery
 from facetrace.service import protocol
+from facetrace.service.access_audit import record_act, record_read
 from facetrace.service.config import ServiceConfig
 from facetrace.service.idempotency import Idempotency
 from facetrace.service.images import ImageResolver
@@ -142,12 +143,14 @@ def _handle(
     params = validate(entry.name, protocol.decode_body(body, content_type))
     _check_collection(entry, context.key, params)
     started = time.perf_counter()
-    encoded = idempotency.run(
-        context.key.access_key_id,
-        entry.name,
-        params,
-        lambda: protocol.encode_body(entry.handler(context, params)),
-    )
+
+    def run() -> bytes:  # reads and administrative acts the library does not audit (service/access_audit.py)
+        record_act(context.gallery, context.caller, entry.name, params)
+        answer = entry.handler(context, params)
+        record_read(context.gallery, context.caller, entry.name, params, answer)
+        return protocol.encode_body(answer)
+
+    encoded = idempotency.run(context.key.access_key_id, entry.name, params, run)
     return encoded, time.perf_counter() - started
 
 

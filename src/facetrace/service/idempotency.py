@@ -4,8 +4,14 @@
 Tokens are kept per access key and operation in the store's database (``request_tokens``), so a retry after
 a server restart still gets the first answer, for ``TOKEN_TTL`` seconds. Only successful answers are kept: a
 request that failed may be retried with its token and runs again. Requests with the same token wait for each
-other in this process; two servers sharing a database could both run one request that arrives at both at the
-same instant (the second answer is then replaced by the first one's on the next retry).
+other: in this process by a lock stripe, and across the servers sharing a PostgreSQL database by the token
+repository's ``exclusive`` (an advisory lock held while the request runs and its answer is stored), so the
+same token sent to two servers at once acts once and both get the same answer.
+
+The one window left: the act and its answer are two commits. If the process dies after the act committed
+and before the answer did, a retry with the token acts again (AWS's own contract says a token is honoured
+"for a limited time" and a crash may break it too). Creating things is then refused as already existing,
+which the caller sees; IndexFaces would index the image twice.
 """
 
 from __future__ import annotations
@@ -58,23 +64,30 @@ class Idempotency:
         if not isinstance(token, str):
             return handler()
         fingerprint = _fingerprint(params)
-        with self._locks[hash((principal, operation, token)) % _STRIPES]:
-            now = time.time()
-            earlier = self.tokens.get(principal, operation, token, newer_than=now - self.ttl)
-            if earlier is None:
-                answer = handler()
-                earlier = self.tokens.put(
-                    TokenRecord(principal, operation, token, fingerprint, answer.decode("utf-8"), time.time())
-                )
-                self._sweep(now)
-                if earlier.fingerprint == fingerprint:
-                    return answer
-            if earlier.fingerprint != fingerprint:
-                raise ServiceError(
-                    "IdempotentParameterMismatchException",
-                    f"ClientRequestToken {token} was already used with different parameters",
-                )
-            return earlier.response.encode("utf-8")
+        # A retry finds its answer without waiting for a lock; a first request takes the token's locks and
+        # looks again (another request with the token may have answered meanwhile).
+        earlier = self.tokens.get(principal, operation, token, newer_than=time.time() - self.ttl)
+        if earlier is None:
+            with (
+                self._locks[hash((principal, operation, token)) % _STRIPES],
+                self.tokens.exclusive(principal, operation, token),
+            ):
+                now = time.time()
+                earlier = self.tokens.get(principal, operation, token, newer_than=now - self.ttl)
+                if earlier is None:
+                    answer = handler()
+                    earlier = self.tokens.put(
+                        TokenRecord(principal, operation, token, fingerprint, answer.decode("utf-8"), time.time())
+                    )
+                    self._sweep(now)
+                    if earlier.fingerprint == fingerprint:
+                        return answer
+        if earlier.fingerprint != fingerprint:
+            raise ServiceError(
+                "IdempotentParameterMismatchException",
+                f"ClientRequestToken {token} was already used with different parameters",
+            )
+        return earlier.response.encode("utf-8")
 
     def _sweep(self, now: float) -> None:
         self._puts += 1

@@ -2,7 +2,8 @@
 
 SigV4 is an HMAC, so the server needs each key's *secret* to check a signature; a hash would not do. The
 secrets therefore live in the store's database (the ``access_keys`` table of ``<home>/facetrace.db``, a file
-only its owner may read, 0600), and are shown once, when the key is created. Nothing logs them
+only its owner may read, 0600, or of the PostgreSQL database the servers share: a key created through any of
+them works on all), and are shown once, when the key is created. Nothing logs them
 (``AccessKey.__repr__`` and ``KeyRecord.__repr__`` hide the secret). A ``keys.json`` left by an older
 facetrace is imported when the home is opened and then deleted (``store/legacy.py``).
 
@@ -110,13 +111,15 @@ class KeyStore:
         self.repository: KeyRepository = repository
 
     @classmethod
-    def in_home(cls, home: Path) -> KeyStore:
-        """The keys of ``home`` (an older home's keys.json is imported on the way)."""
-        from facetrace.store import open_home_store, records_of
+    def in_home(cls, home: Path | None, *, url: str | None = None) -> KeyStore:
+        """The keys in the PostgreSQL database at ``url`` (shared by every server on it), or without a URL in
+        ``home``'s embedded database whatever ``$FACETRACE_DATABASE_URL`` says (an older home's keys.json is
+        imported on the way). The CLI resolves the URL from ``--database-url`` and the environment."""
+        from facetrace.store import open_home_store, open_store, records_of
 
-        store = open_home_store(home)
+        store = open_store(url=url, listen=False) if url is not None else open_home_store(home)
         records = records_of(store)
-        if records is None:  # pragma: no cover - open_store gives SQLite here
+        if records is None:  # pragma: no cover - open_store gives SQLite or PostgreSQL, both keep keys
             store.close()
             raise StoreError("this store keeps no access keys")
         keys = cls(records.keys)

@@ -15,8 +15,8 @@ from facetrace.errors import InvalidParameterError, StoreError
 from facetrace.home import ensure_home
 from facetrace.store.base import CollectionInfo, FaceStore, Neighbor, Page, UserNeighbor
 from facetrace.store.memory import MemoryStore
+from facetrace.store.records import Records
 from facetrace.store.sqlite import SQLiteStore
-from facetrace.store.sqlite_records import SQLiteRecords
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -27,6 +27,7 @@ __all__ = [
     "MemoryStore",
     "Neighbor",
     "Page",
+    "Records",
     "SQLiteStore",
     "UserNeighbor",
     "database_url",
@@ -91,8 +92,9 @@ def open_home_store(home: Path | None = None) -> SQLiteStore:
     return store
 
 
-def records_of(store: FaceStore) -> SQLiteRecords | None:
+def records_of(store: FaceStore) -> Records | None:
     """The repositories of keys, request tokens, video jobs, processors and sightings kept in ``store``'s
-    database, or None for a store without them (``MemoryStore``: callers then keep those in memory)."""
+    database (SQLite or PostgreSQL), or None for a store without them (``MemoryStore``: callers then keep
+    those in memory)."""
     records = getattr(store, "records", None)
-    return records if isinstance(records, SQLiteRecords) else None
+    return records if isinstance(records, Records) else None

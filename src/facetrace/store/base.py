@@ -61,8 +61,8 @@ class Neighbor:
 @dataclass(frozen=True, slots=True)
 class UserNeighbor:
     user: UserRecord
-    cosine: float  # the best cosine over the user's faces
-    face_id: str  # the user's face that gave it
+    cosine: float  # the user's score: the probe against the user's template (``vector_index.user_template``)
+    face_id: str  # the user's face closest to the probe (the evidence to show)
 
 
 class FaceStore(Protocol):
@@ -165,7 +165,9 @@ class FaceStore(Protocol):
         min_cosine: float,
         exclude_user_id: str | None = None,
     ) -> list[UserNeighbor]:
-        """Users ranked by their best face's cosine to ``vector`` (≥ ``min_cosine``), best first."""
+        """Users ranked by ``vector @ user_template(their faces' vectors)`` (≥ ``min_cosine``), best first: one
+        score per user from the normalised mean of its faces, discounted for disagreement (see
+        ``facetrace.store.vector_index``); exact. Each comes with the user's face closest to ``vector``."""
         ...
 
     def close(self) -> None: ...

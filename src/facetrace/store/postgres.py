@@ -7,9 +7,10 @@ balancer picks, and a face written through one server is searchable through all 
 
 Transactions: every mutation runs in one transaction that also appends its change-log row and, when the
 caller passes ``audit=``, its audit record (``postgres_audit.append``): the change, the log row and the
-audit record commit together or not at all. Mutations of one collection's faces take a KEY SHARE lock on
-its row (it cannot be deleted under them; concurrent IndexFaces calls proceed together until their
-``face_count`` updates meet); user changes take the row exclusively (their checks stay true until COMMIT).
+audit record commit together or not at all. Adding faces takes a KEY SHARE lock on the collection's row (it
+cannot be deleted meanwhile; concurrent IndexFaces calls proceed together until their ``face_count`` updates
+meet); deleting faces and user changes take the row exclusively (their checks stay true until COMMIT, and
+two of them never wait for each other's face rows).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from facetrace.store.paging import check_limit, decode_name_token, decode_token,
 from facetrace.store.postgres_audit import PostgresAuditTrail, append
 from facetrace.store.postgres_db import NOTIFY_CHANNEL, PgDatabase, collection_row, lock_log
 from facetrace.store.postgres_index import Change, IndexFollower
+from facetrace.store.postgres_records import PostgresRecords, cascade_collection, cascade_faces, cascade_user
 from facetrace.store.vector_index import as_unit_matrix, as_unit_vector
 from facetrace.types import BoundingBox, FaceRecord, UserRecord, Vector
 
@@ -85,11 +87,17 @@ class PostgresStore:
     def __init__(self, url: str, *, max_connections: int = 16, timeout: float = 30.0, listen: bool = True) -> None:
         self._db = PgDatabase(url, max_connections=max_connections, timeout=timeout)
         try:
-            self.audit = PostgresAuditTrail(self._db)
+            self._audit = PostgresAuditTrail(self._db)
+            self.records = PostgresRecords.of(self._db)  # keys, tokens, video jobs, processors, sightings
             self._indexes = IndexFollower(self._db, listen=listen)
         except BaseException:
             self._db.close()
             raise
+
+    @property
+    def audit(self) -> PostgresAuditTrail:
+        """The audit chain in this database (``AuditTrail``: record, records, verify)."""
+        return self._audit
 
     @property
     def url(self) -> str:
@@ -143,6 +151,7 @@ class PostgresStore:
         with self._write("deleting a collection", audit) as tx:
             cid = collection_row(tx.conn, collection_id, "FOR UPDATE")[0]
             tx.conn.execute("DELETE FROM collections WHERE cid=%s", (cid,))  # faces and users cascade
+            cascade_collection(tx.conn, collection_id)
             tx.log(cid, "drop")
 
     def describe_collection(self, collection_id: str) -> CollectionInfo:
@@ -234,7 +243,9 @@ class PostgresStore:
     ) -> list[str]:
         wanted = list(dict.fromkeys(face_ids))
         with self._write("deleting faces", audit) as tx:
-            cid = collection_row(tx.conn, collection_id, _SHARED)[0]
+            # Exclusive, like user changes: a delete locks face rows that an association may be waiting
+            # for, and both then update the collection row; one at a time, they cannot deadlock.
+            cid = collection_row(tx.conn, collection_id, _EXCLUSIVE)[0]
             found = {
                 str(r[0])
                 for r in tx.conn.execute(
@@ -245,6 +256,7 @@ class PostgresStore:
                 return []
             tx.conn.execute("UPDATE collections SET face_count=face_count-%s WHERE cid=%s", (len(found), cid))
             deleted = [f for f in wanted if f in found]
+            cascade_faces(tx.conn, deleted)
             tx.log(cid, "delete", deleted)
         return deleted
 
@@ -364,6 +376,7 @@ class PostgresStore:
             self._require_user(tx.conn, cid, user_id)
             tx.conn.execute("UPDATE faces SET user_id=NULL WHERE cid=%s AND user_id=%s", (cid, user_id))
             tx.conn.execute("DELETE FROM users WHERE cid=%s AND user_id=%s", (cid, user_id))
+            cascade_user(tx.conn, collection_id, user_id)
             tx.log(cid, "delete_user", (), user_id)
 
     def get_user(self, collection_id: str, user_id: str) -> UserRecord:
@@ -470,5 +483,6 @@ class PostgresStore:
 
     def close(self) -> None:
         """Stop following the log and close every connection. Safe to call twice."""
+        self.records.close()  # gives up this server's leases: its processors may run elsewhere at once
         self._indexes.close()
         self._db.close()

@@ -1,7 +1,8 @@
 """The hash-chained audit trail in PostgreSQL, in the same database as the collections it audits.
 
-The chain rules are ``facetrace.audit``'s (canonical JSON payload, SHA-256 over the previous hash and the
-payload, seq 1..n from ``GENESIS_HASH``); only storage differs. An append takes the log lock
+The chain rules are ``facetrace.audit``'s (canonical JSON payload, SHA-256 — or HMAC under the audit key from
+``$FACETRACE_AUDIT_KEY`` / ``$FACETRACE_AUDIT_KEY_FILE``, the same on every server — over the previous hash and
+the payload, seq 1..n from ``GENESIS_HASH``); only storage differs. An append takes the log lock
 (``postgres_db.lock_log``) and reads the head inside its transaction, so appends from any number of servers
 form one chain; a change and its audit record are appended in the same transaction (``append``), so both
 commit or neither. Triggers refuse UPDATE, DELETE and TRUNCATE on the table.
@@ -10,7 +11,6 @@ commit or neither. Triggers refuse UPDATE, DELETE and TRUNCATE on the table.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,13 +20,14 @@ from facetrace.audit import (
     GENESIS_HASH,
     AuditEvent,
     AuditRecord,
+    Checkpoint,
     Verification,
-    chain_hash,
-    chain_payload,
-    check_record,
+    env_audit_key,
     event_from_body,
+    new_row,
+    verify_rows,
 )
-from facetrace.errors import FacetraceError, StoreError
+from facetrace.errors import StoreError
 from facetrace.store.postgres_db import PgDatabase, lock_log
 
 __all__ = ["PostgresAuditTrail", "append", "copy_records"]
@@ -44,10 +45,8 @@ def append(conn: psycopg.Connection[Any], event: AuditEvent) -> int:
             cur = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         row = cur.fetchone()
         seq, prev = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS_HASH)
-        payload = chain_payload(seq, round(time.time(), 6), event, prev)
-        conn.execute(
-            "INSERT INTO audit(seq, payload, hash) VALUES (%s, %s, %s)", (seq, payload, chain_hash(payload))
-        )
+        row = new_row(seq, prev, event, key=env_audit_key())  # keyed when $FACETRACE_AUDIT_KEY(_FILE) is set
+        conn.execute("INSERT INTO audit(seq, payload, hash) VALUES (%s, %s, %s)", row)
     except (psycopg.Error, ValueError, TypeError) as exc:
         raise StoreError(f"audit store unavailable: {exc}") from exc
     return seq
@@ -69,7 +68,9 @@ class PostgresAuditTrail:
     def record(self, event: AuditEvent) -> None:
         """Append ``event`` in its own transaction; durable when this returns."""
         try:
-            with self._db.transaction("recording an audit event") as conn:
+            # Pipelined: [BEGIN, lock, read the head] in one round trip, [INSERT, COMMIT] in the next, so the
+            # lock that serialises every server's appends is held for one round trip and the commit.
+            with self._db.transaction("recording an audit event", pipeline=True) as conn:
                 append(conn, event)
         except StoreError as exc:
             if exc.message.startswith("audit store unavailable"):
@@ -126,20 +127,6 @@ class PostgresAuditTrail:
                 break
         return out
 
-    def verify(self, *, expect_head: str | None = None) -> Verification:
+    def verify(self, *, expect_head: str | None = None, checkpoint: Checkpoint | None = None) -> Verification:
         """Recompute the chain from the first record; report the first record that does not fit (see AuditLog)."""
-        prev, expected_seq, count, head_seen = GENESIS_HASH, 1, 0, expect_head in (None, GENESIS_HASH)
-        try:
-            for seq, payload, digest in self._rows():
-                problem = check_record(seq, payload, digest, prev, expected_seq)
-                if problem is not None:
-                    return Verification(False, count, prev, broken_seq=seq, reason=problem)
-                head_seen = head_seen or digest == expect_head
-                prev, expected_seq, count = digest, seq + 1, count + 1
-        except FacetraceError:
-            raise
-        if not head_seen:
-            assert expect_head is not None
-            reason = f"the expected head {expect_head[:16]}... is not in the log (truncated?)"
-            return Verification(False, count, prev, reason=reason)
-        return Verification(True, count, prev)
+        return verify_rows(self._rows(), expect_head=expect_head, key=env_audit_key(), checkpoint=checkpoint)

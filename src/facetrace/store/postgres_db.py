@@ -107,7 +107,97 @@ CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
     FOR EACH STATEMENT EXECUTE FUNCTION facetrace_audit_append_only();
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Step 2: the rest of the system of record (``postgres_records``), the same tables as SQLite's schema 3 so
+# ``facetrace migrate`` copies them row for row: access keys, ClientRequestToken answers, video jobs (``owner``:
+# the server instance running an IN_PROGRESS job) with the faces their results name, stream processors,
+# sightings; and ``leases``: who runs what (``instance:<id>`` is a server's heartbeat, ``processor:<name>`` the
+# one server running a stream processor), with expiry times from the database's clock.
+_V2_RECORDS = """
+CREATE TABLE access_keys(
+    access_key_id text PRIMARY KEY,
+    secret text NOT NULL,
+    permission text NOT NULL,
+    collections text,
+    description text NOT NULL,
+    created_at double precision NOT NULL
+);
+CREATE TABLE request_tokens(
+    principal text NOT NULL,
+    operation text NOT NULL,
+    token text NOT NULL,
+    fingerprint text NOT NULL,
+    response text NOT NULL,
+    created_at double precision NOT NULL,
+    PRIMARY KEY (principal, operation, token)
+);
+CREATE INDEX request_tokens_by_age ON request_tokens(created_at);
+CREATE TABLE video_jobs(
+    job_id text PRIMARY KEY,
+    kind text NOT NULL,
+    video text NOT NULL,
+    collection_id text,
+    threshold double precision,
+    job_tag text,
+    camera text,
+    status text NOT NULL,
+    message text,
+    created_at double precision NOT NULL,
+    finished_at double precision,
+    metadata text,
+    results bytea,
+    principal text NOT NULL,
+    purpose text,
+    request text,
+    owner text
+);
+CREATE INDEX video_jobs_by_collection ON video_jobs(collection_id);
+CREATE INDEX video_jobs_running ON video_jobs(owner) WHERE status = 'IN_PROGRESS';
+CREATE TABLE video_job_faces(
+    job_id text NOT NULL REFERENCES video_jobs(job_id) ON DELETE CASCADE,
+    face_id text NOT NULL,
+    PRIMARY KEY (face_id, job_id)
+);
+CREATE INDEX video_job_faces_by_job ON video_job_faces(job_id);
+CREATE TABLE stream_processors(
+    name text PRIMARY KEY,
+    collection_id text NOT NULL,
+    definition text NOT NULL,
+    desired text NOT NULL,
+    updated_at double precision NOT NULL
+);
+CREATE TABLE sightings(
+    sighting_id text PRIMARY KEY,
+    source text NOT NULL,
+    camera text NOT NULL,
+    track_id bigint NOT NULL,
+    started_at double precision NOT NULL,
+    ended_at double precision NOT NULL,
+    start_stream_ms bigint NOT NULL,
+    end_stream_ms bigint NOT NULL,
+    face_id text,
+    user_id text,
+    external_image_id text,
+    similarity double precision,
+    box_left double precision, box_top double precision, box_width double precision, box_height double precision,
+    snapshot bytea,
+    expires_at double precision NOT NULL,
+    collection_id text,
+    UNIQUE (source, track_id)
+);
+CREATE INDEX sightings_face ON sightings(face_id, started_at);
+CREATE INDEX sightings_user ON sightings(user_id, started_at);
+CREATE INDEX sightings_external ON sightings(external_image_id, started_at);
+CREATE INDEX sightings_expiry ON sightings(expires_at);
+CREATE INDEX sightings_collection ON sightings(collection_id, user_id);
+CREATE TABLE leases(
+    resource text PRIMARY KEY,
+    owner text NOT NULL,
+    expires_at double precision NOT NULL
+);
+CREATE INDEX leases_by_owner ON leases(owner);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_RECORDS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z]+://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
@@ -232,15 +322,28 @@ class PgDatabase:
         if self._closed:
             raise StoreError("the store is closed")
 
+    def check_open(self) -> None:
+        """``StoreError`` once the store is closed (for helpers that open connections of their own)."""
+        self._check_open()
+
     @contextlib.contextmanager
-    def transaction(self, action: str, *, snapshot: bool = False) -> Iterator[psycopg.Connection[Any]]:
+    def transaction(
+        self, action: str, *, snapshot: bool = False, pipeline: bool = False
+    ) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection in one transaction, committed if the block finishes without error.
 
         ``snapshot``: every statement in the block sees one committed state (REPEATABLE READ).
+        ``pipeline``: statements are sent without waiting for each other's results until one is fetched, so
+        BEGIN travels with the first statement and COMMIT with the last (no COPY in such a block).
         Errors inside the block are translated (``translate``) with ``action`` in the message.
         """
         self._check_open()
-        with translate(action), self._pool.connection() as conn, conn.transaction():
+        with (
+            translate(action),
+            self._pool.connection() as conn,
+            conn.pipeline() if pipeline else contextlib.nullcontext(),
+            conn.transaction(),
+        ):
             if snapshot:
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield conn
@@ -252,6 +355,13 @@ class PgDatabase:
         self._check_open()
         with translate(action), self._pool.connection() as conn:
             yield conn
+
+    def check_connections(self) -> None:
+        """Test the idle pooled connections and replace the broken ones (after the database restarted or
+        failed over: the follower calls this when its own connection broke, so requests do not meet them)."""
+        self._check_open()
+        with translate("checking the database connections"):
+            self._pool.check()
 
     def connect(self) -> psycopg.Connection[Any]:
         """A dedicated autocommit connection (for LISTEN); the caller closes it."""

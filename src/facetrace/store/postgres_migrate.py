@@ -1,15 +1,19 @@
 """``facetrace migrate``: copy an embedded home (SQLite) into an empty PostgreSQL database, then check the copy.
 
 What is copied: every collection (name, model, dimension, creation time), every face with its metadata and
-its vector bytes unchanged, every user, and the audit chain record for record (seq, payload and hash
-verbatim, so the chain and its head hash stay the same and a head saved before the move still verifies).
+its vector bytes unchanged, every user, the audit chain record for record (seq, payload and hash
+verbatim, so the chain and its head hash stay the same and a head saved before the move still verifies),
+and the rest of the system of record row for row (``RECORD_TABLES``: access keys, so the same keys work on
+every server; ClientRequestToken answers; video jobs with the faces their results name; stream processors;
+sightings with their snapshots). A home whose older separate files (``keys.json``, ``video/*.db``) were not
+yet imported is refused: opening it once with this facetrace imports them.
 
 The source is only read: the SQLite files are opened read-only (``mode=ro``), in one snapshot each, so a
 server still writing to the home cannot tear the copy (what it writes afterwards is not copied: stop it
 first). The target must be empty (no collection, no audit record), and everything is written in ONE
 PostgreSQL transaction: a failed copy leaves the target as it was. After COMMIT the copy is read back and
-compared: faces and users per collection, a SHA-256 over every vector in order, and the audit chain (verified,
-same count, same head).
+compared: faces and users per collection, a SHA-256 over every vector in order, the audit chain (verified,
+same count, same head), and the rows of every record table (same count; access keys: the same ids).
 """
 
 from __future__ import annotations
@@ -22,15 +26,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facetrace.audit import GENESIS_HASH, check_record
+from facetrace.audit import GENESIS_HASH, load_audit_key, verify_rows
 from facetrace.errors import ConflictError, NotFoundError, StoreError
 from facetrace.store.postgres_audit import PostgresAuditTrail, copy_records
 from facetrace.store.postgres_db import PgDatabase, translate
 
-__all__ = ["CollectionCopy", "MigrationReport", "migrate_home"]
+__all__ = ["RECORD_TABLES", "CollectionCopy", "MigrationReport", "migrate_home"]
 
 _CHUNK = 5000
 _AUDIT_FILE = "audit.db"
+
+RECORD_TABLES: tuple[tuple[str, str], ...] = (
+    ("access_keys", "access_key_id, secret, permission, collections, description, created_at"),
+    ("request_tokens", "principal, operation, token, fingerprint, response, created_at"),
+    ("video_jobs", "job_id, kind, video, collection_id, threshold, job_tag, camera, status, message, created_at,"
+                   " finished_at, metadata, results, principal, purpose, request"),
+    ("video_job_faces", "job_id, face_id"),
+    ("stream_processors", "name, collection_id, definition, desired, updated_at"),
+    ("sightings", "sighting_id, source, camera, track_id, started_at, ended_at, start_stream_ms, end_stream_ms,"
+                  " face_id, user_id, external_image_id, similarity, box_left, box_top, box_width, box_height,"
+                  " snapshot, expires_at, collection_id"),
+)  # fmt: skip
+"""The tables of ``store/records.py`` (the same columns on both backends), in an order that keeps foreign keys
+valid; ``video_jobs.owner`` (PostgreSQL only) stays NULL: no server runs a copied job."""
+_NOT_IMPORTED = ("keys.json", "video/processors.db", "video/jobs.db", "video/sightings.db")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +66,7 @@ class MigrationReport:
     collections: tuple[CollectionCopy, ...]
     audit_records: int
     audit_head: str
+    records: tuple[tuple[str, int], ...] = ()  # (table, rows copied) for RECORD_TABLES
 
 
 @contextlib.contextmanager
@@ -83,6 +103,59 @@ def _ensure_empty(conn: Any, safe_url: str) -> None:
             f"the target {safe_url} is not empty ({counts[0]} collections, {counts[1]} audit records); "
             "migrate only into a new database"
         )
+    for table, _ in RECORD_TABLES:
+        row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()  # noqa: S608 (fixed names)
+        if row is not None and row[0]:
+            raise ConflictError(
+                f"the target {safe_url} is not empty (it has {table}); migrate only into a new database"
+            )
+
+
+def _ensure_imported(home: Path) -> None:
+    """The older separate files of a home are imported when the home is opened; migrate only reads, so it
+    asks for that first rather than leave their keys, jobs or sightings behind."""
+    left = [name for name in _NOT_IMPORTED if (home / name).exists()]
+    if left:
+        raise ConflictError(
+            f"{home} still has files of an older facetrace ({', '.join(left)}); open it once with this version "
+            f"(e.g. `facetrace keys list --home {home}`) to import them, then migrate"
+        )
+
+
+def _copy_records(src: sqlite3.Connection, dst: Any) -> tuple[tuple[str, int], ...]:
+    """Every row of the record tables, copied as it is (a source without them, schema < 3, has none)."""
+    present = {str(r[0]) for r in src.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    copied = []
+    for table, columns in RECORD_TABLES:
+        count = 0
+        if table in present:
+            rows = src.execute(f"SELECT {columns} FROM {table}")  # noqa: S608 (fixed names)
+            with dst.cursor() as cur, cur.copy(f"COPY {table}({columns}) FROM STDIN") as copy:
+                while chunk := rows.fetchmany(_CHUNK):
+                    for row in chunk:
+                        copy.write_row(row)
+                    count += len(chunk)
+        copied.append((table, count))
+    return tuple(copied)
+
+
+def _check_records(db: PgDatabase, src: sqlite3.Connection, expected: tuple[tuple[str, int], ...]) -> None:
+    with db.transaction("checking the copy", snapshot=True) as conn:
+        for table, count in expected:
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 (fixed names)
+            if row is None or int(row[0]) != count:
+                raise StoreError(
+                    f"check failed: {table} has {row and row[0]} rows in the target, {count} in the source"
+                )
+        keys = {str(r[0]) for r in conn.execute("SELECT access_key_id FROM access_keys")}
+    present = {str(r[0]) for r in src.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    source_keys = (
+        {str(r[0]) for r in src.execute("SELECT access_key_id FROM access_keys")}
+        if "access_keys" in present
+        else set()
+    )
+    if keys != source_keys:
+        raise StoreError("check failed: the access keys in the target differ from the source")
 
 
 def _copy_collection(src: sqlite3.Connection, dst: Any, row: tuple[Any, ...], quality: bool) -> CollectionCopy:
@@ -156,6 +229,7 @@ def migrate_home(home: Path, url: str) -> MigrationReport:
     source = home / "facetrace.db"
     if not source.is_file():
         raise NotFoundError(f"there is no facetrace database at {source}")
+    _ensure_imported(home)
     target = PgDatabase(url, max_connections=2)
     try:
         with _read_only(source) as src:
@@ -168,22 +242,25 @@ def migrate_home(home: Path, url: str) -> MigrationReport:
                 _ensure_empty(dst, target.safe_url)
                 copies = tuple(_copy_collection(src, dst, tuple(row), quality) for row in collections)
                 audit_count, audit_head = _copy_audit(audit_path, src, dst)
-        for copy in copies:
-            _check_copy(target, copy)
+                records = _copy_records(src, dst)
+            for copy in copies:
+                _check_copy(target, copy)
+            _check_records(target, src, records)
         result = PostgresAuditTrail(target).verify()
         if not result.ok or result.count != audit_count or result.head != audit_head:
             raise StoreError(
                 f"check failed: the audit chain in the target has {result.count} records, head {result.head[:16]}"
                 f" ({result.reason or 'ok'}); the source has {audit_count}, head {audit_head[:16]}"
             )
-        return MigrationReport(target.safe_url, copies, audit_count, audit_head)
+        return MigrationReport(target.safe_url, copies, audit_count, audit_head, records)
     finally:
         target.close()
 
 
 def _copy_audit(path: Path | None, src: sqlite3.Connection, dst: Any) -> tuple[int, str]:
-    """Check the source chain, then copy it verbatim; returns (records, head hash). A broken chain is refused
-    rather than carried over as if it were whole."""
+    """Check the source chain while copying it verbatim, in chunks (a long chain never sits in memory);
+    returns (records, head hash). A broken chain is refused, and the transaction rolls back, rather than
+    carried over as if it were whole."""
     if path is None:
         return 0, GENESIS_HASH
     if path.name == _AUDIT_FILE:
@@ -191,12 +268,14 @@ def _copy_audit(path: Path | None, src: sqlite3.Connection, dst: Any) -> tuple[i
             rows = conn.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
     else:
         rows = src.execute("SELECT seq, payload, hash FROM audit ORDER BY seq").fetchall()
-    prev = GENESIS_HASH
-    for expected, (seq, payload, digest) in enumerate(rows, start=1):
-        problem = check_record(int(seq), str(payload), str(digest), prev, expected)
-        if problem is not None:
-            raise StoreError(f"the source audit log is broken at record {seq}: {problem}")
-        prev = str(digest)
+    # keyed records are authenticated with the home's audit key (the PostgreSQL servers need the same key,
+    # FACETRACE_AUDIT_KEY, to go on appending keyed records)
+    checked = verify_rows(
+        ((int(s), str(p), str(h)) for s, p, h in rows), key=load_audit_key(path.parent, create=False)
+    )
+    if not checked.ok:
+        raise StoreError(f"the source audit log is broken at record {checked.broken_seq}: {checked.reason}")
+    prev = checked.head
     with translate("copying the audit chain"):
         for start in range(0, len(rows), _CHUNK):
             copy_records(dst, [(int(s), str(p), str(h)) for s, p, h in rows[start : start + _CHUNK]])

@@ -1,5 +1,6 @@
 """The rest of the system of record: access keys, idempotency tokens, video jobs, stream processors and
-sightings, as typed repositories next to the collections (``SQLiteStore.records``).
+sightings, as typed repositories next to the collections (``SQLiteStore.records``,
+``PostgresStore.records``: both satisfy the ``Records`` protocol).
 
 Before schema 3 these lived in ``keys.json``, ``video/*.db`` and in memory; now they are tables of the same
 database, created by the migration list, so one file (one backup, one permission, one transaction) holds
@@ -12,10 +13,14 @@ Deleting derived data with what it derives from happens inside the store's own t
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from facetrace.types import BoundingBox
 
@@ -24,14 +29,17 @@ __all__ = [
     "JobRepository",
     "KeyRecord",
     "KeyRepository",
+    "LeaseRepository",
     "MemoryTokens",
     "ProcessorRecord",
     "ProcessorRepository",
+    "Records",
     "Sighting",
     "SightingQuery",
     "SightingRepository",
     "TokenRecord",
     "TokenRepository",
+    "redact_results",
 ]
 
 
@@ -79,6 +87,12 @@ class TokenRepository(Protocol):
 
     def sweep(self, older_than: float) -> int: ...
 
+    def exclusive(self, principal: str, operation: str, token: str) -> AbstractContextManager[None]:
+        """Held while a request with this token runs: requests with one token run one at a time across every
+        process sharing the database (PostgreSQL: an advisory lock; one-process stores: nothing to do, the
+        caller's own lock is enough)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
@@ -103,6 +117,18 @@ class JobRecord:
     face_ids: tuple[str, ...] = ()  # the faces its results name (deleted faces are redacted from them)
 
 
+def redact_results(blob: bytes, gone: set[str]) -> bytes:
+    """A job's compressed results without the items that matched one of the ``gone`` faces (the deletion
+    cascades of every backend use it: a deleted face must not live on in a stored answer)."""
+    results = json.loads(zlib.decompress(blob).decode("utf-8"))
+    kept = [
+        item
+        for item in results
+        if not any(match.get("Face", {}).get("FaceId") in gone for match in item.get("FaceMatches", ()))
+    ]
+    return zlib.compress(json.dumps(kept).encode("utf-8"))
+
+
 class JobRepository(Protocol):
     def save(self, job: JobRecord) -> None: ...
     def get(self, job_id: str) -> JobRecord | None: ...
@@ -122,8 +148,38 @@ class ProcessorRecord:
 
 class ProcessorRepository(Protocol):
     def list(self) -> list[ProcessorRecord]: ...
+    def get(self, name: str) -> ProcessorRecord | None: ...
     def put(self, record: ProcessorRecord) -> None: ...
     def delete(self, name: str) -> None: ...
+
+
+class LeaseRepository(Protocol):
+    """Who runs what when several servers share one database: a lease is a row (resource, owner, expiry) that
+    its owner's heartbeat keeps renewing; when the owner dies the lease expires and another may take it.
+
+    ``owner`` is this process's instance id. Every lease of an owner is renewed together (one heartbeat),
+    and ``instance:<owner>`` is the owner's own lease: the proof that it is alive."""
+
+    @property
+    def owner(self) -> str: ...
+
+    def acquire(self, resource: str, on_lost: Callable[[str], None] | None = None) -> bool:
+        """Take ``resource`` (or keep it, if ours): False while another live owner holds it. ``on_lost`` is
+        called (from the heartbeat thread) if the lease is found taken by another owner later."""
+        ...
+
+    def release(self, resource: str) -> None:
+        """Give ``resource`` up now (if ours), so another may take it without waiting for the expiry."""
+        ...
+
+    def revoke(self, resource: str) -> None:
+        """End the lease whoever holds it (a processor stopped through another server): its holder finds it
+        gone at its next heartbeat and stops what it was running."""
+        ...
+
+    def holder(self, resource: str) -> str | None:
+        """The live owner of ``resource``, or None when it is free (never taken, released or expired)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +231,27 @@ class SightingRepository(Protocol):
     def delete_source(self, source: str) -> int: ...
 
 
+@runtime_checkable
+class Records(Protocol):
+    """Every repository kept in one store's database (``SQLiteRecords``, ``PostgresRecords``).
+
+    ``leases`` is None for a store meant for one server (SQLite: one home, one server); PostgreSQL is shared
+    by several, and leases say which of them runs a stream processor or a video job."""
+
+    @property
+    def keys(self) -> KeyRepository: ...
+    @property
+    def tokens(self) -> TokenRepository: ...
+    @property
+    def jobs(self) -> JobRepository: ...
+    @property
+    def processors(self) -> ProcessorRepository: ...
+    @property
+    def sightings(self) -> SightingRepository: ...
+    @property
+    def leases(self) -> LeaseRepository | None: ...
+
+
 class MemoryTokens:
     """A ``TokenRepository`` in process memory (servers over a ``MemoryStore``; gone with the process)."""
 
@@ -197,3 +274,6 @@ class MemoryTokens:
             for key in old:
                 del self._rows[key]
         return len(old)
+
+    def exclusive(self, principal: str, operation: str, token: str) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()  # one process: the caller's lock is enough

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facetrace.audit import AUDIT_UNAVAILABLE, AuditEvent
+from facetrace.audit import AUDIT_UNAVAILABLE, AuditEvent, load_audit_key
 from facetrace.errors import AlreadyExistsError, ConflictError, ModelMismatchError, NotFoundError
 from facetrace.store.base import CollectionInfo, Neighbor, Page, UserNeighbor
 from facetrace.store.paging import check_limit, decode_name_token, decode_token, encode_token, listing_scope
@@ -77,11 +77,12 @@ class SQLiteStore:
     data derived from them (sightings with their snapshots, job results naming them) in the same transaction.
     """
 
-    def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, *, timeout: float = 30.0, keyed: bool = True) -> None:
         self.path = Path(path)
         self._db = Database(self.path, timeout=timeout)
         self._indexes = IndexCache(self._db)
-        self.audit = SQLiteAuditTrail(self._db)
+        # records keyed with the environment's audit key, else the one beside the database (made on first use)
+        self.audit = SQLiteAuditTrail(self._db, load_audit_key(Path(path).parent) if keyed else None)
         self.records = SQLiteRecords.of(self._db)  # keys, tokens, video jobs, processors, sightings
 
     @property

@@ -23,7 +23,9 @@ from facetrace.audit import (
     AUDIT_UNAVAILABLE,
     GENESIS_HASH,
     AuditEvent,
+    AuditKey,
     AuditRecord,
+    Checkpoint,
     Verification,
     filter_records,
     new_row,
@@ -50,17 +52,19 @@ def _rows(conn: sqlite3.Connection, after: int = 0) -> Iterator[tuple[int, str, 
 
 
 class SQLiteAuditTrail:
-    """``AuditTrail`` over the ``audit`` table of one store's database."""
+    """``AuditTrail`` over the ``audit`` table of one store's database; records are keyed with ``key``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, key: AuditKey | None = None) -> None:
         self._db = db
+        self.key = key
 
     def append(self, conn: sqlite3.Connection, event: AuditEvent) -> None:
         """Append ``event`` inside the caller's open write transaction (``Database.transaction``)."""
         try:
             row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS_HASH)
-            conn.execute("INSERT INTO audit(seq, payload, hash) VALUES (?, ?, ?)", new_row(seq, prev, event))
+            row = new_row(seq, prev, event, key=self.key)
+            conn.execute("INSERT INTO audit(seq, payload, hash) VALUES (?, ?, ?)", row)
         except sqlite3.Error as exc:
             raise StoreError(f"{AUDIT_UNAVAILABLE}: {exc}") from exc
 
@@ -84,9 +88,9 @@ class SQLiteAuditTrail:
                 collection_id=collection_id,
             )  # fmt: skip
 
-    def verify(self, *, expect_head: str | None = None) -> Verification:
+    def verify(self, *, expect_head: str | None = None, checkpoint: Checkpoint | None = None) -> Verification:
         with translate("verifying the audit trail", self._db.path), self._db.reader(snapshot=True) as conn:
-            return verify_rows(_rows(conn), expect_head=expect_head)
+            return verify_rows(_rows(conn), expect_head=expect_head, key=self.key, checkpoint=checkpoint)
 
     def import_file(self, legacy: Path) -> int:
         """Import the records of a separate audit.db (older facetrace) and rename it; returns how many.

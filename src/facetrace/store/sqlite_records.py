@@ -8,10 +8,11 @@ by ``SQLiteStore`` inside the transaction of the delete itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-import zlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,13 @@ from facetrace.store.records import (
     Sighting,
     SightingQuery,
     TokenRecord,
+    redact_results,
 )
 from facetrace.store.sqlite_db import Database, translate
 from facetrace.types import BoundingBox
 
 __all__ = [
+    "SIGHTING_COLUMNS",
     "SQLiteJobs",
     "SQLiteKeys",
     "SQLiteProcessors",
@@ -36,6 +39,8 @@ __all__ = [
     "cascade_collection",
     "cascade_faces",
     "cascade_user",
+    "sighting_from_row",
+    "sighting_values",
 ]
 
 
@@ -113,6 +118,9 @@ class SQLiteTokens:
         with translate("sweeping request tokens", self._db.path), self._db.transaction() as conn:
             return conn.execute("DELETE FROM request_tokens WHERE created_at <= ?", (older_than,)).rowcount
 
+    def exclusive(self, principal: str, operation: str, token: str) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()  # one server per home: the caller's in-process lock is enough
+
 
 class SQLiteJobs:
     def __init__(self, db: Database) -> None:
@@ -172,6 +180,14 @@ class SQLiteProcessors:
             ).fetchall()
         return [ProcessorRecord(str(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4])) for r in rows]
 
+    def get(self, name: str) -> ProcessorRecord | None:
+        with translate("reading a stream processor", self._db.path), self._db.reader() as conn:
+            r = conn.execute(
+                "SELECT name, collection_id, definition, desired, updated_at FROM stream_processors WHERE name=?",
+                (name,),
+            ).fetchone()
+        return None if r is None else ProcessorRecord(str(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4]))
+
     def put(self, record: ProcessorRecord) -> None:
         with translate("saving a stream processor", self._db.path), self._db.transaction() as conn:
             conn.execute(
@@ -192,7 +208,7 @@ class SQLiteSightings:
         with translate("saving a sighting", self._db.path), self._db.transaction() as conn:
             conn.execute(
                 f"""
-                INSERT INTO sightings ({_SIGHTING_COLUMNS.format(snapshot="snapshot")})
+                INSERT INTO sightings ({SIGHTING_COLUMNS.format(snapshot="snapshot")})
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (source, track_id) DO UPDATE SET
                     ended_at = MAX(ended_at, excluded.ended_at),
@@ -206,7 +222,7 @@ class SQLiteSightings:
                     box_width = excluded.box_width, box_height = excluded.box_height,
                     snapshot = COALESCE(excluded.snapshot, snapshot)
                 """,  # noqa: S608 (fixed column names)
-                _sighting_values(sighting),
+                sighting_values(sighting),
             )
 
     def add(self, sightings: Sequence[Sighting]) -> None:
@@ -214,9 +230,9 @@ class SQLiteSightings:
             return
         with translate("saving sightings", self._db.path), self._db.transaction() as conn:
             conn.executemany(
-                f"INSERT OR REPLACE INTO sightings ({_SIGHTING_COLUMNS.format(snapshot='snapshot')})"  # noqa: S608
+                f"INSERT OR REPLACE INTO sightings ({SIGHTING_COLUMNS.format(snapshot='snapshot')})"  # noqa: S608
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_sighting_values(s) for s in sightings],
+                [sighting_values(s) for s in sightings],
             )
 
     def query(self, query: SightingQuery, now: float) -> list[Sighting]:
@@ -238,14 +254,14 @@ class SQLiteSightings:
         if query.until is not None:
             clauses.append("started_at <= ?")
             values.append(query.until)
-        columns = _SIGHTING_COLUMNS.format(snapshot="snapshot" if query.snapshots else "NULL")
+        columns = SIGHTING_COLUMNS.format(snapshot="snapshot" if query.snapshots else "NULL")
         sql = (
             f"SELECT {columns} FROM sightings WHERE {' AND '.join(clauses)}"  # noqa: S608
             " ORDER BY started_at DESC LIMIT ? OFFSET ?"
         )
         with translate("reading sightings", self._db.path), self._db.reader() as conn:
             rows = conn.execute(sql, (*values, query.limit, query.offset)).fetchall()
-        return [_sighting(row) for row in rows]
+        return [sighting_from_row(row) for row in rows]
 
     def count(self) -> int:
         with translate("counting sightings", self._db.path), self._db.reader() as conn:
@@ -260,14 +276,14 @@ class SQLiteSightings:
             return conn.execute("DELETE FROM sightings WHERE source = ?", (source,)).rowcount
 
 
-_SIGHTING_COLUMNS = (
+SIGHTING_COLUMNS = (
     "sighting_id, source, camera, track_id, started_at, ended_at, start_stream_ms, end_stream_ms, face_id, "
     "user_id, external_image_id, similarity, box_left, box_top, box_width, box_height, {snapshot}, expires_at, "
     "collection_id"
 )
 
 
-def _sighting_values(s: Sighting) -> tuple[object, ...]:
+def sighting_values(s: Sighting) -> tuple[object, ...]:
     box = s.bounding_box
     return (
         s.sighting_id, s.source, s.camera, s.track_id, s.started_at, s.ended_at, s.start_stream_ms,
@@ -277,7 +293,7 @@ def _sighting_values(s: Sighting) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-def _sighting(row: Sequence[Any]) -> Sighting:
+def sighting_from_row(row: Sequence[Any]) -> Sighting:
     box = None if row[12] is None else BoundingBox(left=row[12], top=row[13], width=row[14], height=row[15])
     return Sighting(
         sighting_id=row[0], source=row[1], camera=row[2], track_id=row[3], started_at=row[4], ended_at=row[5],
@@ -288,13 +304,14 @@ def _sighting(row: Sequence[Any]) -> Sighting:
 
 @dataclass(frozen=True, slots=True)
 class SQLiteRecords:
-    """Every repository of one database."""
+    """Every repository of one database (``records.Records``); no leases: one server per home."""
 
     keys: SQLiteKeys
     tokens: SQLiteTokens
     jobs: SQLiteJobs
     processors: SQLiteProcessors
     sightings: SQLiteSightings
+    leases: None = None
 
     @classmethod
     def of(cls, db: Database) -> SQLiteRecords:
@@ -319,16 +336,7 @@ def cascade_faces(conn: sqlite3.Connection, face_ids: Sequence[str]) -> None:
     for job_id in jobs:
         (blob,) = conn.execute("SELECT results FROM video_jobs WHERE job_id=?", (job_id,)).fetchone() or (None,)
         if blob is not None:
-            results = json.loads(zlib.decompress(blob).decode("utf-8"))
-            kept = [
-                item
-                for item in results
-                if not any(match.get("Face", {}).get("FaceId") in gone for match in item.get("FaceMatches", ()))
-            ]
-            conn.execute(
-                "UPDATE video_jobs SET results=? WHERE job_id=?",
-                (zlib.compress(json.dumps(kept).encode("utf-8")), job_id),
-            )
+            conn.execute("UPDATE video_jobs SET results=? WHERE job_id=?", (redact_results(blob, gone), job_id))
     conn.execute("DELETE FROM video_job_faces WHERE face_id IN (SELECT value FROM json_each(?))", (listed,))
 
 

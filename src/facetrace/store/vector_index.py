@@ -18,12 +18,13 @@ at or above it (a vectorised comparison, <1 ms) and sorts those few. The result 
 Rows are kept dense: a delete moves the last row into the hole (swap-remove), so the scan never reads dead
 rows and needs no mask; ``_slot`` maps face id → row. The matrix grows by 1.5× (amortised O(1) appends).
 
-Users are scored by their *template*: the normalised mean of their faces' unit vectors, one cosine per user
-(``benchmarks/bench_users.py``, people not tuned on: with three photos enrolled, 99 names a probe about half
-again as often as the best single face did, with no more false identifications; see docs/accuracy.md,
-"How many photos to enrol"). The index keeps each user's vector sum in float64, updated on every write, and
-normalises the templates of changed users lazily at the next user search; the reported face is the user's
-face closest to the probe (the evidence a person can look at).
+Users are scored by their *template*: the normalised mean of their faces' unit vectors, one comparison per
+user, its cosine discounted for how little the photos agree (``TEMPLATE_AGREEMENT_POWER``) so that a template
+is no likelier than a single face to reach a threshold against a stranger. Measured with
+``benchmarks/bench_users.py`` on people not tuned on (docs/accuracy.md, "How many photos to enrol"). The
+index keeps each user's vector sum (float64) and face count, updated on every write, and rebuilds the
+templates of changed users lazily at the next user search; the reported face is the user's face closest to
+the probe (the evidence a person can look at).
 Every method takes the index's lock; a search holds it for the scan (milliseconds), so writers wait at most
 one scan, and a scan already uses every core, so concurrent scans would not be faster anyway.
 """
@@ -42,7 +43,16 @@ import numpy.typing as npt
 from facetrace.errors import InvalidParameterError, ModelMismatchError
 from facetrace.types import Vector
 
-__all__ = ["VectorIndex", "as_unit_matrix", "as_unit_vector"]
+__all__ = ["TEMPLATE_AGREEMENT_POWER", "VectorIndex", "as_unit_matrix", "as_unit_vector", "user_template"]
+
+TEMPLATE_AGREEMENT_POWER = 0.25
+"""A user's score is cos(probe, template) × a^TEMPLATE_AGREEMENT_POWER, where a = ‖mean of the user's unit
+vectors‖ (1 for one face, median 0.88 for three LFW photos of one person). Normalising the mean divides by a, so a
+template's cosine to a *stranger* has a heavier tail than a single face's: on LFW people of the tuning half,
+1.6–3× as many impostor comparisons reached similarity 70–80 as single faces of the same users did. The factor
+a^0.25 brings the template's impostor rate back to a single face's there, and it held on the test half
+(``benchmarks/bench_users.py``, docs/accuracy.md), so a threshold keeps its false match rate per user, and a
+user of k photos is one comparison, not k."""
 
 _NO_USER = -1
 _MIN_CAPACITY = 1024
@@ -120,6 +130,21 @@ def as_unit_vector(vector: npt.ArrayLike, dim: int | None) -> Vector:
     return unit
 
 
+def _scaled_template(total: npt.NDArray[np.float64], count: int) -> Vector:
+    """The template of ``count`` unit vectors summing to ``total``: its direction × agreement^power."""
+    norm = float(np.linalg.norm(total))
+    agreement = min(1.0, norm / count)
+    scaled: Vector = (total / norm * agreement**TEMPLATE_AGREEMENT_POWER).astype(np.float32)
+    return scaled
+
+
+def user_template(vectors: npt.ArrayLike) -> Vector:
+    """A user's template from its faces' vectors: ``probe @ user_template(vs)`` is the score ``search_users``
+    gives the user (see ``TEMPLATE_AGREEMENT_POWER``)."""
+    matrix = as_unit_matrix(vectors, None)
+    return _scaled_template(matrix.astype(np.float64).sum(axis=0), matrix.shape[0])
+
+
 def _top_k(scores: npt.NDArray[np.float32], k: int, floor: float) -> npt.NDArray[np.intp]:
     """Indices of the ``k`` highest scores that are ≥ ``floor``, best first (exact)."""
     n = scores.shape[0]
@@ -161,6 +186,7 @@ class VectorIndex:
         self._user_code: dict[str, int] = {}
         self._user_name: list[str] = []
         self._user_sum = np.zeros((0, dim), dtype=np.float64)  # per user code: sum of its faces' vectors
+        self._user_faces = np.zeros(0, dtype=np.int64)  # per user code: how many faces
         self._templates = np.zeros((0, dim), dtype=np.float32)  # per user code: unit template (0: no faces)
         self._stale: set[int] = set()  # user codes whose template must be recomputed from the sum
 
@@ -203,6 +229,7 @@ class VectorIndex:
             if code >= self._user_sum.shape[0]:
                 grown = max(16, code * 3 // 2 + 1)
                 self._user_sum = np.concatenate([self._user_sum, np.zeros((grown - code, self.dim))])
+                self._user_faces = np.concatenate([self._user_faces, np.zeros(grown - code, dtype=np.int64)])
                 self._templates = np.concatenate(
                     [self._templates, np.zeros((grown - code, self.dim), dtype=np.float32)]
                 )
@@ -214,6 +241,7 @@ class VectorIndex:
         self._user_sum[:] = 0.0
         users = self._users[:n]
         rows = np.flatnonzero(users != _NO_USER)
+        self._user_faces[:] = np.bincount(users[rows], minlength=self._user_faces.shape[0])
         for start in range(0, rows.shape[0], 65_536):  # bounded float64 copies
             chunk = rows[start : start + 65_536]
             np.add.at(self._user_sum, users[chunk], self._matrix[chunk].astype(np.float64))
@@ -228,9 +256,11 @@ class VectorIndex:
             vector = self._matrix[row].astype(np.float64)
             if old != _NO_USER:
                 self._user_sum[old] -= vector
+                self._user_faces[old] -= 1
                 self._stale.add(old)
             if code != _NO_USER:
                 self._user_sum[code] += vector
+                self._user_faces[code] += 1
                 self._stale.add(code)
             self._users[row] = code
 
@@ -303,6 +333,7 @@ class VectorIndex:
                 users = self._users[: len(self._ids)]
                 users[users == code] = _NO_USER
                 self._user_sum[code] = 0.0
+                self._user_faces[code] = 0
                 self._stale.add(code)
 
     # --- reads --------------------------------------------------------------------------------------------
@@ -334,15 +365,14 @@ class VectorIndex:
         return [hit for hit in found if hit[0] != exclude_face_id][:limit]
 
     def _fresh_templates(self) -> npt.NDArray[np.float32]:
-        """The unit template of every user code (a zero row for users without faces); call with the lock."""
+        """Every user code's template, scaled so that a dot product is the user's score (``user_template``;
+        a zero row for users without faces); call with the lock."""
         if self._stale:
             codes = np.fromiter(self._stale, dtype=np.intp, count=len(self._stale))
-            sums = self._user_sum[codes]
-            norms = np.linalg.norm(sums, axis=1, keepdims=True)
-            # A user whose faces were all removed sums to ~0 (float64 rounding): no template.
-            alive = norms[:, 0] > 1e-6
+            counts = self._user_faces[codes]
             rows = np.zeros((len(codes), self.dim), dtype=np.float32)
-            rows[alive] = (sums[alive] / norms[alive]).astype(np.float32)
+            for i in np.flatnonzero(counts > 0):
+                rows[i] = _scaled_template(self._user_sum[codes[i]], int(counts[i]))
             self._templates[codes] = rows
             self._stale.clear()
         return self._templates[: len(self._user_name)]
@@ -365,7 +395,7 @@ class VectorIndex:
             if exclude_user_id is not None and exclude_user_id in self._user_code:
                 user_scores[self._user_code[exclude_user_id]] = -np.inf
             # zero templates (users without faces) score 0, which a search with min_cosine ≤ 0 would keep
-            np.putmask(user_scores, ~templates.any(axis=1), -np.inf)
+            np.putmask(user_scores, self._user_faces[: len(self._user_name)] == 0, -np.inf)
             codes = _top_k(user_scores, limit, min_cosine)
             if codes.shape[0] == 0:
                 return []

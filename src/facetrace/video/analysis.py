@@ -155,10 +155,11 @@ class FrameAnalyzer:
             if face.vector is None:
                 continue
             weight = sample_weight(face)
-            track.add_sample(face.vector, weight, t)
+            track.add_sample(face.vector, weight**identity.template_weight_power, t, face.quality_score)
             if self.matcher is not None:
                 state = IdentityState.of(track)
                 state.best_weight = max(state.best_weight, weight)
+                state.evidence += weight
             if settings.snapshot_px and weight > track.state.get("snapshot_weight", -1.0):
                 track.state["snapshot_weight"] = weight
                 track.state["snapshot"] = _crop(image.pixels, face.detection, settings.snapshot_px)

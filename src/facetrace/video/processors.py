@@ -4,8 +4,14 @@ DeleteStreamProcessor with FaceSearch settings).
 A processor watches one source against one collection and emits ``TrackIdentified`` / ``TrackEnded`` events
 to its sinks: the manager's event bus (the server's SSE feed), the sightings store, and optionally a
 JSON-lines file and a webhook. Definitions and the desired state (running or stopped) are stored in the
-store's database (``ProcessorRepository``: the ``stream_processors`` table of facetrace.db), so ``resume()``
-after a restart starts again every processor that was running. The audit sink is *required*: when an
+store's database (``ProcessorRepository``: the ``stream_processors`` table of facetrace.db, or of the shared
+PostgreSQL database), so ``resume()`` after a restart starts again every processor that was running.
+
+Several servers on one PostgreSQL database: a processor runs where its lease (``processor:<name>``,
+``LeaseRepository``) is held. ``start`` takes it or fails with ``ConflictError`` while another live server
+holds it; ``resume`` leaves such processors to their server; when that server dies its lease expires and
+the next ``start``/``resume`` elsewhere takes the processor over; a server that finds its lease taken (it was
+cut off longer than the lease lives) stops its worker. The audit sink is *required*: when an
 identification cannot be audited the processor stops with status FAILED (``video/pipeline.py``).
 """
 
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import threading
 import time
 from typing import Any, Literal
@@ -20,9 +27,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facetrace.audit import Caller
-from facetrace.errors import AlreadyExistsError, ConflictError, InvalidParameterError, NotFoundError
+from facetrace.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    FacetraceError,
+    InvalidParameterError,
+    NotFoundError,
+)
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
-from facetrace.store.records import ProcessorRecord, ProcessorRepository
+from facetrace.store.records import LeaseRepository, ProcessorRecord, ProcessorRepository
 from facetrace.validation import check_int
 from facetrace.video.analysis import AnalysisSettings
 from facetrace.video.events import Event, TrackIdentified
@@ -33,6 +46,8 @@ from facetrace.video.sinks import EventBus, EventSink, JsonLinesSink, WebhookSin
 from facetrace.video.source import SourceSettings, redact
 
 __all__ = ["FaceSearchSettings", "ProcessorDefinition", "ProcessorStatus", "StreamProcessors"]
+
+log = logging.getLogger(__name__)
 
 ProcessorStatus = Literal["STOPPED", "STARTING", "RUNNING", "FAILED", "STOPPING"]
 
@@ -91,8 +106,10 @@ class StreamProcessors:
         repository: ProcessorRepository | None = None,
         sightings: SightingStore | None = None,
         bus: EventBus | None = None,
+        leases: LeaseRepository | None = None,
     ) -> None:
-        """``repository`` keeps the definitions across restarts (None: in memory only)."""
+        """``repository`` keeps the definitions across restarts (None: in memory only); ``leases`` (a
+        database shared by several servers) makes sure one of them at a time runs each processor."""
         self.gallery = gallery
         self.sightings = sightings
         self.bus = bus or EventBus()
@@ -103,6 +120,9 @@ class StreamProcessors:
         self._running: dict[str, _Running] = {}
         self._failed: dict[str, str] = {}
         self._repository = repository
+        self._leases = leases
+        self._watcher: threading.Thread | None = None
+        self._closing = threading.Event()
         if repository is not None:
             self._load(repository)
 
@@ -113,7 +133,7 @@ class StreamProcessors:
         CollectionMatcher(self.gallery, definition.face_search.collection_id)  # the collection must exist
         SourceSettings(definition.source)  # and the source must be well-formed
         with self._lock:
-            if definition.name in self._definitions:
+            if self._known(definition.name):  # here, or (several servers) in the shared database
                 raise AlreadyExistsError(f"stream processor {definition.name} already exists")
             self._definitions[definition.name] = definition
             self._set_desired(definition.name, "STOPPED")
@@ -125,6 +145,48 @@ class StreamProcessors:
             current = self._running.get(name)
             if current is not None and current.worker.is_alive():
                 raise ConflictError(f"stream processor {name} is already running")
+            leased = self._lease(name)
+            try:
+                self._start(name, definition)
+            except BaseException:
+                if leased and self._leases is not None:
+                    self._leases.release(_resource(name))
+                raise
+
+    def _lease(self, name: str) -> bool:
+        """Take the processor's lease (True), or nothing to take (False: one server); ``ConflictError`` while
+        another server runs it."""
+        if self._leases is None:
+            return False
+        if not self._leases.acquire(_resource(name), on_lost=self._lost):
+            raise ConflictError(f"stream processor {name} is running on another server")
+        return True
+
+    def _elsewhere(self, name: str) -> bool:
+        """Another live server holds the processor's lease (so it runs there)."""
+        if self._leases is None:
+            return False
+        return self._leases.holder(_resource(name)) not in (None, self._leases.owner)
+
+    def _lost(self, resource: str) -> None:
+        """This server's lease is gone: the processor was stopped through another server (its desired state
+        says STOPPED), or another server took it over (this one was cut off from the database too long)."""
+        name = resource.removeprefix("processor:")
+        record = self._repository.get(name) if self._repository is not None else None
+        with self._lock:
+            running = self._running.pop(name, None)
+            if record is not None and record.desired == "STOPPED":
+                self._desired[name], self._updated[name] = "STOPPED", record.updated_at
+            else:
+                self._failed[name] = "taken over by another server"
+        if running is not None:
+            running.worker.stop()
+            for sink in running.sinks:
+                if sink is not self.bus:
+                    sink.close()
+
+    def _start(self, name: str, definition: ProcessorDefinition) -> None:
+        with self._lock:
             settings = definition.face_search
             matcher = CollectionMatcher(self.gallery, settings.collection_id, settings.face_match_threshold)
             sinks = self._sinks(definition)
@@ -147,20 +209,29 @@ class StreamProcessors:
             self._set_desired(name, "RUNNING")
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
+        """Stop the processor here, or (several servers) wherever it runs: its server stops it at its next
+        heartbeat, within a third of the lease time."""
         with self._lock:
             self._get(name)
             running = self._running.pop(name, None)
+            self._failed.pop(name, None)
             self._set_desired(name, "STOPPED")
+        if running is None and self._leases is not None:
+            self._leases.revoke(_resource(name))
         if running is not None:
             running.worker.stop()
             running.worker.join(timeout)
             for sink in running.sinks:
                 if sink is not self.bus:
                     sink.close()
+            if self._leases is not None:
+                self._leases.release(_resource(name))
 
     def delete(self, name: str) -> None:
         with self._lock:
             self._get(name)
+            if self._elsewhere(name):
+                raise ConflictError(f"stream processor {name} is running on another server")
             if self.status(name) in ("RUNNING", "STARTING"):
                 raise ConflictError(f"stream processor {name} is running; stop it before deleting it")
             del self._definitions[name]
@@ -170,29 +241,65 @@ class StreamProcessors:
                 self._repository.delete(name)
 
     def resume(self) -> builtins.list[str]:
-        """Start every processor that was running when the process stopped; returns their names."""
+        """Start every processor that should be running and runs nowhere (not here, and, several servers,
+        on no live server): those running when the process stopped, or whose server died; returns their
+        names."""
         with self._lock:
-            wanted = [name for name, state in self._desired.items() if state == "RUNNING"]
+            self._refresh()
+            wanted = [n for n, state in self._desired.items() if state == "RUNNING" and n not in self._running]
         started = []
         for name in wanted:
+            holder = self._leases.holder(_resource(name)) if self._leases is not None else None
+            if holder is not None and self._leases is not None and holder != self._leases.owner:
+                continue  # another live server runs it
             try:
                 self.start(name)
                 started.append(name)
-            except (NotFoundError, InvalidParameterError, ConflictError) as exc:
+            except ConflictError as exc:
+                if "another server" not in exc.message:  # else: taken by another server just now
+                    self._failed[name] = exc.message
+            except (NotFoundError, InvalidParameterError) as exc:
                 self._failed[name] = exc.message
         return started
 
+    def watch(self, interval: float) -> None:
+        """Several servers: every ``interval`` seconds, take over the processors whose server died (their
+        lease expired) by ``resume``; one server wins each lease. Stopped by ``close``. Idempotent."""
+        with self._lock:
+            if self._watcher is not None:
+                return
+            self._watcher = threading.Thread(
+                target=self._watch, args=(interval,), name="processor-watch", daemon=True
+            )
+        self._watcher.start()
+
+    def _watch(self, interval: float) -> None:
+        while not self._closing.wait(interval):
+            try:
+                taken = self.resume()
+            except FacetraceError as exc:
+                log.warning("cannot look for stream processors to take over: %s", exc.message)
+                continue
+            if taken:
+                log.info("took over stream processors %s", ", ".join(taken))
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop every worker (keeping their desired state, so ``resume`` restarts them)."""
+        self._closing.set()
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout)
         with self._lock:
             running, self._running = self._running, {}
         for item in running.values():
             item.worker.stop()
-        for item in running.values():
+        for name, item in running.items():
             item.worker.join(timeout)
             for sink in item.sinks:
                 if sink is not self.bus:
                     sink.close()
+            if self._leases is not None:
+                self._leases.release(_resource(name))
 
     # -- reading -----------------------------------------------------------------------------------------
 
@@ -203,7 +310,7 @@ class StreamProcessors:
             if name in self._failed:
                 return "FAILED"
             if running is None:
-                return "STOPPED"
+                return "RUNNING" if self._elsewhere(name) else "STOPPED"
             state = running.worker.metrics.state
         if state == "FAILED":
             return "FAILED"
@@ -250,6 +357,7 @@ class StreamProcessors:
         """Processors by name: ``[{"Name", "Status"}]`` and the token for the next page."""
         check_int(max_results, "max_results", 1, 1000)
         with self._lock:
+            self._refresh()
             names = sorted(self._definitions)
         if next_token:
             names = [n for n in names if n > next_token]
@@ -265,10 +373,39 @@ class StreamProcessors:
     # -- internals ---------------------------------------------------------------------------------------
 
     def _get(self, name: str) -> ProcessorDefinition:
+        """The definition, read again from the repository unless it runs here (another server sharing the
+        database may have created, changed or deleted it)."""
+        if self._repository is not None and name not in self._running:
+            record = self._repository.get(name)
+            if record is None:
+                self._forget(name)
+            else:
+                self._remember(record)
         definition = self._definitions.get(name)
         if definition is None:
             raise NotFoundError(f"there is no stream processor {name!r}")
         return definition
+
+    def _refresh(self) -> None:
+        """Read every definition again (created, changed or deleted through another server meanwhile)."""
+        if self._repository is None:
+            return
+        stored = self._repository.list()
+        for record in stored:
+            self._remember(record)
+        for name in set(self._definitions) - {r.name for r in stored} - set(self._running):
+            self._forget(name)
+
+    def _known(self, name: str) -> bool:
+        try:
+            self._get(name)
+        except NotFoundError:
+            return False
+        return True
+
+    def _forget(self, name: str) -> None:
+        for table in (self._definitions, self._desired, self._updated, self._failed):
+            table.pop(name, None)
 
     def _sinks(self, definition: ProcessorDefinition) -> builtins.list[EventSink]:
         audit = AuditSink(
@@ -309,12 +446,19 @@ class StreamProcessors:
 
     def _load(self, repository: ProcessorRepository) -> None:
         for record in repository.list():
-            try:
-                self._definitions[record.name] = ProcessorDefinition.model_validate(json.loads(record.definition))
-            except (ValidationError, ValueError):
-                continue
-            self._desired[record.name] = record.desired
-            self._updated[record.name] = record.updated_at
+            self._remember(record)
+
+    def _remember(self, record: ProcessorRecord) -> None:
+        try:
+            self._definitions[record.name] = ProcessorDefinition.model_validate(json.loads(record.definition))
+        except (ValidationError, ValueError):
+            return
+        self._desired[record.name] = record.desired
+        self._updated[record.name] = record.updated_at
+
+
+def _resource(name: str) -> str:
+    return f"processor:{name}"
 
 
 def _definition(value: ProcessorDefinition | dict[str, Any]) -> ProcessorDefinition:

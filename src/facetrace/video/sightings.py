@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from facetrace.store import SQLiteStore
+    from facetrace.store import FaceStore
 
 DEFAULT_RETENTION_DAYS = 30.0
 DAY = 86400.0
@@ -85,13 +85,26 @@ class SightingStore:
     """
 
     def __init__(self, repository: SightingRepository | Path | str) -> None:
-        self._owned: SQLiteStore | None = None
+        self._owned: FaceStore | None = None
         if isinstance(repository, str | Path):
             from facetrace.store import SQLiteStore
 
-            self._owned = SQLiteStore(Path(repository))
-            repository = self._owned.records.sightings
+            owned = SQLiteStore(Path(repository))
+            self._owned, repository = owned, owned.records.sightings
         self.repository: SightingRepository = repository
+
+    @classmethod
+    def owning(cls, store: FaceStore) -> SightingStore:
+        """The sightings in ``store``'s database (SQLite or PostgreSQL); ``close`` closes ``store``."""
+        from facetrace.store import records_of
+
+        records = records_of(store)
+        if records is None:
+            store.close()
+            raise StoreError("this store keeps no sightings")
+        sightings = cls(records.sightings)
+        sightings._owned = store
+        return sightings
 
     def record(
         self,

@@ -78,9 +78,15 @@ def classify(url: str) -> SourceKind:
     return SourceKind.FILE
 
 
+_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
+
+
 def redact(url: str) -> str:
-    """``url`` without a password or user (for logs, events and error messages)."""
-    return re.sub(r"(?<=://)[^/@\s]+@", "***@", url)
+    """``url`` (or any text holding URLs) without user and password, for answers, logs, events and errors.
+
+    The user part runs to the *last* ``@`` before the path, as FFmpeg reads it, so ``rtsp://a@b:pw@host`` does
+    not leak ``pw``."""
+    return _USERINFO.sub("***@", url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +229,7 @@ class VideoSource:
         return self.stop.is_set() or self._closed.is_set()
 
     def _status(self, state: StreamState, message: str, attempt: int) -> None:
+        message = redact(message)  # whatever FFmpeg put in it, the status event and log never hold credentials
         log.info("source %s: %s %s", redact(self.settings.url), state.value, message)
         if self._on_status is not None:
             self._on_status(state, message, attempt)
@@ -235,7 +242,7 @@ class VideoSource:
         url, fmt = settings.url, settings.format
         options = dict(settings.options)
         if kind is SourceKind.FILE and "://" not in url and not Path(url).is_file():
-            raise SourceOpenError(f"{url}: no such video file")
+            raise SourceOpenError(f"{redact(url)}: no such video file")
         if url.startswith(("rtsp://", "rtsps://")):
             options.setdefault("rtsp_transport", settings.rtsp_transport)
         elif url.startswith("udp://"):

@@ -84,6 +84,7 @@ class Track:
     template_weight: float = 0.0
     template_sum: Vector | None = None  # the weighted sum itself: the template is its direction
     samples: int = 0
+    sample_log: list[tuple[float, float | None]] = field(default_factory=list)  # (template weight, quality)
     last_sample: float = -math.inf  # stream seconds of the latest sample
     matched_now: bool = False  # paired with a detection in the current frame
     motion_valid: bool = True  # False after a scene cut: only appearance can resume the track
@@ -94,9 +95,12 @@ class Track:
         x, y, w, h = self.box
         return (x + self.velocity[0] * dt, y + self.velocity[1] * dt, w, h)
 
-    def add_sample(self, vector: Vector, weight: float, t: float) -> None:
-        """Fold one identity vector into the template with ``weight`` (its quality)."""
+    def add_sample(self, vector: Vector, weight: float, t: float, quality: float | None = None) -> None:
+        """Fold one identity vector into the template with ``weight`` (how much it should count); ``quality``
+        is the sampled face's ``face_quality`` (None: unknown), kept with its weight in ``sample_log`` so the
+        identification layer can tell which calibration band the template deserves."""
         weight = max(1e-3, float(weight))
+        self.sample_log.append((weight, quality))
         unit = vector / max(1e-12, float(np.linalg.norm(vector)))
         total = unit * weight if self.template_sum is None else self.template_sum + unit * weight
         self.template_sum = total.astype(np.float32)

@@ -7,7 +7,9 @@ one of each per server (``ctx.resources``), keeping jobs, processors and sightin
 (``service/idempotency.py``). Running processors are resumed when the server starts,
 and ``GET /events[?processor=NAME]`` streams their events as server-sent events (SigV4-signed like any call).
 
-- ``Video.S3Object`` is resolved like an image's: a file in a folder mapped with ``--bucket``.
+- ``Video.S3Object`` is resolved like an image's: a file in a folder mapped with ``--bucket`` (never a glob).
+- A processor's source must match the operator's ``--camera-allow`` list (``service/sources.py``), checked at
+  Create and again at Start; its credentials are redacted in every answer.
 - A stream processor's ``Input.KinesisVideoStream.Arn`` names the source: everything after the account id is
   the URL, e.g. ``arn:aws:kinesisvideo:us-east-1:000000000000:rtsp://10.0.0.5/stream1`` (Rekognition's pattern
   accepts any text there). ``Output``, ``RoleArn`` and ``NotificationChannel`` are kept and echoed, not used:
@@ -28,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from facetrace.app import Video, open_video
+from facetrace.audit import Caller
 from facetrace.errors import AccessDeniedError, ConflictError, InvalidParameterError, NotFoundError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.home import resolve_home
@@ -36,11 +39,14 @@ from facetrace.service.dispatch import KEY_SCOPE
 from facetrace.service.errors import ServiceError
 from facetrace.service.keys import AccessKey
 from facetrace.service.operations import Context, Permission, Resources, on_startup, operation, route
+from facetrace.service.protocol import PURPOSE_HEADER, purpose
+from facetrace.service.sources import REFUSED, SourcePolicy
 from facetrace.service.streams import SlotStreamingResponse, StreamSlots
 from facetrace.video.events import Event
 from facetrace.video.jobs import Job, VideoJobs
 from facetrace.video.processors import StreamProcessors
 from facetrace.video.sinks import EventBus, sse_message
+from facetrace.video.source import SourceKind, classify, redact
 
 __all__ = ["event_stream", "events", "processors_of"]
 
@@ -89,11 +95,20 @@ def _visible_processor(ctx: Context, name: str) -> StreamProcessors:
 
 
 def _video_path(ctx: Context, request: JSON) -> str:
+    """The bucket file a job reads: only ``S3Object``, and never a name FFmpeg would read as a pattern."""
     video = request.get("Video") or {}
     s3 = video.get("S3Object")
     if not s3:
         raise InvalidParameterError("Video must have an S3Object")
-    return str(ctx.images.path_of(s3))
+    path = str(ctx.images.path_of(s3))
+    if classify(path) is not SourceKind.FILE:  # an image glob or %d sequence would widen the read
+        raise InvalidParameterError(REFUSED)
+    return path
+
+
+def _allowed_source(ctx: Context, source: str) -> str:
+    """``source`` once the operator's ``--camera-allow`` list admits it (``service/sources.py``)."""
+    return SourcePolicy(ctx.config.camera_allow).check(source)
 
 
 def _job_fields(job: Job, request_video: JSON | None = None) -> JSON:
@@ -213,7 +228,7 @@ def create_stream_processor(ctx: Context, request: JSON) -> JSON:
     arn = request["Input"]["KinesisVideoStream"]["Arn"]
     definition: JSON = {
         "name": request["Name"],
-        "source": _source_of(arn),
+        "source": _allowed_source(ctx, _source_of(arn)),
         "face_search": {"collection_id": collection_id},
         "wire": {"Input": request["Input"], "Output": request.get("Output"), "RoleArn": request.get("RoleArn")},
     }
@@ -230,8 +245,10 @@ def _in_use(error: ConflictError) -> ServiceError:
 
 @operation("StartStreamProcessor", Permission.WRITE, collection_param=None)
 def start_stream_processor(ctx: Context, request: JSON) -> JSON:
+    manager = _visible_processor(ctx, request["Name"])
+    _allowed_source(ctx, manager.definition(request["Name"]).source)  # the list may have shrunk since
     try:
-        _visible_processor(ctx, request["Name"]).start(request["Name"])
+        manager.start(request["Name"])
     except ConflictError as exc:
         raise _in_use(exc) from None
     return {"SessionId": str(uuid.uuid4())}
@@ -264,15 +281,27 @@ def describe_stream_processor(ctx: Context, request: JSON) -> JSON:
         "Status": described["Status"],
         "CreationTimestamp": described["CreationTimestamp"],
         "LastUpdateTimestamp": described["LastUpdateTimestamp"],
-        "Input": wire.get("Input"),
+        "Input": _redacted(wire.get("Input")),
         "Settings": described["Settings"],
     }
     if described.get("StatusMessage"):
-        data["StatusMessage"] = described["StatusMessage"]
+        data["StatusMessage"] = redact(described["StatusMessage"])
     for member in ("Output", "RoleArn"):
         if wire.get(member):
-            data[member] = wire[member]
+            data[member] = _redacted(wire[member])
     return {k: v for k, v in data.items() if v is not None}
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (a request member echoed back) with credentials taken out of every URL in it: a camera's
+    password is never returned, whatever the key (the operator has it in their own configuration)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
 
 
 @operation("ListStreamProcessors", Permission.READ, collection_param=None)
@@ -407,13 +436,22 @@ async def events(request: Request, resources: Resources, gallery: Gallery) -> Re
     manager = await anyio.to_thread.run_sync(processors_of, resources, gallery)
     if not key.may(Permission.READ):
         raise AccessDeniedError(f"User: {key.access_key_id} is not authorized to read these events")
+    collection_id = None
     if name is not None:
         try:
             collection_id = manager.definition(name).face_search.collection_id
         except NotFoundError:
-            raise _processor_not_found(name) from None
-        if not key.sees(collection_id):
-            raise _processor_not_found(name)
+            # A key that sees every collection may subscribe before its processor is created (it learns
+            # nothing); for a limited key a missing processor answers like a hidden one.
+            if key.collections is not None:
+                raise _processor_not_found(name) from None
+        else:
+            if not key.sees(collection_id):
+                raise _processor_not_found(name)
+    caller = Caller(key.access_key_id, purpose(request.headers.get(PURPOSE_HEADER)))
+    await anyio.to_thread.run_sync(  # a subscription to identifications is audited before the first event
+        lambda: gallery.record_event(caller, "SubscribeEvents", collection_id, detail={"processor": name})
+    )
     config: ServiceConfig = resources.get("config", ServiceConfig)
     lookup: Callable[[str], AccessKey | None] | None = resources.get("keys.get", lambda: None)
     slots = resources.get("event_slots", lambda: StreamSlots(config.max_event_streams_per_key))
