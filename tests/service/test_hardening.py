@@ -1,4 +1,4 @@
-"""Attacks from issue 9 against a real server, each refused (docs/security-service.md lists them)."""
+"""Attacks from issue 9 against a real server, each refused (docs/security.md lists them)."""
 
 from __future__ import annotations
 
