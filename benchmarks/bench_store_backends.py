@@ -13,9 +13,8 @@ For each backend, on a collection of N faces:
 - write → visible elsewhere: another process holds its own loaded store on the same database and searches
   back to back; the time from a 1-face add_faces returning here to that process's first search that finds
   the face (p50, p99); its resolution is one search;
-- IndexFaces-like writes: 1-face add_faces with its audit record (PostgreSQL: ``audit=`` in the same
-  transaction; SQLite on this branch: add_faces, then an append to ``audit.db``, as the gallery does today),
-  from one and from two writer processes at once;
+- IndexFaces-like writes: 1-face add_faces with its audit record in the same transaction (``audit=``, as the
+  gallery writes them on both backends), from one and from two writer processes at once;
 - audit appends per second: 2 processes × 2 threads appending for a few seconds, then the chain is verified.
 
 Vectors are synthetic, shaped like a face gallery (``bench_search.gallery``: identities of 5 faces around a
@@ -45,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_search import OtherLoad, gallery, load, machine, parse_size, percentile, probes
-from facetrace.audit import AuditEvent, AuditLog
+from facetrace.audit import AuditEvent
 from facetrace.store import FaceStore, SQLiteStore
 from facetrace.types import BoundingBox, FaceRecord
 
@@ -73,35 +72,13 @@ def open_store(kind: str, target: str, *, listen: bool = True) -> FaceStore:
     return PostgresStore(target, listen=listen)
 
 
-class Audit:
-    """The backend's audit trail: the store's own (PostgreSQL) or ``audit.db`` beside the SQLite file."""
-
-    def __init__(self, kind: str, target: str, store: FaceStore) -> None:
-        self._log = AuditLog(Path(target) / "audit.db") if kind == "sqlite" else None
-        self._trail: Any = self._log if self._log is not None else store.audit  # type: ignore[attr-defined]
-
-    def record(self, event: AuditEvent) -> None:
-        self._trail.record(event)
-
-    def verify(self) -> Any:
-        return self._trail.verify()
-
-    def close(self) -> None:
-        if self._log is not None:
-            self._log.close()
-
-
-def index_faces(kind: str, store: FaceStore, audit: Audit, n: int, rng: np.random.Generator) -> None:
-    """``n`` IndexFaces-like writes: one face each, audited."""
+def index_faces(store: FaceStore, n: int, rng: np.random.Generator) -> None:
+    """``n`` IndexFaces-like writes: one face each, with its audit record in the same transaction."""
     for _ in range(n):
         vector = rng.standard_normal(DIM).astype(np.float32)
         vector /= np.linalg.norm(vector)
         event = AuditEvent("IndexFaces", "bench", collection_id=COLLECTION, match_count=1)
-        if kind == "postgres":
-            store.add_faces(COLLECTION, [(record(), vector)], audit=event)  # type: ignore[call-arg]
-        else:
-            store.add_faces(COLLECTION, [(record(), vector)])
-            audit.record(event)
+        store.add_faces(COLLECTION, [(record(), vector)], audit=event)
 
 
 # --- child processes ------------------------------------------------------------------------------------
@@ -128,18 +105,16 @@ def _watcher(kind: str, target: str, pipe: Connection) -> None:
 
 def _writer(kind: str, target: str, n: int, seed: int, start: Any, out: Any) -> None:
     store = open_store(kind, target, listen=False)
-    audit = Audit(kind, target, store)
     start.wait()
     began = time.monotonic()
-    index_faces(kind, store, audit, n, np.random.default_rng(seed))
+    index_faces(store, n, np.random.default_rng(seed))
     out.put(time.monotonic() - began)
-    audit.close()
     store.close()
 
 
 def _auditor(kind: str, target: str, seconds: float, threads: int, start: Any, out: Any) -> None:
     store = open_store(kind, target, listen=False)
-    audit = Audit(kind, target, store)
+    audit = store.audit
     counts = [0] * threads
     start.wait()
     stop = time.monotonic() + seconds
@@ -155,7 +130,6 @@ def _auditor(kind: str, target: str, seconds: float, threads: int, start: Any, o
     for w in workers:
         w.join()
     out.put(sum(counts))
-    audit.close()
     store.close()
 
 
@@ -265,9 +239,7 @@ def bench_backend(kind: str, target: str, n: int, queries: int, writes: int, vis
         seconds = 5.0
         counts = run_processes(_auditor, [(kind, target, seconds, 2) for _ in range(2)])
         checker = open_store(kind, target, listen=False)
-        audit = Audit(kind, target, checker)
-        verified = audit.verify()
-        audit.close()
+        verified = checker.audit.verify()
         checker.close()
         state = "one valid chain" if verified.ok else f"BROKEN: {verified.reason}"
         return f"{sum(counts) / seconds:,.0f} appends/s (2 processes x 2 threads, {seconds:.0f} s; {state}, {verified.count:,} records)"
