@@ -10,7 +10,6 @@ commit or neither. Triggers refuse UPDATE, DELETE and TRUNCATE on the table.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +22,7 @@ from facetrace.audit import (
     Checkpoint,
     Verification,
     env_audit_key,
-    event_from_body,
+    filter_records,
     new_row,
     verify_rows,
 )
@@ -106,26 +105,9 @@ class PostgresAuditTrail:
         collection_id: str | None = None,
     ) -> list[AuditRecord]:
         """Stored records in order (``seq`` > ``after``), optionally filtered; at most ``limit``."""
-        out: list[AuditRecord] = []
-        for seq, payload, digest in self._rows(after):
-            try:
-                body = json.loads(payload)
-                record = AuditRecord(
-                    seq, float(body["time"]), event_from_body(body), str(body["prev_hash"]), digest
-                )
-            except (ValueError, KeyError, TypeError):
-                record = AuditRecord(seq, 0.0, AuditEvent("<unreadable>", "<unreadable>"), "", digest)
-            event = record.event
-            if operation is not None and event.operation != operation:
-                continue
-            if principal is not None and event.principal != principal:
-                continue
-            if collection_id is not None and event.collection_id != collection_id:
-                continue
-            out.append(record)
-            if limit is not None and len(out) >= limit:
-                break
-        return out
+        return filter_records(
+            self._rows(after), limit=limit, operation=operation, principal=principal, collection_id=collection_id
+        )
 
     def verify(self, *, expect_head: str | None = None, checkpoint: Checkpoint | None = None) -> Verification:
         """Recompute the chain from the first record; report the first record that does not fit (see AuditLog)."""
