@@ -1,6 +1,6 @@
 """One stream processor, one server: with several servers on one PostgreSQL database a processor runs where
 its lease is held; a server that dies gives it up when its lease expires; a server cut off too long learns
-that its processor was taken over and stops it (docs/deploy-records.md)."""
+that its processor was taken over and stops it (docs/deploy.md)."""
 
 from __future__ import annotations
 
