@@ -23,6 +23,7 @@ import numpy.typing as npt
 from facetrace.engine import AnalyzedFace, FaceEngine
 from facetrace.errors import InvalidParameterError
 from facetrace.imaging import Image
+from facetrace.thumbnails import encode_jpeg, face_crop
 from facetrace.types import BoundingBox, Detection, FaceDetail, FaceMatch
 from facetrace.video.events import TrackEnded, TrackEvent, TrackIdentified, TrackStarted
 from facetrace.video.identity import IdentitySettings, IdentityState, Matcher, sample_weight
@@ -162,7 +163,7 @@ class FrameAnalyzer:
                 state.evidence += weight
             if settings.snapshot_px and weight > track.state.get("snapshot_weight", -1.0):
                 track.state["snapshot_weight"] = weight
-                track.state["snapshot"] = _crop(image.pixels, face.detection, settings.snapshot_px)
+                track.state["snapshot"] = face_crop(image.pixels, face.detection, settings.snapshot_px)
             sampled.append(track)
         if self.matcher is not None:
             for track in dict.fromkeys(sampled + confirmed):
@@ -280,7 +281,7 @@ class FrameAnalyzer:
             frame_time=frame.arrived,
             bounding_box=BoundingBox.from_pixels(*track.box, frame.width, frame.height),
             match=track_match(track),
-            snapshot=_jpeg(track.state.get("snapshot")),
+            snapshot=encode_jpeg(track.state.get("snapshot")),
             started_at=track.first_wall,
             start_stream_ms=round(track.first_seen * 1000),
             wall_time=time.time(),
@@ -323,23 +324,3 @@ def _box(det: Detection, image: Image) -> BoundingBox:
     x0, y0 = max(0.0, det.x), max(0.0, det.y)
     x1, y1 = min(float(image.width), det.x + det.w), min(float(image.height), det.y + det.h)
     return BoundingBox.from_pixels(x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0), image.width, image.height)
-
-
-def _crop(pixels: npt.NDArray[np.uint8], det: Detection, side: int) -> npt.NDArray[np.uint8]:
-    """The face with a 25% margin, scaled so its longer side is at most ``side`` pixels."""
-    height, width = pixels.shape[:2]
-    margin = 0.25 * max(det.w, det.h)
-    x0, y0 = int(max(0, det.x - margin)), int(max(0, det.y - margin))
-    x1, y1 = int(min(width, det.x + det.w + margin)), int(min(height, det.y + det.h + margin))
-    crop = pixels[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)]
-    scale = side / max(crop.shape[:2])
-    if scale < 1.0:
-        return np.ascontiguousarray(cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
-    return np.ascontiguousarray(crop)
-
-
-def _jpeg(crop: object) -> bytes | None:
-    if not isinstance(crop, np.ndarray) or crop.size == 0:
-        return None
-    ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    return encoded.tobytes() if ok else None
