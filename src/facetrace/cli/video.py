@@ -22,8 +22,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from facetrace.cli import add_command
 from facetrace.cli.common import local_caller, open_library, record_local
-from facetrace.cli.output import EXIT_OK, emit, progress, stderr, stdout
+from facetrace.cli.output import EXIT_OK, about, emit, progress, show_table, stderr, stdout
 from facetrace.errors import InvalidParameterError
 from facetrace.gallery import Gallery
 from facetrace.home import ensure_home
@@ -40,7 +41,7 @@ from facetrace.video.source import SourceSettings
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    video = subparsers.add_parser("video", help="search stored video files for faces")
+    video = add_command(subparsers, "video")
     actions = video.add_subparsers(dest="action", metavar="ACTION", required=True)
     search = actions.add_parser(
         "search", parents=[common], help="find the collection's people in a video (StartFaceSearch)"
@@ -56,12 +57,17 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
     faces = actions.add_parser("faces", parents=[common], help="every face in a video (StartFaceDetection)")
     faces.add_argument("video", metavar="VIDEO")
+    faces.add_argument(
+        "--min-confidence",
+        type=float,
+        default=50.0,
+        help="leave out detections below this confidence, 50-100 (default 50: every detection; "
+        "90 drops most hair, hands and posters in crowds)",
+    )
     _sampling(faces)
     faces.set_defaults(func=_faces)
 
-    watch = subparsers.add_parser(
-        "watch", parents=[common], help="follow a live stream and report the collection's people as they appear"
-    )
+    watch = add_command(subparsers, "watch", parents=[common])
     watch.add_argument("source", metavar="SOURCE", help="rtsp://, http(s):// (HLS), udp://, /dev/video0, file")
     watch.add_argument("--collection", required=True, help="the collection to search")
     watch.add_argument("--camera", help="camera name in events and sightings (default: 'watch')")
@@ -79,7 +85,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     watch.add_argument("--no-sightings", action="store_true", help="do not record sightings")
     watch.set_defaults(func=_watch)
 
-    sightings = subparsers.add_parser("sightings", help="where and when people were seen")
+    sightings = add_command(subparsers, "sightings")
     verbs = sightings.add_subparsers(dest="action", metavar="ACTION", required=True)
     find = verbs.add_parser("find", parents=[common], help="sightings of a person, newest first")
     find.add_argument("--face-id")
@@ -140,7 +146,7 @@ def _search(args: argparse.Namespace) -> int:
         )
         job = _run_job(args, jobs, job_id)
         if job.status is JobStatus.FAILED:
-            raise InvalidParameterError(job.message or "the video could not be analysed")
+            raise about(args.video, InvalidParameterError(job.message or "the video could not be analysed"))
         page = jobs.get_face_search(job_id, sort_by=args.sort_by, max_results=1000)
         persons = list(page.items)
         while page.next_token:
@@ -165,7 +171,7 @@ def _search(args: argparse.Namespace) -> int:
             row[6] += 1
         for index, (external, user, face_id, similarity, first, last, count) in sorted(summary.items()):
             table.add_row(
-                str(index), face_id[:8], external or "-", user or "-", f"{similarity:.1f}",
+                str(index), face_id, external or "-", user or "-", f"{similarity:.1f}",
                 _clock(first), _clock(last), str(count),
             )  # fmt: skip
         meta = data.get("VideoMetadata", {})
@@ -175,20 +181,22 @@ def _search(args: argparse.Namespace) -> int:
             f"{len(summary)} person(s) from [bold]{args.collection}[/] at threshold {args.threshold:g}"
         )
         if summary:
-            console.print(table)
+            show_table(console, table)
 
     emit(args, data, render)
     return EXIT_OK
 
 
 def _faces(args: argparse.Namespace) -> int:
+    if not 50.0 <= args.min_confidence <= 100.0:
+        raise InvalidParameterError("--min-confidence must be between 50 and 100")
     gallery = open_library(args)
     jobs = VideoJobs(gallery, settings=JobSettings(sample_fps=args.sample_fps))
     try:
         job = _run_job(args, jobs, jobs.start_face_detection(args.video))
         if job.status is JobStatus.FAILED:
-            raise InvalidParameterError(job.message or "the video could not be analysed")
-        faces = list(job.results)
+            raise about(args.video, InvalidParameterError(job.message or "the video could not be analysed"))
+        faces = [face for face in job.results if face["Face"]["Confidence"] >= args.min_confidence]
     finally:
         jobs.close()
     data = {**job.describe(), "Faces": faces}
@@ -205,7 +213,7 @@ def _faces(args: argparse.Namespace) -> int:
         for timestamp, count in sorted(per_time.items()):
             table.add_row(_clock(timestamp), str(count))
         if per_time:
-            console.print(table)
+            show_table(console, table)
 
     emit(args, data, render)
     return EXIT_OK
@@ -343,7 +351,7 @@ def _find(args: argparse.Namespace) -> int:
             )  # fmt: skip
         console.print(f"{len(found)} sighting(s)")
         if found:
-            console.print(table)
+            show_table(console, table)
 
     emit(args, data, render)
     return EXIT_OK

@@ -330,14 +330,18 @@ class VideoJobs:
 
         reader = threading.Thread(target=read, name=f"job-read-{job.job_id[:8]}", daemon=True)
         reader.start()
+        decoded = 0
         try:
             while True:
                 item = pending.get()
                 if item is None:
+                    if not decoded:  # a text file named .jpg, an empty or broken video: not "0 faces found"
+                        raise InvalidParameterError("no video frame could be decoded: is it a video?")
                     return
                 if isinstance(item, BaseException):
                     raise item
                 job.progress = min(99.0, 100.0 * item.index / total)
+                decoded += 1
                 yield item
         finally:
             stop.set()
