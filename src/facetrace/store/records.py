@@ -319,8 +319,10 @@ class ReviewRepository(Protocol):
         """Live (unexpired) items, newest first, without thumbnails."""
         ...
 
-    def decide(self, item: ReviewItem, decision: ReviewDecision, sighting: Sighting | None = None) -> bool:
-        """Replace the item's state with ``item``'s (status, candidates, who decided) and keep ``decision``, and
+    def decide(
+        self, item: ReviewItem, decisions: Sequence[ReviewDecision], sighting: Sighting | None = None
+    ) -> bool:
+        """Replace the item's state with ``item``'s (status, candidates, who decided) and keep ``decisions``, and
         the confirmed ``sighting`` if any, in one transaction; False (nothing written) when the stored item is
         no longer in the status ``item`` was read in (another reviewer answered first)."""
         ...

@@ -149,7 +149,9 @@ class SqlReviews:
             rows = conn.execute(self._b.sql(sql), (*values, query.limit, query.offset)).fetchall()
         return [_item(row) for row in rows]
 
-    def decide(self, item: ReviewItem, decision: ReviewDecision, sighting: Sighting | None = None) -> bool:
+    def decide(
+        self, item: ReviewItem, decisions: Sequence[ReviewDecision], sighting: Sighting | None = None
+    ) -> bool:
         b = self._b
         with b.write("saving a review decision") as conn:
             row = conn.execute(
@@ -167,16 +169,17 @@ class SqlReviews:
                     item.confirmed_person, item.sighting_id, item.enrolled_face_id, item.item_id,
                 ),
             )  # fmt: skip
-            conn.execute(
-                b.sql(
-                    "INSERT INTO review_decisions (item_id, source, track_id, action, person, reviewer, reason,"
-                    " decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                (
-                    decision.item_id, item.source, item.track_id, decision.action, decision.person,
-                    decision.reviewer, decision.reason, decision.decided_at,
-                ),
-            )  # fmt: skip
+            for decision in decisions:
+                conn.execute(
+                    b.sql(
+                        "INSERT INTO review_decisions (item_id, source, track_id, action, person, reviewer, reason,"
+                        " decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    ),
+                    (
+                        decision.item_id, item.source, item.track_id, decision.action, decision.person,
+                        decision.reviewer, decision.reason, decision.decided_at,
+                    ),
+                )  # fmt: skip
             if sighting is not None:
                 b.insert_sighting(conn, sighting)
         return True
