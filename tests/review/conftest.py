@@ -64,11 +64,13 @@ def database(tmp_path: Path, engine: FaceEngine, photos: dict[str, Path]) -> tup
     store.close()
 
 
-def unresolved(engine: FaceEngine, gallery: Gallery, clip: Path, camera: str) -> list[UnresolvedTrack]:
-    """The tracks of ``clip`` nobody in ``people`` is named for at 99, as a processor hands them over."""
+def unresolved(
+    engine: FaceEngine, gallery: Gallery, clip: Path, camera: str, collection: str = "people"
+) -> list[UnresolvedTrack]:
+    """The tracks of ``clip`` nobody in ``collection`` is named for at 99, as a processor hands them over."""
     analyzer = FrameAnalyzer(
         engine,
-        matcher=CollectionMatcher(gallery, "people", 99.0),
+        matcher=CollectionMatcher(gallery, collection, 99.0),
         settings=AnalysisSettings(report_unresolved=True, max_embeds_per_frame=2),
         processor=camera,
         camera=camera,
