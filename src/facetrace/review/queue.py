@@ -147,6 +147,8 @@ class ReviewQueue:
         store a confirmed sighting, and with ``enrol`` add the track's best face to that person."""
         item = self._pending(item_id)
         candidate = _candidate(item, person)
+        if not self.gallery.store.get_faces(item.collection_id, [candidate.face_id]):
+            raise NotFoundError(f"the candidate's face {candidate.face_id} was deleted; reject this candidate")
         self.gallery.record_event(
             caller, "ConfirmReviewItem", item.collection_id, threshold=item.review_threshold, match_count=1,
             matched=(candidate.face_id,),
