@@ -44,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "copy the home's whole database (collections, faces, users, audit chain, keys, video state) into "
         "an empty PostgreSQL database",
     ),
+    "review": ("review", "tracks whose best match needs a person's answer"),
+    "unknowns": ("review", "unidentified faces grouped into unknown people"),
 }
 
 

@@ -28,6 +28,7 @@ from facetrace.cli.output import EXIT_OK, about, emit, progress, show_table, std
 from facetrace.errors import InvalidParameterError
 from facetrace.gallery import Gallery
 from facetrace.home import ensure_home
+from facetrace.review import ReviewQueue
 from facetrace.store import DB_FILENAME, database_url, open_store, records_of
 from facetrace.video.analysis import AnalysisSettings
 from facetrace.video.events import Event, StreamStatus, TrackEvent
@@ -52,6 +53,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     search.add_argument("--sort-by", choices=("TIMESTAMP", "INDEX"), default="TIMESTAMP")
     search.add_argument("--camera", help="camera name recorded with the sightings (default: the file name)")
     search.add_argument("--no-sightings", action="store_true", help="do not record sightings of this search")
+    search.add_argument(
+        "--review-threshold", type=float, default=90.0,
+        help="tracks whose best match is at or above this but below --threshold go to the review queue"
+        " (facetrace review; default 90; 0 or the threshold: none)",
+    )  # fmt: skip
     _sampling(search)
     search.set_defaults(func=_search)
 
@@ -139,11 +145,17 @@ def _run_job(args: argparse.Namespace, jobs: VideoJobs, job_id: str) -> Job:
 def _search(args: argparse.Namespace) -> int:
     gallery = open_library(args)
     sightings = None if args.no_sightings else _sightings(args, gallery)
-    jobs = VideoJobs(gallery, sightings=sightings, settings=JobSettings(sample_fps=args.sample_fps))
+    records = records_of(gallery.store)
+    review_threshold = args.review_threshold if 0 < args.review_threshold < args.threshold else None
+    review = (
+        ReviewQueue(gallery, records.reviews) if records is not None and review_threshold is not None else None
+    )
+    jobs = VideoJobs(gallery, sightings=sightings, settings=JobSettings(sample_fps=args.sample_fps), review=review)
     try:
         job_id = jobs.start_face_search(
-            args.video, args.collection, threshold=args.threshold, camera=args.camera, caller=local_caller(args)
-        )
+            args.video, args.collection, threshold=args.threshold, camera=args.camera, caller=local_caller(args),
+            review_threshold=review_threshold if review is not None else None,
+        )  # fmt: skip
         job = _run_job(args, jobs, job_id)
         if job.status is JobStatus.FAILED:
             raise about(args.video, InvalidParameterError(job.message or "the video could not be analysed"))
