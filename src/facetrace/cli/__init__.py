@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "video",
     "migrate",
     "cluster",
+    "redact",
 )
 
 
