@@ -55,9 +55,8 @@ def hidden_mask(shape: tuple[int, int], boxes, padding: float) -> np.ndarray:
     return mask
 
 
-def photos(limit: int | None, min_px: float) -> None:
+def photos(limit: int | None, min_px: float, settings: RedactionSettings) -> None:
     base = FaceEngine.create()
-    settings = RedactionSettings()
     engine = redaction_engine(base, settings)
     plain = base  # identification's detector, for the height estimate only
     counts = {"faces": 0, "hidden50": 0, "hidden90": 0, "photos": 0, "skipped": 0, "regions": 0}
@@ -99,7 +98,7 @@ def dlib(engine: FaceEngine, settings: RedactionSettings, min_px: float) -> None
     faces = hidden50 = hidden90 = 0
     for xml in ("training.xml", "testing.xml"):
         text = (folder / xml).read_text()
-        for name, body in re.findall(r"<image file='([^']+)'>(.*?)</image>", text, flags=re.S):
+        for name, body in re.findall(r"<image file='([^']+)'[^>]*>(.*?)</image>", text, flags=re.S):
             image = engine.load(folder / name)
             _, result = redact_photo(engine, image, settings)
             mask = hidden_mask((image.height, image.width), result.hidden, settings.padding)
@@ -143,11 +142,15 @@ def main() -> None:
     parser.add_argument("--section", choices=("photos", "video", "all"), default="all")
     parser.add_argument("--limit", type=int, default=None, help="first N WIDER photos only")
     parser.add_argument("--min-px", type=float, default=16.0)
+    parser.add_argument("--min-confidence", type=float, default=RedactionSettings().min_confidence)
+    parser.add_argument("--padding", type=float, default=RedactionSettings().padding)
     parser.add_argument("--every", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     print(machine_info())
     if args.section in ("photos", "all"):
-        photos(args.limit, args.min_px)
+        chosen = RedactionSettings(min_confidence=args.min_confidence, padding=args.padding)
+        print(f"settings: {chosen}")
+        photos(args.limit, args.min_px, chosen)
     if args.section in ("video", "all"):
         for every in args.every:
             video(every)
