@@ -46,6 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "review": ("review", "tracks whose best match needs a person's answer"),
     "unknowns": ("review", "unidentified faces grouped into unknown people"),
+    "cluster": ("cluster", "group the faces in a set of photos by person (no collection needed)"),
+    "redact": ("redact", "hide the faces in a photo or a video (for release)"),
 }
 
 
