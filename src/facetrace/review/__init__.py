@@ -20,10 +20,10 @@ from facetrace.review.unknowns import (
 __all__ = [
     "DEFAULT_REVIEW_THRESHOLD",
     "DEFAULT_UNKNOWN_RETENTION_DAYS",
-    "STATUSES",
     "GroupingSettings",
     "ReviewObserver",
     "ReviewQueue",
+    "STATUSES",
     "UnknownObserver",
     "UnknownPeople",
 ]

@@ -18,6 +18,7 @@ evidence (docs/review.md).
 
 from __future__ import annotations
 
+import collections
 import time
 import uuid
 from dataclasses import replace
@@ -39,7 +40,12 @@ from facetrace.validation import check_int, check_percent
 from facetrace.video.analysis import UnresolvedTrack
 from facetrace.video.identity import CollectionMatcher, person_key
 
-__all__ = ["DEFAULT_REVIEW_THRESHOLD", "STATUSES", "ReviewObserver", "ReviewQueue"]
+__all__ = [
+    "DEFAULT_REVIEW_THRESHOLD",
+    "ReviewObserver",
+    "ReviewQueue",
+    "STATUSES",
+]
 
 DEFAULT_REVIEW_THRESHOLD = 90.0
 STATUSES = ("PENDING", "CONFIRMED", "REJECTED")
@@ -267,7 +273,9 @@ class ReviewObserver:
         self.match_threshold = match_threshold
         self.retention_days = retention_days
         self.caller = caller
-        self.offered: list[ReviewItem] = []
+        self.offered: collections.deque[ReviewItem] = collections.deque(
+            maxlen=64
+        )  # the latest, for logs and tests
 
     def observe(self, track: UnresolvedTrack) -> None:
         item = self.queue.offer(
