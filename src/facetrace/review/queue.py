@@ -42,13 +42,13 @@ from facetrace.video.identity import CollectionMatcher, person_key
 
 __all__ = [
     "DEFAULT_REVIEW_THRESHOLD",
+    "REVIEW_STATUSES",
     "ReviewObserver",
     "ReviewQueue",
-    "STATUSES",
 ]
 
 DEFAULT_REVIEW_THRESHOLD = 90.0
-STATUSES = ("PENDING", "CONFIRMED", "REJECTED")
+REVIEW_STATUSES = ("PENDING", "CONFIRMED", "REJECTED")
 MAX_CANDIDATES = 5
 DAY = 86400.0
 
@@ -121,8 +121,8 @@ class ReviewQueue:
         offset: int = 0,
     ) -> list[ReviewItem]:
         """Live items, newest first; ``collection_ids`` limits them (a key scoped to some collections)."""
-        if status is not None and status not in STATUSES:
-            raise InvalidParameterError(f"status must be one of {', '.join(STATUSES)}")
+        if status is not None and status not in REVIEW_STATUSES:
+            raise InvalidParameterError(f"status must be one of {', '.join(REVIEW_STATUSES)}")
         check_int(limit, "limit", 1, 1000)
         if offset < 0:
             raise InvalidParameterError("offset must be >= 0")
