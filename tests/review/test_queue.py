@@ -32,7 +32,7 @@ def test_a_borderline_track_becomes_a_review_item_not_a_sighting_then_confirm_an
     queue = ReviewQueue(gallery, records.reviews)
     jobs = VideoJobs(gallery, repository=records.jobs, sightings=sightings, review=queue)
     try:
-        job = jobs.wait(jobs.start_face_search(clips["borderline"], "people", review_threshold=90.0), 60)
+        job = jobs.wait(jobs.start_face_search(clips["borderline"], "people", review_threshold=90.0), 240)
         assert job.status.value == "SUCCEEDED", job.message
         assert jobs.get_face_search(job.job_id).items == ()  # nobody named at 99: no result, no sighting
         assert sightings.count() == 0
@@ -62,7 +62,7 @@ def test_a_borderline_track_becomes_a_review_item_not_a_sighting_then_confirm_an
         assert enrolled.external_image_id == "obama"
 
         # With the reviewed face enrolled, the same footage now names him at 99 with no review.
-        again = jobs.wait(jobs.start_face_search(clips["borderline"], "people", review_threshold=90.0), 60)
+        again = jobs.wait(jobs.start_face_search(clips["borderline"], "people", review_threshold=90.0), 240)
         persons = jobs.get_face_search(again.job_id).items
         assert persons
         assert {p["FaceMatches"][0]["Face"]["ExternalImageId"] for p in persons} == {"obama"}
