@@ -78,8 +78,9 @@ def test_still_scene_skips_detection_and_a_face_entering_is_found(engine: FaceEn
 
 
 def test_rate_follows_what_is_happening(engine: FaceEngine, gallery: Gallery, arrival: Path) -> None:
-    """Busy while the new face is tentative or being named; settled once it is named; the named track lives
-    on through the still part without being ended and restarted."""
+    """Busy while the new face's track is tentative (a clear, still face is named as soon as its track is
+    confirmed), settled once it is named; the named track lives on through the still part without being
+    ended and restarted."""
     gating = GatingSettings(still_interval=10.0)
     matcher = CollectionMatcher(gallery, "people", THRESHOLD)
     analyzer = FrameAnalyzer(engine, matcher=matcher, settings=AnalysisSettings(), gating=gating)
@@ -93,7 +94,7 @@ def test_rate_follows_what_is_happening(engine: FaceEngine, gallery: Gallery, ar
     assert [e.match.face.external_image_id for e in named if e.match] == ["obama"]
     assert all(i == gating.settled_interval for t, i, _ in intervals if t < 2.0)  # empty
     named_at = named[0].stream_time_ms / 1000
-    assert any(i == gating.busy_interval for t, i, _ in intervals if 2.0 <= t < named_at)
+    assert any(i == gating.busy_interval for t, i, _ in intervals if 2.0 <= t < named_at)  # tentative
     assert all(i == gating.settled_interval for t, i, _ in intervals if t > named_at)
     assert not any(isinstance(e, TrackEnded) for e in events), "no track ended while Obama stood there"
     assert len(analyzer.finish()) == 1
@@ -123,7 +124,7 @@ def test_identifications_on_a_generated_clip_are_unchanged(
 
 def test_gating_settings_are_validated() -> None:
     with pytest.raises(InvalidParameterError):
-        GatingSettings(busy_interval=1.0, settled_interval=0.5)
+        GatingSettings(young_interval=1.0, settled_interval=0.5)
     with pytest.raises(InvalidParameterError):
         GatingSettings(min_change=0)
     with pytest.raises(InvalidParameterError):

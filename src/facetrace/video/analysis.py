@@ -80,17 +80,22 @@ class AnalysisSettings:
 class GatingSettings:
     """When a live stream skips detection (``FrameAnalyzer(gating=...)``).
 
-    ``busy_interval``: least seconds between detections while some face that could be identified is on a
-    tentative track or on a young (``young_seconds``), unidentified track still being sampled quickly — these
-    need every frame they can get to be confirmed and named. ``settled_interval``: between detections
-    otherwise (an empty scene, identified tracks, strangers given up on), as long as the picture changes.
-    ``still_interval``: an unchanged picture is detected again at least this often anyway.
+    ``busy_interval``: least seconds between detections while following faces is at stake: some face that
+    could be identified is on a tentative track, or a confirmed track has just been lost (a face not found
+    again quickly is given a new track and named again, or worse, its track is resumed by another face: on
+    generated clips, detecting slowly while any track was lost put a track onto the next shot's face and
+    named it wrongly — with named tracks only counted, an unnamed one, which then got named).
+    ``young_interval``: while some such face is on a young (``young_seconds``), unidentified track still
+    being sampled quickly (samples come at most every ``IdentitySettings.sample_interval`` anyway).
+    ``settled_interval``: otherwise (an empty scene, identified tracks, strangers given up on), as long as
+    the picture changes. ``still_interval``: an unchanged picture is detected again at least this often.
     ``min_change``: the picture has changed when some cell of ``cell_px`` × ``cell_px`` pixels differs from
     the last detected frame by this many grey levels on average (H.264 noise on a still scene stays below
     2; a 30 px face entering a cell adds well over 10).
     """
 
-    busy_interval: float = 0.1
+    busy_interval: float = 0.0
+    young_interval: float = 0.1
     settled_interval: float = 0.25
     still_interval: float = 2.0
     young_seconds: float = 3.0
@@ -98,8 +103,11 @@ class GatingSettings:
     cell_px: int = 40
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.busy_interval <= self.settled_interval <= self.still_interval <= 60.0:
-            raise InvalidParameterError("gating intervals must satisfy 0 <= busy <= settled <= still <= 60 s")
+        ordered = (self.busy_interval, self.young_interval, self.settled_interval, self.still_interval)
+        if not 0.0 <= ordered[0] <= ordered[1] <= ordered[2] <= ordered[3] <= 60.0:
+            raise InvalidParameterError(
+                "gating intervals must satisfy 0 <= busy <= young <= settled <= still <= 60"
+            )
         if not 0.0 <= self.young_seconds <= 600.0 or not 0.0 < self.min_change <= 255.0:
             raise InvalidParameterError("young_seconds must be 0-600 and min_change in (0, 255]")
         if not 8 <= self.cell_px <= 640:
@@ -317,26 +325,31 @@ class FrameAnalyzer:
         return False
 
     def interval(self, t: float) -> float:
-        """Seconds between detections now that the picture moves: ``busy_interval`` while some face big enough
-        to identify is on a tentative track or on a young, unidentified track still sampled quickly,
-        ``settled_interval`` otherwise."""
+        """Seconds between detections now that the picture moves (``GatingSettings``): busy while a face big
+        enough to identify is on a tentative track or a track was just lost, young while one is on a young, unidentified
+        track still sampled quickly, settled otherwise."""
         gating = self.gating
         if gating is None:
             return 0.0
-        identity = self.settings.identity
+        identity, lost_for = self.settings.identity, self.tracker_settings_max_lost()
+        young = False
         for track in self.tracker.tracks:
             if min(track.detection.w, track.detection.h) < identity.min_face_px:
                 continue
-            if not track.confirmed:
+            if not track.confirmed or (not track.matched_now and t - track.last_seen <= lost_for):
                 return gating.busy_interval
-            if self.matcher is None or t - track.first_seen >= gating.young_seconds:
+            if young or self.matcher is None or t - track.first_seen >= gating.young_seconds:
                 continue
             state = track.state.get("identity")
-            if not isinstance(state, IdentityState):
-                return gating.busy_interval
-            if state.match is None and not state.hopeless and track.samples < identity.quick_samples:
-                return gating.busy_interval
-        return gating.settled_interval
+            young = not isinstance(state, IdentityState) or (
+                state.match is None and not state.hopeless and track.samples < identity.quick_samples
+            )
+        return gating.young_interval if young else gating.settled_interval
+
+    def tracker_settings_max_lost(self) -> float:
+        """How long a lost track may be resumed (the tracker's ``max_lost_seconds``, when it says)."""
+        settings = getattr(self.tracker, "settings", None)
+        return float(getattr(settings, "max_lost_seconds", self.settings.tracker.max_lost_seconds))
 
     def _embed(
         self, image: Image, detections: list[Detection], pairs: list[Pair], unmatched: list[int], t: float
