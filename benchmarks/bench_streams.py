@@ -13,7 +13,10 @@ side by side in one run.
    for both ways one after the other: process CPU seconds per stream per video second (the headline: robust
    to other load on the machine), analysed fps, dropped frames, and whether it kept real time (analysed fps
    ≥ 90% of offered, drops ≤ 5%, decode at the clip's pace).
-3. ids: who is named, how soon, and wrongly, at 99 and 95: the Hamilton clip (each person's on-screen spans)
+3. batch: SFace CPU time per face (process CPU, best of 3) with 1, 2, 4, 8, 16 real face crops of the clip
+   per call — what batching embeddings across streams would buy — and the largest difference between
+   batched and one-by-one vectors.
+4. ids: who is named, how soon, and wrongly, at 99 and 95: the Hamilton clip (each person's on-screen spans)
    and generated clips (``bench_video.lfw_clip``: people of the test half walking up to the camera, strangers
    between), both ways.
 
@@ -46,8 +49,10 @@ from benchmarks.bench_video import (
     score_appearances,
 )
 from benchmarks.common import load_average, machine_info, require_data
+from facetrace import geometry
 from facetrace.engine import FaceEngine
 from facetrace.gallery import Gallery
+from facetrace.imaging import Image
 from facetrace.store import MemoryStore
 from facetrace.video import CallbackSink, CollectionMatcher, Pipeline, SourceSettings, StreamConfig
 from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, GatingSettings
@@ -213,6 +218,32 @@ def live(
     return row
 
 
+def batches(engine: FaceEngine, clip: Path) -> dict[str, Any]:
+    crops = []
+    for frame in VideoSource(SourceSettings(str(clip))).frames():
+        if frame.index % 10 == 0:
+            image = Image(frame.bgr())
+            crops += [geometry.align_face(image.pixels, d.landmarks, 112) for d in engine.find_faces(image, 5)]
+    faces = np.stack(crops[:32])
+    report: dict[str, Any] = {"faces": len(faces)}
+    for size in (1, 2, 4, 8, 16):
+        engine.embed_crops(faces[:size])
+        best = min(_cpu_per_face(engine, faces, size) for _ in range(3))
+        report[f"ms_per_face_batch_{size}"] = round(1000 * best, 2)
+        print(f"  batch {size:>2}: {1000 * best:5.2f} ms CPU per face, load {load_average()}")
+    one_by_one = np.concatenate([engine.embed_crops(faces[i : i + 1]) for i in range(len(faces))])
+    report["max_difference"] = float(np.abs(engine.embed_crops(faces) - one_by_one).max())
+    print(f"  batched vs one by one: largest difference {report['max_difference']:.2e}")
+    return report
+
+
+def _cpu_per_face(engine: FaceEngine, faces: np.ndarray, size: int) -> float:
+    began = time.process_time()
+    for i in range(0, len(faces), size):
+        engine.embed_crops(faces[i : i + size])
+    return (time.process_time() - began) / len(faces)
+
+
 def _identify(
     gallery: Gallery, collection: str, clip: Path, threshold: float, gating: GatingSettings | None, every: int
 ) -> tuple[list[tuple[str, float, float]], int]:
@@ -289,7 +320,7 @@ def main() -> None:
     parser.add_argument("--streams", default="8", help="stream counts for the live section")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each live run")
     parser.add_argument("--clips", type=int, default=4, help="generated clips for the ids section")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: profile,live,ids")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: profile,live,batch,ids")
     parser.add_argument("--json", help="write the numbers here")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
@@ -329,6 +360,9 @@ def main() -> None:
                       f"analysed {row['analysed_fps_per_stream']:.1f}/{row['offered_fps_per_stream']:.1f} fps each, "
                       f"dropped {row['dropped_pct']:.0f}%, detection skipped on {row['detections_skipped_pct']:.0f}%, "
                       f"real time: {row['real_time']}, load {row['load']}")  # fmt: skip
+    if "batch" not in skip:
+        print("\nembedding batches (SFace, 1 onnxruntime thread, real face crops of the clip)")
+        report["batch"] = batches(engine, clip)
     if "ids" not in skip:
         print("\nidentifications (today vs gated; Hamilton: reference photos as users; generated: 1 photo each)")
         with tempfile.TemporaryDirectory() as work:
