@@ -17,6 +17,7 @@ and compare raw dot products, so calibration costs nothing per stored face.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "QualityBand",
     "calibration_from_json",
     "calibration_to_json",
+    "false_match_rate",
     "load_calibration",
     "pair_quality",
 ]
@@ -48,6 +50,20 @@ FMR_ANCHORS: tuple[tuple[float, float], ...] = (
     (99.0, 1e-6),
 )
 """(similarity, false match rate) pairs the calibration curve is built to honour."""
+
+
+def false_match_rate(similarity: float) -> float:
+    """The false match rate a threshold of ``similarity`` stands for: the anchors, log-linear between them
+    (at or below 50: the 1e-1 of the lowest anchor; at or above 99: 1e-6). What a person is told a
+    threshold means; a collection of N faces then expects about N × this many false candidates per search."""
+    anchors = FMR_ANCHORS
+    if similarity <= anchors[0][0]:
+        return anchors[0][1]
+    for (s0, f0), (s1, f1) in itertools.pairwise(anchors):
+        if similarity <= s1:
+            t = (similarity - s0) / (s1 - s0)
+            return float(10 ** (math.log10(f0) + t * (math.log10(f1) - math.log10(f0))))
+    return anchors[-1][1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,51 @@
+// facetrace dashboard: enrolment one photo at a time (progress and an outcome per photo as it comes), and
+// dropping photos onto a file field. Without JavaScript every form still works as a plain POST.
+"use strict";
+document.addEventListener("DOMContentLoaded", () => {
+  for (const drop of document.querySelectorAll("label.drop")) {
+    const input = drop.querySelector("input[type=file]");
+    drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+    drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+    drop.addEventListener("drop", (e) => {
+      e.preventDefault(); drop.classList.remove("over");
+      if (e.dataTransfer && e.dataTransfer.files.length) { input.files = e.dataTransfer.files; }
+    });
+  }
+  for (const form of document.querySelectorAll("form[data-enrol]")) {
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const files = Array.from(form.querySelector("input[type=file]").files);
+      const list = form.parentElement.querySelector(".outcomes");
+      const bar = form.querySelector("progress");
+      const button = form.querySelector("button");
+      button.disabled = true; bar.hidden = false; bar.max = files.length; bar.value = 0;
+      for (const file of files) {
+        const body = new FormData();
+        body.append("csrf", form.elements.csrf.value);
+        body.append("person", form.elements.person.value);
+        body.append("photos", file, file.name);
+        try {
+          const answer = await fetch(form.action, { method: "POST", body, headers: { "X-Fragment": "1" } });
+          const html = await answer.text();
+          if (answer.ok) { list.insertAdjacentHTML("beforeend", html); }
+          else {
+            const li = document.createElement("li");
+            li.className = "error";
+            const doc = new DOMParser().parseFromString(html, "text/html");
+            const why = doc.querySelector("[role=alert]");
+            li.textContent = file.name + ": " + (why ? why.textContent : "refused (" + answer.status + ")");
+            list.appendChild(li);
+          }
+        } catch (err) {
+          const li = document.createElement("li"); li.className = "error";
+          li.textContent = file.name + ": " + err; list.appendChild(li);
+        }
+        bar.value += 1;
+      }
+      button.disabled = false;
+      const done = document.createElement("li");
+      done.innerHTML = '<a href="">Reload to see the faces</a>';
+      list.appendChild(done);
+    });
+  }
+});
