@@ -178,6 +178,9 @@ def _page(
             return await handler(dash, request, session)
         except FacetraceError as exc:
             return dash.error(request, session, _status(exc), exc.message)
+        finally:
+            if request.method == "POST":
+                await (await _form(request)).close()  # uploaded photos' temporary files
 
     return endpoint
 
@@ -351,6 +354,7 @@ async def collection(dash: Dashboard, request: Request, session: Session) -> Res
             session.caller, "ListFaces", collection_id, matched=tuple(f.face_id for f in faces),
             detail={"via": "dashboard", "returned": len(faces)},
         )  # fmt: skip
+        people = dict(sorted(people.items()))
         return {"info": info, "people": people, "users": users, "faces": faces, "thumbnails": kept}
 
     values = await anyio.to_thread.run_sync(gather)
