@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from facetrace.engine import FaceEngine
+from facetrace.service import ServiceConfig
 from facetrace.service.keys import AccessKey
 from tests.service.conftest import Server, start_server
 
@@ -27,7 +28,8 @@ ARGS = [
 
 @pytest.fixture(scope="session")
 def ui_server(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("ui-server"), engine)
+    config = ServiceConfig(port=0, workers=2, camera_allow=("udp://127.0.0.1:*",))  # the synthetic camera
+    running = start_server(tmp_path_factory.mktemp("ui-server"), engine, config)
     yield running
     running.thread.stop()
     running.gallery.store.close()

@@ -163,7 +163,7 @@ def create_app(
     if dashboard:  # its own sessions: /ui never passes the API's SigV4 middleware, nor the API /ui's
         from facetrace.service.ui import UiMount, create_ui
 
-        ui_mount = [Middleware(UiMount, ui=create_ui(gallery, keys, config))]
+        ui_mount = [Middleware(UiMount, ui=create_ui(gallery, keys, config, resources))]
     return Starlette(
         routes=[
             Route("/", dispatcher.__call__, methods=["POST"]),

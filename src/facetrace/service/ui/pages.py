@@ -42,6 +42,7 @@ from facetrace.errors import (
 from facetrace.gallery import Gallery
 from facetrace.service.config import ServiceConfig
 from facetrace.service.keys import KeyStore, Permission
+from facetrace.service.operations import Resources
 from facetrace.service.ui.sessions import PRE_COOKIE, Session, SessionManager, csrf_ok
 from facetrace.store import records_of
 from facetrace.store.ui_records import MemorySessions, ui_records_of
@@ -96,8 +97,9 @@ class _Probe:
 class Dashboard:
     """State shared by the pages of one server."""
 
-    def __init__(self, gallery: Gallery, keys: KeyStore, config: ServiceConfig) -> None:
+    def __init__(self, gallery: Gallery, keys: KeyStore, config: ServiceConfig, resources: Resources) -> None:
         self.gallery = gallery
+        self.resources = resources
         self.keys = keys
         self.config = config
         kept = ui_records_of(gallery.store)
@@ -112,9 +114,9 @@ class Dashboard:
     # -- rendering -------------------------------------------------------------------------------------
 
     def render(
-        self, request: Request, name: str, session: Session | None, status: int = 200, **values: Any
+        self, request: Request, template: str, session: Session | None, /, status: int = 200, **values: Any
     ) -> HTMLResponse:
-        body = self.templates.get_template(name).render(
+        body = self.templates.get_template(template).render(
             session=session,
             admin=session is not None and session.key.may(Permission.ADMIN),
             writer=session is not None and session.key.may(Permission.WRITE),
@@ -622,9 +624,12 @@ async def keys_page(dash: Dashboard, request: Request, session: Session) -> Resp
     return dash.render(request, "keys.html", session, keys=listed, created=created)
 
 
-def create_ui(gallery: Gallery, keys: KeyStore, config: ServiceConfig) -> Starlette:
-    """The dashboard as an ASGI app serving ``/ui/...`` (mounted by ``service.app.create_app``)."""
-    dash = Dashboard(gallery, keys, config)
+def create_ui(gallery: Gallery, keys: KeyStore, config: ServiceConfig, resources: Resources) -> Starlette:
+    """The dashboard as an ASGI app serving ``/ui/...`` (mounted by ``service.app.create_app``; ``resources``:
+    the server's, so cameras are the API's stream processors)."""
+    from facetrace.service.ui import cameras as cams
+
+    dash = Dashboard(gallery, keys, config, resources)
     static = Path(str(package_files.files("facetrace.service.ui") / "static"))
 
     async def signin_endpoint(request: Request) -> Response:
@@ -653,6 +658,11 @@ def create_ui(gallery: Gallery, keys: KeyStore, config: ServiceConfig) -> Starle
             Route("/ui/compare", page(compare, needs_purpose=True), methods=["GET", "POST"]),
             Route("/ui/audit", page(audit)),
             Route("/ui/keys", page(keys_page), methods=["GET", "POST"]),
+            Route("/ui/cameras", page(cams.cameras), methods=["GET", "POST"]),
+            Route("/ui/cameras/{name}", page(cams.camera)),
+            Route("/ui/cameras/{name}/frame.jpg", page(cams.frame)),
+            Route("/ui/cameras/{name}/now.json", page(cams.now)),
+            Route("/ui/cameras/{name}/{act}", page(cams.camera_act), methods=["POST"]),
             Mount("/ui/static", StaticFiles(directory=static), name="static"),
         ]
     )

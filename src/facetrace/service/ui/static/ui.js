@@ -49,3 +49,36 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+// Live view: a fresh annotated JPEG from the running pipeline every 400 ms (2.5 fps), and who is in it.
+document.addEventListener("DOMContentLoaded", () => {
+  const img = document.querySelector("img[data-live]");
+  if (!img) { return; }
+  const list = document.querySelector("ul.now");
+  const status = document.querySelector("[data-status]");
+  let busy = false;
+  const tick = async () => {
+    if (busy || document.hidden) { return; }
+    busy = true;
+    try {
+      const answer = await fetch(img.dataset.live + "?t=" + Date.now(), { cache: "no-store" });
+      if (answer.ok) {
+        const url = URL.createObjectURL(await answer.blob());
+        const old = img.src; img.src = url; if (old.startsWith("blob:")) { URL.revokeObjectURL(old); }
+      }
+      const now = await fetch(img.dataset.now, { cache: "no-store" });
+      if (now.ok) {
+        const data = await now.json();
+        status.textContent = data.status.toLowerCase();
+        list.replaceChildren(...(data.faces.length ? data.faces.map((f) => {
+          const li = document.createElement("li");
+          li.textContent = f.name ? `${f.name} (similarity ${f.similarity.toFixed(1)})` : `unknown face (track ${f.track})`;
+          li.className = f.name ? "ok identified" : "small";
+          return li;
+        }) : [Object.assign(document.createElement("li"), { textContent: "nobody in view", className: "small" })]));
+      }
+    } catch (err) { /* the next tick tries again */ }
+    busy = false;
+  };
+  setInterval(tick, 400);
+  tick();
+});
