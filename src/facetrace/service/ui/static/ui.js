@@ -82,3 +82,43 @@ document.addEventListener("DOMContentLoaded", () => {
   setInterval(tick, 400);
   tick();
 });
+// Events: a server-sent-events subscription (re-opened when the camera filter changes), newest first.
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.querySelector("form[data-events]");
+  if (!form) { return; }
+  const list = document.querySelector("ul.events");
+  const state = document.querySelector("[data-stream-state]");
+  let source = null;
+  const show = (type, data) => {
+    const who = data.UserId || data.ExternalImageId || "";
+    if (form.elements.identified.checked && !who) { return; }
+    const wanted = form.elements.person.value.trim();
+    if (wanted && who !== wanted) { return; }
+    const li = document.createElement("li");
+    if (data.Snapshot) {
+      const img = document.createElement("img");
+      img.src = "data:image/jpeg;base64," + data.Snapshot; img.alt = ""; li.appendChild(img);
+    }
+    const text = document.createElement("span");
+    const when = new Date((data.WallTime || data.Timestamp || Date.now() / 1000) * 1000).toLocaleTimeString();
+    text.textContent = `${when} · ${data.Camera || data.Processor} · ${type}` +
+      (who ? ` · ${who} (similarity ${Number(data.Similarity).toFixed(1)})` : "");
+    text.className = who ? "event-who" : "small";
+    li.appendChild(text);
+    list.prepend(li);
+    while (list.children.length > 200) { list.lastChild.remove(); }
+  };
+  const open = () => {
+    if (source) { source.close(); }
+    const camera = form.elements.processor.value;
+    source = new EventSource(form.dataset.events + (camera ? "?processor=" + encodeURIComponent(camera) : ""));
+    source.onopen = () => { state.textContent = "connected: new events appear at the top"; };
+    source.onerror = () => { state.textContent = "disconnected; retrying…"; };
+    for (const type of ["TrackStarted", "TrackIdentified", "TrackEnded", "StreamStatus"]) {
+      source.addEventListener(type, (e) => show(type, JSON.parse(e.data)));
+    }
+  };
+  form.elements.processor.addEventListener("change", open);
+  form.addEventListener("submit", (e) => e.preventDefault());
+  open();
+});
