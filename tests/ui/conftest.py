@@ -28,8 +28,12 @@ ARGS = [
 
 @pytest.fixture(scope="session")
 def ui_server(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine) -> Iterator[Server]:
-    config = ServiceConfig(port=0, workers=2, camera_allow=("udp://127.0.0.1:*",))  # the synthetic camera
-    running = start_server(tmp_path_factory.mktemp("ui-server"), engine, config)
+    home = tmp_path_factory.mktemp("ui-server")
+    (home / "footage").mkdir()
+    config = ServiceConfig(
+        port=0, workers=2, camera_allow=("udp://127.0.0.1:*",), buckets={"footage": home / "footage"}
+    )  # a synthetic camera on loopback, and a folder of stored video
+    running = start_server(home, engine, config)
     yield running
     running.thread.stop()
     running.gallery.store.close()

@@ -628,7 +628,7 @@ def create_ui(gallery: Gallery, keys: KeyStore, config: ServiceConfig, resources
     """The dashboard as an ASGI app serving ``/ui/...`` (mounted by ``service.app.create_app``; ``resources``:
     the server's, so cameras are the API's stream processors)."""
     from facetrace.service.ui import cameras as cams
-    from facetrace.service.ui import watch
+    from facetrace.service.ui import videos, watch
 
     dash = Dashboard(gallery, keys, config, resources)
     static = Path(str(package_files.files("facetrace.service.ui") / "static"))
@@ -663,6 +663,10 @@ def create_ui(gallery: Gallery, keys: KeyStore, config: ServiceConfig, resources
             Route("/ui/events", page(watch.events_page)),
             Route("/ui/events/stream", page(watch.events_stream)),
             Route("/ui/sightings", page(watch.sightings_page)),
+            Route("/ui/videos", page(videos.videos_page)),
+            Route("/ui/videos/search", page(videos.videos_search), methods=["POST"]),
+            Route("/ui/videos/jobs/{job_id}", page(videos.job_page)),
+            Route("/ui/videos/file", page(videos.play)),
             Route("/ui/cameras/{name}", page(cams.camera)),
             Route("/ui/cameras/{name}/frame.jpg", page(cams.frame)),
             Route("/ui/cameras/{name}/now.json", page(cams.now)),

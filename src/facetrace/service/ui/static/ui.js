@@ -122,3 +122,17 @@ document.addEventListener("DOMContentLoaded", () => {
   form.addEventListener("submit", (e) => e.preventDefault());
   open();
 });
+// Stored video: a job still running reloads itself; clicking an appearance plays the video from there.
+document.addEventListener("DOMContentLoaded", () => {
+  const job = document.querySelector("[data-job-state]");
+  if (job && job.dataset.jobState === "IN_PROGRESS") { setTimeout(() => location.reload(), 1500); }
+  const player = document.querySelector("video[data-player]");
+  for (const button of document.querySelectorAll("[data-seek]")) {
+    button.addEventListener("click", () => {
+      if (!player) { return; }
+      player.currentTime = Number(button.dataset.seek);
+      player.play().catch(() => {});
+      player.scrollIntoView({ block: "nearest" });
+    });
+  }
+});
