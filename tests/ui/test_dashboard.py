@@ -82,6 +82,22 @@ def test_a_read_key_cannot_enrol(page: Any, ui_server: Server, photos: dict[str,
     assert ui_server.gallery.describe_collection("readers").face_count == 0
 
 
+def test_a_wrong_secret_is_refused_and_audited(page: Any, ui_server: Server) -> None:
+    page.goto(ui_server.url + "/ui/")
+    page.fill("input[name=access_key_id]", ui_server.admin.access_key_id)
+    page.fill("input[name=secret]", "not-the-secret")
+    page.click("button:has-text('Sign in')")
+    assert "do not match" in page.locator("[role=alert]").inner_text()
+    assert "/ui/signin" in page.url
+    denied = [
+        r.event
+        for r in ui_server.audit.records(operation="DeniedAttempt")
+        if r.event.detail.get("operation") == "UiSignIn"
+    ][-1]
+    assert denied.principal == f"claimed:{ui_server.admin.access_key_id}"
+    assert denied.detail["operation"] == "UiSignIn"
+
+
 def test_a_form_without_its_csrf_token_is_refused(page: Any, ui_server: Server) -> None:
     sign_in(page, ui_server, ui_server.admin, "/ui/collections")
     page.evaluate("document.querySelector('form[action=\"/ui/collections\"] input[name=csrf]').remove()")

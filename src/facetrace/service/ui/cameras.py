@@ -26,7 +26,7 @@ from facetrace.video.live import annotated_jpeg
 from facetrace.video.processors import StreamProcessors
 from facetrace.video.source import redact
 
-__all__ = ["camera", "camera_act", "cameras", "frame", "now"]
+__all__ = ["camera", "camera_act", "camera_rows", "cameras", "frame", "now"]
 
 
 def _processors(dash: Dashboard) -> StreamProcessors:
@@ -41,7 +41,7 @@ def _camera(dash: Dashboard, session: Session, name: str) -> StreamProcessors:
     return manager
 
 
-def _rows(dash: Dashboard, session: Session) -> list[dict[str, Any]]:
+def camera_rows(dash: Dashboard, session: Session) -> list[dict[str, Any]]:
     manager = _processors(dash)
     listed, _ = manager.list()
     rows = []
@@ -87,7 +87,7 @@ async def cameras(dash: Dashboard, request: Request, session: Session) -> Respon
 
         await anyio.to_thread.run_sync(create)
         message = f"Camera {name} added (stopped): start it below."
-    rows = await anyio.to_thread.run_sync(_rows, dash, session)
+    rows = await anyio.to_thread.run_sync(camera_rows, dash, session)
     choices = [c for c in dash.gallery.list_collections(limit=1000).items if session.key.sees(c)]
     return dash.render(request, "cameras.html", session, rows=rows, collections=choices, message=message)
 

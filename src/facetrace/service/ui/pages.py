@@ -40,11 +40,11 @@ from facetrace.errors import (
     NotFoundError,
 )
 from facetrace.gallery import Gallery
+from facetrace.service.access_audit import DeniedAttempts
 from facetrace.service.config import ServiceConfig
 from facetrace.service.keys import KeyStore, Permission
 from facetrace.service.operations import Resources
 from facetrace.service.ui.sessions import PRE_COOKIE, Session, SessionManager, csrf_ok
-from facetrace.store import records_of
 from facetrace.store.ui_records import MemorySessions, ui_records_of
 from facetrace.thumbnails import face_thumbnail
 from facetrace.validation import check_collection_id, check_face_id, check_user_id
@@ -108,6 +108,7 @@ class Dashboard:
         loader = jinja2.PackageLoader("facetrace.service.ui", "templates")
         self.templates = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
         self.templates.filters["when"] = _when
+        self.denied = DeniedAttempts(gallery.store.audit)  # failed sign-ins, rate-limited like the API's
         self._probes: dict[str, _Probe] = {}
         self._probe_lock = threading.Lock()
 
@@ -243,6 +244,16 @@ async def signin(dash: Dashboard, request: Request) -> Response:
     key_id, secret = _text(form, "access_key_id"), _text(form, "secret")
     signed = await anyio.to_thread.run_sync(dash.sessions.sign_in, key_id, secret)
     if signed is None:
+        client = request.client.host if request.client else None
+        await anyio.to_thread.run_sync(
+            lambda: dash.denied.record(
+                "UnrecognizedClientException",
+                key_id=None,
+                authorization=f"Credential={key_id[:128]}/",
+                target="UiSignIn",
+                client=client,
+            )  # the claimed key id, marked claimed: as for a bad signature on the API
+        )
         return await signin_form(dash, request, "That access key and secret do not match a key.", 401)
     token, key = signed
     await anyio.to_thread.run_sync(lambda: dash.gallery.record_event(_caller(key.access_key_id), "UiSignIn", None))
@@ -290,21 +301,32 @@ def _collections(dash: Dashboard, session: Session) -> list[Any]:
 async def overview(dash: Dashboard, request: Request, session: Session) -> Response:
     def gather() -> dict[str, Any]:
         collections = _collections(dash, session)
-        records = records_of(dash.gallery.store)
-        cameras = []
-        if records is not None:
-            cameras = [p for p in records.processors.list() if session.key.sees(p.collection_id)]
+        from facetrace.service.handlers.video import video_of
+        from facetrace.service.ui.cameras import camera_rows
+
+        cameras = camera_rows(dash, session)
         trail = dash.gallery.store.audit
-        latest = [
-            r for r in reversed(trail.records(operation="Identified")[-10:])
-        ] if session.key.may(Permission.ADMIN) else []  # fmt: skip
         verification = trail.verify() if session.key.may(Permission.ADMIN) else None
-        if collections:
+
+        recent = video_of(dash.resources, dash.gallery).sightings.query(limit=50, snapshots=True)
+        latest = [s for s in recent if s.collection_id is None or session.key.sees(s.collection_id)][:8]
+        if collections or latest:
             dash.gallery.record_event(
-                session.caller, "DescribeCollection", None,
-                detail={"via": "dashboard", "returned": len(collections)},
+                session.caller, "ListSightings", None, matched=tuple(s.face_id for s in latest if s.face_id),
+                detail={"via": "dashboard overview", "collections": len(collections), "returned": len(latest)},
             )  # fmt: skip
-        return {"collections": collections, "cameras": cameras, "latest": latest, "verification": verification}
+        latest_rows = [
+            {"who": s.user_id or s.external_image_id or "unknown", "camera": s.camera, "when": s.started_at,
+             "similarity": s.similarity,
+             "snapshot": base64.b64encode(s.snapshot).decode() if s.snapshot else None}
+            for s in latest
+        ]  # fmt: skip
+        return {
+            "collections": collections,
+            "cameras": cameras,
+            "latest": latest_rows,
+            "verification": verification,
+        }
 
     return dash.render(request, "overview.html", session, **await anyio.to_thread.run_sync(gather))
 
