@@ -26,10 +26,10 @@ from facetrace.service import ServiceConfig
 from tests.photos import photo
 from tests.service.conftest import start_server
 from tests.ui.conftest import ARGS, CHROMIUM
-from tests.video.conftest import Actor, UdpSender, free_udp_port, sprite
+from tests.video.conftest import Actor, UdpSender, free_udp_port, sprite, write_video
 
 
-def save(page: object, out: Path, name: str, colours: int = 128) -> None:
+def save(page: object, out: Path, name: str, colours: int = 48) -> None:
     png = page.screenshot(full_page=True)  # type: ignore[attr-defined]
     image = Image.open(io.BytesIO(png)).convert("RGB")
     if image.height > 1400:
@@ -47,7 +47,11 @@ def main() -> None:
 
     engine = FaceEngine.create()
     with tempfile.TemporaryDirectory() as tmp:
-        config = ServiceConfig(port=0, workers=2, camera_allow=("udp://127.0.0.1:*",))
+        footage = Path(tmp) / "footage" / "lobby"
+        footage.mkdir(parents=True)
+        config = ServiceConfig(
+            port=0, workers=2, camera_allow=("udp://127.0.0.1:*",), buckets={"footage": footage.parent}
+        )
         server = start_server(Path(tmp), engine, config)
         gallery = server.gallery
         gallery.create_collection("staff")
@@ -58,9 +62,16 @@ def main() -> None:
             gallery.associate_faces("staff", person, [face.record.face_id])
         server.keys.create("read", collections=["staff"], description="front desk")
         port = free_udp_port()
-        walker = [Actor("obama", sprite(engine, photo("obama.jpg"), 90), 0.0, 4.0, (120, 60), (420, 60))]
+        walker = [Actor("obama", sprite(engine, photo("obama.jpg"), 90), 0.0, 2.5, (120, 60), (420, 60))]
+        write_video(
+            footage / "scene.mp4",
+            [
+                Actor("obama", sprite(engine, photo("obama.jpg"), 80), 0.0, 1.5, (40, 20), (300, 30)),
+                Actor("biden", sprite(engine, photo("biden.jpg"), 80), 2.0, 3.8, (500, 40), (360, 30)),
+            ],
+        )
         try:
-            with sync_playwright() as playwright, UdpSender(port, walker, seconds=60.0, loop=4.0):
+            with sync_playwright() as playwright, UdpSender(port, walker, seconds=90.0, loop=5.0):
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
                 base = server.url
@@ -78,9 +89,21 @@ def main() -> None:
                 page.goto(base + "/ui/cameras/front-door")
                 page.locator("ul.now li.identified").first.wait_for(timeout=30_000)
                 time.sleep(1.0)
-                save(page, args.out, "camera-live", colours=32)  # the synthetic scene's noise compresses badly
+                save(page, args.out, "camera-live", colours=16)  # the synthetic scene's noise compresses badly
                 page.goto(base + "/ui/cameras")
                 save(page, args.out, "cameras")
+                page.goto(base + "/ui/events")
+                page.locator("ul.events li").nth(1).wait_for(timeout=30_000)
+                save(page, args.out, "events")
+                page.goto(base + "/ui/sightings")
+                save(page, args.out, "sightings")
+                page.goto(base + "/ui/videos?bucket=footage&folder=lobby")
+                save(page, args.out, "videos")
+                page.locator("form:has(button:has-text('Search scene.mp4')) button").click()
+                page.locator("[data-job-state=SUCCEEDED]").wait_for(timeout=60_000)
+                page.locator("button.appearance").nth(1).click()
+                time.sleep(0.5)
+                save(page, args.out, "video-appearances", colours=16)
                 page.goto(base + "/ui/")
                 save(page, args.out, "overview")
                 page.goto(base + "/ui/collections")

@@ -45,6 +45,9 @@ def test_a_video_search_shows_appearances_and_plays_from_one(
     start = float(biden.get_attribute("data-seek") or "nan")
     assert 1.8 <= start <= 2.6
 
+    bar = page.locator("section:has(h3:has-text('biden')) .track .sighting").first
+    assert 45 < float(page.evaluate("b => parseFloat(b.style.left)", bar.element_handle())) < 65  # 2.0 s of 3.8
+
     player = page.locator("video[data-player]")
     deadline = time.monotonic() + 15
     while page.evaluate("v => v.readyState", player.element_handle()) < 1 and time.monotonic() < deadline:

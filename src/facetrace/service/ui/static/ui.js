@@ -136,3 +136,10 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+// Timelines: place each bar from its data attributes (the CSP allows no inline style attributes).
+document.addEventListener("DOMContentLoaded", () => {
+  for (const bar of document.querySelectorAll("[data-left][data-width]")) {
+    bar.style.left = bar.dataset.left + "%";
+    bar.style.width = bar.dataset.width + "%";
+  }
+});
