@@ -24,10 +24,12 @@ import anyio.to_thread
 import jinja2
 from starlette.applications import Starlette
 from starlette.datastructures import FormData, UploadFile
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from facetrace.audit import Caller, check_purpose
 from facetrace.calibration import false_match_rate
@@ -35,6 +37,7 @@ from facetrace.errors import (
     AccessDeniedError,
     AlreadyExistsError,
     FacetraceError,
+    ImageTooLargeError,
     InvalidParameterError,
     NoFaceError,
     NotFoundError,
@@ -43,6 +46,7 @@ from facetrace.gallery import Gallery
 from facetrace.service.access_audit import DeniedAttempts
 from facetrace.service.config import ServiceConfig
 from facetrace.service.keys import KeyStore, Permission
+from facetrace.service.middleware.body_limit import BodyLimitMiddleware
 from facetrace.service.operations import Resources
 from facetrace.service.ui.sessions import PRE_COOKIE, Session, SessionManager, csrf_ok
 from facetrace.store.ui_records import MemorySessions, ui_records_of
@@ -74,6 +78,8 @@ def _status(exc: FacetraceError) -> int:
         return 404
     if isinstance(exc, AlreadyExistsError):
         return 409
+    if isinstance(exc, ImageTooLargeError):
+        return 413
     return 400 if isinstance(exc, InvalidParameterError | NoFaceError) else 500
 
 
@@ -646,6 +652,21 @@ async def keys_page(dash: Dashboard, request: Request, session: Session) -> Resp
     return dash.render(request, "keys.html", session, keys=listed, created=created)
 
 
+class _PlainErrors:
+    """A library error raised outside a page (the body limit, before any page runs) as a short text answer
+    with the API's status, not a traceback or a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except FacetraceError as exc:
+            status = 413 if isinstance(exc, ImageTooLargeError) else _status(exc)
+            await PlainTextResponse(exc.message, status_code=status)(scope, receive, send)
+
+
 def create_ui(gallery: Gallery, keys: KeyStore, config: ServiceConfig, resources: Resources) -> Starlette:
     """The dashboard as an ASGI app serving ``/ui/...`` (mounted by ``service.app.create_app``; ``resources``:
     the server's, so cameras are the API's stream processors)."""
@@ -664,7 +685,12 @@ def create_ui(gallery: Gallery, keys: KeyStore, config: ServiceConfig, resources
     def page(handler: Handler, **options: bool) -> Callable[[Request], Awaitable[Response]]:
         return _page(dash, handler, **options)
 
+    per_form = config.max_body_bytes * MAX_PHOTOS  # enrolment takes up to MAX_PHOTOS photos in one form
     return Starlette(
+        middleware=[
+            Middleware(_PlainErrors),
+            Middleware(BodyLimitMiddleware, limit_for=lambda _target: per_form),
+        ],
         routes=[
             Route("/ui", root),
             Route("/ui/signin", signin_endpoint, methods=["GET", "POST"]),
@@ -694,5 +720,5 @@ def create_ui(gallery: Gallery, keys: KeyStore, config: ServiceConfig, resources
             Route("/ui/cameras/{name}/now.json", page(cams.now)),
             Route("/ui/cameras/{name}/{act}", page(cams.camera_act), methods=["POST"]),
             Mount("/ui/static", StaticFiles(directory=static), name="static"),
-        ]
+        ],
     )
