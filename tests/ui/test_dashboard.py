@@ -4,6 +4,7 @@ CSRF, sign-out and key deletion ending a session."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,11 @@ def test_sign_out_and_key_deletion_end_the_session(page: Any, browser: Any, ui_s
     key = ui_server.keys.create("admin", description="ui sign-out test")
     sign_in(page, ui_server, key)
     cookies = browser.cookies()
+    (session,) = [c for c in cookies if c["name"] == "ft_session"]
+    assert session["httpOnly"]
+    assert session["sameSite"] == "Strict"
+    assert session["path"] == "/ui"
+    assert 0 < session["expires"] - time.time() <= 8 * 3600 + 60
     page.click("button:has-text('Sign out')")
     page.wait_for_url(re.compile(r"/ui/signin"))
     browser.add_cookies(cookies)  # the old cookie, replayed, no longer opens a page
