@@ -127,3 +127,18 @@ def test_sign_out_and_key_deletion_end_the_session(page: Any, browser: Any, ui_s
     ui_server.keys.delete(key.access_key_id)
     page.goto(ui_server.url + "/ui/")
     assert "/ui/signin" in page.url
+
+
+def test_a_collection_limited_key_sees_only_its_collections(page: Any, ui_server: Server) -> None:
+    for name in ("mine", "theirs"):
+        if name not in ui_server.gallery.list_collections().items:
+            ui_server.gallery.create_collection(name)
+    limited = ui_server.keys.create("admin", collections=["mine"], description="ui limited test")
+    sign_in(page, ui_server, limited, "/ui/collections")
+    listed = page.locator("table a").all_inner_texts()
+    assert "mine" in listed
+    assert "theirs" not in listed
+    assert page.request.get(ui_server.url + "/ui/collections/theirs").status == 403
+    assert page.request.get(ui_server.url + "/ui/audit").status == 403  # the log spans every collection
+    assert page.request.get(ui_server.url + "/ui/keys").status == 403
+    assert page.locator("nav >> text=Audit").count() == 0

@@ -126,6 +126,9 @@ class Dashboard:
         body = self.templates.get_template(template).render(
             session=session,
             admin=session is not None and session.key.may(Permission.ADMIN),
+            whole_admin=session is not None
+            and session.key.may(Permission.ADMIN)
+            and session.key.collections is None,
             writer=session is not None and session.key.may(Permission.WRITE),
             path=request.url.path,
             **values,
@@ -312,10 +315,16 @@ async def overview(dash: Dashboard, request: Request, session: Session) -> Respo
 
         cameras = camera_rows(dash, session)
         trail = dash.gallery.store.audit
-        verification = trail.verify() if session.key.may(Permission.ADMIN) else None
+        whole = session.key.may(Permission.ADMIN) and session.key.collections is None
+        verification = trail.verify() if whole else None
 
         recent = video_of(dash.resources, dash.gallery).sightings.query(limit=50, snapshots=True)
-        latest = [s for s in recent if s.collection_id is None or session.key.sees(s.collection_id)][:8]
+        latest = [
+            s
+            for s in recent
+            if session.key.collections is None
+            or (s.collection_id is not None and session.key.sees(s.collection_id))
+        ][:8]
         if collections or latest:
             dash.gallery.record_event(
                 session.caller, "ListSightings", None, matched=tuple(s.face_id for s in latest if s.face_id),
@@ -350,6 +359,13 @@ def _visible(session: Session, collection_id: str) -> str:
 def _needs(session: Session, level: Permission) -> None:
     if not session.key.may(level):
         raise AccessDeniedError(f"your key is {session.key.permission}; this needs a {level} key")
+
+
+def _needs_whole_admin(session: Session) -> None:
+    """The audit log and the keys span every collection: an admin key limited to some sees neither."""
+    _needs(session, Permission.ADMIN)
+    if session.key.collections is not None:
+        raise AccessDeniedError("the audit log and the keys need an admin key not limited to collections")
 
 
 async def collections(dash: Dashboard, request: Request, session: Session) -> Response:
@@ -592,7 +608,7 @@ async def compare(dash: Dashboard, request: Request, session: Session) -> Respon
 
 
 async def audit(dash: Dashboard, request: Request, session: Session) -> Response:
-    _needs(session, Permission.ADMIN)
+    _needs_whole_admin(session)
     query = request.query_params
     filters = {
         "operation": (query.get("operation") or "").strip()[:64] or None,
@@ -612,11 +628,9 @@ async def audit(dash: Dashboard, request: Request, session: Session) -> Response
 
 
 async def keys_page(dash: Dashboard, request: Request, session: Session) -> Response:
-    _needs(session, Permission.ADMIN)
+    _needs_whole_admin(session)
     created = None
     if request.method == "POST":
-        if session.key.collections is not None:
-            raise AccessDeniedError("a key limited to collections cannot manage keys")
         form = await _form(request)
         action = _text(form, "action")
         if action == "delete":

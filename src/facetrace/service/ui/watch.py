@@ -101,7 +101,12 @@ async def sightings_page(dash: Dashboard, request: Request, session: Session) ->
             found = store.query(
                 user_id=person, camera=camera, since=now - hours * 3600, limit=TIMELINE_LIMIT, snapshots=True
             )
-        found = [s for s in found if s.collection_id is None or session.key.sees(s.collection_id)]
+        found = [
+            s
+            for s in found
+            if session.key.collections is None
+            or (s.collection_id is not None and session.key.sees(s.collection_id))
+        ]
         dash.gallery.record_event(
             session.caller, "ListSightings", None, matched=tuple(s.face_id for s in found if s.face_id),
             detail={"via": "dashboard", "person": person, "camera": camera, "returned": len(found)},
