@@ -60,10 +60,18 @@ def test_enrol_then_search_finds_the_person_and_says_no_match_for_a_stranger(
     page.click("button:has-text('Search')")
     assert page.locator(".nomatch").inner_text().startswith("No match")
 
+    page.set_input_files("input[name=photo]", str(photos["t1.jpg"]))  # a group: the operator picks a face
+    page.click("button:has-text('Search')")
+    assert page.locator("form.pick .face").count() >= 3
+    page.check("form.pick input[name=face] >> nth=1")
+    page.click("button:has-text('Search with this face')")
+    assert page.locator(".nomatch").inner_text().startswith("No match")
+
     records = ui_server.audit.records(operation="SearchFacesByImage")
-    assert [r.event.purpose for r in records[-2:]] == ["case-2026-17", "case-2026-17"]
-    assert records[-2].event.principal == ui_server.admin.access_key_id
-    assert records[-1].event.match_count == 0
+    assert [r.event.purpose for r in records[-3:]] == ["case-2026-17"] * 3
+    assert records[-3].event.principal == ui_server.admin.access_key_id
+    assert records[-3].event.match_count >= 1
+    assert records[-2].event.match_count == 0
 
 
 def test_a_read_key_cannot_enrol(page: Any, ui_server: Server, photos: dict[str, Path]) -> None:
