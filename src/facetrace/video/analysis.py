@@ -127,6 +127,8 @@ class Observation:
     box: BoundingBox
     detection: Detection
     detail: FaceDetail | None = None
+    name: str | None = None  # the track's current identity (user id, else external image id), for live views
+    similarity: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,16 @@ def track_match(track: Track) -> FaceMatch | None:
     """The track's current stable match (None when unidentified)."""
     state = track.state.get("identity")
     return state.match if isinstance(state, IdentityState) else None
+
+
+def _name(match: FaceMatch | None) -> str | None:
+    if match is None:
+        return None
+    return match.face.user_id or match.face.external_image_id or match.face.face_id
+
+
+def _similarity(match: FaceMatch | None) -> float | None:
+    return None if match is None else match.similarity
 
 
 class FrameAnalyzer:
@@ -309,6 +321,8 @@ class FrameAnalyzer:
                 box=_box(det, image),
                 detection=det,
                 detail=details.get(di),
+                name=_name(track_match(owner[di])),
+                similarity=_similarity(track_match(owner[di])),
             )
             for di, det in enumerate(detections)
         )

@@ -189,6 +189,12 @@ class StreamWorker:
             target=self._analyse, name=f"facetrace-analyse-{config.name}", daemon=True
         )
         self._reader = threading.Thread(target=self._read, name=f"facetrace-read-{config.name}", daemon=True)
+        self._latest: tuple[Frame, FrameResult] | None = None  # the last analysed frame, for live views
+
+    def latest_frame(self) -> tuple[Frame, FrameResult] | None:
+        """The last frame the analyser finished and what it found there (None before the first). A live view
+        draws from this instead of opening the camera a second time: one decoder per camera."""
+        return self._latest
 
     @property
     def name(self) -> str:
@@ -308,6 +314,7 @@ class StreamWorker:
                 began = time.perf_counter()
                 result = analyzer.process(frame)
                 metrics.frame_done(frame, result, time.perf_counter() - began)
+                self._latest = (frame, result)  # one reference swap: readers see a whole pair
                 for event in result.events:
                     self._publish(event)
                 self._hand_over(analyzer)
