@@ -32,15 +32,25 @@ one scan, and a scan already uses every core, so concurrent scans would not be f
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from facetrace.errors import InvalidParameterError, ModelMismatchError
+from facetrace.store.ann_index import (
+    RETRAIN_GROWTH,
+    CompactIndex,
+    ann_min_faces,
+    face_labels,
+    faiss_available,
+)
 from facetrace.types import Vector
 
 __all__ = ["TEMPLATE_AGREEMENT_POWER", "VectorIndex", "as_unit_matrix", "as_unit_vector", "user_template"]
@@ -53,6 +63,8 @@ template's cosine to a *stranger* has a heavier tail than a single face's: on LF
 a^0.25 brings the template's impostor rate back to a single face's there, and it held on the test half
 (``benchmarks/bench_users.py``, docs/accuracy.md), so a threshold keeps its false match rate per user, and a
 user of k photos is one comparison, not k."""
+
+log = logging.getLogger(__name__)
 
 _NO_USER = -1
 _MIN_CAPACITY = 1024
@@ -189,6 +201,12 @@ class VectorIndex:
         self._user_faces = np.zeros(0, dtype=np.int64)  # per user code: how many faces
         self._templates = np.zeros((0, dim), dtype=np.float32)  # per user code: unit template (0: no faces)
         self._stale: set[int] = set()  # user codes whose template must be recomputed from the sum
+        # The compact index of a large collection (``ann_index``): ``_labels`` is each row's label in it,
+        # ``_row_of`` the reverse; all three are None while the collection is searched exactly.
+        self._ann: CompactIndex | None = None
+        self._labels: npt.NDArray[np.int64] | None = None
+        self._row_of: dict[int, int] | None = None
+        self.ann_path: Path | None = None  # where the compact index is persisted (None: memory only)
 
     @classmethod
     def from_arrays(
@@ -275,6 +293,10 @@ class VectorIndex:
         users[:n] = self._users[:n]
         self._matrix, self._users = matrix, users
         self._scores = np.empty(capacity, dtype=np.float32)
+        if self._labels is not None:
+            labels = np.zeros(capacity, dtype=np.int64)
+            labels[:n] = self._labels[:n]
+            self._labels = labels
 
     def add(
         self,
@@ -300,6 +322,11 @@ class VectorIndex:
             for i, face_id in enumerate(face_ids):
                 self._slot[face_id] = n + i
             self._ids.extend(face_ids)
+            if self._ann is not None and self._labels is not None and self._row_of is not None:
+                labels = face_labels(face_ids)
+                self._labels[n : n + len(face_ids)] = labels
+                self._row_of.update(zip(labels.tolist(), range(n, n + len(face_ids)), strict=True))
+                self._ann.add(labels, vectors)
 
     def remove(self, face_ids: Sequence[str]) -> None:
         """Drop faces; ids that are not indexed are ignored."""
@@ -310,6 +337,13 @@ class VectorIndex:
                     continue
                 self._move_to_user(np.array([slot]), _NO_USER)
                 last = len(self._ids) - 1
+                if self._labels is not None and self._row_of is not None and self._ann is not None:
+                    gone = int(self._labels[slot])
+                    self._row_of.pop(gone, None)
+                    self._ann.remove(np.array([gone], dtype=np.int64))
+                    if slot != last:
+                        self._labels[slot] = self._labels[last]
+                        self._row_of[int(self._labels[last])] = slot
                 if slot != last:
                     moved = self._ids[last]
                     self._matrix[slot] = self._matrix[last]
@@ -358,11 +392,82 @@ class VectorIndex:
         with self._lock:
             if not self._ids:
                 return []
-            scores = self._scan(probe)
             extra = 1 if exclude_face_id is not None and exclude_face_id in self._slot else 0
-            best = _top_k(scores, limit + extra, min_cosine)
-            found = [(self._ids[i], float(scores[i])) for i in best]
+            ann = self._compact()
+            if ann is not None and self._row_of is not None:
+                # Candidates from the compact index, each scored exactly: the same cosines as a scan.
+                wanted = max(limit + extra, 64)
+                row_of = self._row_of
+                rows = np.fromiter(
+                    (r for r in (row_of.get(int(x)) for x in ann.candidates(probe, wanted)) if r is not None),
+                    dtype=np.intp,
+                )
+                exact = np.einsum("ij,j->i", self._matrix[rows], probe)
+                best = _top_k(exact, limit + extra, min_cosine)
+                found = [(self._ids[rows[i]], float(exact[i])) for i in best]
+            else:
+                scores = self._scan(probe)
+                best = _top_k(scores, limit + extra, min_cosine)
+                found = [(self._ids[i], float(scores[i])) for i in best]
         return [hit for hit in found if hit[0] != exclude_face_id][:limit]
+
+    # --- the compact index of a large collection ------------------------------------------------------
+
+    @property
+    def compact(self) -> CompactIndex | None:
+        """The compact index searched instead of the scan (None: exact scan)."""
+        return self._ann
+
+    def _compact(self) -> CompactIndex | None:
+        """(Lock held.) The compact index if the collection is large enough to use one: loaded from
+        ``ann_path`` and reconciled, or built; retrained once the collection outgrew its clustering."""
+        n = len(self._ids)
+        if n < ann_min_faces():
+            return None
+        ann = self._ann
+        if ann is not None and n <= ann.trained_on * RETRAIN_GROWTH:
+            return ann
+        if ann is None and self.ann_path is not None:
+            ann = CompactIndex.load(self.ann_path)
+            if ann is not None and (ann.dim != self.dim or n > ann.trained_on * RETRAIN_GROWTH):
+                ann = None
+        started = time.perf_counter()
+        labels = np.zeros(self._matrix.shape[0], dtype=np.int64)
+        labels[:n] = face_labels(self._ids)
+        changed = n
+        if ann is None:
+            if not faiss_available():
+                return None
+            ann = CompactIndex.train(self._matrix[:n], n)
+            ann.add(labels[:n], self._matrix[:n])
+        else:
+            changed = _reconcile(ann, labels[:n], self._matrix[:n])
+        self._ann, self._labels = ann, labels
+        self._row_of = dict(zip(labels[:n].tolist(), range(n), strict=True))
+        log.info(
+            "compact index of %d faces ready in %.1f s (%d changed)", n, time.perf_counter() - started, changed
+        )
+        if changed and self.ann_path is not None:
+            self._persist()
+        return ann
+
+    def _persist(self) -> None:
+        if self._ann is not None and self.ann_path is not None:
+            try:
+                self._ann.save(self.ann_path)
+            except OSError:  # a cache: a server that cannot write it rebuilds it at its next start
+                log.warning("could not save the compact index to %s", self.ann_path, exc_info=True)
+
+    def persist(self) -> None:
+        """Save the compact index next to the database (a server calls this when it closes), so the next
+        start reconciles it instead of building it."""
+        with self._lock:
+            self._persist()
+
+    def prepare(self) -> None:
+        """Load or build the compact index now if the collection is large enough (at server start)."""
+        with self._lock:
+            self._compact()
 
     def _fresh_templates(self) -> npt.NDArray[np.float32]:
         """Every user code's template, scaled so that a dot product is the user's score (``user_template``;
@@ -440,3 +545,14 @@ class VectorIndex:
             first.sort()
             rows = best[first[:limit]]
             return [(self._user_name[users[i]], float(scores[i]), self._ids[i]) for i in rows]
+
+
+def _reconcile(ann: CompactIndex, labels: npt.NDArray[np.int64], matrix: npt.NDArray[np.float32]) -> int:
+    """Bring a persisted compact index up to the collection's rows: drop faces deleted since it was saved,
+    add the ones indexed since (set difference of labels). Returns how many changed."""
+    present = ann.labels()
+    stale = np.setdiff1d(present, labels, assume_unique=False)
+    ann.remove(stale)
+    missing = np.flatnonzero(~np.isin(labels, present))
+    ann.add(labels[missing], matrix[missing])
+    return int(stale.shape[0] + missing.shape[0])

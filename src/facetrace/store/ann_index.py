@@ -1,0 +1,223 @@
+"""A compact approximate index of a large collection: candidates for exact re-scoring, not answers.
+
+Past ``ann_min_faces()`` faces a ``VectorIndex`` asks this index for a few dozen candidates and scores them
+exactly against its float32 rows, so every similarity a caller sees is the exact cosine it is today and a
+threshold keeps its meaning; only *which* faces are looked at is approximate (recall@10 against the exact scan
+is measured by ``benchmarks/bench_ann.py``, docs/scale-index.md).
+
+Why faiss ``IndexIVFScalarQuantizer`` (8-bit, inner product): measured side by side on 1M face-like SFace
+vectors (docs/scale-index.md) it reached recall@10 0.99 after re-scoring at ~1.4 ms a query and added 1M
+vectors in 49 s, while usearch's HNSW with int8 storage took 557 s to add them and reached only 0.88 on the
+same vectors (face vectors crowd into a narrow cone where a graph built on int8 distances loses its way).
+One face is 128 bytes of codes plus its 8-byte label: 2.7 GB at 20M faces instead of 10 GB of float32.
+
+Labels are a 63-bit hash of the face id (``face_label``), so the index file needs no id table of its own:
+after a restart it is reconciled with the collection by set difference of labels (``VectorIndex``), which is
+how a server catches up with whatever changed while it was down, on both backends. A collision of two face
+ids (≈ 1e-5 at 20M faces) only makes one of them invisible to the candidate search, never a wrong score.
+Deletes are real deletes (a hash-table direct map makes them O(1)), so there are no tombstones to compact;
+the coarse clustering is trained once, on the collection as it is when it crosses the threshold, and is
+retrained (``VectorIndex``) when the collection has grown ``RETRAIN_GROWTH``-fold since, so lists stay short.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from facetrace.types import Vector
+
+__all__ = [
+    "ANN_MIN_FACES",
+    "RETRAIN_GROWTH",
+    "CompactIndex",
+    "ann_min_faces",
+    "face_label",
+    "face_labels",
+    "faiss_available",
+]
+
+ANN_MIN_FACES = 300_000
+"""Below this many faces the exact scan is used (≈ 5 ms at 300k: measured in docs/scale-index.md; the
+compact index answers in ~1 ms there but costs a training pass). ``$FACETRACE_ANN_MIN_FACES`` overrides it."""
+
+RETRAIN_GROWTH = 4
+_TRAIN_PER_LIST = 40  # faiss wants ≥ 39 training points per list
+_MAX_TRAIN = 200_000
+_CANDIDATES = 64  # measured: 64 candidates of the 8-bit index re-scored exactly reach recall@10 ≥ 0.99
+_ADD_CHUNK = 65_536
+
+_faiss_lock = threading.Lock()
+
+
+def ann_min_faces() -> int:
+    """The size from which collections are searched through a ``CompactIndex``."""
+    value = os.environ.get("FACETRACE_ANN_MIN_FACES")
+    if value is None:
+        return ANN_MIN_FACES
+    try:
+        return max(1, int(value))
+    except ValueError:
+        return ANN_MIN_FACES
+
+
+_faiss_missing_logged = False
+
+
+def faiss_available() -> bool:
+    """Whether faiss is installed (the ``scale`` extra); without it large collections are scanned exactly,
+    which stays correct and only gets slower (logged once)."""
+    global _faiss_missing_logged
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        if not _faiss_missing_logged:
+            _faiss_missing_logged = True
+            logging.getLogger(__name__).warning(
+                "a large collection is scanned exactly: install facetrace[scale] for its compact index"
+            )
+        return False
+    return True
+
+
+def face_label(face_id: str) -> int:
+    """A face's label in the compact index: the first 63 bits of the BLAKE2b hash of its id."""
+    return int.from_bytes(hashlib.blake2b(face_id.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def face_labels(face_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+    return np.fromiter((face_label(f) for f in face_ids), dtype=np.int64, count=len(face_ids))
+
+
+def lists_for(faces: int) -> int:
+    """How many inverted lists for a collection of ``faces``: a power of two near faces/250, 64..8192
+    (lists of a few hundred faces: a probe then reads ~nprobe × 250 codes)."""
+    target = max(64, min(8192, faces // 250))
+    return 1 << (target.bit_length() - 1)
+
+
+def probes_for(lists: int) -> int:
+    """Lists read per query: 1/32 of them (recall@10 ≥ 0.99 measured at 64 of 2048 lists, 1M faces), at least
+    32: with few lists each one is small, and 16 of 64 lists measured 0.977 on 3000 faces."""
+    return max(32, lists // 32)
+
+
+@dataclass(frozen=True, slots=True)
+class AnnStats:
+    faces: int
+    lists: int
+    probes: int
+    trained_on: int
+
+
+class CompactIndex:
+    """faiss IVF with 8-bit scalar-quantised codes over unit vectors; thread-safe for one writer at a time
+    (the owning ``VectorIndex`` holds its lock around every call)."""
+
+    def __init__(self, index: Any, trained_on: int) -> None:
+        self._index: Any = index  # a faiss IndexIVFScalarQuantizer (faiss's stubs lack half of its API)
+        self.trained_on = trained_on
+
+    @classmethod
+    def train(cls, sample: npt.NDArray[np.float32], expected: int) -> CompactIndex:
+        """An empty index whose clustering is learnt from ``sample`` (unit rows) for ~``expected`` faces."""
+        import faiss
+
+        fa: Any = faiss
+        dim = sample.shape[1]
+        lists = lists_for(expected)
+        quantizer = faiss.IndexFlatIP(dim)
+        index: Any = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        rows = min(sample.shape[0], max(lists * _TRAIN_PER_LIST, 1), _MAX_TRAIN)
+        picked = np.random.default_rng(expected).choice(sample.shape[0], rows, replace=False)
+        train = np.ascontiguousarray(sample[np.sort(picked)], dtype=np.float32)
+        with _faiss_lock:
+            index.cp.min_points_per_centroid = 1  # small collections in tests: no warning noise
+            index.train(train)
+        index.set_direct_map_type(fa.DirectMap.Hashtable)
+        index.nprobe = probes_for(lists)
+        return cls(index, expected)
+
+    @property
+    def stats(self) -> AnnStats:
+        ix = self._index
+        return AnnStats(int(ix.ntotal), int(ix.nlist), int(ix.nprobe), self.trained_on)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self._index.d)
+
+    def add(self, labels: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+        for start in range(0, labels.shape[0], _ADD_CHUNK):
+            chunk = np.ascontiguousarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32)
+            ids = np.ascontiguousarray(labels[start : start + _ADD_CHUNK], dtype=np.int64)
+            self._index.add_with_ids(chunk, ids)
+
+    def remove(self, labels: npt.NDArray[np.int64]) -> None:
+        import faiss
+
+        if labels.shape[0]:
+            selector = faiss.IDSelectorArray(labels.shape[0], faiss.swig_ptr(np.ascontiguousarray(labels)))
+            self._index.remove_ids(selector)
+
+    def labels(self) -> npt.NDArray[np.int64]:
+        """Every label in the index (reads the inverted lists' id arrays)."""
+        import faiss
+
+        ix = self._index
+        invlists = ix.invlists
+        parts = []
+        for i in range(int(ix.nlist)):
+            size = int(invlists.list_size(i))
+            if size:
+                parts.append(faiss.rev_swig_ptr(invlists.get_ids(i), size).copy())
+        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
+
+    def candidates(self, probe: Vector, k: int = _CANDIDATES) -> npt.NDArray[np.int64]:
+        """Labels of up to ``k`` faces the 8-bit codes rank closest to ``probe`` (approximate order)."""
+        _, found = self._index.search(probe.reshape(1, -1), k)
+        labels: npt.NDArray[np.int64] = found[0]
+        return labels[labels >= 0]
+
+    def save(self, path: Path) -> None:
+        """Write atomically (a crash leaves the old file or the new one, never half of one)."""
+        import faiss
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        faiss.write_index(self._index, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        tmp.with_suffix(".trained").write_text(str(self.trained_on))
+        os.replace(tmp.with_suffix(".trained"), path.with_suffix(".trained"))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> CompactIndex | None:
+        """The index saved at ``path``, or None when there is none or it cannot be read (it is rebuilt)."""
+        import faiss
+
+        fa: Any = faiss
+        if not path.exists():
+            return None
+        try:
+            index: Any = fa.read_index(str(path))
+            trained = int(path.with_suffix(".trained").read_text())
+            index.set_direct_map_type(fa.DirectMap.Hashtable)
+        except (RuntimeError, OSError, ValueError):
+            return None
+        return cls(index, trained)
