@@ -52,7 +52,7 @@ compact index answers in ~1 ms there but costs a training pass). ``$FACETRACE_AN
 
 RETRAIN_GROWTH = 4
 _TRAIN_PER_LIST = 40  # faiss wants ≥ 39 training points per list
-_MAX_TRAIN = 200_000
+_MAX_TRAIN = 120_000
 _CANDIDATES = 64  # measured: 64 candidates of the 8-bit index re-scored exactly reach recall@10 ≥ 0.99
 _ADD_CHUNK = 65_536
 
@@ -71,6 +71,24 @@ def ann_min_faces() -> int:
 
 
 _faiss_missing_logged = False
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _threads(count: int) -> None:
+    """OpenMP threads for faiss calls made by *this* thread (an OpenMP setting is per calling thread).
+
+    A search is one thread: faiss's OpenMP team spin-waits, and with other processes busy on the two cores a
+    query took a median 8.6 ms with the default team against 1.8 ms with one thread (100k faces, load ~15).
+    Training and adding many faces are batch work and use every core."""
+    import faiss
+
+    faiss.omp_set_num_threads(count)
 
 
 def faiss_available() -> bool:
@@ -99,16 +117,21 @@ def face_labels(face_ids: Sequence[str]) -> npt.NDArray[np.int64]:
 
 
 def lists_for(faces: int) -> int:
-    """How many inverted lists for a collection of ``faces``: a power of two near faces/250, 64..8192
-    (lists of a few hundred faces: a probe then reads ~nprobe × 250 codes)."""
-    target = max(64, min(8192, faces // 250))
+    """How many inverted lists for a collection of ``faces``: a power of two near faces/250, 64..4096
+    (lists of a few hundred faces; capped because adding a face compares it with every list's centre, and
+    4096 lists already cost ~0.1 ms per face on the 2-core dev machine)."""
+    target = max(64, min(4096, faces // 250))
     return 1 << (target.bit_length() - 1)
 
 
+PROBES = 128
+"""Lists read per query. Recall depends on how many lists are read more than on what fraction of them: on
+face-like vectors 128 lists reached recall@10 ≥ 0.99 at 100k faces (of 256 lists) and 1M (of 2048), where 32
+reached 0.94 (docs/scale-index.md). Re-scoring more candidates did not help: the misses are in lists not read."""
+
+
 def probes_for(lists: int) -> int:
-    """Lists read per query: 1/32 of them (recall@10 ≥ 0.99 measured at 64 of 2048 lists, 1M faces), at least
-    32: with few lists each one is small, and 16 of 64 lists measured 0.977 on 3000 faces."""
-    return max(32, lists // 32)
+    return min(lists, PROBES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,19 +158,33 @@ class CompactIndex:
         fa: Any = faiss
         dim = sample.shape[1]
         lists = lists_for(expected)
-        quantizer = faiss.IndexFlatIP(dim)
+        # L2, not inner product: on unit vectors both rank alike, but k-means centres are not unit vectors and
+        # face vectors crowd into a cone, so assigning by inner product sends most faces to the few longest
+        # centres (measured at 100k faces, 32 of 256 lists: recall@10 0.93 by inner product).
+        quantizer = faiss.IndexFlatL2(dim)
         index: Any = faiss.IndexIVFScalarQuantizer(
-            quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+            quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2
         )
         rows = min(sample.shape[0], max(lists * _TRAIN_PER_LIST, 1), _MAX_TRAIN)
         picked = np.random.default_rng(expected).choice(sample.shape[0], rows, replace=False)
         train = np.ascontiguousarray(sample[np.sort(picked)], dtype=np.float32)
+        _threads(_cores())
         with _faiss_lock:
             index.cp.min_points_per_centroid = 1  # small collections in tests: no warning noise
+            index.cp.niter = 12  # k-means converges enough for list assignment; faiss's 25 doubles the cost
             index.train(train)
         index.set_direct_map_type(fa.DirectMap.Hashtable)
         index.nprobe = probes_for(lists)
         return cls(index, expected)
+
+    @property
+    def probes(self) -> int:
+        return int(self._index.nprobe)
+
+    @probes.setter
+    def probes(self, value: int) -> None:
+        """Lists read per query (the benchmark sweeps it)."""
+        self._index.nprobe = max(1, min(int(value), int(self._index.nlist)))
 
     @property
     def stats(self) -> AnnStats:
@@ -162,6 +199,7 @@ class CompactIndex:
         return int(self._index.d)
 
     def add(self, labels: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+        _threads(_cores())
         for start in range(0, labels.shape[0], _ADD_CHUNK):
             chunk = np.ascontiguousarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32)
             ids = np.ascontiguousarray(labels[start : start + _ADD_CHUNK], dtype=np.int64)
@@ -189,6 +227,7 @@ class CompactIndex:
 
     def candidates(self, probe: Vector, k: int = _CANDIDATES) -> npt.NDArray[np.int64]:
         """Labels of up to ``k`` faces the 8-bit codes rank closest to ``probe`` (approximate order)."""
+        _threads(1)
         _, found = self._index.search(probe.reshape(1, -1), k)
         labels: npt.NDArray[np.int64] = found[0]
         return labels[labels >= 0]
