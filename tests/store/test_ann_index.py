@@ -227,3 +227,17 @@ def test_postgres_servers_keep_their_own_compact_index_and_follow_the_log(
             restarted.close()
     finally:
         writer.close()
+
+
+def test_user_search_is_unchanged_by_the_compact_index(small_threshold: None) -> None:
+    matrix = _face_like(2000, seed=8)
+    ids = _ids(2000)
+    users = [f"user-{i // 4}" if i % 3 else None for i in range(2000)]
+    compact = VectorIndex.from_arrays(ids, matrix.copy(), users)
+    compact.prepare()
+    assert compact.compact is not None
+    exact = VectorIndex.from_arrays(ids, matrix.copy(), users)
+    for probe in matrix[::97]:
+        got = compact.search_users(probe, limit=5, min_cosine=0.2)
+        assert got
+        assert got == exact.search_users(probe, limit=5, min_cosine=0.2)

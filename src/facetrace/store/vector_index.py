@@ -70,7 +70,8 @@ _NO_USER = -1
 _MIN_CAPACITY = 1024
 _SAMPLE_PER_K = 64  # sample size per requested result; the candidate set is ~ n / _SAMPLE_PER_K
 _SAMPLE_FROM = 8192  # below this many rows a plain selection is as fast
-_ROWS_PER_WORKER = 32_768  # below this a thread hand-off costs more than it saves
+_ROWS_PER_WORKER = 32_768
+_SAVE_EVERY = 20_000  # changes (and at least a tenth of the collection) between saves of a compact index  # below this a thread hand-off costs more than it saves
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it: a forked child needs its own, pool)
 _pool_lock = threading.Lock()
@@ -207,6 +208,7 @@ class VectorIndex:
         self._labels: npt.NDArray[np.int64] | None = None
         self._row_of: dict[int, int] | None = None
         self.ann_path: Path | None = None  # where the compact index is persisted (None: memory only)
+        self._unsaved = 0  # faces added or removed since the compact index was last saved
 
     @classmethod
     def from_arrays(
@@ -327,6 +329,7 @@ class VectorIndex:
                 self._labels[n : n + len(face_ids)] = labels
                 self._row_of.update(zip(labels.tolist(), range(n, n + len(face_ids)), strict=True))
                 self._ann.add(labels, vectors)
+                self._unsaved += len(face_ids)
 
     def remove(self, face_ids: Sequence[str]) -> None:
         """Drop faces; ids that are not indexed are ignored."""
@@ -341,6 +344,7 @@ class VectorIndex:
                     gone = int(self._labels[slot])
                     self._row_of.pop(gone, None)
                     self._ann.remove(np.array([gone], dtype=np.int64))
+                    self._unsaved += 1
                     if slot != last:
                         self._labels[slot] = self._labels[last]
                         self._row_of[int(self._labels[last])] = slot
@@ -426,6 +430,8 @@ class VectorIndex:
             return None
         ann = self._ann
         if ann is not None and n <= ann.trained_on * RETRAIN_GROWTH:
+            if self._unsaved > max(_SAVE_EVERY, n // 10) and self.ann_path is not None:
+                self._persist()  # so that a restart (or a reload after another process wrote) reconciles little
             return ann
         if ann is None and self.ann_path is not None:
             ann = CompactIndex.load(self.ann_path)
@@ -455,6 +461,7 @@ class VectorIndex:
         if self._ann is not None and self.ann_path is not None:
             try:
                 self._ann.save(self.ann_path)
+                self._unsaved = 0
             except OSError:  # a cache: a server that cannot write it rebuilds it at its next start
                 log.warning("could not save the compact index to %s", self.ann_path, exc_info=True)
 
@@ -504,13 +511,14 @@ class VectorIndex:
             codes = _top_k(user_scores, limit, min_cosine)
             if codes.shape[0] == 0:
                 return []
-            scores = self._scan(probe)
             users = self._users[:n]
             wanted = np.zeros(len(self._user_name) + 1, dtype=np.bool_)  # last slot: _NO_USER (-1)
             wanted[codes] = True
             rows = np.flatnonzero(wanted[users])
+            # only the wanted users' faces are scored (not a scan of the collection: it may hold 20M faces)
+            scores = np.einsum("ij,j->i", self._matrix[rows], probe)
             # the closest face of each wanted user: sort its rows by (user, -score), take the first of each
-            rows = rows[np.lexsort((-scores[rows], users[rows]))]
+            rows = rows[np.lexsort((-scores, users[rows]))]
             first = rows[np.unique(users[rows], return_index=True)[1]]
             closest = {int(users[row]): self._ids[row] for row in first}
             return [(self._user_name[c], float(user_scores[c]), closest[int(c)]) for c in codes]
