@@ -334,17 +334,16 @@ class VectorIndex:
     def remove(self, face_ids: Sequence[str]) -> None:
         """Drop faces; ids that are not indexed are ignored."""
         with self._lock:
+            gone: list[int] = []  # labels to drop from the compact index, in one call
             for face_id in face_ids:
                 slot = self._slot.pop(face_id, None)
                 if slot is None:
                     continue
                 self._move_to_user(np.array([slot]), _NO_USER)
                 last = len(self._ids) - 1
-                if self._labels is not None and self._row_of is not None and self._ann is not None:
-                    gone = int(self._labels[slot])
-                    self._row_of.pop(gone, None)
-                    self._ann.remove(np.array([gone], dtype=np.int64))
-                    self._unsaved += 1
+                if self._labels is not None and self._row_of is not None:
+                    gone.append(int(self._labels[slot]))
+                    self._row_of.pop(gone[-1], None)
                     if slot != last:
                         self._labels[slot] = self._labels[last]
                         self._row_of[int(self._labels[last])] = slot
@@ -355,6 +354,9 @@ class VectorIndex:
                     self._ids[slot] = moved
                     self._slot[moved] = slot
                 self._ids.pop()
+            if self._ann is not None and gone:
+                self._ann.remove(np.array(gone, dtype=np.int64))
+                self._unsaved += len(gone)
 
     def set_user(self, face_ids: Sequence[str], user_id: str | None) -> None:
         """Record that these faces now belong to ``user_id`` (None: to nobody)."""
