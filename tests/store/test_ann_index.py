@@ -241,3 +241,18 @@ def test_user_search_is_unchanged_by_the_compact_index(small_threshold: None) ->
         got = compact.search_users(probe, limit=5, min_cosine=0.2)
         assert got
         assert got == exact.search_users(probe, limit=5, min_cosine=0.2)
+
+
+def test_face_labels_are_stable_and_independent_of_the_batch() -> None:
+    """Persisted compact indexes hold these labels: a change of the hash would orphan every saved index."""
+    from facetrace.store.ann_index import face_labels
+
+    assert face_labels(["00000000-0000-4000-8000-000000000000", "a"]).tolist() == [
+        8256554065413319032,
+        6106307747326726622,
+    ]
+    ids = [str(uuid.uuid4()) for _ in range(1000)] + ["é", "x" * 100]
+    together = face_labels(ids)
+    assert [int(face_labels([f])[0]) for f in ids] == together.tolist()
+    assert len(set(together.tolist())) == len(ids)
+    assert (together >= 0).all()
