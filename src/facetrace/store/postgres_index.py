@@ -16,6 +16,9 @@ When a server learns of changes:
 The log is pruned after a day (``prune``, from the background thread); a server that fell further behind
 than that sees a gap in the sequence and reloads its indexes from the rows.
 
+Each server keeps its own compact index of every large collection (``ann_index``) in ``ann_dir``; changes from
+the log are applied to it in place, and at start it is loaded from its file and reconciled with the rows.
+
 A collection's index is loaded in one REPEATABLE READ snapshot together with the log head at that instant
 (``_Loaded.seq``); changes at or below it are already in the rows and are skipped.
 """

@@ -11,6 +11,9 @@ the cache remembers the generation each index reflects:
 - a write, once committed, applies its change to the index only if the index was exactly one generation
   behind; otherwise (another process wrote, or a load raced the write) the index is dropped and rebuilt later.
 
+A large collection's compact index (``ann_index``) is the one thing kept on disk, in ``<database>.ann/``: it is
+a cache reconciled with the rows at every load, so it can be stale or missing but never wrong.
+
 ``_lock`` guards the dictionary only and is never held during I/O, so a search that must (re)load an index
 never waits for a long write transaction, and readers of other collections never wait for a load.
 """

@@ -25,6 +25,12 @@ is no likelier than a single face to reach a threshold against a stranger. Measu
 index keeps each user's vector sum (float64) and face count, updated on every write, and rebuilds the
 templates of changed users lazily at the next user search; the reported face is the user's face closest to
 the probe (the evidence a person can look at).
+Past ``ann_min_faces()`` faces (300k) a search no longer scans: it takes 64 candidates from a compact faiss index
+(``ann_index.CompactIndex``, 136 bytes a face) and scores them exactly against the rows here, so cosines and
+thresholds mean what they mean for the scan; recall against the scan is measured (docs/scale-index.md). The
+compact index follows every add and delete in place, is saved to ``ann_path`` and reconciled with the rows when
+an index is loaded again.
+
 Every method takes the index's lock; a search holds it for the scan (milliseconds), so writers wait at most
 one scan, and a scan already uses every core, so concurrent scans would not be faster anyway.
 """
