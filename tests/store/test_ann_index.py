@@ -256,3 +256,16 @@ def test_face_labels_are_stable_and_independent_of_the_batch() -> None:
     assert [int(face_labels([f])[0]) for f in ids] == together.tolist()
     assert len(set(together.tolist())) == len(ids)
     assert (together >= 0).all()
+
+
+def test_a_collection_that_outgrew_its_lists_is_retrained(small_threshold: None) -> None:
+    matrix = _face_like(2600, seed=9)
+    ids = _ids(2600)
+    index = VectorIndex.from_arrays(ids[:600], matrix[:600].copy(), [None] * 600)
+    index.prepare()
+    assert index.compact is not None
+    assert index.compact.trained_on == 600
+    index.add(ids[600:], matrix[600:].copy(), [None] * 2000)  # 2600 > 4 × 600
+    assert index.search(matrix[2599], limit=1, min_cosine=0.5)[0][0] == ids[2599]
+    assert index.compact.trained_on == 2600
+    assert len(index.compact) == 2600

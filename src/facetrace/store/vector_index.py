@@ -441,7 +441,11 @@ class VectorIndex:
             if self._unsaved > max(_SAVE_EVERY, n // 10) and self.ann_path is not None:
                 self._persist()  # so that a restart (or a reload after another process wrote) reconciles little
             return ann
-        if ann is None and self.ann_path is not None:
+        if not faiss_available():
+            return None
+        if ann is not None:  # outgrown: its lists have become too long, train new ones on the collection as it is
+            ann = None
+        elif self.ann_path is not None:
             ann = CompactIndex.load(self.ann_path)
             if ann is not None and (ann.dim != self.dim or n > ann.trained_on * RETRAIN_GROWTH):
                 ann = None
@@ -450,8 +454,6 @@ class VectorIndex:
         labels[:n] = face_labels(self._ids)
         changed = n
         if ann is None:
-            if not faiss_available():
-                return None
             ann = CompactIndex.train(self._matrix[:n], n)
             ann.add(labels[:n], self._matrix[:n])
         else:
