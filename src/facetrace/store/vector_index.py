@@ -453,11 +453,15 @@ class VectorIndex:
         labels = np.zeros(self._matrix.shape[0], dtype=np.int64)
         labels[:n] = face_labels(self._ids)
         changed = n
-        if ann is None:
-            ann = CompactIndex.train(self._matrix[:n], n)
-            ann.add(labels[:n], self._matrix[:n])
-        else:
-            changed = _reconcile(ann, labels[:n], self._matrix[:n])
+        try:
+            if ann is None:
+                ann = CompactIndex.train(self._matrix[:n], n)
+                ann.add(labels[:n], self._matrix[:n])
+            else:
+                changed = _reconcile(ann, labels[:n], self._matrix[:n])
+        except (RuntimeError, MemoryError):  # faiss failed: the exact scan still answers, correctly
+            log.exception("the compact index of %d faces could not be built; scanning exactly", n)
+            return self._ann if self._ann is not None and self._labels is not None else None
         self._ann, self._labels = ann, labels
         self._row_of = dict(zip(labels[:n].tolist(), range(n), strict=True))
         log.info(
