@@ -73,7 +73,8 @@ def open_store(home: Path | None = None, *, url: str | None = None, listen: bool
             raise StoreError(
                 "a PostgreSQL database needs the postgres extra: pip install 'facetrace[postgres]'"
             ) from exc
-        return PostgresStore(chosen, listen=listen)
+        # each server keeps its own compact indexes of large collections in its home (``ann_index``)
+        return PostgresStore(chosen, listen=listen, ann_dir=ensure_home(home) / "ann")
     return open_home_store(home)
 
 

@@ -20,6 +20,7 @@ import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,13 +86,21 @@ class PostgresStore:
     catch up with the log before they scan).
     """
 
-    def __init__(self, url: str, *, max_connections: int = 16, timeout: float = 30.0, listen: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 16,
+        timeout: float = 30.0,
+        listen: bool = True,
+        ann_dir: Path | None = None,
+    ) -> None:
         self._db = PgDatabase(url, max_connections=max_connections, timeout=timeout)
         try:
             self._audit = PostgresAuditTrail(self._db)
             self.records = PostgresRecords.of(self._db)  # keys, tokens, video jobs, processors, sightings
             self.ui_records = postgres_ui_records(self._db)  # dashboard sessions, face thumbnails
-            self._indexes = IndexFollower(self._db, listen=listen)
+            self._indexes = IndexFollower(self._db, listen=listen, ann_dir=ann_dir)
         except BaseException:
             self._db.close()
             raise

@@ -16,6 +16,9 @@ When a server learns of changes:
 The log is pruned after a day (``prune``, from the background thread); a server that fell further behind
 than that sees a gap in the sequence and reloads its indexes from the rows.
 
+Each server keeps its own compact index of every large collection (``ann_index``) in ``ann_dir``; changes from
+the log are applied to it in place, and at start it is loaded from its file and reconciled with the rows.
+
 A collection's index is loaded in one REPEATABLE READ snapshot together with the log head at that instant
 (``_Loaded.seq``); changes at or below it are already in the rows and are skipped.
 """
@@ -27,6 +30,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,8 +79,9 @@ def _matrix(blobs: Sequence[bytes], dim: int) -> npt.NDArray[np.float32]:
 class IndexFollower:
     """Loaded indexes by collection name, and the log cursor; thread-safe (one lock around all of it)."""
 
-    def __init__(self, db: PgDatabase, *, listen: bool = True) -> None:
+    def __init__(self, db: PgDatabase, *, listen: bool = True, ann_dir: Path | None = None) -> None:
         self._db = db
+        self._ann_dir = ann_dir  # where this server keeps its own compact indexes (None: memory only)
         self._lock = threading.RLock()
         self._loaded: dict[str, _Loaded] = {}
         self._names: dict[int, str] = {}
@@ -107,6 +112,12 @@ class IndexFollower:
                     return loaded.index
         return self._load(name).index
 
+    def _place(self, cid: int, index: VectorIndex) -> VectorIndex:
+        """Give a collection's index its compact-index file in this server's directory."""
+        if self._ann_dir is not None:
+            index.ann_path = self._ann_dir / f"{cid}.faiss"
+        return index
+
     def preload(self) -> int:
         """Load every collection's index now (a server does this at start); returns the faces loaded."""
         with self._db.read("listing collections") as conn:
@@ -117,6 +128,8 @@ class IndexFollower:
                 index = self._load(name).index
             except NotFoundError:  # deleted meanwhile
                 continue
+            if index is not None:
+                index.prepare()  # a large collection: its compact index, reconciled with the rows just read
             total += 0 if index is None else len(index)
         return total
 
@@ -145,6 +158,7 @@ class IndexFollower:
                         parts.append(_matrix([bytes(r[2]) for r in rows], int(dim)))
                 matrix = np.concatenate(parts) if parts else np.empty((0, int(dim)), dtype=np.float32)
                 index = VectorIndex.from_arrays(ids, matrix, users)
+                self._place(cid, index)
             loaded = _Loaded(cid, seq, index)
             old = self._loaded.get(name)
             if old is not None:
@@ -242,7 +256,7 @@ class IndexFollower:
                 users = [None] * len(added)
             fresh = [i for i, f in enumerate(added) if index is None or f not in index]
             if fresh:
-                index = index or VectorIndex(matrix.shape[1])
+                index = index or self._place(change.cid, VectorIndex(matrix.shape[1]))
                 index.add([added[i] for i in fresh], matrix[fresh], [users[i] for i in fresh])
         elif index is not None and change.kind == "delete":
             index.remove(change.face_ids)
@@ -281,7 +295,7 @@ class IndexFollower:
         if change.kind == "add" and matrix is not None:
             loaded = self._target(change)
             if loaded is not None:
-                index = loaded.index or VectorIndex(matrix.shape[1])
+                index = loaded.index or self._place(change.cid, VectorIndex(matrix.shape[1]))
                 index.add(list(change.face_ids), matrix, list(users or [None] * len(change.face_ids)))
                 loaded.index, loaded.seq = index, change.seq
         else:
@@ -334,8 +348,12 @@ class IndexFollower:
         if self._thread is not None:
             self._thread.join(timeout=_WAKE_SECONDS + 5)
         with self._lock:
+            loaded = list(self._loaded.values())
             self._loaded.clear()
             self._names.clear()
+        for entry in loaded:  # saved so that the next start reconciles them instead of building them
+            if entry.index is not None and entry.index.compact is not None:
+                entry.index.persist()
 
 
 def _head(conn: psycopg.Connection[Any]) -> int:

@@ -11,6 +11,9 @@ the cache remembers the generation each index reflects:
 - a write, once committed, applies its change to the index only if the index was exactly one generation
   behind; otherwise (another process wrote, or a load raced the write) the index is dropped and rebuilt later.
 
+A large collection's compact index (``ann_index``) is the one thing kept on disk, in ``<database>.ann/``: it is
+a cache reconciled with the rows at every load, so it can be stale or missing but never wrong.
+
 ``_lock`` guards the dictionary only and is never held during I/O, so a search that must (re)load an index
 never waits for a long write transaction, and readers of other collections never wait for a load.
 """
@@ -53,6 +56,8 @@ class IndexCache:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Each large collection's compact index is persisted beside the database (``ann_index``).
+        self._ann_dir = db.path.with_name(db.path.name + ".ann")
         self._loaded: dict[str, _Loaded] = {}
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
@@ -116,7 +121,15 @@ class IndexCache:
                 current = self._loaded.get(collection_id)
                 if current is None or current.cid != loaded.cid or current.generation < loaded.generation:
                     self._loaded[collection_id] = loaded
-            return loaded.index
+            self._place(loaded)
+        if loaded.index is not None:
+            loaded.index.prepare()  # a large collection: load (or build) its compact index outside our lock
+        return loaded.index
+
+    def _place(self, loaded: _Loaded) -> None:
+        """Give the index its compact-index file (by collection row id: names can be reused)."""
+        if loaded.index is not None and loaded.index.ann_path is None:
+            loaded.index.ann_path = self._ann_dir / f"{loaded.cid}.faiss"
 
     def _load(self, collection_id: str) -> _Loaded:
         """Build an index from one consistent snapshot (two ordered scans, no write lock)."""
@@ -163,14 +176,23 @@ class IndexCache:
                 return
             try:
                 self._loaded[collection_id] = _Loaded(cid, generation, change(loaded.index))
+                self._place(self._loaded[collection_id])
             except Exception:  # a bug here must not fail a committed write; the next search rebuilds
                 log.exception("updating the index of %s failed; it will be rebuilt", collection_id)
                 del self._loaded[collection_id]
 
     def forget(self, collection_id: str) -> None:
         with self._lock:
-            self._loaded.pop(collection_id, None)
+            loaded = self._loaded.pop(collection_id, None)
+        if loaded is not None:  # the collection was deleted: so is its compact index
+            for suffix in (".faiss", ".trained"):
+                (self._ann_dir / f"{loaded.cid}{suffix}").unlink(missing_ok=True)
 
     def clear(self) -> None:
+        """Forget every index, saving the compact ones first so the next start need not rebuild them."""
         with self._lock:
+            loaded = list(self._loaded.values())
             self._loaded.clear()
+        for entry in loaded:
+            if entry.index is not None and entry.index.compact is not None:
+                entry.index.persist()
