@@ -144,3 +144,27 @@ def test_video_every_frame_obscured_audio_kept(
             assert _region_change(original, redacted, face) > 8.0, (index, face.x)
         corner = (slice(0, 40), slice(0, 40))  # no face there: only the encoder's noise
         assert np.abs(original[corner].astype(int) - redacted[corner].astype(int)).mean() < 8.0
+
+
+@pytest.mark.slow
+def test_video_keep_collection_shows_the_enrolled_person_in_every_frame(
+    capsys: pytest.CaptureFixture[str], engine: FaceEngine, photos: dict, home: Path, tmp_path: Path
+) -> None:
+    both, clip, out = tmp_path / "both.png", tmp_path / "both.mp4", tmp_path / "released.mp4"
+    _side_by_side(photos["obama.jpg"], photos["biden.jpg"], both)
+    pictures = _make_clip(both, clip, frames=12)
+    assert main(["collections", "create", "staff"]) == 0
+    assert main(["index", "staff", str(photos["obama2.jpg"]), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["redact", str(clip), str(out), "--keep-collection", "staff", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["FacesKept"] == 1
+    assert report["FacesHidden"] >= 1
+    with av.open(str(out)) as container:
+        decoded = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    from facetrace.imaging import Image
+
+    for original, redacted in zip(pictures, decoded, strict=True):
+        obama, biden = sorted(engine.find_faces(Image(original))[:2], key=lambda d: d.x)
+        assert _region_change(original, redacted, obama) < 6.0  # only the encoder's noise
+        assert _region_change(original, redacted, biden) > 8.0
