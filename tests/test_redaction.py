@@ -168,3 +168,15 @@ def test_video_keep_collection_shows_the_enrolled_person_in_every_frame(
         obama, biden = sorted(engine.find_faces(Image(original))[:2], key=lambda d: d.x)
         assert _region_change(original, redacted, obama) < 6.0  # only the encoder's noise
         assert _region_change(original, redacted, biden) > 8.0
+
+
+def test_bad_inputs_are_refused(capsys: pytest.CaptureFixture[str], home: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("not a video")
+    assert main(["redact", str(junk), str(tmp_path / "out.mp4"), "--json"]) == 1
+    assert main(["redact", str(tmp_path / "missing.jpg"), str(tmp_path / "out.jpg"), "--json"]) == 1
+    assert main(["redact", str(junk), str(tmp_path / "out.jpg"), "--json"]) == 1  # video in, photo out
+    assert main(["redact", str(junk), str(tmp_path / "o.mp4"), "--padding", "9", "--json"]) == 1
+    assert main(["redact", str(junk), str(tmp_path / "o.mp4"), "--keep-collection", "nobody", "--json"]) == 1
+    capsys.readouterr()
+    assert {p.name for p in tmp_path.iterdir()} <= {"home", "junk.mp4"}  # nothing half-written left behind
