@@ -49,7 +49,7 @@ __all__ = [
     "redaction_engine",
 ]
 
-REDACTION_MIN_CONFIDENCE = 0.3
+REDACTION_MIN_CONFIDENCE = 0.15
 """Detector score kept when hiding faces (identification keeps 0.5): recall first, see docs/redact.md."""
 
 Box = tuple[float, float, float, float]
