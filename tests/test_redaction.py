@@ -144,3 +144,43 @@ def test_video_every_frame_obscured_audio_kept(
             assert _region_change(original, redacted, face) > 8.0, (index, face.x)
         corner = (slice(0, 40), slice(0, 40))  # no face there: only the encoder's noise
         assert np.abs(original[corner].astype(int) - redacted[corner].astype(int)).mean() < 8.0
+
+
+@pytest.mark.slow
+def test_video_keep_collection_shows_the_enrolled_person_in_every_frame(
+    capsys: pytest.CaptureFixture[str], engine: FaceEngine, photos: dict, home: Path, tmp_path: Path
+) -> None:
+    both, clip, out = tmp_path / "both.png", tmp_path / "both.mp4", tmp_path / "released.mp4"
+    _side_by_side(photos["obama.jpg"], photos["biden.jpg"], both)
+    pictures = _make_clip(both, clip, frames=12)
+    assert main(["collections", "create", "staff"]) == 0
+    assert main(["index", "staff", str(photos["obama2.jpg"]), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["redact", str(clip), str(out), "--keep-collection", "staff", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["FacesKept"] == 1
+    assert report["FacesHidden"] >= 1
+    with av.open(str(out)) as container:
+        decoded = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    with av.open(str(clip)) as container:  # the input as a decoder sees it: only our re-encoding differs
+        source = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    from facetrace.imaging import Image
+
+    assert len(decoded) == len(source) == len(pictures)
+    for original, redacted in zip(source, decoded, strict=True):
+        obama, biden = sorted(engine.find_faces(Image(original))[:2], key=lambda d: d.x)
+        kept, hidden = _region_change(original, redacted, obama), _region_change(original, redacted, biden)
+        assert kept < 4.0, (kept, hidden)  # only the encoder's noise
+        assert hidden > 8.0, (kept, hidden)
+
+
+def test_bad_inputs_are_refused(capsys: pytest.CaptureFixture[str], home: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("not a video")
+    assert main(["redact", str(junk), str(tmp_path / "out.mp4"), "--json"]) == 1
+    assert main(["redact", str(tmp_path / "missing.jpg"), str(tmp_path / "out.jpg"), "--json"]) == 1
+    assert main(["redact", str(junk), str(tmp_path / "out.jpg"), "--json"]) == 1  # video in, photo out
+    assert main(["redact", str(junk), str(tmp_path / "o.mp4"), "--padding", "9", "--json"]) == 1
+    assert main(["redact", str(junk), str(tmp_path / "o.mp4"), "--keep-collection", "nobody", "--json"]) == 1
+    capsys.readouterr()
+    assert {p.name for p in tmp_path.iterdir()} <= {"home", "junk.mp4"}  # nothing half-written left behind

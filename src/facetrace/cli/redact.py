@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import numpy as np
 from facetrace.cli import add_command
 from facetrace.cli.common import local_caller, open_engine, open_library, with_recognizer
 from facetrace.cli.output import emit, progress
-from facetrace.errors import InvalidParameterError
+from facetrace.errors import InvalidParameterError, SourceOpenError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD
 from facetrace.redaction import Method, Recognizer, RedactionSettings, Spare, redact_photo, redaction_engine
 from facetrace.validation import check_percent
@@ -45,6 +47,15 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--detect-every", type=int, default=1, help="video: detect every n-th frame (default 1)")
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     parser.set_defaults(func=_redact)
+
+
+@contextmanager
+def _bad_input() -> Iterator[None]:
+    """A video that cannot be opened is the caller's to fix (exit 1), not an environment failure."""
+    try:
+        yield
+    except SourceOpenError as exc:
+        raise InvalidParameterError(exc.message) from exc
 
 
 def _redact(args: argparse.Namespace) -> int:
@@ -77,7 +88,7 @@ def _redact(args: argparse.Namespace) -> int:
         if is_video:
             from facetrace.video.redact import VideoRedactionSettings, redact_video
 
-            with progress(0, "redacting", enabled=not args.json) as advance:
+            with progress(0, "redacting", enabled=not args.json) as advance, _bad_input():
                 report = redact_video(
                     engine, source, partial,
                     VideoRedactionSettings(redaction=RedactionSettings(
