@@ -197,7 +197,27 @@ CREATE TABLE leases(
 CREATE INDEX leases_by_owner ON leases(owner);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_RECORDS)
+_V3_STREAM_EVENTS = """
+CREATE TABLE stream_events(
+    event_id bigserial PRIMARY KEY,
+    processor text NOT NULL,
+    kind text NOT NULL,
+    track_id bigint NOT NULL,
+    at_ms bigint NOT NULL,
+    wall_time double precision NOT NULL,
+    node text NOT NULL DEFAULT '',
+    payload text NOT NULL,
+    done boolean NOT NULL DEFAULT false,
+    UNIQUE (processor, kind, track_id, at_ms)
+);
+CREATE INDEX stream_events_by_processor ON stream_events(processor, event_id);
+CREATE INDEX stream_events_by_time ON stream_events(wall_time);
+"""
+"""Stream processors on Ray (``cluster/processors.py``): every event an actor emits, claimed once by its key
+(processor, type, track, stream time) before it is audited, so a write retried after an actor restart or a
+dropped connection is not made twice; ``done`` once audited, which is when servers relay it to ``/events``."""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_RECORDS, _V3_STREAM_EVENTS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z]+://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
