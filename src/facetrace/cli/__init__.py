@@ -18,7 +18,18 @@ from facetrace.errors import FacetraceError, InvalidInputError, NotFoundError
 
 __all__ = ["build_parser", "main"]
 
-COMMAND_MODULES = ("images", "collections", "calibrate", "models", "serve", "keys", "audit", "video", "migrate")
+COMMAND_MODULES = (
+    "images",
+    "collections",
+    "calibrate",
+    "models",
+    "serve",
+    "keys",
+    "audit",
+    "video",
+    "migrate",
+    "cluster",
+)
 
 
 class _Parser(argparse.ArgumentParser):

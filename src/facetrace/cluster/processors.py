@@ -61,6 +61,7 @@ __all__ = [
     "RayStreamProcessors",
     "StreamCost",
     "cpu_reservation",
+    "render_metrics",
 ]
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,8 @@ class ProcessorHost:
         self.reserved = float(context.get_assigned_resources().get("CPU", 0.0))  # type: ignore[no-untyped-call]
         self.state = "WAITING"
         self.message = "waiting for the processor's lease"
+        self.created = time.monotonic()
+        self.phases: dict[str, float] = {}  # seconds from the actor's start to: opened, leased, running
         self._url = database_url
         self._ttl = lease_ttl
         self._closing = threading.Event()
@@ -275,6 +278,7 @@ class ProcessorHost:
                 claim=lambda sinks: ClaimSink(events, sinks, self.node, base),
             )  # fmt: skip
             self._processors = processors
+            self.phases["opened"] = round(time.monotonic() - self.created, 2)
             while not self._closing.is_set():
                 try:
                     processors.start(self.name)
@@ -284,6 +288,7 @@ class ProcessorHost:
                     self._closing.wait(1.0)
             else:
                 return
+            self.phases["running"] = round(time.monotonic() - self.created, 2)
             self.state = "RUNNING"
             self.message = f"running on node {self.node[:12]}" + (" after a restart" if self.restarted else "")
             worker = processors.worker(self.name)
@@ -308,7 +313,7 @@ class ProcessorHost:
         data: dict[str, Any] = {
             "Name": self.name, "Node": self.node, "State": self.state, "Message": self.message,
             "Restarted": self.restarted, "CpuReserved": self.reserved, "CpuUsed": round(used, 3),
-            "Pid": os.getpid(),
+            "Pid": os.getpid(), "StartSeconds": dict(self.phases),
         }  # fmt: skip
         processors = self._processors
         if processors is not None and self.state == "RUNNING":
@@ -350,7 +355,10 @@ class RayStreamProcessors(StreamProcessors):
         cost: StreamCost = DEFAULT_COST,
         lease_ttl: float = ACTOR_LEASE_TTL,
         namespace: str | None = None,
+        relay: bool = False,
     ) -> None:
+        """``relay``: publish every actor's events on ``bus`` (a server's ``/events`` feed), see
+        ``EventRelay``; a one-shot command (``facetrace cluster status``) leaves it off."""
         import ray
 
         from facetrace.cluster.runtime import NAMESPACE
@@ -361,6 +369,7 @@ class RayStreamProcessors(StreamProcessors):
         self._ttl = lease_ttl
         self._namespace = namespace or NAMESPACE
         self._host = ray.remote(ProcessorHost)
+        self._relay = EventRelay(database_url, self.bus).start() if relay else None
 
     def _actor(self, name: str) -> Any | None:
         import ray
@@ -450,15 +459,65 @@ class RayStreamProcessors(StreamProcessors):
         return data
 
     def close(self, timeout: float = 10.0) -> None:
-        """Nothing runs here; the actors go on (stop them with ``stop``)."""
+        """Nothing runs here; the actors go on (stop them with ``stop``). Stops relaying their events."""
         self._closing.set()
+        if self._relay is not None:
+            self._relay.close()
 
-    def running(self) -> builtins.list[dict[str, Any]]:
+    def running(self, timeout: float = 5.0) -> builtins.list[dict[str, Any]]:
         """``info`` of every processor actor of this database's processors that answers."""
         with self._lock:
             self._refresh()
             names = sorted(self._definitions)
-        return [info for info in (self.info(n) for n in names) if info is not None]
+        return [info for info in (self.info(n, timeout) for n in names) if info is not None]
+
+    def cluster_status(self, timeout: float = 2.0) -> dict[str, Any]:
+        """Nodes (alive or dead, CPUs), and per node the processors running there, the CPU they reserved and
+        use (measured in each actor's process), and their frames analysed and dropped."""
+        import ray
+
+        infos = self.running(timeout)
+        nodes = []
+        for node in ray.nodes():  # type: ignore[no-untyped-call]
+            node_id = str(node["NodeID"])
+            here = [i for i in infos if i["Node"] == node_id]
+            metrics = [i.get("Metrics", {}) for i in here]
+            nodes.append({
+                "NodeId": node_id, "Address": node.get("NodeManagerAddress", ""), "Alive": bool(node["Alive"]),
+                "Cpus": float(node.get("Resources", {}).get("CPU", 0.0)),
+                "Processors": sorted(str(i["Name"]) for i in here),
+                "CpuReserved": round(sum(float(i["CpuReserved"]) for i in here), 3),
+                "CpuUsed": round(sum(float(i["CpuUsed"]) for i in here), 3),
+                "FramesAnalysed": sum(int(m.get("FramesAnalysed", 0)) for m in metrics),
+                "FramesDropped": sum(int(m.get("FramesDropped", 0)) for m in metrics),
+            })  # fmt: skip
+        placed = {i["Name"] for i in infos}
+        waiting = sorted(n for n, state in self._desired.items() if state == "RUNNING" and n not in placed)
+        return {"Nodes": nodes, "Unplaced": waiting}
+
+
+def render_metrics(status: dict[str, Any]) -> str:
+    """``cluster_status`` as Prometheus text, one series per node (``/metrics`` of a server on Ray)."""
+    series = (
+        ("up", "gauge", "1 while the node is alive", lambda n: int(n["Alive"])),
+        ("cpus", "gauge", "logical CPUs of the node", lambda n: n["Cpus"]),
+        ("processors", "gauge", "stream processors running on the node", lambda n: len(n["Processors"])),
+        ("cpu_reserved", "gauge", "CPU reserved by its stream processors", lambda n: n["CpuReserved"]),
+        ("cpu_used", "gauge", "CPU its stream processors used (cores)", lambda n: n["CpuUsed"]),
+        ("frames_analysed", "gauge", "frames its running processors analysed", lambda n: n["FramesAnalysed"]),
+        ("frames_dropped", "gauge", "frames its running processors dropped", lambda n: n["FramesDropped"]),
+    )
+    lines: list[str] = []
+    for name, kind, text, value in series:
+        lines += [f"# HELP facetrace_node_{name} {text}.", f"# TYPE facetrace_node_{name} {kind}"]
+        for node in status["Nodes"]:
+            lines.append(f'facetrace_node_{name}{{node="{node["NodeId"][:16]}"}} {value(node)}')
+    lines += [
+        "# HELP facetrace_processors_unplaced Processors that should run and have no running actor.",
+        "# TYPE facetrace_processors_unplaced gauge",
+        f"facetrace_processors_unplaced {len(status['Unplaced'])}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 class EventRelay:
