@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,17 @@ def test_the_embedded_default_does_not_import_ray() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_commands_refuse_a_missing_or_malformed_cluster(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from facetrace.cli import main
+
+    monkeypatch.delenv(ADDRESS_ENV, raising=False)
+    assert main(["serve", "--home", str(tmp_path), "--ray", "head 6379"]) == 1
+    assert "invalid Ray address" in capsys.readouterr().err
+    assert main(["cluster", "status", "--home", str(tmp_path)]) == 1
+    assert "no Ray cluster" in capsys.readouterr().err
+    assert main(["cluster", "status", "--home", str(tmp_path), "--ray", "auto"]) == 1
+    assert "--database-url" in capsys.readouterr().err
