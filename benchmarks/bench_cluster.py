@@ -157,7 +157,10 @@ def recovery(fast: bool) -> dict[str, Any]:
         doomed = next(n for n in nodes if n.node_id == first)
         began = time.perf_counter()
         cluster.remove_node(doomed, allow_graceful=False)
-        second = ray.get(actor.node.remote(), timeout=120)
+        second = first
+        while second == first and time.perf_counter() - began < 180:  # the old copy may answer once more
+            second = ray.get(actor.node.remote(), timeout=180)
+            time.sleep(0.05)
         took = time.perf_counter() - began
         row = {"health_checks": "fast" if fast else "default", "seconds": round(took, 1), "moved": second != first,
                "load": load_average()}  # fmt: skip

@@ -106,7 +106,7 @@ def test_a_dead_nodes_processors_run_again_elsewhere_without_duplicates(
             }  # fmt: skip
             return found >= names
 
-        assert _wait(lambda: feed_has("TrackIdentified", set(names)), 40), (  # relayed from every actor
+        assert _wait(lambda: feed_has("TrackIdentified", set(names)), 90), (  # relayed from every actor
             collections.Counter((d["Processor"], d["Type"]) for d in seen),
             [processors.describe(n) for n in names],
         )
