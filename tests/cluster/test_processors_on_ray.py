@@ -128,12 +128,14 @@ def test_a_dead_nodes_processors_run_again_elsewhere_without_duplicates(
         recovery = time.monotonic() - killed_at
         assert _wait(lambda: recovered(("RUNNING",)), 60), [processors.info(n, 2) for n in moved]
         running_again = time.monotonic() - killed_at
-        sys.stderr.write(
-            f"node-loss recovery: restarted elsewhere after {recovery:.1f} s, RUNNING after {running_again:.1f} s, "
-            f"{len(moved)} processors (load {os.getloadavg()[0]:.1f})\n"
-        )
+        with capsys.disabled():
+            sys.stderr.write(
+                f"node-loss recovery: restarted elsewhere after {recovery:.1f} s, RUNNING after {running_again:.1f} s, "
+                f"{len(moved)} processors (load {os.getloadavg()[0]:.1f})\n"
+            )
         phases = [(processors.info(n) or {}).get("StartSeconds") for n in moved]
-        sys.stderr.write(f"restarted actors, seconds from their start: {phases}\n")
+        with capsys.disabled():
+            sys.stderr.write(f"restarted actors, seconds from their start: {phases}\n")
         assert recovery <= RECOVERY_LIMIT, recovery
         for name in moved:
             assert processors.describe(name)["Node"] != doomed
