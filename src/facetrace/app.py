@@ -238,6 +238,7 @@ def open_video(
     else:
         sightings = SightingStore(resolve_home(home) / DB_FILENAME)
     bus = EventBus()
+    from facetrace.cluster.runtime import configured_address  # imports no ray
     from facetrace.review import ReviewQueue, UnknownPeople
 
     review = ReviewQueue(gallery, records.reviews) if records else None
@@ -249,18 +250,43 @@ def open_video(
         settings=settings,
         review=review,
     )
-    processors = StreamProcessors(
-        gallery,
-        repository=records.processors if records else None,
-        sightings=sightings,
-        bus=bus,
-        leases=records.leases if records else None,
-        review=review,
-        unknowns=unknowns,
-    )
-    if resume:
-        processors.resume()
-        if records is not None and records.leases is not None:  # several servers: take over dead ones
-            processors.watch(PROCESSOR_WATCH_INTERVAL)
+    address = configured_address()
+    if address is not None:  # FACETRACE_RAY_ADDRESS (`serve --ray`): processors run as Ray actors
+        processors = _ray_processors(gallery, address, sightings, bus)
+        if resume:
+            processors.resume()  # Ray restarts them when nodes die; this starts those that have no actor
+    else:
+        processors = StreamProcessors(
+            gallery,
+            repository=records.processors if records else None,
+            sightings=sightings,
+            bus=bus,
+            leases=records.leases if records else None,
+            review=review,
+            unknowns=unknowns,
+        )
+        if resume:
+            processors.resume()
+            if records is not None and records.leases is not None:  # several servers: take over dead ones
+                processors.watch(PROCESSOR_WATCH_INTERVAL)
     sweeper = RetentionSweeper(sightings).start() if sweep else None
     return Video(jobs, processors, sightings, bus, sweeper, review, unknowns)
+
+
+def _ray_processors(gallery: Gallery, address: str, sightings: SightingStore, bus: EventBus) -> StreamProcessors:
+    """Stream processors as actors on the Ray cluster at ``address``, over the gallery's PostgreSQL database
+    (every node reaches it; an embedded SQLite file is on one machine only), with their events relayed to
+    ``bus`` (``cluster/processors.py``)."""
+    from facetrace.cluster.processors import RayStreamProcessors
+    from facetrace.cluster.runtime import connect
+
+    records = records_of(gallery.store)
+    url = getattr(gallery.store, "connection_url", None)
+    if records is None or not isinstance(url, str):
+        raise InvalidParameterError(
+            "stream processors on a Ray cluster need a PostgreSQL database every node reaches (--database-url)"
+        )
+    connect(address)
+    return RayStreamProcessors(
+        gallery, repository=records.processors, database_url=url, sightings=sightings, bus=bus, relay=True
+    )

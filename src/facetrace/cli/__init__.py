@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unknowns": ("review", "unidentified faces grouped into unknown people"),
     "cluster": ("cluster", "group the faces in a set of photos by person (no collection needed)"),
     "redact": ("redact", "hide the faces in a photo or a video (for release)"),
+    "ray": ("raycluster", "the Ray cluster running stream processors"),
 }
 
 

@@ -55,6 +55,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "--collection-metrics", action="store_true", help="name collections and their sizes on /metrics"
     )
     parser.add_argument("--no-collection-metrics", action="store_true", help=argparse.SUPPRESS)  # the default now
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS|auto",
+        help="run stream processors as actors on this Ray cluster (default: $FACETRACE_RAY_ADDRESS; none: in "
+        "this process). Needs --database-url and the ray extra; see docs/scale.md",
+    )
     parser.set_defaults(func=_serve)
 
 
@@ -107,6 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
     from facetrace.store import database_url, open_store, records_of
 
     config = _config(args)
+    cluster = _cluster(args.ray)
     engine = open_engine(args)  # before the store: a bad --recognizer/--calibration fails fast
     home = ensure_home(Path(args.home) if args.home else None)
     store = open_store(home, url=database_url(args.database_url))
@@ -133,10 +140,27 @@ def _serve(args: argparse.Namespace) -> int:
         stderr.print("[yellow]warning:[/] no access keys yet; create one with `facetrace keys create`")
     if args.recognizer or args.calibration:
         stderr.print(f"facetrace: recognizer {engine.model.key}, calibration {args.calibration}")
+    if cluster is not None:
+        stderr.print(f"facetrace: stream processors run on the Ray cluster at {cluster}")
     stderr.print(f"facetrace: Rekognition API on http://{config.host}:{config.port} (home {home})")
     stderr.print(f"facetrace: dashboard on http://{config.host}:{config.port}/ui/ (sign in with an access key)")
     run(app, config)
     return 0
+
+
+def _cluster(address: str | None) -> str | None:
+    """The Ray cluster for stream processors (``--ray``, else ``$FACETRACE_RAY_ADDRESS``), connected now so
+    a wrong address fails before the server starts; the video services find it in the environment."""
+    import os
+
+    from facetrace.cluster.runtime import ADDRESS_ENV, configured_address, connect
+
+    chosen = configured_address(address)
+    if chosen is None:
+        return None
+    os.environ[ADDRESS_ENV] = chosen
+    connect(chosen)
+    return chosen
 
 
 def _is_loopback(host: str) -> bool:

@@ -147,6 +147,12 @@ def create_app(
         except FacetraceError:
             sizes = []
         text = metrics.render(in_flight=pool.in_flight, collections=sizes)
+        extras: list[Callable[[], str]] = resources.get("metrics.extra", list)  # e.g. a Ray cluster's nodes
+        for extra in list(extras):
+            try:
+                text += await anyio.to_thread.run_sync(extra)
+            except FacetraceError:
+                continue
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     @asynccontextmanager

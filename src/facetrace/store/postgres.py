@@ -111,6 +111,12 @@ class PostgresStore:
         return self._audit
 
     @property
+    def connection_url(self) -> str:
+        """The URL with its password: for other processes of this deployment that open the same database
+        (stream processor actors on a Ray cluster). Never log it; ``url`` is the masked one."""
+        return self._db.url
+
+    @property
     def url(self) -> str:
         """The database URL with its password replaced by ***: safe to print."""
         return self._db.safe_url

@@ -300,7 +300,27 @@ CREATE TABLE face_thumbnails(
 CREATE TABLE thumbnail_opt_out(cid bigint PRIMARY KEY REFERENCES collections(cid) ON DELETE CASCADE);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_RECORDS, _V3_REVIEW_UNKNOWNS, _V4_UI)
+_V5_STREAM_EVENTS = """
+CREATE TABLE stream_events(
+    event_id bigserial PRIMARY KEY,
+    processor text NOT NULL,
+    kind text NOT NULL,
+    track_id bigint NOT NULL,
+    at_ms bigint NOT NULL,
+    wall_time double precision NOT NULL,
+    node text NOT NULL DEFAULT '',
+    payload text NOT NULL,
+    done boolean NOT NULL DEFAULT false,
+    UNIQUE (processor, kind, track_id, at_ms)
+);
+CREATE INDEX stream_events_by_processor ON stream_events(processor, event_id);
+CREATE INDEX stream_events_by_time ON stream_events(wall_time);
+"""
+"""Stream processors on Ray (``cluster/processors.py``): every event an actor emits, claimed once by its key
+(processor, type, track, stream time) before it is audited, so a write retried after an actor restart or a
+dropped connection is not made twice; ``done`` once audited, which is when servers relay it to ``/events``."""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_RECORDS, _V3_REVIEW_UNKNOWNS, _V4_UI, _V5_STREAM_EVENTS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z]+://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)

@@ -95,6 +95,13 @@ class ProcessorDefinition(BaseModel):
         None,
         description="Rekognition request members kept to describe the processor as created (Input, Output...)",
     )
+    cpus: float | None = Field(
+        None, gt=0, le=64, description="on a Ray cluster: CPU to reserve (default: from the stream's cost model)"
+    )
+    source_size: str | None = Field(
+        None, pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}(@[1-9][0-9]{0,2})?$",
+        description="on a Ray cluster: the source's WIDTHxHEIGHT[@FPS], for its CPU reservation (default 1080p30)",
+    )  # fmt: skip
     created_at: float = Field(default_factory=time.time)
 
     @property

@@ -57,7 +57,18 @@ def _video(resources: Resources, gallery: Gallery) -> Video:
     """The server's video services (one per server, closed at shutdown); the first call resumes the
     processors that were running before a restart."""
     home = Path(resources.get("home", resolve_home))
-    video: Video = resources.get("video", lambda: open_video(gallery, home=home, resume=True))
+    video: Video = resources.get("video", lambda: _open(resources, gallery, home))
+    return video
+
+
+def _open(resources: Resources, gallery: Gallery, home: Path) -> Video:
+    video = open_video(gallery, home=home, resume=True)
+    status = getattr(video.processors, "cluster_status", None)
+    if status is not None:  # processors on a Ray cluster: /metrics gains per-node figures
+        from facetrace.cluster.processors import render_metrics
+
+        extras: list[Callable[[], str]] = resources.get("metrics.extra", list)
+        extras.append(lambda: render_metrics(status()))
     return video
 
 
