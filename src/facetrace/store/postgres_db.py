@@ -197,7 +197,20 @@ CREATE TABLE leases(
 CREATE INDEX leases_by_owner ON leases(owner);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_RECORDS)
+# One row per image file indexed into a collection, by the sha256 of its bytes, written in the transaction that
+# adds its faces (also when none was indexed): a bulk import that was killed resumes by skipping them.
+_V3_INDEXED_IMAGES = """
+CREATE TABLE IF NOT EXISTS indexed_images(
+    cid bigint NOT NULL REFERENCES collections(cid) ON DELETE CASCADE,
+    content_hash text COLLATE "C" NOT NULL,
+    image_id text,
+    faces integer NOT NULL,
+    created_at double precision NOT NULL,
+    PRIMARY KEY (cid, content_hash)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_RECORDS, _V3_INDEXED_IMAGES)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z]+://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
