@@ -27,7 +27,7 @@ from facetrace.gallery import Gallery
 from facetrace.gallery.bulk import ThreadAnalyser, index_files
 from facetrace.store import MemoryStore
 from facetrace.video.jobs import JobSettings, JobStatus, VideoJobs
-from facetrace.video.segments import SegmentExecutor, SegmentSettings
+from facetrace.video.segments import SegmentExecutor, SegmentSettings, ThreadExecutor
 from tests.photos import PHOTOS, photo, shared_data
 
 CLIP_SECONDS = 30
@@ -107,8 +107,14 @@ def bench_segments(engine: FaceEngine, repeats: int) -> None:
             times.append(elapsed)
         single = statistics.median(times)
         print(f"one pass (in-process, no segments): {single:.1f} s, {persons} person track(s) ({load()})")
+        for workers in (2,):
+            threads = statistics.median(
+                timed_job(gallery, clip, ThreadExecutor(workers), workers)[0] for _ in range(repeats)
+            )
+            print(f"threads, {workers} worker(s), {2 * workers} segments: {threads:.1f} s, "
+                  f"speed-up {single / threads:.2f}× ({load()})")  # fmt: skip
         for workers in (1, 2, 3):
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
             try:
                 executor = RaySegmentExecutor()
                 timed_job(gallery, clip, executor, workers)  # workers build their models
@@ -152,7 +158,7 @@ def bench_indexing(engine: FaceEngine, count: int, repeats: int) -> None:
         took = statistics.median(t for t, _ in runs)
         faces = runs[0][1]
         print(f"in-process, 2 threads: {faces / took:.1f} faces/s ({faces} faces, {took:.1f} s) ({load()})")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             remote = RayAnalyser(EngineSpec(), engine.model.key)
             once(remote)
