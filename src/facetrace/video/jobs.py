@@ -436,7 +436,7 @@ class VideoJobs:
             )
             for segment in plan
         ]
-        context = SegmentContext(self.gallery.engine, matcher, job.collection_id, job.threshold)
+        context = SegmentContext(self.gallery.engine, matcher, job.collection_id, job.threshold, self.gallery)
         return self.executor.run(tasks, context)
 
     def _search_segmented(self, job: Job, matcher: CollectionMatcher) -> list[Sighting]:

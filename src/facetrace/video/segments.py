@@ -35,18 +35,19 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import av
 import numpy as np
 
 from facetrace.engine import FaceEngine
 from facetrace.errors import InvalidParameterError, SourceOpenError, StreamError
+from facetrace.gallery import Gallery
 from facetrace.thumbnails import encode_jpeg
 from facetrace.types import BoundingBox, FaceMatch, Vector
 from facetrace.validation import check_int
 from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, Observation, track_match
-from facetrace.video.identity import IdentityState, Matcher, person_key
+from facetrace.video.identity import IdentitySettings, IdentityState, Matcher, person_key
 from facetrace.video.source import Frame, SourceSettings, VideoMetadata, VideoSource
 from facetrace.video.tracker import Track, iou
 
@@ -188,6 +189,7 @@ class SegmentContext:
     matcher: Matcher | None
     collection_id: str | None = None
     threshold: float | None = None
+    gallery: Gallery | None = None  # the matcher's (a remote executor snapshots its collection)
 
 
 class SequentialExecutor:
@@ -354,7 +356,7 @@ def stitch(
     settings: SegmentSettings,
     *,
     matcher: Matcher | None = None,
-    identity: Any = None,
+    identity: IdentitySettings | None = None,
     reid_min_cosine: float = 0.45,
     max_lost_seconds: float = 2.0,
 ) -> list[StitchedTrack]:
@@ -462,7 +464,9 @@ def _cosine(a: TrackPart, b: TrackPart) -> float:
     return float(np.dot(ta, tb))
 
 
-def _name(parts: Sequence[TrackPart], matcher: Matcher | None, identity: Any) -> FaceMatch | None:
+def _name(
+    parts: Sequence[TrackPart], matcher: Matcher | None, identity: IdentitySettings | None
+) -> FaceMatch | None:
     """One search with the parts' templates summed (a sequential track's final check); when it finds
     nobody, the best match a part had (a sequential track keeps its match)."""
     if matcher is None:
