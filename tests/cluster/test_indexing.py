@@ -100,7 +100,6 @@ def test_ray_indexing_gives_the_in_process_faces_and_resumes_without_duplicates(
     remote = Gallery(engine, store)
     remote.create_collection("people")
     analyser = RayAnalyser(EngineSpec(), remote.model)
-    assert analyser.in_flight >= 2  # two logical CPUs: batches run on both nodes
 
     committed: list[FileOutcome] = []
 
