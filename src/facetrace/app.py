@@ -21,6 +21,7 @@ from facetrace.home import ensure_home, private_dir, resolve_home
 from facetrace.store import DB_FILENAME, FaceStore, open_store, records_of
 
 if TYPE_CHECKING:  # video pulls in PyAV: imported when video is opened, not for every CLI command
+    from facetrace.review import ReviewQueue, UnknownPeople
     from facetrace.video.jobs import JobSettings, VideoJobs
     from facetrace.video.processors import StreamProcessors
     from facetrace.video.segments import SegmentExecutor
@@ -204,6 +205,8 @@ class Video:
     sightings: SightingStore
     bus: EventBus
     sweeper: RetentionSweeper | None
+    review: ReviewQueue | None = None  # None: a store without record tables (no review queue)
+    unknowns: UnknownPeople | None = None
 
     def close(self) -> None:
         """Stop the processors (keeping which should run), the jobs' pool and the sweeper."""
@@ -239,24 +242,34 @@ def open_video(
     else:
         sightings = SightingStore(resolve_home(home) / DB_FILENAME)
     bus = EventBus()
+    from facetrace.review import ReviewQueue, UnknownPeople
+
+    review = ReviewQueue(gallery, records.reviews) if records else None
+    unknowns = UnknownPeople(gallery, records.unknowns) if records else None
     if segments is None and os.environ.get("FACETRACE_RAY_ADDRESS"):
         from facetrace.cluster.jobs import RaySegmentExecutor
 
         segments = RaySegmentExecutor()
     jobs = VideoJobs(
-        gallery, repository=records.jobs if records else None, sightings=sightings, settings=settings,
+        gallery,
+        repository=records.jobs if records else None,
+        sightings=sightings,
+        settings=settings,
+        review=review,
         executor=segments,
-    )  # fmt: skip
+    )
     processors = StreamProcessors(
         gallery,
         repository=records.processors if records else None,
         sightings=sightings,
         bus=bus,
         leases=records.leases if records else None,
+        review=review,
+        unknowns=unknowns,
     )
     if resume:
         processors.resume()
         if records is not None and records.leases is not None:  # several servers: take over dead ones
             processors.watch(PROCESSOR_WATCH_INTERVAL)
     sweeper = RetentionSweeper(sightings).start() if sweep else None
-    return Video(jobs, processors, sightings, bus, sweeper)
+    return Video(jobs, processors, sightings, bus, sweeper, review, unknowns)

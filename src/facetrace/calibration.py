@@ -35,6 +35,7 @@ __all__ = [
     "QualityBand",
     "calibration_from_json",
     "calibration_to_json",
+    "false_match_rate",
     "load_calibration",
     "pair_quality",
 ]
@@ -48,6 +49,17 @@ FMR_ANCHORS: tuple[tuple[float, float], ...] = (
     (99.0, 1e-6),
 )
 """(similarity, false match rate) pairs the calibration curve is built to honour."""
+
+
+def false_match_rate(similarity: float) -> float:
+    """What a calibrated similarity means: the false match rate of a threshold set there (log-linear between
+    ``FMR_ANCHORS``; 1.0 at 0, and below 99 the last anchor's decade per point is extrapolated, never better than
+    1e-7). 90 → 1e-4: about one stranger in 10,000 scores this high against a given face."""
+    points = [(0.0, 1.0), *FMR_ANCHORS]
+    if similarity >= points[-1][0]:
+        return max(1e-7, points[-1][1] * 10 ** (-(similarity - points[-1][0]) / 4.0))
+    logs = np.interp(similarity, [p[0] for p in points], [math.log10(p[1]) for p in points])
+    return float(10 ** float(logs))
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,10 +165,24 @@ class FaceEngine:
 
     # -- detection ---------------------------------------------------------------------------------------
 
+    def with_detector(self, detector_factory: Callable[[], Detector], settings: DetectionSettings) -> FaceEngine:
+        """This engine's recognizer and calibration with another detector or detection settings (redaction
+        looks harder for faces than identification does)."""
+        return FaceEngine(
+            detector_factory, self._embedder_factory, settings=settings, calibration=self.calibration,
+            limits=self.limits,
+        )  # fmt: skip
+
     def find_faces(self, image: Image, max_faces: int = MAX_FACES_LIMIT) -> list[Detection]:
         """Detections in full-resolution pixels, largest first, at most ``max_faces``."""
         if not 1 <= max_faces <= MAX_FACES_LIMIT:
             raise InvalidParameterError(f"max_faces must be between 1 and {MAX_FACES_LIMIT}")
+        found = self.find_all_faces(image)
+        return [self._upright_landmarks(image.pixels, d) for d in found[:max_faces]]
+
+    def find_all_faces(self, image: Image) -> list[Detection]:
+        """Every detection, largest first, with no cap on their number and the detector's own landmarks
+        (for hiding faces: a crowd may hold far more than the 100 a search reports)."""
         settings = self.settings
         pixels = image.pixels
         height, width = pixels.shape[:2]
@@ -183,7 +197,7 @@ class FaceEngine:
             found = geometry.merge_detections(found + self._tiled(pixels))
         found = [d for d in found if d.score >= settings.min_confidence and d.w > 1 and d.h > 1]
         found.sort(key=lambda d: d.area, reverse=True)
-        return [self._upright_landmarks(pixels, d) for d in found[:max_faces]]
+        return found
 
     def _upright_landmarks(self, pixels: npt.NDArray[np.uint8], detection: Detection) -> Detection:
         """Re-locate the landmarks of a tilted face on a copy turned upright.

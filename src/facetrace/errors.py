@@ -39,6 +39,7 @@ __all__ = [
     "ConflictError",
     "FacetraceError",
     "ImageError",
+    "ImageFileError",
     "ImageTooLargeError",
     "ImageTooSmallError",
     "InvalidImageFormatError",
@@ -91,6 +92,10 @@ class ImageError(InvalidInputError):
 
 class InvalidImageFormatError(ImageError):
     """Not an image, truncated, empty, or in a format facetrace does not read."""
+
+
+class ImageFileError(ImageError):
+    """The image file is missing, unreadable or not a regular file (not a problem of its contents)."""
 
 
 class ImageTooLargeError(ImageError):

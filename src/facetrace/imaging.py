@@ -21,6 +21,7 @@ from PIL import ImageOps, UnidentifiedImageError
 
 from facetrace.budget import DECODE_BYTES_PER_PIXEL, decode_budget
 from facetrace.errors import (
+    ImageFileError,
     ImageTooLargeError,
     ImageTooSmallError,
     InvalidImageFormatError,
@@ -68,7 +69,8 @@ class Image:
 def load_image(source: ImageSource | Image, limits: ImageLimits | None = None) -> Image:
     """Decode and validate ``source``.
 
-    Raises ``InvalidImageFormatError`` (not an image, truncated, empty, unsupported), ``ImageTooLargeError``
+    Raises ``ImageFileError`` (a path that cannot be read), ``InvalidImageFormatError`` (not an image,
+    truncated, empty, unsupported), ``ImageTooLargeError``
     (bytes or pixels over the limits) or ``ImageTooSmallError``; never a third-party exception.
     """
     limits = limits or ImageLimits()
@@ -88,18 +90,18 @@ def _read_file(path: Path, limits: ImageLimits) -> bytes:
     try:
         size = path.stat().st_size
         if not path.is_file():
-            raise InvalidImageFormatError(f"{path}: not a regular file")
+            raise ImageFileError(f"{path}: not a regular file")
         if size > limits.max_bytes:
             raise ImageTooLargeError(f"{path}: {size} bytes exceeds the {limits.max_bytes}-byte limit")
         return path.read_bytes()
     except FileNotFoundError:
-        raise InvalidImageFormatError(f"{path}: no such file") from None
+        raise ImageFileError(f"{path}: no such file") from None
     except PermissionError:
-        raise InvalidImageFormatError(f"{path}: permission denied") from None
+        raise ImageFileError(f"{path}: permission denied") from None
     except IsADirectoryError:
-        raise InvalidImageFormatError(f"{path}: is a directory") from None
+        raise ImageFileError(f"{path}: is a directory") from None
     except OSError as exc:
-        raise InvalidImageFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise ImageFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _decode(data: bytes, limits: ImageLimits) -> Image:

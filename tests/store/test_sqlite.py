@@ -221,6 +221,10 @@ def test_a_database_from_before_face_quality_is_upgraded_at_open(db_path: Path) 
         raw.execute("INSERT INTO faces SELECT fid, cid, face_id, image_id, external_image_id, user_id, confidence,"
                     " bb_left, bb_top, bb_width, bb_height, created_at FROM faces_v2")  # fmt: skip
         raw.execute("DROP TABLE faces_v2")
+        # and undo the steps after it (review queue, unknown people), which run again
+        for table in ("review_items", "review_thumbnails", "review_decisions", "unknown_people", "unknown_faces"):
+            raw.execute(f"DROP TABLE {table}")
+        raw.execute("ALTER TABLE sightings DROP COLUMN confirmed_by")
         raw.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(before_quality),))
     with sqlite3.connect(db_path) as raw:
         assert "quality" not in {row[1] for row in raw.execute("PRAGMA table_info(faces)")}

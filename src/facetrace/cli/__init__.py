@@ -12,20 +12,57 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from facetrace.cli.output import EXIT_BAD_INPUT, EXIT_FAILURE, fail
 from facetrace.errors import FacetraceError, InvalidInputError, NotFoundError
 
 __all__ = ["build_parser", "main"]
 
-COMMAND_MODULES = ("images", "collections", "calibrate", "models", "serve", "keys", "audit", "video", "migrate")
+# Every command: the module that registers it, and its one-line summary for ``facetrace --help``. A start
+# imports only the module of the command asked for (NumPy, OpenCV, onnxruntime and the server cost seconds
+# together): ``--help`` and light commands answer at once. A module registers its commands with
+# ``add_command``, which takes the summary from here, so each summary is written once.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "detect": ("images", "find faces in images (DetectFaces)"),
+    "compare": ("images", "compare two faces (CompareFaces)"),
+    "collections": ("collections", "create, list, describe and delete collections"),
+    "index": ("collections", "add the faces in images to a collection"),
+    "faces": ("collections", "list and delete the faces in a collection"),
+    "search": ("collections", "who is this? search a collection with the largest face in an image"),
+    "users": ("collections", "users: named identities that group faces"),
+    "calibrate": ("calibrate", "fit a recognizer's similarity calibration on your own labelled photos"),
+    "models": ("models", "install and list face models"),
+    "serve": ("serve", "serve Rekognition's face API (boto3 compatible) on HTTP"),
+    "keys": ("keys", "create, list and delete access keys for `facetrace serve`"),
+    "audit": ("audit", "list and verify the audit log of searches and changes"),
+    "video": ("video", "search stored video files for faces"),
+    "watch": ("video", "follow a live stream and report the collection's people as they appear"),
+    "sightings": ("video", "where and when people were seen"),
+    "migrate": (
+        "migrate",
+        "copy the home's whole database (collections, faces, users, audit chain, keys, video state) into "
+        "an empty PostgreSQL database",
+    ),
+    "review": ("review", "tracks whose best match needs a person's answer"),
+    "unknowns": ("review", "unidentified faces grouped into unknown people"),
+    "cluster": ("cluster", "group the faces in a set of photos by person (no collection needed)"),
+    "redact": ("redact", "hide the faces in a photo or a video (for release)"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse: usage errors exit with code 2 (its default)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_command(subparsers: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """Add command ``name`` (a key of ``COMMANDS``) with its summary from the table."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=COMMANDS[name][1], **kwargs)
+    return parser
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: the full parser of the command it names, a summary line for the others."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
     common.add_argument("--home", help="data directory (default: $FACETRACE_HOME or the user data dir)")
@@ -40,14 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     parser = _Parser(prog="facetrace", description="Self-hosted face detection, recognition and search.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f"facetrace.cli.{name}")
-        module.register(subparsers, common)
+    words = list(sys.argv[1:] if argv is None else argv)
+    chosen = words[0] if words and words[0] in COMMANDS else None
+    loaded = set()
+    for name, (module, summary) in COMMANDS.items():
+        if chosen is not None and module == COMMANDS[chosen][0]:
+            if module not in loaded:
+                importlib.import_module(f"facetrace.cli.{module}").register(subparsers, common)
+                loaded.add(module)
+        else:
+            # never run: a command line naming it is parsed by its real parser (above)
+            subparsers.add_parser(name, help=summary, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(2, args.verbose)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -13,15 +13,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from facetrace.audit import AuditKey, AuditRecord, AuditTrail, Checkpoint, env_audit_key, sign_checkpoint
+from facetrace.cli import add_command
 from facetrace.cli.common import local_caller
-from facetrace.cli.output import EXIT_FAILURE, emit
+from facetrace.cli.output import EXIT_FAILURE, emit, show_table
 from facetrace.errors import InvalidParameterError, NotFoundError, StoreError
 from facetrace.home import resolve_home
 from facetrace.store import DB_FILENAME, LEGACY_AUDIT_FILENAME, FaceStore, database_url, open_store
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser("audit", help="list and verify the audit log of searches and changes")
+    parser = add_command(subparsers, "audit")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", parents=[common], help="audit records, oldest first")
     listing.add_argument("--after", type=int, default=0, metavar="SEQ", help="only records after this one")
@@ -86,11 +87,12 @@ def _record(record: AuditRecord) -> dict[str, Any]:
 def _list(args: argparse.Namespace) -> int:
     store, log = _open(args)
     try:
+        # one more than asked for: tells whether more records follow without counting them all
         records = [
             _record(r)
             for r in log.records(
                 after=args.after,
-                limit=args.limit,
+                limit=args.limit + 1,
                 operation=args.operation,
                 principal=args.principal,
                 collection_id=args.collection,
@@ -98,6 +100,9 @@ def _list(args: argparse.Namespace) -> int:
         ]
     finally:
         store.close()
+    more = len(records) > args.limit
+    records = records[: args.limit]
+    next_after = records[-1]["Seq"] if more and records else None
 
     def render(console: Console) -> None:
         table = Table("Seq", "Time", "Operation", "Principal", "Collection", "Purpose", "Threshold", "Matches")
@@ -109,9 +114,16 @@ def _list(args: argparse.Namespace) -> int:
                 "" if r["Threshold"] is None else f"{r['Threshold']:g}",
                 "" if r["MatchCount"] is None else str(r["MatchCount"]),
             )  # fmt: skip
-        console.print(table)
+        show_table(console, table)
+        if next_after is not None:
+            console.print(
+                f"[yellow]more records follow[/]: this shows {len(records)}, oldest first; "
+                f"the next ones: facetrace audit list --after {next_after}"
+            )
+        elif not records:
+            console.print("no audit records match")
 
-    emit(args, {"Records": records}, render)
+    emit(args, {"Records": records, **({"NextAfter": next_after} if next_after is not None else {})}, render)
     return 0
 
 

@@ -37,6 +37,7 @@ from facetrace.calibration_fit import (
     held_out_person,
     measure,
 )
+from facetrace.cli import add_command
 from facetrace.cli.collections import IMAGE_SUFFIXES
 from facetrace.cli.output import emit, progress, stderr
 from facetrace.engine import FaceEngine
@@ -53,10 +54,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,63}$")
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "calibrate",
         parents=[common],
-        help="fit a recognizer's similarity calibration on your own labelled photos",
         description="Embed the largest face of every LABELLED_DIR/<person>/<photo>, fit the cosine → "
         "similarity curve so that thresholds mean false match rates (80 ↔ 1e-3 … 99 ↔ 1e-6), write it as "
         "JSON and report what the data supports. See docs/accuracy.md.",

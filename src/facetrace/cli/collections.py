@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from facetrace import shapes
+from facetrace.cli import add_command
 from facetrace.cli.common import local_caller, open_library, with_recognizer
-from facetrace.cli.output import emit, rate_progress, stderr
-from facetrace.errors import InvalidParameterError
-from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery, IndexResult
+from facetrace.cli.output import about, clock, emit, rate_progress, show_table, stderr
+from facetrace.errors import ImageError, InvalidParameterError, NoFaceError
+from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery, ImageSearch, IndexResult
 from facetrace.gallery.bulk import Analyser, FileOutcome, IndexOptions, ThreadAnalyser, index_files
 from facetrace.store.base import Page
 from facetrace.types import FaceRecord, QualityFilter, UnindexedReason
@@ -37,7 +39,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _register_collections(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser("collections", help="create, list, describe and delete collections")
+    parser = add_command(subparsers, "collections")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, func, help_text in (
         ("create", _collection_create, "create a collection"),
@@ -61,8 +63,10 @@ def _collection_describe(args: argparse.Namespace) -> int:
     data = shapes.collection(open_library(args).describe_collection(args.collection))
 
     def render(console: Console) -> None:
-        for key, value in data.items():
-            console.print(f"{key}: {value}")
+        console.print(f"collection [bold]{escape(str(data['CollectionId']))}[/]")
+        console.print(f"  faces: {data['FaceCount']}   people (users): {data['UserCount']}")
+        console.print(f"  model: {data['FaceModelVersion']}")
+        console.print(f"  created: {clock(float(data['CreationTimestamp']))}")
 
     emit(args, data, render)
     return 0
@@ -85,7 +89,7 @@ def _collection_list(args: argparse.Namespace) -> int:
 
 
 def _register_index(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser("index", parents=[common], help="add the faces in images to a collection")
+    parser = add_command(subparsers, "index", parents=[common])
     parser.add_argument("collection", metavar="COLLECTION")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     parser.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
@@ -174,13 +178,15 @@ def _index(args: argparse.Namespace) -> int:
         keep_images=args.keep_images, batch_size=args.batch_size,
     )  # fmt: skip
     files, missing = _collect(args.paths, args.recursive)
+    if args.external_id_from == "parent" and not args.json:
+        _warn_root_labels(args.paths, files)
     report: list[dict[str, Any]] = [
         {"Path": m, "Error": {"Type": "InvalidImageFormatError", "Message": "no such file or folder"}}
         for m in missing
     ]
     if not args.json:
         for m in missing:
-            stderr.print(f"[yellow]skipped[/] {m}: no such file or folder")
+            stderr.print(f"[yellow]skipped[/] {escape(m)}: no such file or folder")
     analyser: Analyser
     if args.ray is not None:
         from facetrace.cluster.indexing import EngineSpec, RayAnalyser
@@ -197,9 +203,9 @@ def _index(args: argparse.Namespace) -> int:
             if args.json:
                 return
             if outcome.error is not None:
-                stderr.print(f"[yellow]skipped[/] {outcome.path}: {outcome.error}")
+                stderr.print(f"[yellow]skipped[/] {escape(outcome.path)}: {escape(outcome.error)}")
             elif outcome.result is not None and not outcome.result.indexed:
-                stderr.print(f"[yellow]no face indexed[/] from {outcome.path}: {refusal(outcome.result)}")
+                stderr.print(f"[yellow]no face indexed[/] from {escape(outcome.path)}: {refusal(outcome.result)}")
 
         outcomes = index_files(
             gallery, args.collection, files, analyser, options=options, caller=local_caller(args), on_outcome=told
@@ -237,6 +243,20 @@ def _index(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _warn_root_labels(paths: list[str], files: list[Path]) -> None:
+    """``--external-id-from parent`` names a photo after its folder: photos lying directly in a folder given
+    on the command line would all be labelled with that folder's name (``people/`` → "people"), which is
+    rarely meant. Say so before indexing."""
+    roots = {Path(raw).resolve() for raw in paths if Path(raw).is_dir()}
+    for root in sorted(roots):
+        loose = [f for f in files if f.resolve().parent == root]
+        if loose:
+            stderr.print(
+                f"[yellow]warning:[/] {len(loose)} image(s) lie directly in {escape(str(root))} and will be "
+                f"labelled {escape(repr(root.name))}: put each person's photos in a folder named after them"
+            )
+
+
 def _index_json(result: IndexResult) -> dict[str, Any]:
     return {
         "FaceRecords": [
@@ -255,7 +275,7 @@ def _index_json(result: IndexResult) -> dict[str, Any]:
 
 
 def _register_faces(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser("faces", help="list and delete the faces in a collection")
+    parser = add_command(subparsers, "faces")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", parents=[common], help="list faces (paginated)")
     listing.add_argument("collection", metavar="COLLECTION")
@@ -292,7 +312,7 @@ def _faces_list(args: argparse.Namespace) -> int:
         table = Table("FaceId", "ExternalImageId", "UserId", "Confidence")
         for face in faces:
             table.add_row(face.face_id, face.external_image_id or "", face.user_id or "", f"{face.confidence:.1f}")
-        console.print(table)
+        show_table(console, table)
         if token:
             console.print(f"more: --next-token {token}")
 
@@ -323,9 +343,7 @@ def _faces_delete(args: argparse.Namespace) -> int:
 
 
 def _register_search(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        "search", parents=[common], help="who is this? search a collection with the largest face in an image"
-    )
+    parser = add_command(subparsers, "search", parents=[common])
     parser.add_argument("collection", metavar="COLLECTION")
     parser.add_argument("image", metavar="IMAGE")
     parser.add_argument(
@@ -340,9 +358,13 @@ def _register_search(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def _search(args: argparse.Namespace) -> int:
     gallery = open_library(args)
-    result = gallery.search_faces_by_image(
-        args.collection, args.image, max_faces=args.max_faces, threshold=args.threshold, caller=local_caller(args)
-    )
+    try:
+        result = gallery.search_faces_by_image(
+            args.collection, args.image, max_faces=args.max_faces, threshold=args.threshold,
+            caller=local_caller(args),
+        )  # fmt: skip
+    except (ImageError, NoFaceError) as exc:
+        raise about(args.image, exc) from None
     data = {
         "SearchedFaceBoundingBox": shapes.bounding_box(result.searched_face.detail.bounding_box),
         "SearchedFaceConfidence": result.searched_face.detail.confidence,
@@ -352,7 +374,9 @@ def _search(args: argparse.Namespace) -> int:
 
     def render(console: Console) -> None:
         if not result.matches:
-            console.print(f"[yellow]no match[/] at or above similarity {args.threshold:g}")
+            console.print(
+                f"[yellow]no match[/] at or above similarity {args.threshold:g}{_closest(gallery, args, result)}"
+            )
             return
         table = Table("similarity", "FaceId", "ExternalImageId", "UserId")
         for match in result.matches:
@@ -360,17 +384,32 @@ def _search(args: argparse.Namespace) -> int:
             table.add_row(
                 f"{match.similarity:.2f}", face.face_id, face.external_image_id or "", face.user_id or ""
             )
-        console.print(table)
+        show_table(console, table)
 
     emit(args, data, render)
     return 0
+
+
+def _closest(gallery: Gallery, args: argparse.Namespace, result: ImageSearch) -> str:
+    """How close the best candidate came, without naming it: part of the audited search, not a new one."""
+    vector = result.searched_face.vector
+    if vector is None:
+        return ""
+    best = gallery.search_vector(
+        args.collection, vector, max_faces=1, threshold=0.0, quality=result.searched_face.quality_score
+    )
+    if not best:
+        return " (the collection is empty)"
+    return (
+        f" (the closest face scores {best[0].similarity:.1f}: below the threshold it is not evidence of identity)"
+    )
 
 
 # -- users ---------------------------------------------------------------------------------------------------
 
 
 def _register_users(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser("users", help="users: named identities that group faces")
+    parser = add_command(subparsers, "users")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, func in (("create", _user_create), ("delete", _user_delete)):
         action = actions.add_parser(name, parents=[common], help=f"{name} a user")
@@ -421,7 +460,7 @@ def _user_list(args: argparse.Namespace) -> int:
         table = Table("UserId", "status", "faces")
         for user in users:
             table.add_row(user.user_id, user.status, str(user.face_count))
-        console.print(table)
+        show_table(console, table)
 
     emit(args, {"Users": [shapes.user(u) for u in users]}, render)
     return 0

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import getpass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facetrace.audit import AuditEvent, Caller, check_purpose
-from facetrace.engine import DetectionSettings, FaceEngine
-from facetrace.gallery import Gallery
+
+if TYPE_CHECKING:  # the engine and the gallery load NumPy, OpenCV and onnxruntime: only when a command runs
+    from facetrace.engine import FaceEngine
+    from facetrace.gallery import Gallery
 
 __all__ = [
     "add_recognizer_options",
@@ -46,6 +49,7 @@ def with_recognizer(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def open_engine(args: argparse.Namespace | None = None, *, small_faces: bool = False) -> FaceEngine:
     """The engine ``args`` ask for (``app.open_engine``): SFace unless ``--recognizer``/``--calibration``."""
     from facetrace.app import open_engine as build
+    from facetrace.engine import DetectionSettings
 
     return build(
         getattr(args, "recognizer", None),

@@ -10,15 +10,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from facetrace.cli import add_command
 from facetrace.cli.common import record_local
-from facetrace.cli.output import emit
+from facetrace.cli.output import emit, show_table
 from facetrace.home import ensure_home, resolve_home
 from facetrace.service.keys import KeyStore
 from facetrace.store import database_url
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser("keys", help="create, list and delete access keys for `facetrace serve`")
+    parser = add_command(subparsers, "keys")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser("create", parents=[common], help="create a key (its secret is shown once)")
     create.add_argument(
@@ -104,7 +105,7 @@ def _list(args: argparse.Namespace) -> int:
             created = datetime.datetime.fromtimestamp(key.created_at).isoformat(timespec="seconds")
             scope = ", ".join(key.collections) if key.collections else "*"
             table.add_row(key.access_key_id, str(key.permission), scope, created, key.description)
-        console.print(table)
+        show_table(console, table)
 
     emit(args, data, render)
     return 0

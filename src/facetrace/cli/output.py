@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 import time
@@ -11,7 +12,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from facetrace.errors import FacetraceError
 
@@ -20,10 +23,13 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_OK",
     "EXIT_USAGE",
+    "about",
+    "clock",
     "emit",
     "fail",
     "progress",
     "rate_progress",
+    "show_table",
     "stderr",
     "stdout",
 ]
@@ -51,6 +57,32 @@ def fail(args: argparse.Namespace, error: FacetraceError, code: int) -> int:
     else:
         stderr.print(f"[bold red]error:[/] {error.message}", markup=True)
     return code
+
+
+def show_table(console: Console, table: Table) -> None:
+    """Print ``table`` at its natural width, never cutting a cell to the console's: ids and names in it must
+    stay whole to be copied into the next command (piped output is 80 columns wide otherwise)."""
+    natural = Measurement.get(console, console.options.update(width=1_000_000), table).maximum
+    width = console.width
+    console.width = max(width, natural)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+def clock(epoch: float) -> str:
+    """A moment for people: local time with its UTC offset, to the second (JSON keeps the epoch)."""
+    return datetime.datetime.fromtimestamp(epoch).astimezone().isoformat(sep=" ", timespec="seconds")
+
+
+def about(path: str, error: FacetraceError, role: str | None = None) -> FacetraceError:
+    """``error`` again, of the same type, its message naming the input once (``"target b.jpg: no face"``):
+    a message that already names ``path`` is not prefixed twice."""
+    text = error.message if path in error.message else f"{path}: {error.message}"
+    clone = type(error).__new__(type(error))
+    FacetraceError.__init__(clone, f"{role} {text}" if role else text)
+    return clone
 
 
 @contextmanager

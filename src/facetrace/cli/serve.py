@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from facetrace.cli import add_command
 from facetrace.cli.common import open_engine, with_recognizer
 from facetrace.cli.output import stderr
 from facetrace.errors import InvalidParameterError, StoreError
@@ -17,10 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "serve",
         parents=[with_recognizer(common)],
-        help="serve Rekognition's face API (boto3 compatible) on HTTP",
         description="Serve Amazon Rekognition's face operations, authenticated with `facetrace keys` (SigV4). "
         "See docs/server.md.",
     )

@@ -22,11 +22,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from facetrace.cli import add_command
 from facetrace.cli.common import local_caller, open_library, record_local
-from facetrace.cli.output import EXIT_OK, emit, progress, stderr, stdout
+from facetrace.cli.output import EXIT_OK, about, emit, progress, show_table, stderr, stdout
 from facetrace.errors import InvalidParameterError
 from facetrace.gallery import Gallery
 from facetrace.home import ensure_home
+from facetrace.review import ReviewQueue
 from facetrace.store import DB_FILENAME, database_url, open_store, records_of
 from facetrace.validation import check_int
 from facetrace.video.analysis import AnalysisSettings
@@ -42,7 +44,7 @@ from facetrace.video.source import SourceSettings
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    video = subparsers.add_parser("video", help="search stored video files for faces")
+    video = add_command(subparsers, "video")
     actions = video.add_subparsers(dest="action", metavar="ACTION", required=True)
     search = actions.add_parser(
         "search", parents=[common], help="find the collection's people in a video (StartFaceSearch)"
@@ -53,17 +55,27 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     search.add_argument("--sort-by", choices=("TIMESTAMP", "INDEX"), default="TIMESTAMP")
     search.add_argument("--camera", help="camera name recorded with the sightings (default: the file name)")
     search.add_argument("--no-sightings", action="store_true", help="do not record sightings of this search")
+    search.add_argument(
+        "--review-threshold", type=float, default=90.0,
+        help="tracks whose best match is at or above this but below --threshold go to the review queue"
+        " (facetrace review; default 90; 0 or the threshold: none)",
+    )  # fmt: skip
     _sampling(search)
     search.set_defaults(func=_search)
 
     faces = actions.add_parser("faces", parents=[common], help="every face in a video (StartFaceDetection)")
     faces.add_argument("video", metavar="VIDEO")
+    faces.add_argument(
+        "--min-confidence",
+        type=float,
+        default=50.0,
+        help="leave out detections below this confidence, 50-100 (default 50: every detection; "
+        "90 drops most hair, hands and posters in crowds)",
+    )
     _sampling(faces)
     faces.set_defaults(func=_faces)
 
-    watch = subparsers.add_parser(
-        "watch", parents=[common], help="follow a live stream and report the collection's people as they appear"
-    )
+    watch = add_command(subparsers, "watch", parents=[common])
     watch.add_argument("source", metavar="SOURCE", help="rtsp://, http(s):// (HLS), udp://, /dev/video0, file")
     watch.add_argument("--collection", required=True, help="the collection to search")
     watch.add_argument("--camera", help="camera name in events and sightings (default: 'watch')")
@@ -81,7 +93,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     watch.add_argument("--no-sightings", action="store_true", help="do not record sightings")
     watch.set_defaults(func=_watch)
 
-    sightings = subparsers.add_parser("sightings", help="where and when people were seen")
+    sightings = add_command(subparsers, "sightings")
     verbs = sightings.add_subparsers(dest="action", metavar="ACTION", required=True)
     find = verbs.add_parser("find", parents=[common], help="sightings of a person, newest first")
     find.add_argument("--face-id")
@@ -165,16 +177,23 @@ def _run_job(args: argparse.Namespace, jobs: VideoJobs, job_id: str) -> Job:
 def _search(args: argparse.Namespace) -> int:
     gallery = open_library(args)
     sightings = None if args.no_sightings else _sightings(args, gallery)
-    jobs = VideoJobs(
-        gallery, sightings=sightings, settings=JobSettings(sample_fps=args.sample_fps), executor=_executor(args)
+    records = records_of(gallery.store)
+    review_threshold = args.review_threshold if 0 < args.review_threshold < args.threshold else None
+    review = (
+        ReviewQueue(gallery, records.reviews) if records is not None and review_threshold is not None else None
     )
+    jobs = VideoJobs(
+        gallery, sightings=sightings, settings=JobSettings(sample_fps=args.sample_fps), review=review,
+        executor=_executor(args),
+    )  # fmt: skip
     try:
         job_id = jobs.start_face_search(
-            args.video, args.collection, threshold=args.threshold, camera=args.camera, caller=local_caller(args)
-        )
+            args.video, args.collection, threshold=args.threshold, camera=args.camera, caller=local_caller(args),
+            review_threshold=review_threshold if review is not None else None,
+        )  # fmt: skip
         job = _run_job(args, jobs, job_id)
         if job.status is JobStatus.FAILED:
-            raise InvalidParameterError(job.message or "the video could not be analysed")
+            raise about(args.video, InvalidParameterError(job.message or "the video could not be analysed"))
         page = jobs.get_face_search(job_id, sort_by=args.sort_by, max_results=1000)
         persons = list(page.items)
         while page.next_token:
@@ -199,7 +218,7 @@ def _search(args: argparse.Namespace) -> int:
             row[6] += 1
         for index, (external, user, face_id, similarity, first, last, count) in sorted(summary.items()):
             table.add_row(
-                str(index), face_id[:8], external or "-", user or "-", f"{similarity:.1f}",
+                str(index), face_id, external or "-", user or "-", f"{similarity:.1f}",
                 _clock(first), _clock(last), str(count),
             )  # fmt: skip
         meta = data.get("VideoMetadata", {})
@@ -209,20 +228,22 @@ def _search(args: argparse.Namespace) -> int:
             f"{len(summary)} person(s) from [bold]{args.collection}[/] at threshold {args.threshold:g}"
         )
         if summary:
-            console.print(table)
+            show_table(console, table)
 
     emit(args, data, render)
     return EXIT_OK
 
 
 def _faces(args: argparse.Namespace) -> int:
+    if not 50.0 <= args.min_confidence <= 100.0:
+        raise InvalidParameterError("--min-confidence must be between 50 and 100")
     gallery = open_library(args)
     jobs = VideoJobs(gallery, settings=JobSettings(sample_fps=args.sample_fps), executor=_executor(args))
     try:
         job = _run_job(args, jobs, jobs.start_face_detection(args.video))
         if job.status is JobStatus.FAILED:
-            raise InvalidParameterError(job.message or "the video could not be analysed")
-        faces = list(job.results)
+            raise about(args.video, InvalidParameterError(job.message or "the video could not be analysed"))
+        faces = [face for face in job.results if face["Face"]["Confidence"] >= args.min_confidence]
     finally:
         jobs.close()
     data = {**job.describe(), "Faces": faces}
@@ -239,7 +260,7 @@ def _faces(args: argparse.Namespace) -> int:
         for timestamp, count in sorted(per_time.items()):
             table.add_row(_clock(timestamp), str(count))
         if per_time:
-            console.print(table)
+            show_table(console, table)
 
     emit(args, data, render)
     return EXIT_OK
@@ -377,7 +398,7 @@ def _find(args: argparse.Namespace) -> int:
             )  # fmt: skip
         console.print(f"{len(found)} sighting(s)")
         if found:
-            console.print(table)
+            show_table(console, table)
 
     emit(args, data, render)
     return EXIT_OK

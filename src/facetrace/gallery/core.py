@@ -42,6 +42,7 @@ from facetrace.home import private_dir
 from facetrace.imaging import Image, ImageSource
 from facetrace.store.base import CollectionInfo, FaceStore, Neighbor, Page, UserNeighbor
 from facetrace.types import (
+    BoundingBox,
     FaceMatch,
     FaceRecord,
     QualityFilter,
@@ -218,6 +219,37 @@ class Gallery:
         if not all(_is_sha256(h) for h in content_hashes):
             raise InvalidParameterError("content hashes must be sha256 in 64 lowercase hex digits")
         return self.store.indexed_hashes(collection_id, content_hashes) if content_hashes else set()
+
+    def index_vector(
+        self,
+        collection_id: str,
+        vector: Vector,
+        *,
+        bounding_box: BoundingBox,
+        confidence: float,
+        quality: float | None,
+        external_image_id: str | None = None,
+        caller: Caller = LOCAL_CALLER,
+        origin: str = "video",
+    ) -> FaceRecord:
+        """Add one face already embedded by this engine (a reviewed track's best frame, an unknown person's
+        face): what IndexFaces stores, without the image. ``origin`` goes to the audit record."""
+        self._collection(collection_id)
+        if external_image_id is not None:
+            check_external_image_id(external_image_id)
+        if vector.shape != (self.engine.model.dim,):
+            raise ModelMismatchError(f"a {vector.shape} vector is not a {self.model} vector")
+        record = FaceRecord(
+            face_id=str(uuid.uuid4()), bounding_box=bounding_box, image_id=str(uuid.uuid4()),
+            confidence=confidence, model=self.model, external_image_id=external_image_id, created_at=time.time(),
+            quality=quality,
+        )  # fmt: skip
+        audit = _event(
+            caller, "IndexFaces", collection_id, match_count=1, matched=(record.face_id,),
+            detail={"external_image_id": external_image_id, "origin": origin},
+        )  # fmt: skip
+        self.store.add_faces(collection_id, [(record, vector)], audit=audit)
+        return record
 
     def _keep_image(self, collection_id: str, image_id: str, image: Image) -> None:
         if self._image_dir is None:

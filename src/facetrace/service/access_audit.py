@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 AUDITED_READS = frozenset(
     {
+        "ListReviewItems",  # candidate faces of tracks, camera and time: enrolment data about people
+        "DescribeReviewItem",
+        "ListUnknownPeople",
+        "DescribeUnknownPerson",
         "ListFaces",
         "ListUsers",
         "DescribeCollection",
@@ -89,7 +93,7 @@ def record_read(
     if operation not in AUDITED_READS:
         return
     detail = _detail(params)
-    for member in ("Faces", "Users", "Persons", "StreamProcessors"):
+    for member in ("Faces", "Users", "Persons", "StreamProcessors", "ReviewItems", "UnknownPeople"):
         if isinstance(answer.get(member), list):
             detail["returned"] = len(answer[member])
     faces = answer.get("Faces") if operation == "ListFaces" else None

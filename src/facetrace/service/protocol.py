@@ -19,7 +19,7 @@ from starlette.types import Receive
 
 from facetrace.errors import InvalidParameterError
 from facetrace.service.errors import AwsError, ServiceError
-from facetrace.service.validation import service_model
+from facetrace.service.validation import own_operations, service_model
 
 __all__ = [
     "CONTENT_TYPE",
@@ -38,6 +38,7 @@ __all__ = [
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_PREFIX = "RekognitionService."
+OWN_TARGET_PREFIX = "Facetrace."  # facetrace's own operations may also be named so
 REQUEST_ID_HEADER = "x-amzn-RequestId"
 ERROR_TYPE_HEADER = "x-amzn-ErrorType"
 PURPOSE_HEADER = "x-facetrace-purpose"
@@ -71,6 +72,8 @@ def operation_name(target: str | None) -> str:
         name = target[len(TARGET_PREFIX) :]
         if name in service_model().operation_names:
             return name
+    if target and target.startswith(OWN_TARGET_PREFIX) and target[len(OWN_TARGET_PREFIX) :] in own_operations():
+        return target[len(OWN_TARGET_PREFIX) :]
     raise ServiceError(
         "UnknownOperationException", "The X-Amz-Target header does not name a Rekognition operation"
     )

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import functools
+import json
 import math
 import re
+from importlib import resources
 from typing import Any
 
 import botocore.session
@@ -25,7 +28,7 @@ from botocore.model import ServiceModel, Shape, StructureShape
 
 from facetrace.errors import ImageTooLargeError, InvalidParameterError
 
-__all__ = ["service_model", "validate"]
+__all__ = ["own_operations", "service_model", "validate"]
 
 _ECHO_LIMIT = 64
 _MAX_VIOLATIONS = 20
@@ -33,8 +36,31 @@ _MAX_VIOLATIONS = 20
 
 @functools.cache
 def service_model() -> ServiceModel:
-    """Rekognition's 2016-06-27 model as shipped with the installed botocore."""
-    return botocore.session.get_session().get_service_model("rekognition", api_version="2016-06-27")
+    """Rekognition's 2016-06-27 model as shipped with the installed botocore, with facetrace's own operations
+    (the review queue and unknown people, ``facetrace/data/facetrace-operations.json``) merged in: they are
+    validated, signed and dispatched exactly as Rekognition's are."""
+    session = botocore.session.get_session()
+    data = copy.deepcopy(
+        session.get_component("data_loader").load_service_model("rekognition", "service-2", "2016-06-27")
+    )
+    own = json.loads(resources.files("facetrace.data").joinpath(OWN_OPERATIONS).read_text(encoding="utf-8"))
+    clash = (set(own["operations"]) & set(data["operations"])) | (set(own["shapes"]) & set(data["shapes"]))
+    if clash:  # a newer botocore defined one of ours: ours must be renamed, never silently shadow AWS's
+        raise RuntimeError(f"facetrace's own operations clash with Rekognition's: {sorted(clash)}")
+    data["operations"].update(own["operations"])
+    data["shapes"].update(own["shapes"])
+    return ServiceModel(data, service_name="rekognition")
+
+
+OWN_OPERATIONS = "facetrace-operations.json"
+
+
+@functools.cache
+def own_operations() -> frozenset[str]:
+    """The operations facetrace adds beside Rekognition's (X-Amz-Target ``RekognitionService.<name>`` or
+    ``Facetrace.<name>``)."""
+    own = json.loads(resources.files("facetrace.data").joinpath(OWN_OPERATIONS).read_text(encoding="utf-8"))
+    return frozenset(own["operations"])
 
 
 # Java's Unicode classes, which Python's ``re`` lacks, widened to the nearest class it has (never stricter).

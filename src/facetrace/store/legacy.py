@@ -141,7 +141,10 @@ def _sighting_rows(old: sqlite3.Connection, conn: sqlite3.Connection) -> int:
     ).fetchall()
     for row in rows:
         conn.execute(
-            "INSERT OR IGNORE INTO sightings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            "INSERT OR IGNORE INTO sightings (sighting_id, source, camera, track_id, started_at, ended_at,"
+            " start_stream_ms, end_stream_ms, face_id, user_id, external_image_id, similarity, box_left, box_top,"
+            " box_width, box_height, snapshot, expires_at, collection_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
             " COALESCE((SELECT collection_id FROM stream_processors WHERE name=?),"
             " (SELECT collection_id FROM video_jobs WHERE job_id=?)))",
             (*row, row[1], row[1]),

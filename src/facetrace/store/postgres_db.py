@@ -197,9 +197,89 @@ CREATE TABLE leases(
 CREATE INDEX leases_by_owner ON leases(owner);
 """
 
+# The human in the loop (``facetrace.review``), as step 5 of the SQLite list: the review queue, every reviewer's
+# answer, groups of unidentified faces, and who confirmed a sighting.
+_V3_REVIEW_UNKNOWNS = """
+CREATE TABLE review_items(
+    item_id text PRIMARY KEY,
+    collection_id text NOT NULL,
+    source text NOT NULL,
+    camera text NOT NULL,
+    track_id bigint NOT NULL,
+    started_at double precision NOT NULL,
+    ended_at double precision NOT NULL,
+    start_stream_ms bigint NOT NULL,
+    end_stream_ms bigint NOT NULL,
+    box_left double precision, box_top double precision, box_width double precision, box_height double precision,
+    candidates text NOT NULL,
+    review_threshold double precision NOT NULL,
+    match_threshold double precision NOT NULL,
+    template_quality double precision,
+    vector bytea,
+    vector_quality double precision,
+    vector_confidence double precision,
+    created_at double precision NOT NULL,
+    expires_at double precision NOT NULL,
+    status text NOT NULL,
+    decided_at double precision,
+    decided_by text,
+    confirmed_person text,
+    sighting_id text,
+    enrolled_face_id text
+);
+CREATE INDEX review_items_by_status ON review_items(status, created_at);
+CREATE INDEX review_items_by_track ON review_items(source, track_id);
+CREATE INDEX review_items_by_collection ON review_items(collection_id);
+CREATE INDEX review_items_expiry ON review_items(expires_at);
+CREATE TABLE review_thumbnails(
+    item_id text NOT NULL, rank integer NOT NULL, jpeg bytea NOT NULL, PRIMARY KEY(item_id, rank)
+);
+CREATE TABLE review_decisions(
+    item_id text NOT NULL,
+    source text NOT NULL,
+    track_id bigint NOT NULL,
+    action text NOT NULL,
+    person text NOT NULL,
+    reviewer text NOT NULL,
+    reason text,
+    decided_at double precision NOT NULL
+);
+CREATE INDEX review_decisions_by_item ON review_decisions(item_id);
+CREATE INDEX review_decisions_by_track ON review_decisions(source, track_id);
+CREATE TABLE unknown_people(
+    unknown_id text PRIMARY KEY,
+    number bigint NOT NULL UNIQUE,
+    collection_id text NOT NULL,
+    first_seen double precision NOT NULL,
+    last_seen double precision NOT NULL,
+    seen bigint NOT NULL,
+    cameras text NOT NULL,
+    expires_at double precision NOT NULL,
+    named_user text
+);
+CREATE INDEX unknown_people_by_collection ON unknown_people(collection_id, last_seen);
+CREATE TABLE unknown_faces(
+    face_id text PRIMARY KEY,
+    unknown_id text NOT NULL,
+    collection_id text NOT NULL,
+    source text NOT NULL,
+    camera text NOT NULL,
+    track_id bigint NOT NULL,
+    seen_at double precision NOT NULL,
+    vector bytea NOT NULL,
+    quality double precision,
+    weight double precision NOT NULL,
+    thumbnail bytea,
+    expires_at double precision NOT NULL
+);
+CREATE INDEX unknown_faces_by_person ON unknown_faces(unknown_id);
+CREATE INDEX unknown_faces_expiry ON unknown_faces(expires_at);
+ALTER TABLE sightings ADD COLUMN confirmed_by text;
+"""
+
 # One row per image file indexed into a collection, by the sha256 of its bytes, written in the transaction that
 # adds its faces (also when none was indexed): a bulk import that was killed resumes by skipping them.
-_V3_INDEXED_IMAGES = """
+_V4_INDEXED_IMAGES = """
 CREATE TABLE IF NOT EXISTS indexed_images(
     cid bigint NOT NULL REFERENCES collections(cid) ON DELETE CASCADE,
     content_hash text COLLATE "C" NOT NULL,
@@ -210,7 +290,7 @@ CREATE TABLE IF NOT EXISTS indexed_images(
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_RECORDS, _V3_INDEXED_IMAGES)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_RECORDS, _V3_REVIEW_UNKNOWNS, _V4_INDEXED_IMAGES)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z]+://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)

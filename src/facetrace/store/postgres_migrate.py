@@ -45,7 +45,17 @@ RECORD_TABLES: tuple[tuple[str, str], ...] = (
     ("stream_processors", "name, collection_id, definition, desired, updated_at"),
     ("sightings", "sighting_id, source, camera, track_id, started_at, ended_at, start_stream_ms, end_stream_ms,"
                   " face_id, user_id, external_image_id, similarity, box_left, box_top, box_width, box_height,"
-                  " snapshot, expires_at, collection_id"),
+                  " snapshot, expires_at, collection_id, confirmed_by"),
+    ("review_items", "item_id, collection_id, source, camera, track_id, started_at, ended_at, start_stream_ms,"
+                     " end_stream_ms, box_left, box_top, box_width, box_height, candidates, review_threshold,"
+                     " match_threshold, template_quality, vector, vector_quality, vector_confidence, created_at,"
+                     " expires_at, status, decided_at, decided_by, confirmed_person, sighting_id, enrolled_face_id"),
+    ("review_thumbnails", "item_id, rank, jpeg"),
+    ("review_decisions", "item_id, source, track_id, action, person, reviewer, reason, decided_at"),
+    ("unknown_people", "unknown_id, number, collection_id, first_seen, last_seen, seen, cameras, expires_at,"
+                       " named_user"),
+    ("unknown_faces", "face_id, unknown_id, collection_id, source, camera, track_id, seen_at, vector, quality,"
+                      " weight, thumbnail, expires_at"),
 )  # fmt: skip
 """The tables of ``store/records.py`` (the same columns on both backends), in an order that keeps foreign keys
 valid; ``video_jobs.owner`` (PostgreSQL only) stays NULL: no server runs a copied job."""

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,8 @@ from facetrace.store.records import (
     TokenRecord,
     redact_results,
 )
-from facetrace.store.sqlite_records import SIGHTING_COLUMNS, sighting_from_row, sighting_values
+from facetrace.store.review_sql import SqlReviews, SqlUnknowns
+from facetrace.store.sqlite_records import REVIEW_CASCADE, SIGHTING_COLUMNS, sighting_from_row, sighting_values
 
 __all__ = [
     "LEASE_TTL",
@@ -307,33 +309,15 @@ class PostgresSightings:
         self._db = db
 
     def upsert_track(self, sighting: Sighting) -> None:
-        placeholders = ", ".join(["%s"] * 19)
         with self._db.transaction("saving a sighting") as conn:
-            conn.execute(
-                f"""
-                INSERT INTO sightings AS s ({SIGHTING_COLUMNS.format(snapshot="snapshot")})
-                VALUES ({placeholders})
-                ON CONFLICT (source, track_id) DO UPDATE SET
-                    ended_at = GREATEST(s.ended_at, excluded.ended_at),
-                    end_stream_ms = GREATEST(s.end_stream_ms, excluded.end_stream_ms),
-                    face_id = COALESCE(excluded.face_id, s.face_id),
-                    user_id = CASE WHEN excluded.face_id IS NULL THEN s.user_id ELSE excluded.user_id END,
-                    external_image_id = CASE WHEN excluded.face_id IS NULL THEN s.external_image_id
-                                             ELSE excluded.external_image_id END,
-                    similarity = GREATEST(COALESCE(s.similarity, 0), COALESCE(excluded.similarity, 0)),
-                    box_left = excluded.box_left, box_top = excluded.box_top,
-                    box_width = excluded.box_width, box_height = excluded.box_height,
-                    snapshot = COALESCE(excluded.snapshot, s.snapshot)
-                """,  # noqa: S608 (fixed column names)
-                sighting_values(sighting),
-            )
+            upsert_sighting(conn, sighting)
 
     def add(self, sightings: Sequence[Sighting]) -> None:
         """Insert, replacing a stored sighting with the same id or (source, track) — SQLite's INSERT OR
         REPLACE, which PostgreSQL's ON CONFLICT (one constraint at a time) cannot say in one statement."""
         if not sightings:
             return
-        placeholders = ", ".join(["%s"] * 19)
+        placeholders = ", ".join(["%s"] * 20)
         with self._db.transaction("saving sightings") as conn, conn.cursor() as cur:
             cur.executemany(
                 "DELETE FROM sightings WHERE sighting_id=%s OR (source=%s AND track_id=%s)",
@@ -386,6 +370,49 @@ class PostgresSightings:
     def delete_source(self, source: str) -> int:
         with self._db.transaction("deleting sightings") as conn:
             return conn.execute("DELETE FROM sightings WHERE source = %s", (source,)).rowcount
+
+
+def upsert_sighting(conn: psycopg.Connection[Any], sighting: Sighting) -> None:
+    """Insert, or merge into the sighting of the same (source, track_id), inside the caller's transaction."""
+    placeholders = ", ".join(["%s"] * 20)
+    conn.execute(
+        f"""
+        INSERT INTO sightings AS s ({SIGHTING_COLUMNS.format(snapshot="snapshot")})
+        VALUES ({placeholders})
+        ON CONFLICT (source, track_id) DO UPDATE SET
+            ended_at = GREATEST(s.ended_at, excluded.ended_at),
+            end_stream_ms = GREATEST(s.end_stream_ms, excluded.end_stream_ms),
+            face_id = COALESCE(excluded.face_id, s.face_id),
+            user_id = CASE WHEN excluded.face_id IS NULL THEN s.user_id ELSE excluded.user_id END,
+            external_image_id = CASE WHEN excluded.face_id IS NULL THEN s.external_image_id
+                                     ELSE excluded.external_image_id END,
+            similarity = GREATEST(COALESCE(s.similarity, 0), COALESCE(excluded.similarity, 0)),
+            box_left = excluded.box_left, box_top = excluded.box_top,
+            box_width = excluded.box_width, box_height = excluded.box_height,
+            snapshot = COALESCE(excluded.snapshot, s.snapshot),
+            confirmed_by = COALESCE(excluded.confirmed_by, s.confirmed_by)
+        """,  # noqa: S608 (fixed column names)
+        sighting_values(sighting),
+    )
+
+
+class PostgresBackend:
+    """Lends this database's connections to the shared review SQL (``store/review_sql.py``)."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+
+    def write(self, action: str) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return self._db.transaction(action)
+
+    def read(self, action: str) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return self._db.read(action)
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("?", "%s")
+
+    def insert_sighting(self, conn: Any, sighting: Sighting) -> None:
+        upsert_sighting(conn, sighting)
 
 
 class PostgresLeases:
@@ -511,14 +538,17 @@ class PostgresRecords:
     jobs: PostgresJobs
     processors: PostgresProcessors
     sightings: PostgresSightings
+    reviews: SqlReviews
+    unknowns: SqlUnknowns
     leases: PostgresLeases
 
     @classmethod
     def of(cls, db: PgDatabase, *, owner: str | None = None, ttl: float = LEASE_TTL) -> PostgresRecords:
         leases = PostgresLeases(db, owner=owner, ttl=ttl)
+        backend = PostgresBackend(db)
         return cls(
             PostgresKeys(db), PostgresTokens(db), PostgresJobs(db, leases), PostgresProcessors(db),
-            PostgresSightings(db), leases,
+            PostgresSightings(db), SqlReviews(backend), SqlUnknowns(backend), leases,
         )  # fmt: skip
 
     def close(self) -> None:
@@ -565,3 +595,5 @@ def cascade_collection(conn: psycopg.Connection[Any], collection_id: str) -> Non
     against it."""
     conn.execute("DELETE FROM video_jobs WHERE collection_id=%s", (collection_id,))
     conn.execute("DELETE FROM sightings WHERE collection_id=%s", (collection_id,))
+    for statement in REVIEW_CASCADE:
+        conn.execute(statement.replace("?", "%s"), (collection_id,))

@@ -34,11 +34,19 @@ __all__ = [
     "ProcessorRecord",
     "ProcessorRepository",
     "Records",
+    "ReviewCandidate",
+    "ReviewDecision",
+    "ReviewItem",
+    "ReviewQuery",
+    "ReviewRepository",
     "Sighting",
     "SightingQuery",
     "SightingRepository",
     "TokenRecord",
     "TokenRepository",
+    "UnknownFace",
+    "UnknownPerson",
+    "UnknownRepository",
     "redact_results",
 ]
 
@@ -202,6 +210,7 @@ class Sighting:
     expires_at: float
     snapshot: bytes | None = None
     collection_id: str | None = None
+    confirmed_by: str | None = None  # the access key (or local user) who confirmed a reviewed match
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +240,156 @@ class SightingRepository(Protocol):
     def delete_source(self, source: str) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewCandidate:
+    """One person a reviewed track may be: the matched face (or the user's closest face) and its similarity."""
+
+    face_id: str
+    user_id: str | None
+    external_image_id: str | None
+    similarity: float
+    person: str  # ``identity.person_key``: user:<id>, external:<id> or face:<id>
+    rejected_by: str | None = None  # who said "not this person" (None: still offered)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """A track whose best match fell between the review threshold and the identification threshold.
+
+    ``vector``/``vector_quality``/``vector_confidence``/``vector_box``: the track's best single face (by sample
+    weight), what confirming with enrolment adds to the collection. ``status``: PENDING, CONFIRMED or
+    REJECTED (every candidate rejected)."""
+
+    item_id: str
+    collection_id: str
+    source: str  # processor name or job id
+    camera: str
+    track_id: int
+    started_at: float
+    ended_at: float
+    start_stream_ms: int
+    end_stream_ms: int
+    bounding_box: BoundingBox | None
+    candidates: tuple[ReviewCandidate, ...]
+    review_threshold: float
+    match_threshold: float
+    template_quality: float | None
+    vector: bytes | None
+    vector_quality: float | None
+    vector_confidence: float | None
+    created_at: float
+    expires_at: float
+    status: str = "PENDING"
+    decided_at: float | None = None
+    decided_by: str | None = None
+    confirmed_person: str | None = None
+    sighting_id: str | None = None
+    enrolled_face_id: str | None = None
+    thumbnails: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewDecision:
+    """One reviewer's answer, kept for good (with the item while it lives, and in the audit trail)."""
+
+    item_id: str
+    action: str  # CONFIRM | REJECT
+    person: str
+    reviewer: str
+    reason: str | None
+    decided_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewQuery:
+    status: str | None = "PENDING"
+    collection_ids: tuple[str, ...] | None = None  # None: every collection
+    source: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+class ReviewRepository(Protocol):
+    def add(self, item: ReviewItem) -> None:
+        """Store a new item with its thumbnails."""
+        ...
+
+    def get(self, item_id: str, *, thumbnails: bool = False) -> ReviewItem | None: ...
+    def find(self, query: ReviewQuery, now: float) -> list[ReviewItem]:
+        """Live (unexpired) items, newest first, without thumbnails."""
+        ...
+
+    def decide(
+        self, item: ReviewItem, decisions: Sequence[ReviewDecision], sighting: Sighting | None = None
+    ) -> bool:
+        """Replace the item's state with ``item``'s (status, candidates, who decided) and keep ``decisions``, and
+        the confirmed ``sighting`` if any, in one transaction; False (nothing written) when the stored item is
+        no longer in the status ``item`` was read in (another reviewer answered first)."""
+        ...
+
+    def rejected(self, source: str, track_id: int) -> set[str]:
+        """Persons rejected for this track of this source by any decision so far."""
+        ...
+
+    def decisions(self, item_id: str) -> list[ReviewDecision]: ...
+    def sweep(self, now: float) -> int:
+        """Delete expired items (and their thumbnails); decisions stay."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownFace:
+    """One unidentified track's face kept for grouping: its template vector, quality and weight."""
+
+    face_id: str
+    unknown_id: str
+    collection_id: str
+    source: str
+    camera: str
+    track_id: int
+    seen_at: float
+    vector: bytes  # float32 little-endian template of the track
+    quality: float | None
+    weight: float
+    thumbnail: bytes | None
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownPerson:
+    """A group of unidentified faces that consistently match each other: "unknown #12"."""
+
+    unknown_id: str
+    number: int
+    collection_id: str
+    first_seen: float
+    last_seen: float
+    seen: int
+    cameras: tuple[str, ...]
+    expires_at: float
+    named_user: str | None = None
+
+
+class UnknownRepository(Protocol):
+    def groups(self, collection_id: str, now: float) -> list[tuple[UnknownPerson, list[UnknownFace]]]:
+        """Every live, unnamed group of the collection with its faces (no thumbnails)."""
+        ...
+
+    def add_face(self, face: UnknownFace, person: UnknownPerson | None) -> UnknownPerson:
+        """Store ``face`` in its group (``person`` None: a new group, numbered here); returns the group as
+        updated (seen count, cameras, first/last seen, expiry)."""
+        ...
+
+    def find(
+        self, collection_ids: tuple[str, ...] | None, now: float, limit: int, offset: int
+    ) -> list[UnknownPerson]: ...
+
+    def get(self, unknown_id: str) -> UnknownPerson | None: ...
+    def faces(self, unknown_id: str, *, thumbnails: bool = False) -> list[UnknownFace]: ...
+    def mark_named(self, unknown_id: str, user_id: str) -> None: ...
+    def sweep(self, now: float) -> int: ...
+
+
 @runtime_checkable
 class Records(Protocol):
     """Every repository kept in one store's database (``SQLiteRecords``, ``PostgresRecords``).
@@ -248,6 +407,10 @@ class Records(Protocol):
     def processors(self) -> ProcessorRepository: ...
     @property
     def sightings(self) -> SightingRepository: ...
+    @property
+    def reviews(self) -> ReviewRepository: ...
+    @property
+    def unknowns(self) -> UnknownRepository: ...
     @property
     def leases(self) -> LeaseRepository | None: ...
 

@@ -167,12 +167,93 @@ CREATE INDEX sightings_expiry ON sightings(expires_at);
 CREATE INDEX sightings_collection ON sightings(collection_id);
 """
 
+# The human in the loop (``facetrace.review``): tracks offered to a reviewer, their thumbnails, every answer
+# (decisions outlive the items), groups of unidentified faces, and who confirmed a sighting.
+_REVIEW_UNKNOWNS = """
+CREATE TABLE review_items(
+    item_id TEXT PRIMARY KEY,
+    collection_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    camera TEXT NOT NULL,
+    track_id INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL NOT NULL,
+    start_stream_ms INTEGER NOT NULL,
+    end_stream_ms INTEGER NOT NULL,
+    box_left REAL, box_top REAL, box_width REAL, box_height REAL,
+    candidates TEXT NOT NULL,
+    review_threshold REAL NOT NULL,
+    match_threshold REAL NOT NULL,
+    template_quality REAL,
+    vector BLOB,
+    vector_quality REAL,
+    vector_confidence REAL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    decided_at REAL,
+    decided_by TEXT,
+    confirmed_person TEXT,
+    sighting_id TEXT,
+    enrolled_face_id TEXT
+);
+CREATE INDEX review_items_by_status ON review_items(status, created_at);
+CREATE INDEX review_items_by_track ON review_items(source, track_id);
+CREATE INDEX review_items_by_collection ON review_items(collection_id);
+CREATE INDEX review_items_expiry ON review_items(expires_at);
+CREATE TABLE review_thumbnails(
+    item_id TEXT NOT NULL, rank INTEGER NOT NULL, jpeg BLOB NOT NULL, PRIMARY KEY(item_id, rank)
+) WITHOUT ROWID;
+CREATE TABLE review_decisions(
+    item_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    track_id INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    person TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    reason TEXT,
+    decided_at REAL NOT NULL
+);
+CREATE INDEX review_decisions_by_item ON review_decisions(item_id);
+CREATE INDEX review_decisions_by_track ON review_decisions(source, track_id);
+CREATE TABLE unknown_people(
+    unknown_id TEXT PRIMARY KEY,
+    number INTEGER NOT NULL UNIQUE,
+    collection_id TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    seen INTEGER NOT NULL,
+    cameras TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    named_user TEXT
+);
+CREATE INDEX unknown_people_by_collection ON unknown_people(collection_id, last_seen);
+CREATE TABLE unknown_faces(
+    face_id TEXT PRIMARY KEY,
+    unknown_id TEXT NOT NULL,
+    collection_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    camera TEXT NOT NULL,
+    track_id INTEGER NOT NULL,
+    seen_at REAL NOT NULL,
+    vector BLOB NOT NULL,
+    quality REAL,
+    weight REAL NOT NULL,
+    thumbnail BLOB,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX unknown_faces_by_person ON unknown_faces(unknown_id);
+CREATE INDEX unknown_faces_expiry ON unknown_faces(expires_at);
+ALTER TABLE sightings ADD COLUMN confirmed_by TEXT
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("collections, faces, vectors, users", _V1_BASE),
     Migration("audit chain in the database", _V2_AUDIT),
     Migration("keys, request tokens, video jobs, processors, sightings", _V3_RECORDS),
     # Each face's 0–100 quality, which picks its calibration band (NULL: unknown, the cautious band).
     Migration("face quality for calibration bands", "ALTER TABLE faces ADD COLUMN quality REAL"),
+    Migration("review queue, unknown people, confirmed sightings", _REVIEW_UNKNOWNS),
     # One row per image file indexed into a collection, by the sha256 of its bytes, written in the transaction
     # that adds its faces (also when none was indexed): a bulk import that was killed resumes by skipping them.
     Migration(

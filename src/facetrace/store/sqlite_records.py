@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +25,13 @@ from facetrace.store.records import (
     TokenRecord,
     redact_results,
 )
+from facetrace.store.review_sql import SqlReviews, SqlUnknowns
 from facetrace.store.sqlite_db import Database, translate
 from facetrace.types import BoundingBox
 
 __all__ = [
     "SIGHTING_COLUMNS",
+    "SQLiteBackend",
     "SQLiteJobs",
     "SQLiteKeys",
     "SQLiteProcessors",
@@ -41,6 +43,7 @@ __all__ = [
     "cascade_user",
     "sighting_from_row",
     "sighting_values",
+    "upsert_sighting",
 ]
 
 
@@ -206,24 +209,7 @@ class SQLiteSightings:
 
     def upsert_track(self, sighting: Sighting) -> None:
         with translate("saving a sighting", self._db.path), self._db.transaction() as conn:
-            conn.execute(
-                f"""
-                INSERT INTO sightings ({SIGHTING_COLUMNS.format(snapshot="snapshot")})
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (source, track_id) DO UPDATE SET
-                    ended_at = MAX(ended_at, excluded.ended_at),
-                    end_stream_ms = MAX(end_stream_ms, excluded.end_stream_ms),
-                    face_id = COALESCE(excluded.face_id, face_id),
-                    user_id = CASE WHEN excluded.face_id IS NULL THEN user_id ELSE excluded.user_id END,
-                    external_image_id = CASE WHEN excluded.face_id IS NULL THEN external_image_id
-                                             ELSE excluded.external_image_id END,
-                    similarity = MAX(COALESCE(similarity, 0), COALESCE(excluded.similarity, 0)),
-                    box_left = excluded.box_left, box_top = excluded.box_top,
-                    box_width = excluded.box_width, box_height = excluded.box_height,
-                    snapshot = COALESCE(excluded.snapshot, snapshot)
-                """,  # noqa: S608 (fixed column names)
-                sighting_values(sighting),
-            )
+            upsert_sighting(conn, sighting)
 
     def add(self, sightings: Sequence[Sighting]) -> None:
         if not sightings:
@@ -231,7 +217,7 @@ class SQLiteSightings:
         with translate("saving sightings", self._db.path), self._db.transaction() as conn:
             conn.executemany(
                 f"INSERT OR REPLACE INTO sightings ({SIGHTING_COLUMNS.format(snapshot='snapshot')})"  # noqa: S608
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [sighting_values(s) for s in sightings],
             )
 
@@ -279,8 +265,54 @@ class SQLiteSightings:
 SIGHTING_COLUMNS = (
     "sighting_id, source, camera, track_id, started_at, ended_at, start_stream_ms, end_stream_ms, face_id, "
     "user_id, external_image_id, similarity, box_left, box_top, box_width, box_height, {snapshot}, expires_at, "
-    "collection_id"
+    "collection_id, confirmed_by"
 )
+
+
+def upsert_sighting(conn: sqlite3.Connection, sighting: Sighting) -> None:
+    """Insert, or merge into the sighting of the same (source, track_id), inside the caller's transaction."""
+    conn.execute(
+        f"""
+        INSERT INTO sightings ({SIGHTING_COLUMNS.format(snapshot="snapshot")})
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (source, track_id) DO UPDATE SET
+            ended_at = MAX(ended_at, excluded.ended_at),
+            end_stream_ms = MAX(end_stream_ms, excluded.end_stream_ms),
+            face_id = COALESCE(excluded.face_id, face_id),
+            user_id = CASE WHEN excluded.face_id IS NULL THEN user_id ELSE excluded.user_id END,
+            external_image_id = CASE WHEN excluded.face_id IS NULL THEN external_image_id
+                                     ELSE excluded.external_image_id END,
+            similarity = MAX(COALESCE(similarity, 0), COALESCE(excluded.similarity, 0)),
+            box_left = excluded.box_left, box_top = excluded.box_top,
+            box_width = excluded.box_width, box_height = excluded.box_height,
+            snapshot = COALESCE(excluded.snapshot, snapshot),
+            confirmed_by = COALESCE(excluded.confirmed_by, confirmed_by)
+        """,  # noqa: S608 (fixed column names)
+        sighting_values(sighting),
+    )
+
+
+class SQLiteBackend:
+    """Lends this database's connections to the shared review SQL (``store/review_sql.py``)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @contextlib.contextmanager
+    def write(self, action: str) -> Iterator[sqlite3.Connection]:
+        with translate(action, self._db.path), self._db.transaction() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def read(self, action: str) -> Iterator[sqlite3.Connection]:
+        with translate(action, self._db.path), self._db.reader() as conn:
+            yield conn
+
+    def sql(self, statement: str) -> str:
+        return statement
+
+    def insert_sighting(self, conn: Any, sighting: Sighting) -> None:
+        upsert_sighting(conn, sighting)
 
 
 def sighting_values(s: Sighting) -> tuple[object, ...]:
@@ -289,7 +321,7 @@ def sighting_values(s: Sighting) -> tuple[object, ...]:
         s.sighting_id, s.source, s.camera, s.track_id, s.started_at, s.ended_at, s.start_stream_ms,
         s.end_stream_ms, s.face_id, s.user_id, s.external_image_id, s.similarity,
         box.left if box else None, box.top if box else None, box.width if box else None,
-        box.height if box else None, s.snapshot, s.expires_at, s.collection_id,
+        box.height if box else None, s.snapshot, s.expires_at, s.collection_id, s.confirmed_by,
     )  # fmt: skip
 
 
@@ -299,6 +331,7 @@ def sighting_from_row(row: Sequence[Any]) -> Sighting:
         sighting_id=row[0], source=row[1], camera=row[2], track_id=row[3], started_at=row[4], ended_at=row[5],
         start_stream_ms=row[6], end_stream_ms=row[7], face_id=row[8], user_id=row[9], external_image_id=row[10],
         similarity=row[11], bounding_box=box, snapshot=row[16], expires_at=row[17], collection_id=row[18],
+        confirmed_by=row[19],
     )  # fmt: skip
 
 
@@ -311,11 +344,17 @@ class SQLiteRecords:
     jobs: SQLiteJobs
     processors: SQLiteProcessors
     sightings: SQLiteSightings
+    reviews: SqlReviews
+    unknowns: SqlUnknowns
     leases: None = None
 
     @classmethod
     def of(cls, db: Database) -> SQLiteRecords:
-        return cls(SQLiteKeys(db), SQLiteTokens(db), SQLiteJobs(db), SQLiteProcessors(db), SQLiteSightings(db))
+        backend = SQLiteBackend(db)
+        return cls(
+            SQLiteKeys(db), SQLiteTokens(db), SQLiteJobs(db), SQLiteProcessors(db), SQLiteSightings(db),
+            SqlReviews(backend), SqlUnknowns(backend),
+        )  # fmt: skip
 
 
 # --- cascades, run inside the store's delete transactions ------------------------------------------------
@@ -353,3 +392,15 @@ def cascade_collection(conn: sqlite3.Connection, collection_id: str) -> None:
     )
     conn.execute("DELETE FROM video_jobs WHERE collection_id=?", (collection_id,))
     conn.execute("DELETE FROM sightings WHERE collection_id=?", (collection_id,))
+    for statement in REVIEW_CASCADE:
+        conn.execute(statement, (collection_id,))
+
+
+REVIEW_CASCADE = (
+    "DELETE FROM review_thumbnails WHERE item_id IN (SELECT item_id FROM review_items WHERE collection_id=?)",
+    "DELETE FROM review_items WHERE collection_id=?",
+    "DELETE FROM unknown_faces WHERE collection_id=?",
+    "DELETE FROM unknown_people WHERE collection_id=?",
+)
+"""A collection is gone: the review items offered against it and the unknown people grouped for it (decisions
+stay: they are the record of what reviewers said)."""

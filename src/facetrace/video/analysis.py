@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -24,9 +24,9 @@ from facetrace.engine import AnalyzedFace, FaceEngine
 from facetrace.errors import InvalidParameterError
 from facetrace.imaging import Image
 from facetrace.thumbnails import encode_jpeg, face_crop
-from facetrace.types import BoundingBox, Detection, FaceDetail, FaceMatch
+from facetrace.types import BoundingBox, Detection, FaceDetail, FaceMatch, Vector
 from facetrace.video.events import TrackEnded, TrackEvent, TrackIdentified, TrackStarted
-from facetrace.video.identity import IdentitySettings, IdentityState, Matcher, sample_weight
+from facetrace.video.identity import IdentitySettings, IdentityState, Matcher, sample_weight, template_quality
 from facetrace.video.source import Frame
 from facetrace.video.tracker import IouTracker, Pair, Track, Tracker, TrackerSettings
 
@@ -36,6 +36,8 @@ __all__ = [
     "FrameResult",
     "Observation",
     "SceneCutDetector",
+    "TrackObserver",
+    "UnresolvedTrack",
     "track_match",
 ]
 
@@ -48,6 +50,8 @@ class AnalysisSettings:
     ones. ``snapshot_px``: the longer side of the JPEG snapshot attached to events (0: no snapshots).
     ``scene_cuts``: detect edits (the whole picture changes between analysed frames) and stop matching tracks
     by position across them; faces are then resumed by appearance only (``SceneCutDetector``).
+    ``report_unresolved``: hand every track that ends unidentified with enough evidence to ``take_unresolved``
+    (the review queue and unknown people consume them; they are never events).
     """
 
     max_faces: int = 20
@@ -57,6 +61,7 @@ class AnalysisSettings:
     keep_unidentified: bool = False
     snapshot_px: int = 112
     scene_cuts: bool = True
+    report_unresolved: bool = False
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
 
@@ -84,6 +89,35 @@ class FrameResult:
     observations: tuple[Observation, ...]
     events: tuple[TrackEvent, ...]
     embedded: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnresolvedTrack:
+    """A track that ended with nobody named at the identification threshold, with what a reviewer or the
+    grouping of unknown faces needs: its template (and the quality it is scored with), its best single face
+    (vector, quality, confidence) and up to three best thumbnails (JPEG), where and when."""
+
+    processor: str
+    camera: str
+    track_id: int
+    started_at: float
+    ended_at: float
+    start_stream_ms: int
+    end_stream_ms: int
+    bounding_box: BoundingBox
+    template: Vector
+    template_quality: float | None
+    evidence: float
+    best_vector: Vector
+    best_quality: float | None
+    best_confidence: float
+    thumbnails: tuple[bytes, ...]
+
+
+class TrackObserver(Protocol):
+    """Receives unresolved tracks (``AnalysisSettings.report_unresolved``) from a stream worker or a job."""
+
+    def observe(self, track: UnresolvedTrack) -> None: ...
 
 
 def track_match(track: Track) -> FaceMatch | None:
@@ -115,6 +149,12 @@ class FrameAnalyzer:
         self._last_frame: Frame | None = None
         self._cuts = SceneCutDetector() if self.settings.scene_cuts else None
         self.scene_cuts = 0
+        self._unresolved: list[UnresolvedTrack] = []
+
+    def take_unresolved(self) -> list[UnresolvedTrack]:
+        """The tracks that ended unidentified since the last call (``report_unresolved``)."""
+        taken, self._unresolved = self._unresolved, []
+        return taken
 
     def warm_up(self) -> None:
         """Build this thread's models now (a few hundred ms) rather than on the first real frame."""
@@ -164,6 +204,8 @@ class FrameAnalyzer:
             if settings.snapshot_px and weight > track.state.get("snapshot_weight", -1.0):
                 track.state["snapshot_weight"] = weight
                 track.state["snapshot"] = face_crop(image.pixels, face.detection, settings.snapshot_px)
+            if settings.report_unresolved:
+                _keep_best(track, weight, face, image)
             sampled.append(track)
         if self.matcher is not None:
             for track in dict.fromkeys(sampled + confirmed):
@@ -183,6 +225,7 @@ class FrameAnalyzer:
                     )
         for track in self.tracker.expire(t):
             self._final_check(track)
+            self._report(track)
             if settings.keep_unidentified or track_match(track) is not None:
                 events.append(self._ended(track, frame))
 
@@ -213,6 +256,7 @@ class FrameAnalyzer:
         keep = self.settings.keep_unidentified
         for track in ended:
             self._final_check(track)
+            self._report(track)
         return [self._ended(track, frame) for track in ended if keep or track_match(track) is not None]
 
     def _final_check(self, track: Track) -> None:
@@ -222,6 +266,36 @@ class FrameAnalyzer:
         state = IdentityState.of(track)
         if track.samples > state.checked_samples:
             state.update(track, self.matcher, self.settings.identity)
+
+    def _report(self, track: Track) -> None:
+        """Keep ``track`` for ``take_unresolved`` if it ends unidentified with enough evidence to be searched."""
+        settings, identity = self.settings, self.settings.identity
+        best = track.state.get("best")
+        if not settings.report_unresolved or track_match(track) is not None or best is None:
+            return
+        if track.template is None or track.samples < identity.min_samples or not track.confirmed:
+            return
+        state = IdentityState.of(track) if self.matcher is not None else None
+        if state is not None and (state.evidence or track.template_weight) < identity.min_evidence:
+            return
+        quality = (
+            template_quality(track.sample_log, identity.template_quality_share, max(2, identity.min_samples))
+            if identity.template_quality
+            else None
+        )
+        _, vector, face_quality, confidence = best
+        thumbs = tuple(j for _, crop in track.state.get("thumbs", []) if (j := encode_jpeg(crop)) is not None)
+        width, height = track.state["frame_size"]
+        self._unresolved.append(
+            UnresolvedTrack(
+                processor=self.processor, camera=self.camera, track_id=track.track_id,
+                started_at=track.first_wall, ended_at=track.last_wall,
+                start_stream_ms=round(track.first_seen * 1000), end_stream_ms=round(track.last_seen * 1000),
+                bounding_box=BoundingBox.from_pixels(*track.box, width, height), template=track.template,
+                template_quality=quality, evidence=state.evidence if state is not None else track.template_weight,
+                best_vector=vector, best_quality=face_quality, best_confidence=confidence, thumbnails=thumbs,
+            )
+        )  # fmt: skip
 
     # -- internals ---------------------------------------------------------------------------------------
 
@@ -292,6 +366,24 @@ class FrameAnalyzer:
         return self._event(
             TrackEnded, track, frame, ended_at=track.last_wall, end_stream_ms=round(track.last_seen * 1000)
         )
+
+
+UNRESOLVED_THUMBNAILS = 3
+UNRESOLVED_THUMBNAIL_PX = 160
+
+
+def _keep_best(track: Track, weight: float, face: AnalyzedFace, image: Image) -> None:
+    """Remember the track's best embedded face (vector, quality, confidence) and its best few crops."""
+    assert face.vector is not None
+    track.state["frame_size"] = (image.width, image.height)
+    best = track.state.get("best")
+    if best is None or weight > best[0]:
+        track.state["best"] = (weight, face.vector, face.quality_score, face.detail.confidence)
+    thumbs: list[tuple[float, Any]] = track.state.setdefault("thumbs", [])
+    if len(thumbs) < UNRESOLVED_THUMBNAILS or weight > thumbs[-1][0]:
+        thumbs.append((weight, face_crop(image.pixels, face.detection, UNRESOLVED_THUMBNAIL_PX)))
+        thumbs.sort(key=lambda item: -item[0])
+        del thumbs[UNRESOLVED_THUMBNAILS:]
 
 
 class SceneCutDetector:

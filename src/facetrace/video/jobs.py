@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from facetrace import shapes
@@ -49,7 +49,7 @@ from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.store.records import JobRecord, JobRepository
 from facetrace.types import FaceMatch
 from facetrace.validation import check_int, check_percent
-from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, Observation
+from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, Observation, TrackObserver
 from facetrace.video.events import TrackEnded, TrackIdentified
 from facetrace.video.identity import CollectionMatcher, IdentitySettings
 from facetrace.video.segments import (
@@ -64,6 +64,9 @@ from facetrace.video.segments import (
 )
 from facetrace.video.sightings import DEFAULT_RETENTION_DAYS, Sighting, SightingStore
 from facetrace.video.source import Frame, SourceSettings, VideoMetadata, VideoSource
+
+if TYPE_CHECKING:
+    from facetrace.review import ReviewQueue
 
 __all__ = ["Job", "JobKind", "JobSettings", "JobStatus", "ResultPage", "SortBy", "VideoJobs"]
 
@@ -132,6 +135,7 @@ class Job:
     results: list[dict[str, Any]] = field(default_factory=list)
     caller: Caller = LOCAL_CALLER  # who started it: the audit record of its results names them
     request: dict[str, Any] | None = None  # the wire request's Video member, echoed by Get*
+    review_threshold: float | None = None  # tracks between this and ``threshold`` go to the review queue
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def describe(self) -> dict[str, Any]:
@@ -165,12 +169,16 @@ class VideoJobs:
         sightings: SightingStore | None = None,
         settings: JobSettings | None = None,
         workers: int = 1,
+        review: ReviewQueue | None = None,
         executor: SegmentExecutor | None = None,
     ) -> None:
-        """``repository`` keeps jobs and results across restarts (None: in memory only). ``executor``: cut
-        each video into segments analysed in parallel there (threads, or Ray tasks: ``facetrace.cluster.jobs``)
-        and stitch their tracks; None analyses it in one pass."""
+        """``repository`` keeps jobs and results across restarts (None: in memory only); ``review`` receives
+        the tracks whose best match falls between a job's review threshold and its threshold. ``executor``:
+        cut each video into segments analysed in parallel there (threads, or Ray tasks:
+        ``facetrace.cluster.jobs``) and stitch their tracks; None analyses it in one pass (as does a face
+        search whose tracks go to review: review is not done for segments yet)."""
         self.gallery = gallery
+        self.review = review
         self.executor = executor
         self.settings = settings or JobSettings()
         self.sightings = sightings
@@ -193,13 +201,22 @@ class VideoJobs:
         camera: str | None = None,
         caller: Caller = LOCAL_CALLER,
         request: dict[str, Any] | None = None,
+        review_threshold: float | None = None,
     ) -> str:
-        """Search ``video`` for the faces of ``collection_id``; returns the job id at once."""
+        """Search ``video`` for the faces of ``collection_id``; returns the job id at once. With
+        ``review_threshold`` (below ``threshold``) tracks whose best match falls between the two become
+        review items (``facetrace.review``)."""
         threshold = check_percent(threshold, "threshold")
+        if (
+            review_threshold is not None
+            and not 0.0 <= check_percent(review_threshold, "review_threshold") < threshold
+        ):
+            raise InvalidParameterError("the review threshold must be below the threshold")
         CollectionMatcher(self.gallery, collection_id, threshold)  # fails now on a bad collection
         job = Job(
             job_id=_job_id(), kind=JobKind.FACE_SEARCH, video=str(video), collection_id=collection_id,
             threshold=threshold, job_tag=_tag(job_tag), camera=camera, caller=caller, request=request,
+            review_threshold=review_threshold,
         )  # fmt: skip
         self._record(caller, "StartFaceSearch", collection_id, threshold, {"job_id": job.job_id})
         return self._submit(job)
@@ -346,14 +363,18 @@ class VideoJobs:
 
         reader = threading.Thread(target=read, name=f"job-read-{job.job_id[:8]}", daemon=True)
         reader.start()
+        decoded = 0
         try:
             while True:
                 item = pending.get()
                 if item is None:
+                    if not decoded:  # a text file named .jpg, an empty or broken video: not "0 faces found"
+                        raise InvalidParameterError("no video frame could be decoded: is it a video?")
                     return
                 if isinstance(item, BaseException):
                     raise item
                 job.progress = min(99.0, 100.0 * item.index / total)
+                decoded += 1
                 yield item
         finally:
             stop.set()
@@ -388,9 +409,16 @@ class VideoJobs:
         assert job.collection_id is not None
         assert job.threshold is not None
         matcher = CollectionMatcher(self.gallery, job.collection_id, job.threshold)
-        if self.executor is not None:
+        observer = self._review_observer(job)
+        if self.executor is not None and observer is None:
             return self._search_segmented(job, matcher)
-        analyzer = FrameAnalyzer(self.gallery.engine, matcher=matcher, settings=self.settings.analysis)
+        analyzer = FrameAnalyzer(
+            self.gallery.engine,
+            matcher=matcher,
+            settings=replace(self.settings.analysis, report_unresolved=observer is not None),
+            processor=job.job_id,
+            camera=job.camera or Path(job.video).name,
+        )
         seen: list[tuple[int, Observation]] = []
         matches: dict[int, FaceMatch] = {}
         ended: list[TrackEnded] = []
@@ -403,7 +431,9 @@ class VideoJobs:
                     matches[event.track_id] = event.match
                 elif isinstance(event, TrackEnded):
                     ended.append(event)
+            self._offer(observer, analyzer)
         ended.extend(event for event in analyzer.finish() if isinstance(event, TrackEnded))
+        self._offer(observer, analyzer)
         for event in ended:
             if event.match is not None:
                 matches[event.track_id] = event.match
@@ -420,6 +450,24 @@ class VideoJobs:
                 person["Face"] = shapes.face_detail(observation.detail)
             job.results.append({"Timestamp": ms, "Person": person, "FaceMatches": [shapes.face_match(match)]})
         return self._sightings(job, ended, matches)
+
+    def _review_observer(self, job: Job) -> TrackObserver | None:
+        if self.review is None or job.review_threshold is None or job.collection_id is None:
+            return None
+        from facetrace.review import ReviewObserver
+
+        assert job.threshold is not None
+        return ReviewObserver(
+            self.review, job.collection_id, source=job.job_id, review_threshold=job.review_threshold,
+            match_threshold=job.threshold, retention_days=self.settings.retention_days, caller=job.caller,
+        )  # fmt: skip
+
+    @staticmethod
+    def _offer(observer: TrackObserver | None, analyzer: FrameAnalyzer) -> None:
+        tracks = analyzer.take_unresolved()
+        if observer is not None:
+            for track in tracks:
+                observer.observe(track)
 
     def _segments(
         self, job: Job, settings: AnalysisSettings, matcher: CollectionMatcher | None

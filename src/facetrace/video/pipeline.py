@@ -32,7 +32,7 @@ import numpy as np
 
 from facetrace.engine import FaceEngine
 from facetrace.errors import FacetraceError, InvalidParameterError, StreamError
-from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, FrameResult
+from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, FrameResult, TrackObserver
 from facetrace.video.events import Event, StreamState, StreamStatus, TrackEvent
 from facetrace.video.identity import Matcher
 from facetrace.video.sinks import EventSink, is_required
@@ -159,8 +159,12 @@ class StreamWorker:
         matcher: Matcher | None = None,
         sinks: Sequence[EventSink] = (),
         stop: threading.Event | None = None,
+        observers: Sequence[TrackObserver] = (),
     ) -> None:
+        """``observers`` receive the tracks that end unidentified (``AnalysisSettings.report_unresolved``): the
+        review queue and unknown people. They are not sinks: nothing of theirs is an event."""
         self.config = config
+        self.observers = list(observers)
         self.engine = engine
         self.matcher = matcher
         # Required sinks (the audit trail) first, so no other sink sees an event that was not audited.
@@ -296,8 +300,10 @@ class StreamWorker:
                 metrics.frame_done(frame, result, time.perf_counter() - began)
                 for event in result.events:
                     self._publish(event)
+                self._hand_over(analyzer)
             for event in analyzer.finish():
                 self._publish(event)
+            self._hand_over(analyzer)
         except FacetraceError as exc:
             self.error = exc
             metrics.set_state("FAILED", exc.message)
@@ -330,6 +336,16 @@ class StreamWorker:
                         f"stopped: the audit trail failed, nothing more is identified ({reason})"
                     ) from exc
                 log.exception("sink %s failed on an event", type(sink).__name__)
+
+    def _hand_over(self, analyzer: FrameAnalyzer) -> None:
+        """Give the tracks that just ended unidentified to the observers; a failing observer is logged (a
+        review item or an unknown face lost is not an identification made unaudited)."""
+        for track in analyzer.take_unresolved():
+            for observer in self.observers:
+                try:
+                    observer.observe(track)
+                except Exception:
+                    log.exception("observer %s failed on track %d", type(observer).__name__, track.track_id)
 
     def _status_event(self, state: StreamState, message: str, attempt: int) -> StreamStatus:
         config = self.config

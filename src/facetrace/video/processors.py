@@ -22,7 +22,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Literal
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -37,13 +38,16 @@ from facetrace.errors import (
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.store.records import LeaseRepository, ProcessorRecord, ProcessorRepository
 from facetrace.validation import check_int
-from facetrace.video.analysis import AnalysisSettings
+from facetrace.video.analysis import AnalysisSettings, TrackObserver
 from facetrace.video.events import Event, TrackIdentified
 from facetrace.video.identity import CollectionMatcher
 from facetrace.video.pipeline import StreamConfig, StreamWorker
 from facetrace.video.sightings import DEFAULT_RETENTION_DAYS, SightingSink, SightingStore
 from facetrace.video.sinks import EventBus, EventSink, JsonLinesSink, WebhookSink
 from facetrace.video.source import SourceSettings, redact
+
+if TYPE_CHECKING:
+    from facetrace.review import ReviewQueue, UnknownPeople
 
 __all__ = ["FaceSearchSettings", "ProcessorDefinition", "ProcessorStatus", "StreamProcessors"]
 
@@ -76,7 +80,15 @@ class ProcessorDefinition(BaseModel):
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     stall_timeout: float = Field(5.0, ge=0.5, le=600, description="seconds without data before reconnecting")
     retention_days: float = Field(DEFAULT_RETENTION_DAYS, gt=0, le=36500, description="how long sightings live")
-    keep_unidentified: bool = Field(False, description="also report and store tracks nobody matched")
+    keep_unidentified: bool = Field(
+        False, description="also report and store tracks nobody matched, and group them into unknown people"
+    )
+    review_threshold: float | None = Field(
+        90.0, ge=0, lt=100,
+        description="tracks whose best match is at or above this but below face_match_threshold go to the review"
+        " queue (None: no review)",
+    )  # fmt: skip
+    unknown_retention_days: float = Field(7.0, gt=0, le=36500, description="how long unknown people live")
     jsonl: str | None = Field(None, max_length=4096, description="append events to this JSON-lines file")
     webhook: str | None = Field(None, pattern=r"^https?://", max_length=4096, description="POST events here")
     wire: dict[str, Any] | None = Field(
@@ -107,10 +119,15 @@ class StreamProcessors:
         sightings: SightingStore | None = None,
         bus: EventBus | None = None,
         leases: LeaseRepository | None = None,
+        review: ReviewQueue | None = None,
+        unknowns: UnknownPeople | None = None,
     ) -> None:
         """``repository`` keeps the definitions across restarts (None: in memory only); ``leases`` (a
-        database shared by several servers) makes sure one of them at a time runs each processor."""
+        database shared by several servers) makes sure one of them at a time runs each processor.
+        ``review`` and ``unknowns`` receive the tracks that end unidentified (None: none are kept)."""
         self.gallery = gallery
+        self.review = review
+        self.unknowns = unknowns
         self.sightings = sightings
         self.bus = bus or EventBus()
         self._lock = threading.RLock()
@@ -199,10 +216,13 @@ class StreamProcessors:
                     stall_timeout=definition.stall_timeout,
                     realtime=True,  # a file is replayed at its own pace, like a camera
                 ),
-                analysis=AnalysisSettings(keep_unidentified=definition.keep_unidentified),
+                analysis=AnalysisSettings(keep_unidentified=definition.keep_unidentified, report_unresolved=True),
                 detect_every=definition.detect_every,
             )
-            worker = StreamWorker(config, self.gallery.engine, matcher=matcher, sinks=sinks)
+            observers = self._observers(definition)
+            if not observers:
+                config = replace(config, analysis=replace(config.analysis, report_unresolved=False))
+            worker = StreamWorker(config, self.gallery.engine, matcher=matcher, sinks=sinks, observers=observers)
             worker.start()
             self._running[name] = _Running(worker, sinks)
             self._failed.pop(name, None)
@@ -406,6 +426,31 @@ class StreamProcessors:
     def _forget(self, name: str) -> None:
         for table in (self._definitions, self._desired, self._updated, self._failed):
             table.pop(name, None)
+
+    def _observers(self, definition: ProcessorDefinition) -> builtins.list[TrackObserver]:
+        """The review queue (tracks between the review and the match threshold) and, when unidentified
+        faces are kept, the grouping of unknown people."""
+        from facetrace.review import ReviewObserver, UnknownObserver, UnknownPeople
+
+        settings = definition.face_search
+        observers: builtins.list[TrackObserver] = []
+        threshold = definition.review_threshold
+        if self.review is not None and threshold is not None and threshold < settings.face_match_threshold:
+            observers.append(
+                ReviewObserver(
+                    self.review, settings.collection_id, source=definition.name, review_threshold=threshold,
+                    match_threshold=settings.face_match_threshold, retention_days=definition.retention_days,
+                    caller=Caller(principal=f"streamprocessor:{definition.name}"),
+                )
+            )  # fmt: skip
+        if self.unknowns is not None and definition.keep_unidentified:
+            people = UnknownPeople(
+                self.unknowns.gallery,
+                self.unknowns.repository,
+                replace(self.unknowns.settings, retention_days=definition.unknown_retention_days),
+            )
+            observers.append(UnknownObserver(people, settings.collection_id, source=definition.name))
+        return observers
 
     def _sinks(self, definition: ProcessorDefinition) -> builtins.list[EventSink]:
         audit = AuditSink(

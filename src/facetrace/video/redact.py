@@ -1,0 +1,269 @@
+"""Redacting a stored video: every face hidden in every frame, audio kept, no flicker.
+
+Two passes over the file, because a face must be hidden in the frames *before* it is first detected too:
+
+1. **Find** (decode only): faces are detected every ``detect_every`` frames with the recall-tuned detector
+   (``redaction.redaction_engine``) and followed by the tracker (``IouTracker``, every detection starts a
+   track at once). With a recognizer, each track's faces are embedded (every ``sample_every`` detections)
+   into its template and the track is identified once, on the whole template, at the end of the pass.
+2. **Write** (decode again, obscure, encode H.264): each track's box is interpolated between its detections,
+   held ``lead`` frames before its first one and carried ``tail`` frames after its last one (the detector
+   misses a face for a few frames; the box stays), padded, and obscured in every frame it covers. Audio
+   packets are copied unchanged into the output (no re-encoding); frame timestamps are the source's, so the
+   output has the same frames at the same times.
+
+A track is identified only if its template matches the collection at the threshold *and* every embedded
+sample agrees with the template (cosine ≥ ``agree_cosine``): a tracker that swapped two people mid-track
+makes samples that disagree, and such a track is hidden (``KEEP``) rather than shown. The output is written
+to a temporary file beside ``output`` and renamed into place by the caller's ``commit`` callback only after
+the act is audited (``facetrace redact``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from facetrace.engine import FaceEngine
+from facetrace.errors import InvalidParameterError, SourceOpenError, StreamError
+from facetrace.imaging import Image
+from facetrace.redaction import Box, Recognizer, RedactionSettings, Spare, obscure, redaction_engine
+from facetrace.video.identity import sample_weight, template_quality
+from facetrace.video.tracker import IouTracker, Track, TrackerSettings
+
+__all__ = ["VideoRedaction", "VideoRedactionSettings", "redact_video"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoRedactionSettings:
+    """``detect_every``: run the detector on every n-th frame (boxes are interpolated in between).
+    ``lead`` / ``tail``: frames a track's box is held before its first and after its last detection (at
+    least ``detect_every``). ``sample_every``: with a recognizer, embed a track's face every n detections.
+    ``agree_cosine``: least cosine of every sample to its track's template for the track to be identified.
+    ``crf``: H.264 quality of the output (lower is better; 18 looks like the source)."""
+
+    redaction: RedactionSettings = field(default_factory=lambda: RedactionSettings(small_faces=False))
+    detect_every: int = 1
+    lead: int = 6
+    tail: int = 15
+    sample_every: int = 3
+    agree_cosine: float = 0.3
+    crf: int = 18
+    tracker: TrackerSettings = field(
+        default_factory=lambda: TrackerSettings(min_hits=1, max_lost_seconds=1.0, box_smoothing=1.0)
+    )
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.detect_every <= 30 or not 1 <= self.sample_every <= 1000:
+            raise InvalidParameterError("detect_every must be 1-30 and sample_every 1-1000")
+        if not 0 <= self.lead <= 300 or not 0 <= self.tail <= 300:
+            raise InvalidParameterError("lead and tail must be 0-300 frames")
+        if not 0 <= self.crf <= 51:
+            raise InvalidParameterError("crf must be 0-51")
+
+
+@dataclass(frozen=True, slots=True)
+class VideoRedaction:
+    """What was done: frames written, face tracks hidden and kept, regions obscured, audio copied, and the
+    face ids the recognizer matched (for the audit record)."""
+
+    frames: int
+    faces_hidden: int
+    faces_kept: int
+    regions: int
+    audio: bool
+    matched_face_ids: tuple[str, ...]
+
+
+@dataclass
+class _Path:
+    """One track's detections: frame index → box."""
+
+    boxes: dict[int, Box] = field(default_factory=dict)
+    samples: list[np.ndarray] = field(default_factory=list)
+
+
+def _find(
+    engine: FaceEngine,
+    source: Path,
+    settings: VideoRedactionSettings,
+    recognizer: Recognizer | None,
+) -> tuple[dict[int, _Path], dict[int, Track], int]:
+    tracker = IouTracker(settings.tracker)
+    paths: dict[int, _Path] = {}
+    tracks: dict[int, Track] = {}
+    frames = 0
+    with _open(source) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for index, frame in enumerate(container.decode(stream)):
+            frames = index + 1
+            if index % settings.detect_every:
+                continue
+            t = float(frame.time) if frame.time is not None else index / _rate(stream)
+            image = Image(np.ascontiguousarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8))
+            detections = engine.find_all_faces(image)
+            pairs, new = tracker.match(t, detections)
+            _, _ = tracker.apply(t, t, detections, pairs, new)
+            current = [(track, track.detection) for track in tracker.tracks if track.matched_now]
+            for track, det in current:
+                tracks[track.track_id] = track
+                path = paths.setdefault(track.track_id, _Path())
+                path.boxes[index] = (det.x, det.y, det.w, det.h)
+            if recognizer is not None:
+                due = [
+                    (tr, det)
+                    for tr, det in current
+                    if (len(paths[tr.track_id].boxes) - 1) % settings.sample_every == 0
+                ]
+                faces = engine.describe(image, [det for _, det in due]) if due else []
+                for (track, _), face in zip(due, faces, strict=True):
+                    assert face.vector is not None
+                    track.add_sample(face.vector, sample_weight(face) ** 2, t, face.quality_score)
+                    paths[track.track_id].samples.append(face.vector)
+            tracker.expire(t)
+    return paths, tracks, frames
+
+
+def _identified(path: _Path, track: Track, recognizer: Recognizer, agree: float) -> tuple[str, ...]:
+    """The face ids a track's template matches, or () when it matches nobody or its samples disagree."""
+    if track.template is None:
+        return ()
+    if any(float(np.dot(track.template, v)) / max(1e-12, float(np.linalg.norm(v))) < agree for v in path.samples):
+        return ()
+    quality = template_quality(track.sample_log, 0.8, 2) if len(track.sample_log) >= 2 else None
+    return tuple(match.face.face_id for match in recognizer.search(track.template, 1, quality))
+
+
+def _boxes_by_frame(paths: list[_Path], frames: int, settings: VideoRedactionSettings) -> list[list[Box]]:
+    """Every frame's boxes to obscure: interpolated between detections, held before and carried after."""
+    out: list[list[Box]] = [[] for _ in range(frames)]
+    lead = max(settings.lead, settings.detect_every)
+    tail = max(settings.tail, settings.detect_every)
+    gap_limit = max(tail, 2 * settings.detect_every)
+    for path in paths:
+        keys = sorted(path.boxes)
+        for i in range(max(0, keys[0] - lead), keys[0]):
+            out[i].append(path.boxes[keys[0]])
+        for a, b in itertools.pairwise(keys):
+            box_a, box_b = np.array(path.boxes[a]), np.array(path.boxes[b])
+            for i in range(a, b):
+                if b - a <= gap_limit:
+                    w = (i - a) / (b - a)
+                    box = (1 - w) * box_a + w * box_b
+                    out[i].append(tuple(float(v) for v in box))  # type: ignore[arg-type]
+                else:
+                    out[i].append(path.boxes[a] if i - a <= tail else path.boxes[b])
+        for i in range(keys[-1], min(frames, keys[-1] + tail + 1)):
+            out[i].append(path.boxes[keys[-1]])
+    return out
+
+
+def redact_video(
+    engine: FaceEngine,
+    source: Path | str,
+    output: Path | str,
+    settings: VideoRedactionSettings | None = None,
+    *,
+    recognizer: Recognizer | None = None,
+    spare: Spare = Spare.KEEP,
+    progress: Callable[[int], None] | None = None,
+) -> VideoRedaction:
+    """Write ``output`` (H.264 in the container its suffix names) from ``source`` with faces obscured.
+
+    ``engine`` is any engine of the recognizer to use; the detector is replaced by the recall-tuned one.
+    """
+    settings = settings or VideoRedactionSettings()
+    source, output = Path(source), Path(output)
+    finder = redaction_engine(engine, settings.redaction, photos=False)
+    paths, tracks, frames = _find(finder, source, settings, recognizer)
+    matched: list[str] = []
+    hidden_paths, kept = [], 0
+    for track_id, path in paths.items():
+        named = _identified(path, tracks[track_id], recognizer, settings.agree_cosine) if recognizer else ()
+        matched += named
+        hide = True if recognizer is None else (not named if spare is Spare.KEEP else bool(named))
+        if hide:
+            hidden_paths.append(path)
+        else:
+            kept += 1
+    boxes = _boxes_by_frame(hidden_paths, frames, settings)
+    written, regions, audio = _write(source, output, boxes, settings, progress)
+    if written != frames:
+        raise StreamError(f"{source}: decoded {frames} frames the first time and {written} the second")
+    return VideoRedaction(written, len(hidden_paths), kept, regions, audio, tuple(dict.fromkeys(matched)))
+
+
+def _write(
+    source: Path,
+    output: Path,
+    boxes: list[list[Box]],
+    settings: VideoRedactionSettings,
+    progress: Callable[[int], None] | None,
+) -> tuple[int, int, bool]:
+    written = regions = 0
+    with _open(source) as container:
+        vin = container.streams.video[0]
+        vin.thread_type = "AUTO"
+        ain = container.streams.audio[0] if container.streams.audio else None
+        try:
+            out = av.open(str(output), "w")
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise InvalidParameterError(f"cannot write {output}: {exc}") from exc
+        with out:
+            vout = out.add_stream("libx264", rate=vin.average_rate or Fraction(30))
+            vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+            vout.pix_fmt = "yuv420p"
+            vout.time_base = vin.time_base
+            vout.options = {"crf": str(settings.crf), "preset": "veryfast"}
+            aout = out.add_stream_from_template(ain) if ain is not None else None
+            streams = [vin] if ain is None else [vin, ain]
+            for packet in container.demux(streams):
+                if packet.stream is ain:
+                    if packet.dts is None:
+                        continue
+                    packet.stream = aout  # type: ignore[assignment]
+                    out.mux(packet)
+                    continue
+                for frame in packet.decode():
+                    if not isinstance(frame, av.VideoFrame):
+                        continue
+                    pixels = np.ascontiguousarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
+                    if written < len(boxes):
+                        regions += obscure(pixels, boxes[written], settings.redaction)
+                    new = av.VideoFrame.from_ndarray(pixels, format="bgr24")
+                    new.pts, new.time_base = frame.pts, frame.time_base
+                    out.mux(vout.encode(new))
+                    written += 1
+                    if progress is not None:
+                        progress(1)
+            out.mux(vout.encode(None))
+    return written, regions, ain is not None
+
+
+def _rate(stream: av.video.stream.VideoStream) -> float:
+    rate = stream.average_rate
+    return float(rate) if rate and math.isfinite(float(rate)) and float(rate) > 0 else 30.0
+
+
+def _open(source: Path) -> av.container.InputContainer:
+    if not source.is_file():
+        raise SourceOpenError(f"{source}: no such video file")
+    try:
+        container = av.open(str(source), "r")
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise SourceOpenError(f"{source}: not a readable video ({exc})") from exc
+    if not container.streams.video:
+        container.close()
+        raise SourceOpenError(f"{source}: has no video stream")
+    return container

@@ -1,0 +1,146 @@
+"""Redaction of real photos and of a video made from them: faces obscured, the rest untouched, audio kept."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from facetrace.cli import main
+from facetrace.engine import FaceEngine
+from facetrace.redaction import RedactionSettings, padded_box, redact_photo, redaction_engine
+from facetrace.types import Detection
+
+
+def _region_change(a: np.ndarray, b: np.ndarray, det: Detection) -> float:
+    x0, y0 = max(0, int(det.x)), max(0, int(det.y))
+    x1, y1 = min(a.shape[1], int(det.x + det.w)), min(a.shape[0], int(det.y + det.h))
+    return float(np.abs(a[y0:y1, x0:x1].astype(np.int16) - b[y0:y1, x0:x1].astype(np.int16)).mean())
+
+
+def test_every_face_of_a_group_photo_is_obscured_and_nothing_else(engine: FaceEngine, photos: dict) -> None:
+    image = engine.load(photos["t1.jpg"])
+    faces = engine.find_faces(image)
+    assert len(faces) == 6
+    settings = RedactionSettings()
+    pixels, result = redact_photo(redaction_engine(engine, settings), image, settings)
+    assert len(result.hidden) >= 6
+    assert result.kept == ()
+    for face in faces:
+        assert _region_change(image.pixels, pixels, face) > 8.0  # the face region is wiped, not nudged
+    # outside every padded box the photo is byte for byte the same
+    mask = np.zeros(image.pixels.shape[:2], dtype=bool)
+    for box in result.hidden:
+        x0, y0, x1, y1 = padded_box(box, settings.padding, image.width, image.height)
+        mask[y0:y1, x0:x1] = True
+    assert mask.mean() < 0.5
+    assert np.array_equal(image.pixels[~mask], pixels[~mask])
+    # irreversible: nothing the detector or the recognizer could use is left
+    from facetrace.imaging import Image
+
+    redacted = Image(pixels)
+    for face in engine.describe(redacted, faces):
+        original = engine.describe(image, [face.detection])[0]
+        assert original.vector is not None
+        assert face.vector is not None
+        assert engine.similarity(original.vector, face.vector) < 50.0
+
+
+def _side_by_side(left: Path, right: Path, out: Path) -> None:
+    a, b = cv2.imread(str(left)), cv2.imread(str(right))
+    height = 400
+    a = cv2.resize(a, (round(a.shape[1] * height / a.shape[0]), height))
+    b = cv2.resize(b, (round(b.shape[1] * height / b.shape[0]), height))
+    cv2.imwrite(str(out), np.concatenate([a, b], axis=1))
+
+
+def test_keep_collection_leaves_the_enrolled_person_visible(
+    capsys: pytest.CaptureFixture[str], engine: FaceEngine, photos: dict, home: Path, tmp_path: Path
+) -> None:
+    both = tmp_path / "obama-biden.png"
+    _side_by_side(photos["obama.jpg"], photos["biden.jpg"], both)
+    assert main(["collections", "create", "staff"]) == 0
+    assert main(["index", "staff", str(photos["obama2.jpg"]), "--json"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "released.png"
+    assert main(["redact", str(both), str(out), "--keep-collection", "staff", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["FacesKept"] == 1
+    assert report["FacesHidden"] >= 1
+    before, after = engine.load(both), engine.load(out)
+    obama, biden = sorted(engine.find_faces(before), key=lambda d: d.x)
+    assert _region_change(before.pixels, after.pixels, obama) == 0.0
+    assert _region_change(before.pixels, after.pixels, biden) > 8.0
+    # the same photo with --only-collection: only Obama hidden
+    only = tmp_path / "only.png"
+    assert main(["redact", str(both), str(only), "--only-collection", "staff", "--json"]) == 0
+    capsys.readouterr()
+    after_only = engine.load(only)
+    assert _region_change(before.pixels, after_only.pixels, obama) > 8.0
+    assert _region_change(before.pixels, after_only.pixels, biden) == 0.0
+    assert main(["audit", "list", "--json"]) == 0
+    records = [r for r in json.loads(capsys.readouterr().out)["Records"] if r["Operation"] == "RedactMedia"]
+    assert [r["Detail"]["mode"] for r in records] == ["keep", "only"]
+    assert all(len(r["MatchedFaceIds"]) == 1 for r in records)
+    # refuses to overwrite without --force
+    assert main(["redact", str(both), str(out), "--json"]) == 1
+
+
+def _make_clip(photo: Path, out: Path, frames: int = 24) -> list[np.ndarray]:
+    """A 640×360 H.264 clip panning slowly across a real photo, with a 440 Hz AAC audio track."""
+    source = cv2.imread(str(photo))
+    scale = 360 / source.shape[0] * 1.1
+    big = cv2.resize(source, (round(source.shape[1] * scale), round(source.shape[0] * scale)))
+    big = cv2.copyMakeBorder(big, 0, 0, 0, max(0, 700 - big.shape[1]), cv2.BORDER_REPLICATE)
+    pictures = [np.ascontiguousarray(big[10:370, 2 * i : 2 * i + 640]) for i in range(frames)]
+    with av.open(str(out), "w") as container:
+        video = container.add_stream("libx264", rate=Fraction(24))
+        video.width, video.height, video.pix_fmt = 640, 360, "yuv420p"
+        audio = container.add_stream("aac", rate=44100)
+        audio.layout = "mono"
+        for index, picture in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(picture, format="bgr24")
+            frame.pts = index
+            container.mux(video.encode(frame))
+        samples = (np.sin(2 * np.pi * 440 * np.arange(44100 * frames // 24) / 44100) * 0.3).astype(np.float32)
+        for start in range(0, len(samples), 1024):
+            chunk = av.AudioFrame.from_ndarray(samples[None, start : start + 1024], format="flt", layout="mono")
+            chunk.sample_rate, chunk.pts = 44100, start
+            container.mux(audio.encode(chunk))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+    return pictures
+
+
+@pytest.mark.slow
+def test_video_every_frame_obscured_audio_kept(
+    capsys: pytest.CaptureFixture[str], engine: FaceEngine, photos: dict, tmp_path: Path
+) -> None:
+    clip, out = tmp_path / "clip.mp4", tmp_path / "released.mp4"
+    pictures = _make_clip(photos["t1.jpg"], clip)
+    assert (
+        main(["redact", str(clip), str(out), "--detect-every", "3", "--json", "--home", str(tmp_path / "h")]) == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["Frames"] == len(pictures)
+    assert report["Audio"] is True
+    assert report["FacesHidden"] >= 6
+    with av.open(str(out)) as container:
+        assert container.streams.audio, "the audio track is kept"
+        assert container.streams.audio[0].codec_context.name == "aac"
+        decoded = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(decoded) == len(pictures)
+    from facetrace.imaging import Image
+
+    for index, (original, redacted) in enumerate(zip(pictures, decoded, strict=True)):
+        faces = engine.find_faces(Image(original))
+        assert len(faces) >= 5, index
+        for face in faces:  # every face in every frame, detected or carried between detections
+            assert _region_change(original, redacted, face) > 8.0, (index, face.x)
+        corner = (slice(0, 40), slice(0, 40))  # no face there: only the encoder's noise
+        assert np.abs(original[corner].astype(int) - redacted[corner].astype(int)).mean() < 8.0
