@@ -81,12 +81,18 @@ def long_clip(folder: Path, engine: FaceEngine) -> tuple[Path, Gallery, str]:
     return write_video(out, actors, seconds=CLIP_SECONDS), gallery, "generated clip"
 
 
-def timed_job(gallery: Gallery, clip: Path, executor: SegmentExecutor | None, workers: int) -> tuple[float, int]:
+def timed_job(
+    gallery: Gallery, clip: Path, executor: SegmentExecutor | None, workers: int, cpu: list[float] | None = None
+) -> tuple[float, int]:
+    """Wall seconds and person tracks of one face search; ``cpu`` gets this process's CPU seconds (all its
+    threads: the whole job when it runs in-process), which other processes' load does not inflate."""
     settings = JobSettings(segments=SegmentSettings(segments=2 * workers, min_seconds=2.0))
     jobs = VideoJobs(gallery, settings=settings, executor=executor)
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     job = jobs.wait(jobs.start_face_search(clip, "cast", threshold=99.0), timeout=900)
     elapsed = time.perf_counter() - began
+    if cpu is not None:
+        cpu.append(time.process_time() - began_cpu)
     jobs.close(wait=True)
     assert job.status is JobStatus.SUCCEEDED, job.message
     return elapsed, len({item["Person"]["Index"] for item in job.results})
@@ -101,18 +107,27 @@ def bench_segments(engine: FaceEngine, repeats: int) -> None:
         clip, gallery, what = long_clip(Path(tmp), engine)
         print(f"\n## Segmented face search, {what}, {CLIP_SECONDS} s at 5 analysed fps, threshold 99")
         timed_job(gallery, clip, None, 1)  # warm the models
-        times = []
+        times: list[float] = []
+        cpu_single: list[float] = []
         for _ in range(repeats):
-            elapsed, persons = timed_job(gallery, clip, None, 1)
+            elapsed, persons = timed_job(gallery, clip, None, 1, cpu_single)
             times.append(elapsed)
         single = statistics.median(times)
-        print(f"one pass (in-process, no segments): {single:.1f} s, {persons} person track(s) ({load()})")
+        print(
+            f"one pass (in-process, no segments): {single:.1f} s, {statistics.median(cpu_single):.1f} CPU s, "
+            f"{persons} person track(s) ({load()})"
+        )
         for workers in (2,):
+            cpu_threads: list[float] = []
             threads = statistics.median(
-                timed_job(gallery, clip, ThreadExecutor(workers), workers)[0] for _ in range(repeats)
+                timed_job(gallery, clip, ThreadExecutor(workers), workers, cpu_threads)[0] for _ in range(repeats)
             )
-            print(f"threads, {workers} worker(s), {2 * workers} segments: {threads:.1f} s, "
-                  f"speed-up {single / threads:.2f}× ({load()})")  # fmt: skip
+            work = statistics.median(cpu_threads) / statistics.median(cpu_single)
+            print(
+                f"threads, {workers} worker(s), {2 * workers} segments: {threads:.1f} s, speed-up "
+                f"{single / threads:.2f}×; CPU {statistics.median(cpu_threads):.1f} s = {work:.2f}× the one pass's "
+                f"work, so at most {min(workers, os.cpu_count() or 1) / work:.2f}× on idle cores ({load()})"
+            )
         for workers in (1, 2, 3):
             ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
             try:
