@@ -204,7 +204,8 @@ def test_migrate_copies_keys_tokens_jobs_processors_and_sightings(
 
     code, report, _ = run(capsys, "migrate", "--home", str(home), "--to", pg_url)
     assert code == 0
-    assert report["Records"] == {
+    copied = {table: count for table, count in report["Records"].items() if count}  # every table is reported
+    assert copied == {
         "access_keys": 1, "request_tokens": 1, "video_jobs": 1, "video_job_faces": 1, "stream_processors": 1,
         "sightings": 2,
     }  # fmt: skip
