@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from facetrace.cluster.runtime import connect
 from facetrace.engine import DetectionSettings, FaceEngine
@@ -70,7 +70,10 @@ class RayAnalyser:
     ) -> None:
         self.spec = spec
         self._model = model
-        self._ray = ray = connect(address)
+        connect(address)  # only its side effect: this process is connected (``runtime`` owns how)
+        import ray as ray_module
+
+        self._ray = ray = cast(Any, ray_module)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.in_flight = check_int(in_flight if in_flight is not None else max(2, 2 * cpus), "in_flight", 1, 4096)
         self._task = ray.remote(num_cpus=num_cpus, max_retries=3)(analyse_remote)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from facetrace.cluster.indexing import EngineSpec
 from facetrace.cluster.runtime import connect
@@ -110,7 +110,10 @@ class RaySegmentExecutor:
         workers: int | None = None,
     ) -> None:
         self.spec = spec or EngineSpec()
-        self._ray = ray = connect(address)
+        connect(address)  # only its side effect: this process is connected (``runtime`` owns how)
+        import ray as ray_module
+
+        self._ray = ray = cast(Any, ray_module)
         self._workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1e-3)))
         self._task = ray.remote(num_cpus=num_cpus, max_retries=2)(analyse_remote)
 
