@@ -173,12 +173,20 @@ class FaceEngine:
             limits=self.limits,
         )  # fmt: skip
 
-    def find_faces(self, image: Image, max_faces: int = MAX_FACES_LIMIT) -> list[Detection]:
-        """Detections in full-resolution pixels, largest first, at most ``max_faces``."""
+    def find_faces(
+        self, image: Image, max_faces: int = MAX_FACES_LIMIT, *, upright: bool = True
+    ) -> list[Detection]:
+        """Detections in full-resolution pixels, largest first, at most ``max_faces``.
+
+        ``upright=False`` leaves the landmarks of tilted faces as the detector gave them: a caller that will
+        describe only a few of the faces (video analysis) refines those with ``upright_landmarks`` and saves
+        the two extra detector passes on every other tilted face."""
         if not 1 <= max_faces <= MAX_FACES_LIMIT:
             raise InvalidParameterError(f"max_faces must be between 1 and {MAX_FACES_LIMIT}")
-        found = self.find_all_faces(image)
-        return [self._upright_landmarks(image.pixels, d) for d in found[:max_faces]]
+        found = self.find_all_faces(image)[:max_faces]
+        if not upright:
+            return found
+        return [self._upright_landmarks(image.pixels, d) for d in found]
 
     def find_all_faces(self, image: Image) -> list[Detection]:
         """Every detection, largest first, with no cap on their number and the detector's own landmarks
@@ -198,6 +206,10 @@ class FaceEngine:
         found = [d for d in found if d.score >= settings.min_confidence and d.w > 1 and d.h > 1]
         found.sort(key=lambda d: d.area, reverse=True)
         return found
+
+    def upright_landmarks(self, image: Image, detection: Detection) -> Detection:
+        """``detection`` with the landmarks ``find_faces`` gives by default (for ``upright=False`` ones)."""
+        return self._upright_landmarks(image.pixels, detection)
 
     def _upright_landmarks(self, pixels: npt.NDArray[np.uint8], detection: Detection) -> Detection:
         """Re-locate the landmarks of a tilted face on a copy turned upright.

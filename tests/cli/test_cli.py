@@ -123,3 +123,24 @@ def test_compare_json_is_compare_faces_response(
     similarity = data["FaceMatches"][0]["Similarity"]
     assert similarity == round(similarity, 4)
     assert similarity >= 80
+
+
+def test_a_collection_created_without_thumbnails_keeps_none(
+    capsys: pytest.CaptureFixture[str], photos: dict[str, Path], home: Path
+) -> None:
+    from facetrace.store import SQLiteStore
+    from facetrace.store.ui_records import ui_records_of
+
+    assert run(capsys, "collections", "create", "bare", "--no-thumbnails")[0] == 0
+    assert run(capsys, "collections", "create", "kept")[0] == 0
+    for name in ("bare", "kept"):
+        assert run(capsys, "index", name, str(photos["obama.jpg"]))[0] == 0
+    store = SQLiteStore(home / "facetrace.db")
+    try:
+        thumbnails = ui_records_of(store).thumbnails  # type: ignore[union-attr]
+        assert thumbnails is not None
+        for name, kept in (("bare", False), ("kept", True)):
+            (face,) = store.list_faces(name, limit=10).items
+            assert (thumbnails.get(name, face.face_id) is not None) is kept
+    finally:
+        store.close()

@@ -169,7 +169,16 @@ def test_migrate_copies_keys_tokens_jobs_processors_and_sightings(
     import zlib
 
     from facetrace.service.keys import KeyStore
-    from facetrace.store.records import JobRecord, ProcessorRecord, Sighting, SightingQuery, TokenRecord
+    from facetrace.store.records import (
+        JobRecord,
+        ProcessorRecord,
+        ReviewCandidate,
+        ReviewItem,
+        Sighting,
+        SightingQuery,
+        TokenRecord,
+        UnknownFace,
+    )
     from facetrace.types import BoundingBox
 
     home = tmp_path / "home"
@@ -199,15 +208,26 @@ def test_migrate_copies_keys_tokens_jobs_processors_and_sightings(
         source.records.sightings.add([sighting, dataclasses.replace(sighting, sighting_id="s2", track_id=4)])
         source.records.processors.put(processor)
         source.records.tokens.put(token)
+        item = ReviewItem(
+            item_id="00000000-0000-4000-8000-000000000001", collection_id="alpha", source="door", camera="lobby",
+            track_id=9, started_at=now, ended_at=now + 1, start_stream_ms=0, end_stream_ms=1000, bounding_box=None,
+            candidates=(ReviewCandidate("f1", "ann", None, 96.0, "user:ann"),), review_threshold=90.0,
+            match_threshold=99.0, template_quality=None, vector=b"\x00" * 8, vector_quality=None,
+            vector_confidence=None, created_at=now, expires_at=now + 3600, thumbnails=(b"\xff\xd8jpeg",),
+        )  # fmt: skip
+        source.records.reviews.add(item)
+        unknown = UnknownFace("u-face", "00000000-0000-4000-8000-0000000000aa", "alpha", "door", "lobby", 5, now,
+                              b"\x00" * 8, None, 0.5, None, now + 3600)  # fmt: skip
+        source.records.unknowns.add_face(unknown, None)
     finally:
         source.close()
 
     code, report, _ = run(capsys, "migrate", "--home", str(home), "--to", pg_url)
     assert code == 0
-    copied = {table: count for table, count in report["Records"].items() if count}  # every table is reported
-    assert copied == {
+    assert report["Records"] == {
         "access_keys": 1, "request_tokens": 1, "video_jobs": 1, "video_job_faces": 1, "stream_processors": 1,
-        "sightings": 2,
+        "sightings": 2, "review_items": 1, "review_thumbnails": 1, "review_decisions": 0, "unknown_people": 1,
+        "unknown_faces": 1,
     }  # fmt: skip
 
     keys = KeyStore.in_home(None, url=pg_url)
@@ -226,6 +246,8 @@ def test_migrate_copies_keys_tokens_jobs_processors_and_sightings(
         assert back in (sighting, dataclasses.replace(sighting, sighting_id="s2", track_id=4))
         assert pg.records.processors.list() == [processor]
         assert pg.records.tokens.get(token.principal, "CreateUser", "tok", newer_than=now - 1) == token
+        assert pg.records.reviews.get(item.item_id, thumbnails=True) == item
+        assert [f.face_id for f in pg.records.unknowns.faces(unknown.unknown_id)] == ["u-face"]
     finally:
         pg.close()
 

@@ -8,13 +8,14 @@ stranger (t1.jpg) far below both. ``unknown_a``/``unknown_b``: Obama from two di
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from facetrace.engine import FaceEngine
 from facetrace.gallery import Gallery
-from facetrace.store import SQLiteStore, records_of
+from facetrace.store import MemoryStore, SQLiteStore, records_of
 from facetrace.store.records import Records
 from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, UnresolvedTrack
 from facetrace.video.identity import CollectionMatcher
@@ -50,8 +51,21 @@ def clips(
     }  # fmt: skip
 
 
+@pytest.fixture(scope="session")
+def borderline_tracks(
+    engine: FaceEngine, clips: dict[str, Path], photos: dict[str, Path]
+) -> list[UnresolvedTrack]:
+    """The unresolved tracks of ``borderline`` (analysed once per session: they depend on the footage and the
+    engine, and on the collection only through who is named at 99 — nobody here)."""
+    gallery = Gallery(engine, MemoryStore())
+    gallery.create_collection("people")
+    gallery.index_faces("people", photos["obama3.jpg"], external_image_id="obama", max_faces=1)
+    gallery.index_faces("people", photos["biden.jpg"], external_image_id="biden", max_faces=1)
+    return unresolved(engine, gallery, clips["borderline"], "door")
+
+
 @pytest.fixture
-def database(tmp_path: Path, engine: FaceEngine, photos: dict[str, Path]) -> tuple[Gallery, Records]:
+def database(tmp_path: Path, engine: FaceEngine, photos: dict[str, Path]) -> Iterator[tuple[Gallery, Records]]:
     """A gallery on SQLite (the review tables live there) with ``people``: obama3.jpg as "obama", biden.jpg."""
     store = SQLiteStore(tmp_path / "facetrace.db")
     gallery = Gallery(engine, store)

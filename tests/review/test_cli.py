@@ -53,6 +53,14 @@ def test_review_from_the_command_line(
         ("REJECT", "external:obama", "not him")
     ]
 
+    # a live watch offers the same person for review again: a later track is new evidence
+    assert main(["watch", str(clips["borderline"]), "--collection", "people", "--camera", "door", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["review", "list", "--json"]) == 0
+    (again,) = json.loads(capsys.readouterr().out)["ReviewItems"]
+    assert (again["Source"], again["Camera"]) == ("watch:door", "door")
+    assert again["Candidates"][0]["ExternalImageId"] == "obama"
+
     assert main(["unknowns", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"UnknownPeople": []}
     assert main(["unknowns", "show", "not-an-id"]) == 1

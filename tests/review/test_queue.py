@@ -7,15 +7,14 @@ from pathlib import Path
 import pytest
 
 from facetrace.audit import Caller
-from facetrace.engine import FaceEngine
 from facetrace.errors import ConflictError, InvalidParameterError
 from facetrace.gallery import Gallery
 from facetrace.review import ReviewObserver, ReviewQueue
 from facetrace.store.records import Records
+from facetrace.video.analysis import UnresolvedTrack
 from facetrace.video.identity import CollectionMatcher
 from facetrace.video.jobs import VideoJobs
 from facetrace.video.sightings import SightingStore
-from tests.review.conftest import unresolved
 
 REVIEWER = Caller("FTREVIEWER0000000001")
 
@@ -33,7 +32,7 @@ def test_a_borderline_track_becomes_a_review_item_not_a_sighting_then_confirm_an
     queue = ReviewQueue(gallery, records.reviews)
     jobs = VideoJobs(gallery, repository=records.jobs, sightings=sightings, review=queue)
     try:
-        job = jobs.wait(jobs.start_face_search(clips["borderline"], "people", review_threshold=90.0), 60)
+        job = jobs.wait(jobs.start_face_search(clips["borderline"], "people", review_threshold=90.0), 240)
         assert job.status.value == "SUCCEEDED", job.message
         assert jobs.get_face_search(job.job_id).items == ()  # nobody named at 99: no result, no sighting
         assert sightings.count() == 0
@@ -63,7 +62,7 @@ def test_a_borderline_track_becomes_a_review_item_not_a_sighting_then_confirm_an
         assert enrolled.external_image_id == "obama"
 
         # With the reviewed face enrolled, the same footage now names him at 99 with no review.
-        again = jobs.wait(jobs.start_face_search(clips["borderline"], "people", review_threshold=90.0), 60)
+        again = jobs.wait(jobs.start_face_search(clips["borderline"], "people", review_threshold=90.0), 240)
         persons = jobs.get_face_search(again.job_id).items
         assert persons
         assert {p["FaceMatches"][0]["Face"]["ExternalImageId"] for p in persons} == {"obama"}
@@ -73,11 +72,11 @@ def test_a_borderline_track_becomes_a_review_item_not_a_sighting_then_confirm_an
 
 
 def test_reject_strikes_the_person_for_that_track_only(
-    engine: FaceEngine, database: tuple[Gallery, Records], clips: dict[str, Path]
+    database: tuple[Gallery, Records], borderline_tracks: list[UnresolvedTrack]
 ) -> None:
     gallery, records = database
     queue = ReviewQueue(gallery, records.reviews)
-    tracks = unresolved(engine, gallery, clips["borderline"], "door")
+    tracks = borderline_tracks
     observer = ReviewObserver(queue, "people", source="door", review_threshold=90.0, match_threshold=99.0)
     for track in tracks:
         observer.observe(track)
@@ -108,13 +107,13 @@ def test_reject_strikes_the_person_for_that_track_only(
 
 
 def test_review_scopes_and_bad_input(
-    engine: FaceEngine, database: tuple[Gallery, Records], clips: dict[str, Path]
+    database: tuple[Gallery, Records], borderline_tracks: list[UnresolvedTrack]
 ) -> None:
     gallery, records = database
     gallery.create_collection("other")
     queue = ReviewQueue(gallery, records.reviews)
     observer = ReviewObserver(queue, "people", source="door", review_threshold=90.0, match_threshold=99.0)
-    for track in unresolved(engine, gallery, clips["borderline"], "door"):
+    for track in borderline_tracks:
         observer.observe(track)
     assert len(queue.items(collection_ids=("people",))) == 1
     assert queue.items(collection_ids=("other",)) == []

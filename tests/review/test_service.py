@@ -13,7 +13,7 @@ from facetrace.engine import FaceEngine
 from facetrace.review import ReviewObserver, ReviewQueue, UnknownPeople
 from facetrace.service.keys import AccessKey
 from facetrace.store import records_of
-from tests.review.conftest import unresolved
+from facetrace.video.analysis import UnresolvedTrack
 from tests.service.conftest import Server, start_server
 from tests.service.contract import check_response
 
@@ -39,11 +39,11 @@ def _call(server: Server, operation: str, body: dict[str, Any], key: AccessKey |
 
 
 @pytest.mark.slow
-def test_review_operations_scopes_and_audit(served: Server, engine: FaceEngine, clips: dict[str, Path]) -> None:
+def test_review_operations_scopes_and_audit(served: Server, borderline_tracks: list[UnresolvedTrack]) -> None:
     records = records_of(served.gallery.store)
     assert records is not None
     queue = ReviewQueue(served.gallery, records.reviews)
-    tracks = unresolved(engine, served.gallery, clips["borderline"], "door")
+    tracks = borderline_tracks
     for collection in ("people", "other"):
         observer = ReviewObserver(queue, collection, source=f"door-{collection}", match_threshold=99.0)
         for track in tracks:

@@ -409,3 +409,60 @@ def test_one_token_sent_to_two_servers_at_once_acts_once(pg_url: str) -> None:
             store.close()
     assert len(acted) == 1
     assert answers == [f'{{"by":{acted[0]}}}'.encode()] * 2
+
+
+def test_review_items_and_unknown_people_round_trip(db: Callable[[], FaceStore]) -> None:
+    """The review queue's and unknown people's SQL, the same on both backends (``store/review_sql.py``)."""
+    from facetrace.store.records import ReviewCandidate, ReviewDecision, ReviewItem, ReviewQuery, UnknownFace
+
+    store = db()
+    store.create_collection("c", MODEL)
+    records = _records(store)
+    now = time.time()
+    candidate = ReviewCandidate("f1", "u1", None, 96.5, "user:u1")
+    item = ReviewItem(
+        item_id="00000000-0000-4000-8000-000000000001", collection_id="c", source="door", camera="lobby",
+        track_id=7, started_at=now, ended_at=now + 2, start_stream_ms=0, end_stream_ms=2000,
+        bounding_box=BoundingBox(0.1, 0.2, 0.3, 0.4), candidates=(candidate,), review_threshold=90.0,
+        match_threshold=99.0, template_quality=80.0, vector=b"\x00" * 8, vector_quality=70.0,
+        vector_confidence=95.0, created_at=now, expires_at=now + 100, thumbnails=(b"jpeg1", b"jpeg2"),
+    )  # fmt: skip
+    records.reviews.add(item)
+    assert records.reviews.get(item.item_id, thumbnails=True) == item
+    assert records.reviews.get(item.item_id).thumbnails == ()  # type: ignore[union-attr]
+    assert [i.item_id for i in records.reviews.find(ReviewQuery(collection_ids=("c",)), now)] == [item.item_id]
+    assert records.reviews.find(ReviewQuery(collection_ids=("d",)), now) == []
+    assert records.reviews.find(ReviewQuery(), now + 200) == []  # expired
+    confirmed = dataclasses.replace(item, status="CONFIRMED", decided_at=now, decided_by="k", sighting_id="s1")
+    decision = ReviewDecision(item.item_id, "CONFIRM", "user:u1", "k", None, now)
+    sighting = dataclasses.replace(_sighting("f1", user_id="u1"), sighting_id="s1", confirmed_by="k")
+    assert records.reviews.decide(confirmed, [decision], sighting)
+    assert not records.reviews.decide(confirmed, [decision])  # answered already: nothing written
+    assert records.reviews.decisions(item.item_id) == [decision]
+    assert records.reviews.rejected("door", 7) == set()
+    (stored,) = records.sightings.query(SightingQuery(face_id="f1"), now)
+    assert stored.confirmed_by == "k"
+    assert records.reviews.sweep(now + 200) == 1
+    assert records.reviews.decisions(item.item_id) == [decision]  # answers outlive their items
+
+    face = UnknownFace("face-1", "00000000-0000-4000-8000-0000000000aa", "c", "door", "lobby", 1, now,
+                       b"\x00" * 8, 70.0, 0.8, b"thumb", now + 100)  # fmt: skip
+    first = records.unknowns.add_face(face, None)
+    second = records.unknowns.add_face(
+        dataclasses.replace(face, face_id="face-2", camera="yard", seen_at=now + 50), first
+    )
+    assert (second.number, second.seen, second.cameras, second.last_seen) == (
+        first.number,
+        2,
+        ("lobby", "yard"),
+        now + 50,
+    )
+    ((group, faces),) = records.unknowns.groups("c", now)
+    assert group == second
+    assert [f.thumbnail for f in faces] == [None, None]  # grouping never reads the thumbnails
+    assert [f.thumbnail for f in records.unknowns.faces(group.unknown_id, thumbnails=True)] == [b"thumb", b"thumb"]
+    records.unknowns.mark_named(group.unknown_id, "barack")
+    assert records.unknowns.groups("c", now) == []  # a named group no longer grows
+    assert records.unknowns.find(("c",), now, 10, 0)[0].named_user == "barack"
+    store.delete_collection("c")
+    assert records.unknowns.find(None, now, 10, 0) == []

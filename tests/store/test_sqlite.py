@@ -221,10 +221,22 @@ def test_a_database_from_before_face_quality_is_upgraded_at_open(db_path: Path) 
         raw.execute("INSERT INTO faces SELECT fid, cid, face_id, image_id, external_image_id, user_id, confidence,"
                     " bb_left, bb_top, bb_width, bb_height, created_at FROM faces_v2")  # fmt: skip
         raw.execute("DROP TABLE faces_v2")
-        # and undo the steps after it (review queue, unknown people), which run again
-        for table in ("review_items", "review_thumbnails", "review_decisions", "unknown_people", "unknown_faces"):
-            raw.execute(f"DROP TABLE {table}")
-        raw.execute("ALTER TABLE sightings DROP COLUMN confirmed_by")
+        # and undo every later step (they run again): drop what a file of that step did not have
+        reference = sqlite3.connect(":memory:")
+        for step in MIGRATIONS[:before_quality]:
+            reference.executescript(step.sql)
+        kept = {row[0] for row in reference.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = [row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            if table in ("meta", "faces") or table.startswith("sqlite_"):
+                continue
+            if table not in kept:
+                raw.execute(f"DROP TABLE {table}")
+                continue
+            columns = {row[1] for row in reference.execute(f"PRAGMA table_info({table})")}
+            for row in list(raw.execute(f"PRAGMA table_info({table})")):
+                if row[1] not in columns:
+                    raw.execute(f"ALTER TABLE {table} DROP COLUMN {row[1]}")
         raw.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(before_quality),))
     with sqlite3.connect(db_path) as raw:
         assert "quality" not in {row[1] for row in raw.execute("PRAGMA table_info(faces)")}

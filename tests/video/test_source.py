@@ -102,3 +102,22 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
             ).frames()
         )
     assert "hunter2" not in caught.value.message
+
+
+def test_decoding_at_the_analysis_size(scene: Path) -> None:
+    """``max_side`` scales in the BGR conversion: the picture is the full one, area-averaged, not a crop."""
+    full = [frame.bgr() for frame in VideoSource(SourceSettings(str(scene))).frames()]
+    small = list(VideoSource(SourceSettings(str(scene), max_side=320)).frames())
+    assert len(small) == len(full)
+    assert (small[0].width, small[0].height) == (320, 180)
+    for frame, original in zip(small[::10], full[::10], strict=True):
+        pixels = frame.bgr()
+        assert pixels.shape == (180, 320, 3)
+        expected = cv2.resize(original, (320, 180), interpolation=cv2.INTER_AREA)
+        # swscale and OpenCV place chroma samples a little differently: a few levels, where a crop is far off
+        assert float(abs(pixels.astype(float) - expected).mean()) < 5.0
+        assert float(abs(pixels.astype(float) - original[:180, :320]).mean()) > 15.0
+    same = next(iter(VideoSource(SourceSettings(str(scene), max_side=640)).frames()))
+    assert (same.width, same.height) == SIZE  # never scaled up
+    with pytest.raises(InvalidParameterError):
+        SourceSettings(str(scene), max_side=8)

@@ -49,12 +49,19 @@ def _register_collections(subparsers: Any, common: argparse.ArgumentParser) -> N
         action = actions.add_parser(name, parents=[common], help=help_text)
         action.add_argument("collection", metavar="NAME")
         action.set_defaults(func=func)
+        if name == "create":
+            action.add_argument(
+                "--no-thumbnails", action="store_true",
+                help="keep no face picture for the dashboard (docs/dashboard.md) for this collection's faces",
+            )  # fmt: skip
     listing = actions.add_parser("list", parents=[common], help="list collections")
     listing.set_defaults(func=_collection_list)
 
 
 def _collection_create(args: argparse.Namespace) -> int:
-    info = open_library(args).create_collection(args.collection, caller=local_caller(args))
+    info = open_library(args).create_collection(
+        args.collection, thumbnails=not args.no_thumbnails, caller=local_caller(args)
+    )
     emit(args, shapes.collection(info), lambda c: c.print(f"created collection [bold]{info.collection_id}[/]"))
     return 0
 

@@ -17,7 +17,7 @@ from facetrace.cli.common import local_caller, open_library
 from facetrace.cli.output import EXIT_OK, emit
 from facetrace.errors import InvalidParameterError, StoreError
 from facetrace.gallery import Gallery
-from facetrace.review import STATUSES, ReviewQueue, UnknownPeople
+from facetrace.review import REVIEW_STATUSES, ReviewQueue, UnknownPeople
 from facetrace.review.shapes import decision_dict, review_item_dict, unknown_face_dict, unknown_person_dict
 from facetrace.store import records_of
 from facetrace.store.records import Records
@@ -29,7 +29,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     review = add_command(subparsers, "review")
     verbs = review.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = verbs.add_parser("list", parents=[common], help="review items, newest first")
-    listing.add_argument("--status", choices=(*STATUSES, "ALL"), default="PENDING")
+    listing.add_argument("--status", choices=(*REVIEW_STATUSES, "ALL"), default="PENDING")
     listing.add_argument("--collection", action="append", help="only this collection (repeatable)")
     listing.add_argument("--limit", type=int, default=100)
     listing.set_defaults(func=_list)

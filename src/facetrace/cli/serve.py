@@ -134,6 +134,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.recognizer or args.calibration:
         stderr.print(f"facetrace: recognizer {engine.model.key}, calibration {args.calibration}")
     stderr.print(f"facetrace: Rekognition API on http://{config.host}:{config.port} (home {home})")
+    stderr.print(f"facetrace: dashboard on http://{config.host}:{config.port}/ui/ (sign in with an access key)")
     run(app, config)
     return 0
 

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,10 @@ from facetrace.cli.output import EXIT_OK, about, emit, progress, show_table, std
 from facetrace.errors import InvalidParameterError
 from facetrace.gallery import Gallery
 from facetrace.home import ensure_home
-from facetrace.review import ReviewQueue
+from facetrace.review import ReviewObserver, ReviewQueue
 from facetrace.store import DB_FILENAME, database_url, open_store, records_of
 from facetrace.validation import check_int
-from facetrace.video.analysis import AnalysisSettings
+from facetrace.video.analysis import AnalysisSettings, TrackObserver
 from facetrace.video.events import Event, StreamStatus, TrackEvent
 from facetrace.video.identity import CollectionMatcher
 from facetrace.video.jobs import Job, JobSettings, JobStatus, VideoJobs
@@ -87,6 +88,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     watch.add_argument("--jsonl", help="also append events to this JSON-lines file")
     watch.add_argument("--webhook", help="also POST every event to this URL")
     watch.add_argument("--keep-unidentified", action="store_true", help="also report faces nobody matched")
+    watch.add_argument(
+        "--review-threshold", type=float, default=90.0,
+        help="tracks whose best match is at or above this but below --threshold go to the review queue"
+        " (facetrace review; default 90; 0 or the threshold: none)",
+    )  # fmt: skip
     watch.add_argument(
         "--retention-days", type=float, default=DEFAULT_RETENTION_DAYS, help="keep sightings this long"
     )
@@ -301,8 +307,11 @@ def _watch(args: argparse.Namespace) -> int:
         analysis=AnalysisSettings(keep_unidentified=args.keep_unidentified),
         detect_every=args.detect_every,
     )
+    observers = _review_observers(args, gallery, f"watch:{camera}")
+    if observers:
+        config = replace(config, analysis=replace(config.analysis, report_unresolved=True))
     stop = threading.Event()
-    worker = StreamWorker(config, gallery.engine, matcher=matcher, sinks=sinks, stop=stop)
+    worker = StreamWorker(config, gallery.engine, matcher=matcher, sinks=sinks, stop=stop, observers=observers)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if main_thread else None
     if not args.json:
@@ -333,6 +342,21 @@ def _watch(args: argparse.Namespace) -> int:
         stderr.print(f"[bold red]stopped[/]: {worker.error.message}")
         return 1
     return 1 if worker.error is not None and metrics["FramesAnalysed"] == 0 else EXIT_OK
+
+
+def _review_observers(args: argparse.Namespace, gallery: Gallery, source: str) -> list[TrackObserver]:
+    """The review queue for ``watch`` (the home's or database's), when a review threshold below the
+    identification threshold is asked for and the store keeps one."""
+    records = records_of(gallery.store)
+    if records is None or not 0 < args.review_threshold < args.threshold:
+        return []
+    return [
+        ReviewObserver(
+            ReviewQueue(gallery, records.reviews), args.collection, source=source,
+            review_threshold=args.review_threshold, match_threshold=args.threshold,
+            retention_days=args.retention_days, caller=local_caller(args),
+        )
+    ]  # fmt: skip
 
 
 def _print_event(args: argparse.Namespace, event: Event) -> None:

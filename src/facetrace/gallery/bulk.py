@@ -181,6 +181,7 @@ def index_files(
         raise ModelMismatchError(f"the workers make {analyser.model} vectors; the gallery holds {gallery.model}")
     outcomes: dict[int, FileOutcome] = {}
     in_flight: dict[int, ImageFile] = {}
+    decode = options.keep_images or gallery.keeps_thumbnails(collection_id)  # the driver needs the pixels
 
     def settle(outcome: FileOutcome) -> None:
         outcomes[outcome.index] = outcome
@@ -209,8 +210,8 @@ def index_files(
                     todo.append(item)
             for at in range(0, len(todo), options.batch_size):
                 batch = todo[at : at + options.batch_size]
-                for item in batch:  # the driver keeps the bytes only when it must keep the image
-                    in_flight[item.index] = item if options.keep_images else _without_data(item)
+                for item in batch:  # the driver keeps the bytes only when it needs the image
+                    in_flight[item.index] = item if decode else _without_data(item)
                 yield batch
 
     for analyses in analyser.run(batches()):
@@ -251,7 +252,7 @@ def _commit(
         result = gallery.index_analyzed(
             collection_id,
             analysis.faces,
-            image=gallery.engine.load(item.data) if options.keep_images else None,
+            image=gallery.engine.load(item.data) if item.data else None,
             external_image_id=external_id(Path(item.path), options.external_id_from),
             max_faces=options.max_faces,
             quality_filter=options.quality_filter,

@@ -23,7 +23,7 @@ from typing import TypeVar
 from facetrace.audit import LOCAL_CALLER, AuditEvent, Caller
 from facetrace.calibration import pair_quality
 from facetrace.engine import AnalyzedFace, Comparison, FaceEngine
-from facetrace.errors import InvalidParameterError, ModelMismatchError, NoFaceError, NotFoundError
+from facetrace.errors import FacetraceError, InvalidParameterError, ModelMismatchError, NoFaceError, NotFoundError
 from facetrace.gallery.quality_filter import parse_quality_filter, quality_reasons
 from facetrace.gallery.results import (
     Association,
@@ -41,6 +41,8 @@ from facetrace.gallery.results import (
 from facetrace.home import private_dir
 from facetrace.imaging import Image, ImageSource
 from facetrace.store.base import CollectionInfo, FaceStore, Neighbor, Page, UserNeighbor
+from facetrace.store.ui_records import ui_records_of
+from facetrace.thumbnails import face_thumbnail
 from facetrace.types import (
     BoundingBox,
     FaceMatch,
@@ -96,10 +98,20 @@ class Gallery:
 
     # -- collections -------------------------------------------------------------------------------------
 
-    def create_collection(self, collection_id: str, *, caller: Caller = LOCAL_CALLER) -> CollectionInfo:
+    def create_collection(
+        self, collection_id: str, *, thumbnails: bool = True, caller: Caller = LOCAL_CALLER
+    ) -> CollectionInfo:
+        """A new empty collection; ``thumbnails=False``: no face picture is ever kept for its faces (a store
+        without thumbnail tables keeps none anyway)."""
         check_collection_id(collection_id)
-        audit = _event(caller, "CreateCollection", collection_id)
-        return self.store.create_collection(collection_id, self.model, audit=audit)
+        audit = _event(
+            caller, "CreateCollection", collection_id, detail=None if thumbnails else {"thumbnails": "no"}
+        )
+        info = self.store.create_collection(collection_id, self.model, audit=audit)
+        kept = ui_records_of(self.store)
+        if not thumbnails and kept is not None and kept.thumbnails is not None:
+            kept.thumbnails.opt_out(collection_id)
+        return info
 
     def delete_collection(self, collection_id: str, *, caller: Caller = LOCAL_CALLER) -> None:
         check_collection_id(collection_id)
@@ -209,6 +221,8 @@ class Gallery:
             audit=audit,
             content_hash=content_hash,
         )
+        if image is not None:
+            self._keep_thumbnails(collection_id, image, indexed)
         if indexed and keep_image and image is not None:
             self._keep_image(collection_id, image_id, image)
         return IndexResult(tuple(indexed), tuple(unindexed), self.model, image_id)
@@ -250,6 +264,29 @@ class Gallery:
         )  # fmt: skip
         self.store.add_faces(collection_id, [(record, vector)], audit=audit)
         return record
+
+    def keeps_thumbnails(self, collection_id: str) -> bool:
+        """Whether indexing into the collection keeps dashboard thumbnails (then ``index_analyzed`` needs the
+        decoded image)."""
+        kept = ui_records_of(self.store)
+        try:
+            return kept is not None and kept.thumbnails is not None and kept.thumbnails.enabled(collection_id)
+        except FacetraceError:
+            return False
+
+    def _keep_thumbnails(self, collection_id: str, image: Image, indexed: Sequence[IndexedFace]) -> None:
+        """A small picture of each new face for the dashboard, unless the collection opted out. The faces are
+        stored already: a thumbnail that cannot be written is logged, not a failed IndexFaces."""
+        kept = ui_records_of(self.store)
+        if not indexed or kept is None or kept.thumbnails is None:
+            return
+        try:
+            if not kept.thumbnails.enabled(collection_id):
+                return
+            pictures = [(i.record.face_id, face_thumbnail(image.pixels, i.face.detection)) for i in indexed]
+            kept.thumbnails.put(collection_id, [(face_id, jpeg) for face_id, jpeg in pictures if jpeg])
+        except FacetraceError as exc:
+            log.warning("face thumbnails for %s not kept: %s", collection_id, exc)
 
     def _keep_image(self, collection_id: str, image_id: str, image: Image) -> None:
         if self._image_dir is None:

@@ -9,7 +9,7 @@ sighting until a person says so. See docs/review.md.
 
 from __future__ import annotations
 
-from facetrace.review.queue import DEFAULT_REVIEW_THRESHOLD, STATUSES, ReviewObserver, ReviewQueue
+from facetrace.review.queue import DEFAULT_REVIEW_THRESHOLD, REVIEW_STATUSES, ReviewObserver, ReviewQueue
 from facetrace.review.unknowns import (
     DEFAULT_UNKNOWN_RETENTION_DAYS,
     GroupingSettings,
@@ -20,7 +20,7 @@ from facetrace.review.unknowns import (
 __all__ = [
     "DEFAULT_REVIEW_THRESHOLD",
     "DEFAULT_UNKNOWN_RETENTION_DAYS",
-    "STATUSES",
+    "REVIEW_STATUSES",
     "GroupingSettings",
     "ReviewObserver",
     "ReviewQueue",

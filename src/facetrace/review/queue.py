@@ -18,6 +18,7 @@ evidence (docs/review.md).
 
 from __future__ import annotations
 
+import collections
 import time
 import uuid
 from dataclasses import replace
@@ -39,10 +40,15 @@ from facetrace.validation import check_int, check_percent
 from facetrace.video.analysis import UnresolvedTrack
 from facetrace.video.identity import CollectionMatcher, person_key
 
-__all__ = ["DEFAULT_REVIEW_THRESHOLD", "STATUSES", "ReviewObserver", "ReviewQueue"]
+__all__ = [
+    "DEFAULT_REVIEW_THRESHOLD",
+    "REVIEW_STATUSES",
+    "ReviewObserver",
+    "ReviewQueue",
+]
 
 DEFAULT_REVIEW_THRESHOLD = 90.0
-STATUSES = ("PENDING", "CONFIRMED", "REJECTED")
+REVIEW_STATUSES = ("PENDING", "CONFIRMED", "REJECTED")
 MAX_CANDIDATES = 5
 DAY = 86400.0
 
@@ -115,8 +121,8 @@ class ReviewQueue:
         offset: int = 0,
     ) -> list[ReviewItem]:
         """Live items, newest first; ``collection_ids`` limits them (a key scoped to some collections)."""
-        if status is not None and status not in STATUSES:
-            raise InvalidParameterError(f"status must be one of {', '.join(STATUSES)}")
+        if status is not None and status not in REVIEW_STATUSES:
+            raise InvalidParameterError(f"status must be one of {', '.join(REVIEW_STATUSES)}")
         check_int(limit, "limit", 1, 1000)
         if offset < 0:
             raise InvalidParameterError("offset must be >= 0")
@@ -267,7 +273,9 @@ class ReviewObserver:
         self.match_threshold = match_threshold
         self.retention_days = retention_days
         self.caller = caller
-        self.offered: list[ReviewItem] = []
+        self.offered: collections.deque[ReviewItem] = collections.deque(
+            maxlen=64
+        )  # the latest, for logs and tests
 
     def observe(self, track: UnresolvedTrack) -> None:
         item = self.queue.offer(

@@ -94,12 +94,14 @@ def create_app(
     handler_modules: Iterable[str] = (),
     on_shutdown: Callable[[], None] | None = None,
     home: Path | None = None,
+    dashboard: bool = True,
 ) -> Starlette:
     """The Rekognition-compatible ASGI app over ``gallery``, authenticating with ``keys``.
 
     ``handler_modules`` are imported besides ``facetrace.service.handlers.*``; ``on_shutdown`` runs after the
     last in-flight request has finished (close the store and the audit log there). ``home`` is where handler
-    modules keep their own state (video jobs, stream processors); default ``$FACETRACE_HOME``.
+    modules keep their own state (video jobs, stream processors); default ``$FACETRACE_HOME``. ``dashboard``:
+    serve the operator's dashboard under ``/ui/`` (``facetrace.service.ui``).
     """
     config = config or ServiceConfig()
     configure_decode_budget(config.decode_budget_mb * 2**20, config.decode_wait)  # all requests together
@@ -157,6 +159,11 @@ def create_app(
         if on_shutdown is not None:
             on_shutdown()
 
+    ui_mount = []
+    if dashboard:  # its own sessions: /ui never passes the API's SigV4 middleware, nor the API /ui's
+        from facetrace.service.ui import UiMount, create_ui
+
+        ui_mount = [Middleware(UiMount, ui=create_ui(gallery, keys, config, resources))]
     return Starlette(
         routes=[
             Route("/", dispatcher.__call__, methods=["POST"]),
@@ -167,7 +174,10 @@ def create_app(
                 for path, endpoint in extra_routes().items()
             ),
         ],
-        middleware=middleware_stack(keys, config, metrics, DeniedAttempts(gallery.store.audit)),
+        middleware=[
+            *ui_mount,
+            *middleware_stack(keys, config, metrics, DeniedAttempts(gallery.store.audit)),
+        ],
         lifespan=lifespan,
     )
 

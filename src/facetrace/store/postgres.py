@@ -35,6 +35,7 @@ from facetrace.store.postgres_audit import PostgresAuditTrail, append
 from facetrace.store.postgres_db import NOTIFY_CHANNEL, PgDatabase, collection_row, lock_log
 from facetrace.store.postgres_index import Change, IndexFollower
 from facetrace.store.postgres_records import PostgresRecords, cascade_collection, cascade_faces, cascade_user
+from facetrace.store.postgres_ui import postgres_ui_records
 from facetrace.store.vector_index import as_unit_matrix, as_unit_vector
 from facetrace.types import BoundingBox, FaceRecord, UserRecord, Vector
 
@@ -89,6 +90,7 @@ class PostgresStore:
         try:
             self._audit = PostgresAuditTrail(self._db)
             self.records = PostgresRecords.of(self._db)  # keys, tokens, video jobs, processors, sightings
+            self.ui_records = postgres_ui_records(self._db)  # dashboard sessions, face thumbnails
             self._indexes = IndexFollower(self._db, listen=listen)
         except BaseException:
             self._db.close()

@@ -277,9 +277,32 @@ CREATE INDEX unknown_faces_expiry ON unknown_faces(expires_at);
 ALTER TABLE sightings ADD COLUMN confirmed_by text;
 """
 
+# Step 4: the dashboard's records (``store/ui_records.py``), as in SQLite: sessions (only the token's SHA-256),
+# ended with their key by a foreign key; a thumbnail per face, deleted with the face (and so with its
+# collection); collections created without thumbnails.
+_V4_UI = """
+CREATE TABLE ui_sessions(
+    token_hash text PRIMARY KEY,
+    access_key_id text NOT NULL REFERENCES access_keys(access_key_id) ON DELETE CASCADE,
+    csrf text NOT NULL,
+    purpose text,
+    created_at double precision NOT NULL,
+    expires_at double precision NOT NULL
+);
+CREATE INDEX ui_sessions_by_key ON ui_sessions(access_key_id);
+CREATE TABLE face_thumbnails(
+    cid bigint NOT NULL,
+    face_id text COLLATE "C" NOT NULL,
+    jpeg bytea NOT NULL,
+    PRIMARY KEY (cid, face_id),
+    FOREIGN KEY (cid, face_id) REFERENCES faces(cid, face_id) ON DELETE CASCADE
+);
+CREATE TABLE thumbnail_opt_out(cid bigint PRIMARY KEY REFERENCES collections(cid) ON DELETE CASCADE);
+"""
+
 # One row per image file indexed into a collection, by the sha256 of its bytes, written in the transaction that
 # adds its faces (also when none was indexed): a bulk import that was killed resumes by skipping them.
-_V4_INDEXED_IMAGES = """
+_V5_INDEXED_IMAGES = """
 CREATE TABLE IF NOT EXISTS indexed_images(
     cid bigint NOT NULL REFERENCES collections(cid) ON DELETE CASCADE,
     content_hash text COLLATE "C" NOT NULL,
@@ -290,7 +313,7 @@ CREATE TABLE IF NOT EXISTS indexed_images(
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_RECORDS, _V3_REVIEW_UNKNOWNS, _V4_INDEXED_IMAGES)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_RECORDS, _V3_REVIEW_UNKNOWNS, _V4_UI, _V5_INDEXED_IMAGES)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z]+://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)

@@ -414,6 +414,11 @@ class PostgresBackend:
     def insert_sighting(self, conn: Any, sighting: Sighting) -> None:
         upsert_sighting(conn, sighting)
 
+    def lock(self, conn: Any, table: str) -> None:
+        if table not in ("unknown_people",):
+            raise ValueError(f"no lock for {table}")
+        conn.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+
 
 class PostgresLeases:
     """``LeaseRepository`` over the ``leases`` table, with this process's heartbeat.

@@ -39,6 +39,10 @@ class SqlBackend(Protocol):
         """Insert or merge ``sighting`` inside the caller's transaction (the backend's own upsert)."""
         ...
 
+    def lock(self, conn: Any, table: str) -> None:
+        """Serialise writers of ``table`` until the transaction ends (SQLite's write lock already does)."""
+        ...
+
 
 _ITEM_COLUMNS = (
     "item_id, collection_id, source, camera, track_id, started_at, ended_at, start_stream_ms, end_stream_ms, "
@@ -279,6 +283,7 @@ class SqlUnknowns:
         b = self._b
         with b.write("saving an unknown face") as conn:
             if person is None:
+                b.lock(conn, "unknown_people")  # two servers numbering new groups at once: one after the other
                 row = conn.execute(b.sql("SELECT COALESCE(MAX(number), 0) + 1 FROM unknown_people")).fetchone()
                 person = UnknownPerson(
                     unknown_id=face.unknown_id, number=int(row[0]), collection_id=face.collection_id,

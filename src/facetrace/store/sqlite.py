@@ -28,6 +28,7 @@ from facetrace.store.sqlite_audit import SQLiteAuditTrail
 from facetrace.store.sqlite_db import Database, collection_row, translate
 from facetrace.store.sqlite_index import IndexCache
 from facetrace.store.sqlite_records import SQLiteRecords, cascade_collection, cascade_faces, cascade_user
+from facetrace.store.ui_records import SQLiteUiRecords
 from facetrace.store.vector_index import VectorIndex, as_unit_matrix, as_unit_vector
 from facetrace.types import BoundingBox, FaceRecord, UserRecord, Vector
 
@@ -84,6 +85,7 @@ class SQLiteStore:
         # records keyed with the environment's audit key, else the one beside the database (made on first use)
         self.audit = SQLiteAuditTrail(self._db, load_audit_key(Path(path).parent) if keyed else None)
         self.records = SQLiteRecords.of(self._db)  # keys, tokens, video jobs, processors, sightings
+        self.ui_records = SQLiteUiRecords.of(self._db)  # dashboard sessions, face thumbnails
 
     @property
     def database(self) -> Database:

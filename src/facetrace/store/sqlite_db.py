@@ -247,6 +247,32 @@ CREATE INDEX unknown_faces_expiry ON unknown_faces(expires_at);
 ALTER TABLE sightings ADD COLUMN confirmed_by TEXT
 """
 
+# The dashboard (service/ui): sign-in sessions (the token's SHA-256, never the token; a key's deletion ends
+# its sessions at once, by trigger) and a small JPEG per indexed face, keyed like the face and deleted with it
+# (a collection's deletion deletes its faces row by row, so the trigger covers that too). A collection listed
+# in ``thumbnail_opt_out`` was created without thumbnails: none is ever stored for it. IF NOT EXISTS: harmless
+# to run again over a file whose version number was set back.
+_UI_RECORDS = """
+CREATE TABLE IF NOT EXISTS ui_sessions(
+    token_hash TEXT PRIMARY KEY,
+    access_key_id TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    purpose TEXT,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ui_sessions_by_key ON ui_sessions(access_key_id);
+CREATE TRIGGER IF NOT EXISTS ui_sessions_key_gone AFTER DELETE ON access_keys
+BEGIN DELETE FROM ui_sessions WHERE access_key_id = old.access_key_id; END;
+CREATE TABLE IF NOT EXISTS face_thumbnails(cid INTEGER NOT NULL, face_id TEXT NOT NULL, jpeg BLOB NOT NULL,
+    PRIMARY KEY(cid, face_id)) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS face_thumbnails_face_gone AFTER DELETE ON faces
+BEGIN DELETE FROM face_thumbnails WHERE cid = old.cid AND face_id = old.face_id; END;
+CREATE TABLE IF NOT EXISTS thumbnail_opt_out(cid INTEGER PRIMARY KEY);
+CREATE TRIGGER IF NOT EXISTS thumbnail_opt_out_gone AFTER DELETE ON collections
+BEGIN DELETE FROM thumbnail_opt_out WHERE cid = old.cid; END;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("collections, faces, vectors, users", _V1_BASE),
     Migration("audit chain in the database", _V2_AUDIT),
@@ -254,6 +280,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Each face's 0–100 quality, which picks its calibration band (NULL: unknown, the cautious band).
     Migration("face quality for calibration bands", "ALTER TABLE faces ADD COLUMN quality REAL"),
     Migration("review queue, unknown people, confirmed sightings", _REVIEW_UNKNOWNS),
+    Migration("dashboard sessions, face thumbnails", _UI_RECORDS),
     # One row per image file indexed into a collection, by the sha256 of its bytes, written in the transaction
     # that adds its faces (also when none was indexed): a bulk import that was killed resumes by skipping them.
     Migration(

@@ -314,6 +314,9 @@ class SQLiteBackend:
     def insert_sighting(self, conn: Any, sighting: Sighting) -> None:
         upsert_sighting(conn, sighting)
 
+    def lock(self, conn: Any, table: str) -> None:
+        return None  # BEGIN IMMEDIATE holds the database's write lock already
+
 
 def sighting_values(s: Sighting) -> tuple[object, ...]:
     box = s.bounding_box

@@ -8,10 +8,17 @@ Embedding is the expensive step (~24 ms per face on one core, against ~17 ms to 
 new faces when a lost track might be theirs (re-association), new faces, unidentified tracks due for a
 sample, identified tracks due for a re-check (``IdentitySettings``), and last, unidentified tracks whose face
 in this frame looks clearly better than any they have been sampled with (``better_sample_recheck``).
+
+Live streams also decide per frame whether to detect at all (``GatingSettings``, off unless asked for):
+detection (~17 ms) is skipped while the picture has not changed since the last detection (``MotionGate``),
+and where it has, it runs at a rate set by what is happening — on every offered frame while a track is
+tentative or young and unidentified, every ``settled_interval`` seconds otherwise (an empty scene, tracks
+already named or given up on). A skipped frame costs a 160×90 grey thumbnail.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,6 +41,8 @@ __all__ = [
     "AnalysisSettings",
     "FrameAnalyzer",
     "FrameResult",
+    "GatingSettings",
+    "MotionGate",
     "Observation",
     "SceneCutDetector",
     "TrackObserver",
@@ -73,6 +82,44 @@ class AnalysisSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GatingSettings:
+    """When a live stream skips detection (``FrameAnalyzer(gating=...)``).
+
+    ``busy_interval``: least seconds between detections while following faces is at stake: some face that
+    could be identified is on a tentative track, or a confirmed track has just been lost (a face not found
+    again quickly is given a new track and named again, or worse, its track is resumed by another face: on
+    generated clips, detecting slowly while any track was lost put a track onto the next shot's face and
+    named it wrongly — with named tracks only counted, an unnamed one, which then got named).
+    ``young_interval``: while some such face is on a young (``young_seconds``), unidentified track still
+    being sampled quickly (samples come at most every ``IdentitySettings.sample_interval`` anyway).
+    ``settled_interval``: otherwise (an empty scene, identified tracks, strangers given up on), as long as
+    the picture changes. ``still_interval``: an unchanged picture is detected again at least this often.
+    ``min_change``: the picture has changed when some cell of ``cell_px`` × ``cell_px`` pixels differs from
+    the last detected frame by this many grey levels on average (H.264 noise on a still scene stays below
+    2; a 30 px face entering a cell adds well over 10).
+    """
+
+    busy_interval: float = 0.0
+    young_interval: float = 0.1
+    settled_interval: float = 0.25
+    still_interval: float = 2.0
+    young_seconds: float = 3.0
+    min_change: float = 6.0
+    cell_px: int = 40
+
+    def __post_init__(self) -> None:
+        ordered = (self.busy_interval, self.young_interval, self.settled_interval, self.still_interval)
+        if not 0.0 <= ordered[0] <= ordered[1] <= ordered[2] <= ordered[3] <= 60.0:
+            raise InvalidParameterError(
+                "gating intervals must satisfy 0 <= busy <= young <= settled <= still <= 60"
+            )
+        if not 0.0 <= self.young_seconds <= 600.0 or not 0.0 < self.min_change <= 255.0:
+            raise InvalidParameterError("young_seconds must be 0-600 and min_change in (0, 255]")
+        if not 8 <= self.cell_px <= 640:
+            raise InvalidParameterError("cell_px must be 8-640")
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """One face in one analysed frame and the track it was assigned to."""
 
@@ -80,6 +127,8 @@ class Observation:
     box: BoundingBox
     detection: Detection
     detail: FaceDetail | None = None
+    name: str | None = None  # the track's current identity (user id, else external image id), for live views
+    similarity: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +138,7 @@ class FrameResult:
     observations: tuple[Observation, ...]
     events: tuple[TrackEvent, ...]
     embedded: int
+    detected: bool = True  # False: detection was skipped (gating); observations are the last detection's
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +176,16 @@ def track_match(track: Track) -> FaceMatch | None:
     return state.match if isinstance(state, IdentityState) else None
 
 
+def _name(match: FaceMatch | None) -> str | None:
+    if match is None:
+        return None
+    return match.face.user_id or match.face.external_image_id or match.face.face_id
+
+
+def _similarity(match: FaceMatch | None) -> float | None:
+    return None if match is None else match.similarity
+
+
 class FrameAnalyzer:
     """Stateful per stream: feed it frames in order with ``process``; ``finish`` ends every track."""
 
@@ -138,6 +198,7 @@ class FrameAnalyzer:
         tracker: Tracker | None = None,
         processor: str = "",
         camera: str = "",
+        gating: GatingSettings | None = None,
     ) -> None:
         self.engine = engine
         self.matcher = matcher
@@ -150,6 +211,13 @@ class FrameAnalyzer:
         self._cuts = SceneCutDetector() if self.settings.scene_cuts else None
         self.scene_cuts = 0
         self._unresolved: list[UnresolvedTrack] = []
+        self.gating = gating
+        self._gate = MotionGate(gating.min_change, gating.cell_px) if gating is not None else None
+        self._last_detection = -math.inf  # stream seconds of the latest detection
+        self._last_observations: tuple[Observation, ...] = ()
+        self._upright: set[int] = set()  # detections of the current frame whose landmarks are refined
+        self.detections = 0  # frames detected
+        self.gated = 0  # frames whose detection was skipped
 
     def take_unresolved(self) -> list[UnresolvedTrack]:
         """The tracks that ended unidentified since the last call (``report_unresolved``)."""
@@ -168,12 +236,27 @@ class FrameAnalyzer:
         settings, identity = self.settings, self.settings.identity
         image = Image(frame.bgr())
         t, wall = frame.stream_time, frame.arrived
-        if self._cuts is not None and self._cuts.changed(image.pixels):
+        cut = self._cuts is not None and self._cuts.changed(image.pixels)
+        if cut:
             self.scene_cuts += 1
             self.tracker.scene_cut()
+        if not self._due(image.pixels, t, wall, cut):
+            self.gated += 1
+            self._last_frame = frame
+            ended = self._expire(t, frame)  # faces lost before the picture settled still end on time
+            if ended:
+                gone = {event.track_id for event in ended}
+                self._last_observations = tuple(o for o in self._last_observations if o.track_id not in gone)
+            return FrameResult(frame.index, t, self._last_observations, tuple(ended), 0, detected=False)
+        self.detections += 1
+        self._last_detection = t
+        # Tilted faces' landmarks are refined (two more detector passes each) only for the faces described.
         detections = [
-            d for d in self.engine.find_faces(image, settings.max_faces) if min(d.w, d.h) >= settings.min_face_px
+            d
+            for d in self.engine.find_faces(image, settings.max_faces, upright=False)
+            if min(d.w, d.h) >= settings.min_face_px
         ]
+        self._upright = set()
         pairs, unmatched = self.tracker.match(t, detections)
         faces = self._embed(image, detections, pairs, unmatched, t)
         reid: list[Pair] = []
@@ -223,15 +306,12 @@ class FrameAnalyzer:
                             previous_face_id=previous.face.face_id if previous else None,
                         )
                     )
-        for track in self.tracker.expire(t):
-            self._final_check(track)
-            self._report(track)
-            if settings.keep_unidentified or track_match(track) is not None:
-                events.append(self._ended(track, frame))
+        events.extend(self._expire(t, frame))
 
         details: dict[int, FaceDetail] = {}
         if settings.details and detections:
             rest = [di for di in range(len(detections)) if di not in faces]
+            self._make_upright(image, detections, rest)
             described = self.engine.describe(image, [detections[di] for di in rest], embed=False)
             details = {di: f.detail for di, f in zip(rest, described, strict=True)}
             details.update({di: f.detail for di, f in faces.items()})
@@ -241,10 +321,13 @@ class FrameAnalyzer:
                 box=_box(det, image),
                 detection=det,
                 detail=details.get(di),
+                name=_name(track_match(owner[di])),
+                similarity=_similarity(track_match(owner[di])),
             )
             for di, det in enumerate(detections)
         )
         self._last_frame = frame
+        self._last_observations = observations
         return FrameResult(frame.index, t, observations, tuple(events), len(faces))
 
     def finish(self) -> list[TrackEvent]:
@@ -258,6 +341,16 @@ class FrameAnalyzer:
             self._final_check(track)
             self._report(track)
         return [self._ended(track, frame) for track in ended if keep or track_match(track) is not None]
+
+    def _expire(self, t: float, frame: Frame) -> list[TrackEvent]:
+        """End the tracks lost too long; their TrackEnded events (identified ones, or all when kept)."""
+        events: list[TrackEvent] = []
+        for track in self.tracker.expire(t):
+            self._final_check(track)
+            self._report(track)
+            if self.settings.keep_unidentified or track_match(track) is not None:
+                events.append(self._ended(track, frame))
+        return events
 
     def _final_check(self, track: Track) -> None:
         """One last search with everything the track gathered since its previous check."""
@@ -299,6 +392,53 @@ class FrameAnalyzer:
 
     # -- internals ---------------------------------------------------------------------------------------
 
+    def _due(self, pixels: npt.NDArray[np.uint8], t: float, wall: float, cut: bool) -> bool:
+        """Whether to detect in this frame (always without gating, and after a scene cut). An unchanged
+        picture means the faces of the last detection are still where they were: their tracks are kept alive
+        without detecting."""
+        gating, gate = self.gating, self._gate
+        if gating is None or gate is None:
+            return True
+        since = t - self._last_detection
+        changed = gate.changed(pixels)
+        if cut or since >= gating.still_interval or since < 0:  # an edit, a refresh, or time went back
+            return gate.keep(pixels)
+        if not changed:
+            for track in self.tracker.tracks:
+                if track.matched_now:
+                    track.last_seen, track.last_wall = t, wall
+            return False
+        if since >= self.interval(t):
+            return gate.keep(pixels)
+        return False
+
+    def interval(self, t: float) -> float:
+        """Seconds between detections now that the picture moves (``GatingSettings``): busy while a face big
+        enough to identify is on a tentative track or a track was just lost, young while one is on a young, unidentified
+        track still sampled quickly, settled otherwise."""
+        gating = self.gating
+        if gating is None:
+            return 0.0
+        identity, lost_for = self.settings.identity, self.tracker_settings_max_lost()
+        young = False
+        for track in self.tracker.tracks:
+            if min(track.detection.w, track.detection.h) < identity.min_face_px:
+                continue
+            if not track.confirmed or (not track.matched_now and t - track.last_seen <= lost_for):
+                return gating.busy_interval
+            if young or self.matcher is None or t - track.first_seen >= gating.young_seconds:
+                continue
+            state = track.state.get("identity")
+            young = not isinstance(state, IdentityState) or (
+                state.match is None and not state.hopeless and track.samples < identity.quick_samples
+            )
+        return gating.young_interval if young else gating.settled_interval
+
+    def tracker_settings_max_lost(self) -> float:
+        """How long a lost track may be resumed (the tracker's ``max_lost_seconds``, when it says)."""
+        settings = getattr(self.tracker, "settings", None)
+        return float(getattr(settings, "max_lost_seconds", self.settings.tracker.max_lost_seconds))
+
     def _embed(
         self, image: Image, detections: list[Detection], pairs: list[Pair], unmatched: list[int], t: float
     ) -> dict[int, AnalyzedFace]:
@@ -326,6 +466,7 @@ class FrameAnalyzer:
         candidates = [di for _, _, di in ranked[: 3 * settings.max_embeds_per_frame]]
         if not candidates:
             return {}
+        self._make_upright(image, detections, candidates)
         looks = self.engine.describe(image, [detections[di] for di in candidates], embed=False)
         floor = settings.identity.min_sample_weight
         chosen = [
@@ -345,6 +486,13 @@ class FrameAnalyzer:
         faces = self.engine.describe(image, [detections[di] for di in chosen])
         self.embedded += len(chosen)
         return dict(zip(chosen, faces, strict=True))
+
+    def _make_upright(self, image: Image, detections: list[Detection], indexes: list[int]) -> None:
+        """Refine the landmarks of ``detections[i]`` for ``i`` in ``indexes`` (in place, once per frame)."""
+        for di in indexes:
+            if di not in self._upright:
+                detections[di] = self.engine.upright_landmarks(image, detections[di])
+                self._upright.add(di)
 
     def _event(self, kind: type[TrackEvent], track: Track, frame: Frame, **extra: Any) -> TrackEvent:
         return kind(
@@ -384,6 +532,49 @@ def _keep_best(track: Track, weight: float, face: AnalyzedFace, image: Image) ->
         thumbs.append((weight, face_crop(image.pixels, face.detection, UNRESOLVED_THUMBNAIL_PX)))
         thumbs.sort(key=lambda item: -item[0])
         del thumbs[UNRESOLVED_THUMBNAILS:]
+
+
+class MotionGate:
+    """Has the picture changed since the frame last kept (``keep``)? Compared on a 160-pixel-wide grey
+    thumbnail, cell by cell: the mean absolute difference over any one cell of ``cell_px`` frame pixels
+    reaching ``min_change`` grey levels is a change. Cells, not the whole picture, so a small face entering a
+    large still scene counts, while codec noise spread over the picture does not."""
+
+    WIDTH = 160
+
+    def __init__(self, min_change: float = 6.0, cell_px: int = 40) -> None:
+        self.min_change = min_change
+        self.cell_px = cell_px
+        self._reference: npt.NDArray[np.int16] | None = None
+        self._current: npt.NDArray[np.int16] | None = None
+        self.last_change = 0.0  # the largest cell difference at the latest ``changed``
+
+    def _thumbnail(self, pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
+        height, width = pixels.shape[:2]
+        size = (self.WIDTH, max(1, round(height * self.WIDTH / max(1, width))))
+        small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        return np.asarray(gray, dtype=np.int16)
+
+    def changed(self, pixels: npt.NDArray[np.uint8]) -> bool:
+        """Whether ``pixels`` differ from the kept frame (True when none is kept or the size changed)."""
+        thumb = self._current = self._thumbnail(pixels)
+        reference = self._reference
+        if reference is None or reference.shape != thumb.shape:
+            self.last_change = math.inf
+            return True
+        width = pixels.shape[1]
+        cell = max(1, round(self.cell_px * self.WIDTH / max(1, width)))
+        difference = np.abs(thumb - reference).astype(np.float32)
+        rows, cols = max(1, thumb.shape[0] // cell), max(1, thumb.shape[1] // cell)
+        cells = cv2.resize(difference, (cols, rows), interpolation=cv2.INTER_AREA)
+        self.last_change = float(cells.max())
+        return self.last_change >= self.min_change
+
+    def keep(self, pixels: npt.NDArray[np.uint8]) -> bool:
+        """Make ``pixels`` (normally the frame just passed to ``changed``) the reference; returns True."""
+        self._reference = self._current if self._current is not None else self._thumbnail(pixels)
+        return True
 
 
 class SceneCutDetector:

@@ -11,8 +11,9 @@ stream never identifies people it cannot audit. Stored-video jobs use the same w
 off: the reader then waits for the analyser instead of dropping.
 
 ``StreamMetrics`` counts frames received (packets read), decoded, analysed, skipped (not selected by
-``detect_every``) and dropped (selected, but analysis was behind), the analysed frame rate over the last few
-seconds, and the frame→event latency from the moment a frame was decoded to the moment its event was
+``detect_every``) and dropped (selected, but analysis was behind), frames whose detection was skipped
+(``GatingSettings``: the picture had not changed, or the stream's detection rate was not due), the analysed
+frame rate over the last few seconds, and the frame→event latency from the moment a frame was decoded to the moment its event was
 published, as p50/p95.
 """
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from facetrace.engine import FaceEngine
 from facetrace.errors import FacetraceError, InvalidParameterError, StreamError
-from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, FrameResult, TrackObserver
+from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, FrameResult, GatingSettings, TrackObserver
 from facetrace.video.events import Event, StreamState, StreamStatus, TrackEvent
 from facetrace.video.identity import Matcher
 from facetrace.video.sinks import EventSink, is_required
@@ -51,7 +52,11 @@ class AuditStop(StreamError):
 
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
-    """Everything one stream worker needs besides the shared engine, matcher, sinks and stop event."""
+    """Everything one stream worker needs besides the shared engine, matcher, sinks and stop event.
+
+    ``gating``: when to skip detection on an offered frame (``GatingSettings``: the picture has not changed,
+    or the scene is settled); None detects on every offered frame, as before gating existed.
+    """
 
     name: str
     source: SourceSettings
@@ -60,6 +65,7 @@ class StreamConfig:
     detect_every: int = 2
     queue_size: int = 2
     drop_when_behind: bool = True
+    gating: GatingSettings | None = field(default_factory=GatingSettings)
 
     def __post_init__(self) -> None:
         if not 1 <= self.detect_every <= 300 or not 1 <= self.queue_size <= 1000:
@@ -77,6 +83,7 @@ class StreamMetrics:
         self.skipped = 0
         self.dropped = 0
         self.embedded = 0
+        self.gated = 0
         self.events = 0
         self.reconnects = 0
         self.state = "STARTING"
@@ -92,6 +99,7 @@ class StreamMetrics:
         with self._lock:
             self.analysed += 1
             self.embedded += result.embedded
+            self.gated += not result.detected
             self._busy += busy
             self._analysed_at.append(time.monotonic())
             self._frame_latency.append(now - frame.arrived)
@@ -128,6 +136,7 @@ class StreamMetrics:
                 "FramesSkipped": self.skipped,
                 "FramesDropped": self.dropped,
                 "FacesEmbedded": self.embedded,
+                "DetectionsSkipped": self.gated,
                 "Events": self.events,
                 "Reconnects": self.reconnects,
                 "AnalysedFps": round(fps, 2),
@@ -180,6 +189,12 @@ class StreamWorker:
             target=self._analyse, name=f"facetrace-analyse-{config.name}", daemon=True
         )
         self._reader = threading.Thread(target=self._read, name=f"facetrace-read-{config.name}", daemon=True)
+        self._latest: tuple[Frame, FrameResult] | None = None  # the last analysed frame, for live views
+
+    def latest_frame(self) -> tuple[Frame, FrameResult] | None:
+        """The last frame the analyser finished and what it found there (None before the first). A live view
+        draws from this instead of opening the camera a second time: one decoder per camera."""
+        return self._latest
 
     @property
     def name(self) -> str:
@@ -279,6 +294,7 @@ class StreamWorker:
             settings=config.analysis,
             processor=config.name,
             camera=config.camera or config.name,
+            gating=config.gating,
         )
         try:
             analyzer.warm_up()
@@ -298,6 +314,7 @@ class StreamWorker:
                 began = time.perf_counter()
                 result = analyzer.process(frame)
                 metrics.frame_done(frame, result, time.perf_counter() - began)
+                self._latest = (frame, result)  # one reference swap: readers see a whole pair
                 for event in result.events:
                     self._publish(event)
                 self._hand_over(analyzer)

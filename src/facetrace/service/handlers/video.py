@@ -48,7 +48,7 @@ from facetrace.video.processors import StreamProcessors
 from facetrace.video.sinks import EventBus, sse_message
 from facetrace.video.source import SourceKind, classify, redact
 
-__all__ = ["event_stream", "events", "processors_of"]
+__all__ = ["event_stream", "events", "processors_of", "video_of"]
 
 JSON = dict[str, Any]
 
@@ -59,6 +59,11 @@ def _video(resources: Resources, gallery: Gallery) -> Video:
     home = Path(resources.get("home", resolve_home))
     video: Video = resources.get("video", lambda: open_video(gallery, home=home, resume=True))
     return video
+
+
+def video_of(resources: Resources, gallery: Gallery) -> Video:
+    """The server's video services, for the other doors of the same server (the dashboard)."""
+    return _video(resources, gallery)
 
 
 def _jobs(ctx: Context) -> VideoJobs:

@@ -1,0 +1,442 @@
+"""Many live 640×360 streams on few cores: where one stream's time goes, CPU per stream, streams in real time,
+and identifications kept — today's pipeline (detection on every offered frame, ``gating=None``) against
+gated detection (``GatingSettings``: skip unchanged pictures, detect at a rate set by what is happening),
+side by side in one run.
+
+    python benchmarks/bench_streams.py [--streams 8] [--seconds 20] [--clips 4] [--skip profile,live,ids]
+
+1. profile: one stream of the Hamilton clip (../shared/data, 640×360, 29.97 fps) analysed as fast as it
+   decodes, every 2nd frame offered as a live worker does: milliseconds per video second in decode
+   (+ BGR conversion), detect, embed (align + quality + SFace), track, identity (collection searches),
+   sinks (events to JSON), for both ways and for "before" (today's pipeline exactly: every tilted face's
+   landmarks refined at detection; "today" refines only the faces it describes, as both ways now do).
+   CPU per stream = process CPU seconds / video seconds.
+2. live: N simulated cameras (the clip looped at its own pace through ``Pipeline``, one worker per stream),
+   for both ways one after the other: process CPU seconds per stream per video second (the headline: robust
+   to other load on the machine), analysed fps, dropped frames, and whether it kept real time (analysed fps
+   ≥ 90% of offered, drops ≤ 5%, decode at the clip's pace).
+3. batch: SFace CPU time per face (process CPU, best of 3) with 1, 2, 4, 8, 16 real face crops of the clip
+   per call — what batching embeddings across streams would buy — and the largest difference between
+   batched and one-by-one vectors.
+4. ids: who is named, how soon, and wrongly, at 99 and 95: the Hamilton clip (each person's on-screen spans)
+   and generated clips (``bench_video.lfw_clip``: people of the test half walking up to the camera, strangers
+   between), both ways.
+
+Load (``os.getloadavg``) is printed with every figure: other engineers share these cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_video import (
+    ALEX,
+    CLIP_SIZE,
+    LIN,
+    SPANS,
+    _lfw_cast,
+    _summary,
+    lfw_clip,
+    score_appearances,
+)
+from benchmarks.common import load_average, machine_info, require_data
+from facetrace import geometry
+from facetrace.engine import FaceEngine
+from facetrace.gallery import Gallery
+from facetrace.imaging import Image
+from facetrace.store import MemoryStore
+from facetrace.video import CallbackSink, CollectionMatcher, Pipeline, SourceSettings, StreamConfig
+from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, GatingSettings
+from facetrace.video.events import Event, TrackEnded, TrackEvent
+from facetrace.video.source import VideoSource
+
+WAYS: tuple[tuple[str, GatingSettings | None], ...] = (("today", None), ("gated", GatingSettings()))
+
+
+def _cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _cast_gallery(engine: FaceEngine, examples: Path, users: bool = False) -> Gallery:
+    gallery = Gallery(engine, MemoryStore())
+    gallery.create_collection("cast")
+    for name in (LIN, ALEX):
+        indexed = gallery.index_faces("cast", examples / f"{name}.png", external_image_id=name, max_faces=1)
+        if users:
+            gallery.create_user("cast", name)
+            gallery.associate_faces("cast", name, [f.record.face_id for f in indexed.indexed])
+    return gallery
+
+
+class _Timer:
+    """Wraps callables and sums their wall time per stage (single-threaded use)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - began
+
+        return timed
+
+
+def profile(
+    gallery: Gallery,
+    clip: Path,
+    gating: GatingSettings | None,
+    loops: int = 3,
+    every: int = 2,
+    eager: bool = False,
+) -> dict[str, Any]:
+    """One stream (the clip looped ``loops`` times, as a camera that keeps showing the stage), as fast as it
+    decodes; stage times per video second."""
+    engine = gallery.engine
+    timer = _Timer()
+    matcher = CollectionMatcher(gallery, "cast", 99.0)
+    matcher.search = timer.wrap("identity", matcher.search)  # type: ignore[method-assign]
+    analyzer = FrameAnalyzer(engine, matcher=matcher, settings=AnalysisSettings(), gating=gating)
+    analyzer.warm_up()
+    engine_proxy = _EngineProxy(engine, timer, eager)
+    analyzer.engine = engine_proxy  # type: ignore[assignment]
+    tracker = analyzer.tracker
+    for name in ("match", "reassociate", "apply", "expire"):
+        setattr(tracker, name, timer.wrap("track", getattr(tracker, name)))
+    published: list[dict[str, Any]] = []
+
+    def sink(event: Event) -> None:
+        published.append(event.to_dict())
+
+    publish = timer.wrap("sinks", lambda events: [sink(e) for e in events])
+    source = VideoSource(SourceSettings(str(clip), loop=True))
+    length = sum(1 for _ in VideoSource(SourceSettings(str(clip))).frames())
+    frames = 0
+    last_time = 0.0
+    cpu0, began = _cpu(), time.perf_counter()
+    iterator = iter(source.frames())
+    while True:
+        t0 = time.perf_counter()
+        frame = next(iterator, None) if frames < loops * length else None
+        if frame is not None and frame.index % every == 0:
+            frame.bgr()
+        timer.seconds["decode"] = timer.seconds.get("decode", 0.0) + time.perf_counter() - t0
+        if frame is None:
+            break
+        frames += 1
+        last_time = frame.stream_time
+        if frame.index % every:
+            continue
+        t0 = time.perf_counter()
+        result = analyzer.process(frame)
+        timer.seconds["analyse"] = timer.seconds.get("analyse", 0.0) + time.perf_counter() - t0
+        publish(result.events)
+    publish(analyzer.finish())
+    wall, cpu = time.perf_counter() - began, _cpu() - cpu0
+    fps = source.metadata.frame_rate if source.metadata and source.metadata.frame_rate > 0 else 29.97
+    video = last_time + 1.0 / fps
+    stages = dict(timer.seconds)
+    inner = sum(stages.get(k, 0.0) for k in ("detect", "embed", "track", "identity"))
+    stages["other"] = stages.pop("analyse", 0.0) - inner  # gate, scene cuts, bookkeeping, snapshots
+    return {
+        "frames": frames,
+        "video_seconds": round(video, 2),
+        "ms_per_video_second": {k: round(1000 * v / video, 1) for k, v in stages.items()},
+        "cpu_per_stream": round(cpu / video, 3),
+        "wall_per_video_second": round(wall / video, 3),
+        "detections": analyzer.detections,
+        "gated": analyzer.gated,
+        "embedded": analyzer.embedded,
+        "events": len(published),
+        "load": load_average(),
+    }
+
+
+class _EngineProxy:
+    """The engine with ``find_faces`` and ``describe`` timed (detect; quality looks and embeddings).
+    ``eager``: refine every tilted face's landmarks in ``find_faces``, as before this change."""
+
+    def __init__(self, engine: FaceEngine, timer: _Timer, eager: bool = False) -> None:
+        self._engine = engine
+        find = timer.wrap("detect", engine.find_faces)
+        self.find_faces = (lambda image, max_faces, upright=True: find(image, max_faces)) if eager else find
+        self.describe = timer.wrap("embed", engine.describe)
+        if eager:
+            self.upright_landmarks = lambda image, detection: detection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
+def live(
+    gallery: Gallery, clip: Path, streams: int, seconds: float, gating: GatingSettings | None
+) -> dict[str, Any]:
+    """``streams`` cameras (the clip looped at its pace), one worker each, for ``seconds``."""
+    events: list[int] = [0]
+
+    def count(event: Event) -> None:
+        events[0] += 1
+
+    pipeline = Pipeline(gallery.engine, sinks=[CallbackSink(count)])
+    matcher = CollectionMatcher(gallery, "cast", 99.0)
+    for i in range(streams):
+        source = SourceSettings(str(clip), realtime=True, loop=True)
+        pipeline.add(StreamConfig(name=f"cam{i}", source=source, detect_every=2, gating=gating), matcher=matcher)
+    pipeline.start()
+    for worker in pipeline.workers.values():
+        worker.wait_ready(60)
+    time.sleep(1.0)  # past start-up
+    first = pipeline.metrics()
+    cpu0, began = _cpu(), time.perf_counter()
+    time.sleep(seconds)
+    cpu, elapsed = _cpu() - cpu0, time.perf_counter() - began
+    last = pipeline.metrics()
+    pipeline.stop()
+
+    def delta(key: str) -> int:
+        return sum(last[n][key] - first[n][key] for n in last)
+
+    decoded, analysed, dropped = delta("FramesDecoded"), delta("FramesAnalysed"), delta("FramesDropped")
+    offered = decoded / 2
+    row = {
+        "streams": streams,
+        "cpu_per_stream": round(cpu / (elapsed * streams), 3),
+        "cores_used": round(cpu / elapsed, 2),
+        "analysed_fps_per_stream": round(analysed / elapsed / streams, 2),
+        "offered_fps_per_stream": round(offered / elapsed / streams, 2),
+        "dropped_pct": round(100 * dropped / max(1, offered), 1),
+        "detections_skipped_pct": round(100 * delta("DetectionsSkipped") / max(1, analysed), 1),
+        "embedded": delta("FacesEmbedded"),
+        "real_time": analysed >= 0.9 * offered
+        and dropped <= 0.05 * offered
+        and decoded >= 0.9 * 29.97 * elapsed * streams,
+        "load": load_average(),
+    }
+    return row
+
+
+def doorway_clip(path: Path, seconds: float = 30.0, fps: int = 15) -> Path:
+    """A quiet camera: a still scene (real H.264 noise) where one person (an LFW photo of the test half)
+    walks in at 8 s, stands for 8 s, and walks out at 18 s."""
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 255, (CLIP_SIZE[1] // 8, CLIP_SIZE[0] // 8, 3), dtype=np.uint8)
+    canvas = np.ascontiguousarray(cv2.resize(noise, CLIP_SIZE, interpolation=cv2.INTER_CUBIC) * 0.4 + 50).astype(
+        np.uint8
+    )
+    known, _ = _lfw_cast(1)
+    photo = cv2.imread(str(known[0][1][3]))
+    sprite = cv2.resize(photo, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+    h, w = sprite.shape[:2]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = CLIP_SIZE[0], CLIP_SIZE[1], "yuv420p"
+        stream.bit_rate = 1_500_000
+        for i in range(int(seconds * fps)):
+            t, frame = i / fps, canvas.copy()
+            x = None
+            if 8.0 <= t < 10.0:
+                x = int(-w + (t - 8.0) / 2.0 * (w + 240))
+            elif 10.0 <= t < 16.0:
+                x = 240
+            elif 16.0 <= t < 18.0:
+                x = int(240 + (t - 16.0) / 2.0 * (CLIP_SIZE[0] - 240))
+            if x is not None:
+                x0, x1 = max(0, x), min(CLIP_SIZE[0], x + w)
+                if x1 > x0:
+                    frame[40 : 40 + h, x0:x1] = sprite[:, x0 - x : x1 - x]
+            picture = av.VideoFrame.from_ndarray(frame, format="bgr24")
+            picture.pts = i
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def batches(engine: FaceEngine, clip: Path) -> dict[str, Any]:
+    crops = []
+    for frame in VideoSource(SourceSettings(str(clip))).frames():
+        if frame.index % 10 == 0:
+            image = Image(frame.bgr())
+            crops += [geometry.align_face(image.pixels, d.landmarks, 112) for d in engine.find_faces(image, 5)]
+    faces = np.stack(crops[:32])
+    report: dict[str, Any] = {"faces": len(faces)}
+    for size in (1, 2, 4, 8, 16):
+        engine.embed_crops(faces[:size])
+        best = min(_cpu_per_face(engine, faces, size) for _ in range(3))
+        report[f"ms_per_face_batch_{size}"] = round(1000 * best, 2)
+        print(f"  batch {size:>2}: {1000 * best:5.2f} ms CPU per face, load {load_average()}")
+    one_by_one = np.concatenate([engine.embed_crops(faces[i : i + 1]) for i in range(len(faces))])
+    report["max_difference"] = float(np.abs(engine.embed_crops(faces) - one_by_one).max())
+    print(f"  batched vs one by one: largest difference {report['max_difference']:.2e}")
+    return report
+
+
+def _cpu_per_face(engine: FaceEngine, faces: np.ndarray, size: int) -> float:
+    began = time.process_time()
+    for i in range(0, len(faces), size):
+        engine.embed_crops(faces[i : i + size])
+    return (time.process_time() - began) / len(faces)
+
+
+def _identify(
+    gallery: Gallery, collection: str, clip: Path, threshold: float, gating: GatingSettings | None, every: int
+) -> tuple[list[tuple[str, float, float]], int]:
+    """Every naming of a track (person, stream time, track start) and the number of detections run."""
+    matcher = CollectionMatcher(gallery, collection, threshold)
+    analyzer = FrameAnalyzer(gallery.engine, matcher=matcher, settings=AnalysisSettings(), gating=gating)
+    namings: list[tuple[str, float, float]] = []
+
+    def note(events: Sequence[TrackEvent]) -> None:
+        for event in events:
+            if event.match is not None:
+                face = event.match.face
+                name = face.user_id or face.external_image_id or face.face_id
+                at = (event.end_stream_ms if isinstance(event, TrackEnded) else event.stream_time_ms) / 1000
+                namings.append((name, at, event.start_stream_ms / 1000))
+
+    for frame in VideoSource(SourceSettings(str(clip))).frames():
+        if frame.index % every == 0:
+            note([e for e in analyzer.process(frame).events if isinstance(e, TrackEvent)])
+    note(analyzer.finish())
+    return namings, analyzer.detections
+
+
+def identifications(engine: FaceEngine, examples: Path, clips: int, work: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    hamilton = [(person, start, end) for person, spans in SPANS.items() for start, end in spans]
+    cast = _cast_gallery(engine, examples, users=True)
+    known, strangers = _lfw_cast(clips)
+    people = Gallery(engine, MemoryStore())
+    people.create_collection("people")
+    for person, photos in known:
+        indexed = people.index_faces("people", photos[0], external_image_id=person, max_faces=1)
+        if indexed.indexed:
+            people.create_user("people", person)
+            people.associate_faces("people", person, [f.record.face_id for f in indexed.indexed])
+    generated = []
+    for c in range(clips):
+        trio, extra = known[3 * c : 3 * c + 3], strangers[2 * c : 2 * c + 2]
+        shots = [(trio[0][0], trio[0][1][3]), (trio[1][0], trio[1][1][3]), ("", extra[0][1][0]),
+                 (trio[2][0], trio[2][1][3]), (trio[0][0], trio[0][1][4]), (trio[1][0], trio[1][1][4]),
+                 ("", extra[1][1][0]), (trio[2][0], trio[2][1][4])]  # fmt: skip
+        path = work / f"lfw_clip_{c}.mp4"
+        generated.append((path, lfw_clip(path, shots, seed=c)))
+    examples_clip = examples / "short_hamilton_clip.mp4"
+    for threshold in (99.0, 95.0):
+        for way, gating in WAYS:
+            namings, detections = _identify(cast, "cast", examples_clip, threshold, gating, 2)
+            result = score_appearances(hamilton, namings)
+            rows.append({"clip": "hamilton", "threshold": threshold, "way": way, "detections": detections,
+                         **_summary([result]), "named_people": sorted({n for n, _, _ in namings})})  # fmt: skip
+            print(f"  hamilton   @{threshold:g} {way:6}: {_line(rows[-1])}, load {load_average()}")
+        for way, gating in WAYS:
+            results, detections = [], 0
+            for path, appearances in generated:
+                namings, count = _identify(people, "people", path, threshold, gating, 1)
+                results.append(score_appearances(appearances, namings))
+                detections += count
+            rows.append({"clip": f"lfw x{clips}", "threshold": threshold, "way": way, "detections": detections,
+                         **_summary(results), "named_people": sorted({n for r in results for n, _, _ in r["namings"]})})  # fmt: skip
+            print(f"  lfw x{clips}     @{threshold:g} {way:6}: {_line(rows[-1])}, load {load_average()}")
+    return rows
+
+
+def _line(row: dict[str, Any]) -> str:
+    delay = (
+        "-" if row["delay_median_s"] is None else f"{row['delay_median_s']:.2f} s (p90 {row['delay_p90_s']:.2f})"
+    )
+    return (f"{row['named']}/{row['appearances']} appearances named, first naming after {delay}, "
+            f"wrong names {row['wrong']}, {row['detections']} detections")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", default="8", help="stream counts for the live section")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each live run")
+    parser.add_argument("--clips", type=int, default=4, help="generated clips for the ids section")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: profile,live,batch,ids")
+    parser.add_argument("--json", help="write the numbers here")
+    args = parser.parse_args()
+    skip = set(args.skip.split(","))
+    examples = require_data() / "face_recognition" / "examples"
+    clip = examples / "short_hamilton_clip.mp4"
+    engine = FaceEngine.create()
+    gallery = _cast_gallery(engine, examples)
+    print(machine_info())
+    report: dict[str, Any] = {"load_start": load_average()}
+    print(f"load average at start: {report['load_start']}")
+    if "profile" not in skip:
+        print(
+            "\nprofile: one stream, the Hamilton clip looped 3 times as fast as it decodes, every 2nd frame offered"
+        )
+        report["profile"] = {}
+        # "before": today's pipeline exactly (every tilted face's landmarks refined at detection)
+        for way, gating, eager in (("before", None, True), *((w, g, False) for w, g in WAYS)):
+            row = report["profile"][way] = profile(gallery, clip, gating, eager=eager)
+            stages = ", ".join(f"{k} {v:.0f}" for k, v in row["ms_per_video_second"].items())
+            print(f"  {way:6}: CPU per stream {row['cpu_per_stream']:.3f} (process CPU s / video s); ms per video "
+                  f"second: {stages}; {row['detections']} detections, {row['gated']} skipped, "
+                  f"{row['embedded']} faces embedded, load {row['load']}")  # fmt: skip
+        gated = max(1e-9, report["profile"]["gated"]["cpu_per_stream"])
+        for way in ("before", "today"):
+            print(f"  {way} / gated CPU per stream: {report['profile'][way]['cpu_per_stream'] / gated:.2f}x")
+        print("\nprofile: one quiet camera (30 s, 15 fps: a still scene, one person walks in, stands, leaves)")
+        with tempfile.TemporaryDirectory() as work:
+            door = doorway_clip(Path(work) / "doorway.mp4")
+            report["doorway"] = {}
+            for way, gating, eager in (("before", None, True), *((w, g, False) for w, g in WAYS)):
+                row = report["doorway"][way] = profile(gallery, door, gating, loops=1, every=1, eager=eager)
+                print(f"  {way:6}: CPU per stream {row['cpu_per_stream']:.3f}; {row['detections']} detections, "
+                      f"{row['gated']} skipped, {row['embedded']} faces embedded, {row['events']} events, "
+                      f"load {row['load']}")  # fmt: skip
+            gated = max(1e-9, report["doorway"]["gated"]["cpu_per_stream"])
+            print(f"  before / gated CPU per stream: {report['doorway']['before']['cpu_per_stream'] / gated:.2f}x")
+    if "live" not in skip:
+        report["live"] = []
+        for n in [int(x) for x in args.streams.split(",") if x.strip()]:
+            print(
+                f"\nlive: {n} simulated 640x360 cameras (the clip looped at 29.97 fps), {args.seconds:g} s each way"
+            )
+            for way, gating in WAYS:
+                row = live(gallery, clip, n, args.seconds, gating)
+                row["way"] = way
+                report["live"].append(row)
+                print(f"  {way:6}: CPU per stream {row['cpu_per_stream']:.3f}, {row['cores_used']:.2f} cores for {n}, "
+                      f"analysed {row['analysed_fps_per_stream']:.1f}/{row['offered_fps_per_stream']:.1f} fps each, "
+                      f"dropped {row['dropped_pct']:.0f}%, detection skipped on {row['detections_skipped_pct']:.0f}%, "
+                      f"real time: {row['real_time']}, load {row['load']}")  # fmt: skip
+    if "batch" not in skip:
+        print("\nembedding batches (SFace, 1 onnxruntime thread, real face crops of the clip)")
+        report["batch"] = batches(engine, clip)
+    if "ids" not in skip:
+        print("\nidentifications (today vs gated; Hamilton: reference photos as users; generated: 1 photo each)")
+        with tempfile.TemporaryDirectory() as work:
+            report["ids"] = identifications(engine, examples, args.clips, Path(work))
+    report["load_end"] = load_average()
+    print(f"\nload average at end: {report['load_end']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
