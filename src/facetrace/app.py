@@ -8,6 +8,7 @@ everything else takes them as arguments. The audit trail is the store's own (``s
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # video pulls in PyAV: imported when video is opened, not for
     from facetrace.review import ReviewQueue, UnknownPeople
     from facetrace.video.jobs import JobSettings, VideoJobs
     from facetrace.video.processors import StreamProcessors
+    from facetrace.video.segments import SegmentExecutor
     from facetrace.video.sightings import RetentionSweeper, SightingStore
     from facetrace.video.sinks import EventBus
 
@@ -222,11 +224,13 @@ def open_video(
     settings: JobSettings | None = None,
     resume: bool = False,
     sweep: bool = True,
+    segments: SegmentExecutor | None = None,
 ) -> Video:
     """Jobs, processors and sightings kept in ``gallery``'s database (a store without record tables —
     ``MemoryStore`` — keeps jobs and processors in memory and sightings in ``home``'s database).
     ``resume`` starts the processors that were running when the last process stopped; ``sweep`` runs the
-    hourly retention sweep in the background."""
+    hourly retention sweep in the background. ``segments``: where stored-video jobs analyse their segments;
+    by default on the Ray cluster of ``$FACETRACE_RAY_ADDRESS`` when it is set, else in one pass."""
     from facetrace.video.jobs import VideoJobs
     from facetrace.video.processors import StreamProcessors
     from facetrace.video.sightings import RetentionSweeper, SightingStore
@@ -243,12 +247,17 @@ def open_video(
 
     review = ReviewQueue(gallery, records.reviews) if records else None
     unknowns = UnknownPeople(gallery, records.unknowns) if records else None
+    if segments is None and os.environ.get("FACETRACE_RAY_ADDRESS"):
+        from facetrace.cluster.jobs import RaySegmentExecutor
+
+        segments = RaySegmentExecutor()
     jobs = VideoJobs(
         gallery,
         repository=records.jobs if records else None,
         sightings=sightings,
         settings=settings,
         review=review,
+        executor=segments,
     )
     address = configured_address()
     if address is not None:  # FACETRACE_RAY_ADDRESS (`serve --ray`): processors run as Ray actors

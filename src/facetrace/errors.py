@@ -23,9 +23,10 @@ onto Rekognition's ``__type`` names in one table (``facetrace.service.errors``);
     │   ├── ModelLoadError              the file is there but cannot be loaded or has the wrong shape
     │   └── ModelMismatchError          vectors of two different models were about to be compared
     ├── StoreError                      storage failed (disk full, corrupt database)
-    └── StreamError                     a video source failed
-        ├── SourceOpenError             cannot open the source
-        └── StreamStalledError          no frame arrived within the stall timeout
+    ├── StreamError                     a video source failed
+    │   ├── SourceOpenError             cannot open the source
+    │   └── StreamStalledError          no frame arrived within the stall timeout
+    └── ClusterError                    the Ray cluster cannot be joined, or a task on it failed
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "AccessDeniedError",
     "AlreadyExistsError",
     "AuthenticationError",
+    "ClusterError",
     "ConflictError",
     "FacetraceError",
     "ImageError",
@@ -165,3 +167,7 @@ class SourceOpenError(StreamError):
 
 class StreamStalledError(StreamError):
     """A live source delivered no frame within its stall timeout."""
+
+
+class ClusterError(FacetraceError):
+    """The Ray cluster cannot be joined, or work sent to it failed (a worker died, a task raised)."""

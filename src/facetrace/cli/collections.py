@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import re
+from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,14 +15,14 @@ from rich.table import Table
 from facetrace import shapes
 from facetrace.cli import add_command
 from facetrace.cli.common import local_caller, open_library, with_recognizer
-from facetrace.cli.output import about, clock, emit, progress, show_table, stderr
-from facetrace.errors import ImageError, InvalidInputError, InvalidParameterError, NoFaceError
+from facetrace.cli.output import about, clock, emit, rate_progress, show_table, stderr
+from facetrace.errors import ImageError, InvalidParameterError, NoFaceError
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery, ImageSearch, IndexResult
+from facetrace.gallery.bulk import Analyser, FileOutcome, IndexOptions, ThreadAnalyser, index_files
 from facetrace.store.base import Page
-from facetrace.types import FaceRecord, QualityFilter
+from facetrace.types import FaceRecord, QualityFilter, UnindexedReason
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-_UNSAFE_ID_CHARS = re.compile(r"[^a-zA-Z0-9_.\-:]+")
 T = TypeVar("T")
 
 
@@ -116,6 +115,15 @@ def _register_index(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--keep-images", action="store_true", help="store a copy of each indexed image")
     parser.add_argument("--workers", type=int, default=2, help="images analysed in parallel (default 2)")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="analyse on a Ray cluster: ADDRESS, 'auto', or (none given) $FACETRACE_RAY_ADDRESS, else a local one."
+        " Put it after the paths. This machine still commits every face, with its audit record",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="images sent to a worker at a time (default 8)")
     parser.set_defaults(func=_index)
 
 
@@ -147,13 +155,24 @@ def _collect(paths: list[str], recursive: bool) -> tuple[list[Path], list[str]]:
     return files, missing
 
 
-def external_id(path: Path, mode: str) -> str | None:
-    """ExternalImageId for ``path``: its stem or its folder's name, with unsafe characters replaced by ``_``."""
-    if mode == "none":
-        return None
-    raw = path.stem if mode == "filename" else path.resolve().parent.name
-    cleaned = _UNSAFE_ID_CHARS.sub("_", raw)[:255]
-    return cleaned or None
+_REASON_WORDS: dict[str, str] = {
+    UnindexedReason.EXCEEDS_MAX_FACES: "beyond --max-faces",
+    UnindexedReason.EXTREME_POSE: "turned too far from the camera",
+    UnindexedReason.LOW_BRIGHTNESS: "too dark",
+    UnindexedReason.LOW_SHARPNESS: "too blurred",
+    UnindexedReason.LOW_CONFIDENCE: "not confidently a face",
+    UnindexedReason.SMALL_BOUNDING_BOX: "too small",
+    UnindexedReason.LOW_FACE_QUALITY: "too poor to recognise",
+}
+
+
+def refusal(result: IndexResult) -> str:
+    """Why an image gave no face, in words: none found, or each refused face's reasons."""
+    if not result.unindexed:
+        return "no face found"
+    reasons = [" and ".join(_REASON_WORDS.get(r, r) for r in item.reasons) for item in result.unindexed]
+    counted = ", ".join(f"{n}× {why}" if n > 1 else why for why, n in Counter(reasons).items())
+    return f"{len(result.unindexed)} face(s) found, none taken: {counted} (--quality-filter NONE takes them)"
 
 
 def _index(args: argparse.Namespace) -> int:
@@ -161,48 +180,71 @@ def _index(args: argparse.Namespace) -> int:
         raise InvalidParameterError("--workers must be between 1 and 64")
     gallery = open_library(args)
     gallery.describe_collection(args.collection)  # fail fast on a missing collection
+    options = IndexOptions(
+        external_id_from=args.external_id_from, max_faces=args.max_faces, quality_filter=args.quality_filter,
+        keep_images=args.keep_images, batch_size=args.batch_size,
+    )  # fmt: skip
     files, missing = _collect(args.paths, args.recursive)
     if args.external_id_from == "parent" and not args.json:
         _warn_root_labels(args.paths, files)
-    caller = local_caller(args)
     report: list[dict[str, Any]] = [
         {"Path": m, "Error": {"Type": "InvalidImageFormatError", "Message": "no such file or folder"}}
         for m in missing
     ]
+    if not args.json:
+        for m in missing:
+            stderr.print(f"[yellow]skipped[/] {escape(m)}: no such file or folder")
+    analyser: Analyser
+    if args.ray is not None:
+        from facetrace.cluster.indexing import EngineSpec, RayAnalyser
 
-    def one(path: Path) -> dict[str, Any]:
-        try:
-            result = gallery.index_faces(
-                args.collection,
-                path,
-                external_image_id=external_id(path, args.external_id_from),
-                max_faces=args.max_faces,
-                quality_filter=args.quality_filter,
-                keep_image=args.keep_images,
-                caller=caller,
-            )
-        except InvalidInputError as exc:
-            return {"Path": str(path), "Error": {"Type": type(exc).__name__, "Message": exc.message}}
-        return {"Path": str(path), **_index_json(result)}
+        spec = EngineSpec(recognizer=args.recognizer, calibration=args.calibration)
+        analyser = RayAnalyser(spec, gallery.model, address=args.ray or None)
+    else:
+        analyser = ThreadAnalyser(gallery.engine, workers=args.workers)
+    with rate_progress(len(files), f"indexing into {args.collection}", unit="faces", enabled=not args.json) as bar:
 
-    with (
-        progress(len(files), f"indexing into {args.collection}", enabled=not args.json) as advance,
-        ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="index") as pool,
-    ):
-        for item in pool.map(one, files):
-            report.append(item)
-            advance(1)
-            if "Error" in item and not args.json:
-                stderr.print(f"[yellow]skipped[/] {item['Path']}: {item['Error']['Message']}")
+        def told(outcome: FileOutcome) -> None:
+            faces = len(outcome.result.indexed) if outcome.result is not None else 0
+            bar(1, faces)
+            if args.json:
+                return
+            if outcome.error is not None:
+                stderr.print(f"[yellow]skipped[/] {escape(outcome.path)}: {escape(outcome.error)}")
+            elif outcome.result is not None and not outcome.result.indexed:
+                stderr.print(f"[yellow]no face indexed[/] from {escape(outcome.path)}: {refusal(outcome.result)}")
+
+        outcomes = index_files(
+            gallery, args.collection, files, analyser, options=options, caller=local_caller(args), on_outcome=told
+        )
+    for outcome in outcomes:
+        item: dict[str, Any] = {"Path": outcome.path}
+        if outcome.error is not None:
+            item["Error"] = {"Type": outcome.error_type, "Message": outcome.error}
+        elif outcome.skipped is not None:
+            item["Skipped"] = outcome.skipped
+        elif outcome.result is not None:
+            item.update(_index_json(outcome.result))
+        report.append(item)
     indexed = sum(len(r.get("FaceRecords", [])) for r in report)
     failed = sum(1 for r in report if "Error" in r)
-    summary = {"Images": len(report), "FacesIndexed": indexed, "ImagesFailed": failed, "Results": report}
+    skipped = sum(1 for r in report if "Skipped" in r)
+    empty = sum(1 for r in report if "FaceRecords" in r and not r["FaceRecords"])
+    summary = {
+        "Images": len(report), "FacesIndexed": indexed, "ImagesFailed": failed, "ImagesSkipped": skipped,
+        "ImagesWithoutFaces": empty, "Results": report,
+    }  # fmt: skip
 
     def render(console: Console) -> None:
-        console.print(
-            f"indexed [bold]{indexed}[/] face(s) from {len(report) - failed} image(s) into {args.collection}; "
-            f"{failed} file(s) skipped"
-        )
+        taken = len(report) - failed - skipped - empty
+        parts = [f"indexed [bold]{indexed}[/] face(s) from {taken} image(s) into {args.collection}"]
+        if empty:
+            parts.append(f"{empty} image(s) gave no face (named above)")
+        if skipped:
+            parts.append(f"{skipped} image(s) indexed before, skipped")
+        if failed:
+            parts.append(f"{failed} path(s) could not be read (named above)")
+        console.print("; ".join(parts))
 
     emit(args, summary, render)
     return 1 if failed else 0

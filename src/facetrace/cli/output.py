@@ -6,6 +6,7 @@ import argparse
 import datetime
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "emit",
     "fail",
     "progress",
+    "rate_progress",
     "show_table",
     "stderr",
     "stdout",
@@ -95,5 +97,29 @@ def progress(total: int, description: str, *, enabled: bool = True) -> Iterator[
 
         def advance(n: int = 1) -> None:
             bar.advance(task, n)
+
+        yield advance
+
+
+@contextmanager
+def rate_progress(
+    total: int, description: str, *, unit: str, enabled: bool = True
+) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar over ``total`` items that also counts ``unit`` (faces) and shows their rate per second
+    since the start; ``advance(items, units)``. Hidden like ``progress``."""
+    show = enabled and stderr.is_terminal
+    started = time.monotonic()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[units]} " + unit + " · {task.fields[rate]:.1f} " + unit + "/s"),
+        TimeRemainingColumn(), console=stderr, disable=not show, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(description, total=total, units=0, rate=0.0)
+        count = 0
+
+        def advance(items: int = 1, units: int = 0) -> None:
+            nonlocal count
+            count += units
+            bar.update(task, advance=items, units=count, rate=count / max(1e-6, time.monotonic() - started))
 
         yield advance

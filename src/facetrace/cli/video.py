@@ -31,12 +31,14 @@ from facetrace.gallery import Gallery
 from facetrace.home import ensure_home
 from facetrace.review import ReviewObserver, ReviewQueue
 from facetrace.store import DB_FILENAME, database_url, open_store, records_of
+from facetrace.validation import check_int
 from facetrace.video.analysis import AnalysisSettings, TrackObserver
 from facetrace.video.events import Event, StreamStatus, TrackEvent
 from facetrace.video.identity import CollectionMatcher
 from facetrace.video.jobs import Job, JobSettings, JobStatus, VideoJobs
 from facetrace.video.pipeline import AuditStop, StreamConfig, StreamWorker
 from facetrace.video.processors import AuditSink
+from facetrace.video.segments import SegmentExecutor, ThreadExecutor
 from facetrace.video.sightings import DEFAULT_RETENTION_DAYS, SightingSink, SightingStore, sighting_dict
 from facetrace.video.sinks import CallbackSink, EventSink, JsonLinesSink, WebhookSink
 from facetrace.video.source import SourceSettings
@@ -118,6 +120,36 @@ def _sampling(parser: argparse.ArgumentParser) -> None:
         "--sample-fps", type=float, default=5.0, help="frames analysed per second of video (default 5)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--segments",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cut the video into segments analysed by N threads at once, tracks stitched (default: one pass)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="analyse the segments on a Ray cluster: ADDRESS, 'auto', or (none given) $FACETRACE_RAY_ADDRESS, "
+        "else a local one; the video must be readable on every node. Put it after the video",
+    )
+
+
+def _executor(args: argparse.Namespace) -> SegmentExecutor | None:
+    """Segments on Ray (``--ray``), on threads (``--segments N``), or none (one pass)."""
+    if getattr(args, "ray", None) is not None:
+        from facetrace.cluster.indexing import EngineSpec
+        from facetrace.cluster.jobs import RaySegmentExecutor
+
+        spec = EngineSpec(
+            recognizer=getattr(args, "recognizer", None), calibration=getattr(args, "calibration", None)
+        )
+        return RaySegmentExecutor(spec, address=args.ray or None)
+    if args.segments:
+        return ThreadExecutor(check_int(args.segments, "--segments", 1, 64))
+    return None
 
 
 def _sightings(args: argparse.Namespace, gallery: Gallery | None = None) -> SightingStore:
@@ -156,7 +188,10 @@ def _search(args: argparse.Namespace) -> int:
     review = (
         ReviewQueue(gallery, records.reviews) if records is not None and review_threshold is not None else None
     )
-    jobs = VideoJobs(gallery, sightings=sightings, settings=JobSettings(sample_fps=args.sample_fps), review=review)
+    jobs = VideoJobs(
+        gallery, sightings=sightings, settings=JobSettings(sample_fps=args.sample_fps), review=review,
+        executor=_executor(args),
+    )  # fmt: skip
     try:
         job_id = jobs.start_face_search(
             args.video, args.collection, threshold=args.threshold, camera=args.camera, caller=local_caller(args),
@@ -209,7 +244,7 @@ def _faces(args: argparse.Namespace) -> int:
     if not 50.0 <= args.min_confidence <= 100.0:
         raise InvalidParameterError("--min-confidence must be between 50 and 100")
     gallery = open_library(args)
-    jobs = VideoJobs(gallery, settings=JobSettings(sample_fps=args.sample_fps))
+    jobs = VideoJobs(gallery, settings=JobSettings(sample_fps=args.sample_fps), executor=_executor(args))
     try:
         job = _run_job(args, jobs, jobs.start_face_detection(args.video))
         if job.status is JobStatus.FAILED:

@@ -58,20 +58,22 @@ def configured_address(address: str | None = None) -> str | None:
 
 
 def connect(address: str | None, *, namespace: str = NAMESPACE) -> RayCluster:
-    """Connect this process to the Ray cluster at ``address`` (None: ``$FACETRACE_RAY_ADDRESS``), once:
-    connecting again to the same cluster returns the same connection.
+    """Connect this process to the Ray cluster at ``address`` (None: ``$FACETRACE_RAY_ADDRESS``, else the
+    connection this process already has), once: connecting again returns the same connection.
 
     ``InvalidParameterError`` when no cluster is configured or ``ray`` is not installed (the ``ray`` extra);
     ``StreamError`` when the cluster cannot be reached. Ray's own log lines are kept to warnings."""
     chosen = configured_address(address)
-    if chosen is None:
-        raise InvalidParameterError(f"no Ray cluster configured: pass --ray ADDRESS|auto or set {ADDRESS_ENV}")
     try:
         import ray
     except ImportError:
         raise InvalidParameterError(
             "running on a Ray cluster needs the ray extra: pip install 'facetrace[ray]'"
         ) from None
+    if chosen is None:
+        if ray.is_initialized():  # a Ray job's driver, a test's cluster: the connection this process has
+            return RayCluster("auto", namespace)
+        raise InvalidParameterError(f"no Ray cluster configured: pass --ray ADDRESS|auto or set {ADDRESS_ENV}")
     with _lock:
         if ray.is_initialized():
             return RayCluster(chosen, namespace)

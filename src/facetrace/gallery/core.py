@@ -146,15 +146,45 @@ class Gallery:
         quality_filter: QualityFilter | str = QualityFilter.AUTO,
         keep_image: bool = False,
         caller: Caller = LOCAL_CALLER,
+        content_hash: str | None = None,
     ) -> IndexResult:
-        """Detect faces in ``image`` and add those that pass ``quality_filter``, largest first, up to ``max_faces``."""
+        """Detect faces in ``image`` and add those that pass ``quality_filter``, largest first, up to ``max_faces``.
+
+        ``content_hash``: the sha256 of the image file, recorded with its faces so a bulk import can skip the
+        files it indexed before (``indexed_hashes``); an image recorded already is ``AlreadyExistsError``."""
+        self._collection(collection_id)
+        decoded, faces = self.engine.analyze(image)
+        return self.index_analyzed(
+            collection_id, faces, image=decoded, external_image_id=external_image_id, max_faces=max_faces,
+            quality_filter=quality_filter, keep_image=keep_image, caller=caller, content_hash=content_hash,
+        )  # fmt: skip
+
+    def index_analyzed(
+        self,
+        collection_id: str,
+        faces: Sequence[AnalyzedFace],
+        *,
+        image: Image | None = None,
+        external_image_id: str | None = None,
+        max_faces: int | None = None,
+        quality_filter: QualityFilter | str = QualityFilter.AUTO,
+        keep_image: bool = False,
+        caller: Caller = LOCAL_CALLER,
+        content_hash: str | None = None,
+    ) -> IndexResult:
+        """The commit half of ``index_faces``: filter ``faces`` (analysed by an engine of this gallery's model,
+        here or on a cluster worker: ``facetrace.cluster.indexing``) and store them with their audit record
+        in one transaction. ``image`` is needed only to ``keep_image``."""
         self._collection(collection_id)
         if external_image_id is not None:
             check_external_image_id(external_image_id)
         if max_faces is not None:
             check_int(max_faces, "max_faces", 1, 100)
+        if content_hash is not None and not _is_sha256(content_hash):
+            raise InvalidParameterError("content_hash must be a sha256 in 64 lowercase hex digits")
+        if keep_image and image is None:
+            raise InvalidParameterError("keep_image needs the decoded image")
         level = parse_quality_filter(quality_filter)
-        decoded, faces = self.engine.analyze(image)
         indexed: list[IndexedFace] = []
         unindexed: list[UnindexedFace] = []
         image_id = str(uuid.uuid4())
@@ -185,11 +215,24 @@ class Gallery:
             matched=tuple(i.record.face_id for i in indexed),
             detail={"external_image_id": external_image_id, "unindexed": len(unindexed)},
         )
-        self.store.add_faces(collection_id, [(item.record, _vector(item.face)) for item in indexed], audit=audit)
-        self._keep_thumbnails(collection_id, decoded, indexed)
-        if indexed and keep_image:
-            self._keep_image(collection_id, image_id, decoded)
+        self.store.add_faces(
+            collection_id,
+            [(item.record, _vector(item.face)) for item in indexed],
+            audit=audit,
+            content_hash=content_hash,
+        )
+        if image is not None:
+            self._keep_thumbnails(collection_id, image, indexed)
+        if indexed and keep_image and image is not None:
+            self._keep_image(collection_id, image_id, image)
         return IndexResult(tuple(indexed), tuple(unindexed), self.model, image_id)
+
+    def indexed_hashes(self, collection_id: str, content_hashes: Sequence[str]) -> set[str]:
+        """Which of these image content hashes (sha256 hex) were indexed into the collection already."""
+        check_collection_id(collection_id)
+        if not all(_is_sha256(h) for h in content_hashes):
+            raise InvalidParameterError("content hashes must be sha256 in 64 lowercase hex digits")
+        return self.store.indexed_hashes(collection_id, content_hashes) if content_hashes else set()
 
     def index_vector(
         self,
@@ -221,6 +264,15 @@ class Gallery:
         )  # fmt: skip
         self.store.add_faces(collection_id, [(record, vector)], audit=audit)
         return record
+
+    def keeps_thumbnails(self, collection_id: str) -> bool:
+        """Whether indexing into the collection keeps dashboard thumbnails (then ``index_analyzed`` needs the
+        decoded image)."""
+        kept = ui_records_of(self.store)
+        try:
+            return kept is not None and kept.thumbnails is not None and kept.thumbnails.enabled(collection_id)
+        except FacetraceError:
+            return False
 
     def _keep_thumbnails(self, collection_id: str, image: Image, indexed: Sequence[IndexedFace]) -> None:
         """A small picture of each new face for the dashboard, unless the collection opted out. The faces are
@@ -761,6 +813,10 @@ def _vector(face: AnalyzedFace) -> Vector:
     if face.vector is None:
         raise NotFoundError("the face has no vector")
     return face.vector
+
+
+def _is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _with_status(user: UserRecord) -> UserRecord:

@@ -88,9 +88,20 @@ class FaceStore(Protocol):
 
     # faces
     def add_faces(
-        self, collection_id: str, faces: Sequence[tuple[FaceRecord, Vector]], *, audit: AuditEvent | None = None
+        self,
+        collection_id: str,
+        faces: Sequence[tuple[FaceRecord, Vector]],
+        *,
+        audit: AuditEvent | None = None,
+        content_hash: str | None = None,
     ) -> None:
-        """Store faces and their vectors atomically (all or none)."""
+        """Store faces and their vectors atomically (all or none). ``content_hash`` (the sha256 of the image
+        file they come from) is recorded in the same transaction, also when ``faces`` is empty; an image
+        recorded before is ``AlreadyExistsError`` and nothing is added (a resumed import never duplicates)."""
+        ...
+
+    def indexed_hashes(self, collection_id: str, content_hashes: Sequence[str]) -> set[str]:
+        """Which of ``content_hashes`` were recorded by ``add_faces`` in this collection."""
         ...
 
     def delete_faces(

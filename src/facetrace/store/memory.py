@@ -34,6 +34,7 @@ class _Collection:
     users: dict[str, float] = field(default_factory=dict)  # user id → created_at
     user_faces: dict[str, set[str]] = field(default_factory=dict)
     index: VectorIndex | None = None  # created with the first face, when the dimension is known
+    indexed_images: set[str] = field(default_factory=set)  # content hashes of the image files indexed
     _sorted_face_ids: list[str] | None = None
 
     def sorted_face_ids(self) -> list[str]:
@@ -118,15 +119,26 @@ class MemoryStore:
     # --- faces ----------------------------------------------------------------------------------------
 
     def add_faces(
-        self, collection_id: str, faces: Sequence[tuple[FaceRecord, Vector]], *, audit: AuditEvent | None = None
+        self,
+        collection_id: str,
+        faces: Sequence[tuple[FaceRecord, Vector]],
+        *,
+        audit: AuditEvent | None = None,
+        content_hash: str | None = None,
     ) -> None:
-        if not faces:
+        if not faces and content_hash is None:
             if audit is not None:
                 self.audit.record(audit)
             return
         now = time.time()
         with self._change(audit):
             c = self._get(collection_id)
+            if content_hash is not None and content_hash in c.indexed_images:
+                raise AlreadyExistsError(f"this image was indexed into {collection_id!r} already")
+            if not faces:
+                if content_hash is not None:
+                    c.indexed_images.add(content_hash)
+                return
             dim = c.index.dim if c.index is not None else None
             matrix = as_unit_matrix([v for _, v in faces], dim)
             ids = [record.face_id for record, _ in faces]
@@ -142,11 +154,17 @@ class MemoryStore:
             if c.index is None:
                 c.index = VectorIndex(matrix.shape[1])
             c.index.add(ids, matrix, [record.user_id for record, _ in faces])
+            if content_hash is not None:
+                c.indexed_images.add(content_hash)
             for record, _ in faces:
                 c.faces[record.face_id] = record if record.created_at else replace(record, created_at=now)
                 if record.user_id is not None:
                     c.user_faces.setdefault(record.user_id, set()).add(record.face_id)
             c.changed()
+
+    def indexed_hashes(self, collection_id: str, content_hashes: Sequence[str]) -> set[str]:
+        with self._lock:
+            return set(content_hashes) & self._get(collection_id).indexed_images
 
     def delete_faces(
         self, collection_id: str, face_ids: Sequence[str], *, audit: AuditEvent | None = None

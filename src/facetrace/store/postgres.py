@@ -195,13 +195,17 @@ class PostgresStore:
     # --- faces ----------------------------------------------------------------------------------------
 
     def add_faces(
-        self, collection_id: str, faces: Sequence[tuple[FaceRecord, Vector]], *, audit: AuditEvent | None = None
+        self,
+        collection_id: str,
+        faces: Sequence[tuple[FaceRecord, Vector]],
+        *,
+        audit: AuditEvent | None = None,
+        content_hash: str | None = None,
     ) -> None:
-        if not faces:
+        if not faces and content_hash is None:
             if audit is not None:
                 self.audit.record(audit)
             return
-        matrix = as_unit_matrix([vector for _, vector in faces], None)
         ids = [record.face_id for record, _ in faces]
         if len(set(ids)) != len(ids):
             raise AlreadyExistsError("the same face id is given twice")
@@ -210,6 +214,18 @@ class PostgresStore:
             conn = tx.conn
             users = sorted({r.user_id for r, _ in faces if r.user_id is not None})
             cid, model, dim = collection_row(conn, collection_id, _EXCLUSIVE if users else _SHARED)
+            if content_hash is not None:
+                # Another server importing the same file concurrently waits on this row and then conflicts.
+                claimed = conn.execute(
+                    "INSERT INTO indexed_images(cid, content_hash, image_id, faces, created_at)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+                    (cid, content_hash, faces[0][0].image_id if faces else None, len(faces), now),
+                ).fetchone()
+                if claimed is None:
+                    raise AlreadyExistsError(f"this image was indexed into {collection_id!r} already")
+            if not faces:
+                return
+            matrix = as_unit_matrix([vector for _, vector in faces], None)
             for record, _ in faces:
                 if record.model != model:
                     raise ModelMismatchError(f"face from {record.model} added to a {model} collection")
@@ -254,6 +270,15 @@ class PostgresStore:
                 )
             tx.log(cid, "add", ids)
             tx.matrix, tx.users = matrix, [r.user_id for r, _ in faces]
+
+    def indexed_hashes(self, collection_id: str, content_hashes: Sequence[str]) -> set[str]:
+        with self._db.read("reading indexed images") as conn:
+            cid = collection_row(conn, collection_id)[0]
+            rows = conn.execute(
+                "SELECT content_hash FROM indexed_images WHERE cid=%s AND content_hash = ANY(%s)",
+                (cid, list(content_hashes)),
+            ).fetchall()
+        return {str(row[0]) for row in rows}
 
     def delete_faces(
         self, collection_id: str, face_ids: Sequence[str], *, audit: AuditEvent | None = None

@@ -320,7 +320,27 @@ CREATE INDEX stream_events_by_time ON stream_events(wall_time);
 (processor, type, track, stream time) before it is audited, so a write retried after an actor restart or a
 dropped connection is not made twice; ``done`` once audited, which is when servers relay it to ``/events``."""
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_RECORDS, _V3_REVIEW_UNKNOWNS, _V4_UI, _V5_STREAM_EVENTS)
+# One row per image file indexed into a collection, by the sha256 of its bytes, written in the transaction that
+# adds its faces (also when none was indexed): a bulk import that was killed resumes by skipping them.
+_V6_INDEXED_IMAGES = """
+CREATE TABLE IF NOT EXISTS indexed_images(
+    cid bigint NOT NULL REFERENCES collections(cid) ON DELETE CASCADE,
+    content_hash text COLLATE "C" NOT NULL,
+    image_id text,
+    faces integer NOT NULL,
+    created_at double precision NOT NULL,
+    PRIMARY KEY (cid, content_hash)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    _V1,
+    _V2_RECORDS,
+    _V3_REVIEW_UNKNOWNS,
+    _V4_UI,
+    _V5_STREAM_EVENTS,
+    _V6_INDEXED_IMAGES,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z]+://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)

@@ -202,6 +202,16 @@ def _copy_collection(src: sqlite3.Connection, dst: Any, row: tuple[Any, ...], qu
         cur.executemany(
             "INSERT INTO users(cid, user_id, created_at) VALUES (%s, %s, %s)", [(new, *u) for u in users]
         )
+    if _columns(src, "indexed_images"):  # the content hashes of a resumable import go along
+        hashes = src.execute(
+            "SELECT content_hash, image_id, faces, created_at FROM indexed_images WHERE cid=?", (cid,)
+        ).fetchall()
+        with dst.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO indexed_images(cid, content_hash, image_id, faces, created_at)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [(new, *h) for h in hashes],
+            )
     return CollectionCopy(str(name), faces, len(users), digest.hexdigest())
 
 

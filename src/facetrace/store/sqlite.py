@@ -151,7 +151,7 @@ class SQLiteStore:
     def delete_collection(self, collection_id: str, *, audit: AuditEvent | None = None) -> None:
         with self._write("deleting a collection", audit) as tx:
             cid = collection_row(tx.conn, collection_id)[0]
-            for table in ("vectors", "faces", "users", "collections"):
+            for table in ("vectors", "faces", "users", "indexed_images", "collections"):
                 tx.conn.execute(f"DELETE FROM {table} WHERE cid=?", (cid,))  # noqa: S608 (fixed names)
             cascade_collection(tx.conn, collection_id)
             tx.after_commit.append(lambda: self._indexes.forget(collection_id))
@@ -180,13 +180,17 @@ class SQLiteStore:
     # --- faces ----------------------------------------------------------------------------------------
 
     def add_faces(
-        self, collection_id: str, faces: Sequence[tuple[FaceRecord, Vector]], *, audit: AuditEvent | None = None
+        self,
+        collection_id: str,
+        faces: Sequence[tuple[FaceRecord, Vector]],
+        *,
+        audit: AuditEvent | None = None,
+        content_hash: str | None = None,
     ) -> None:
-        if not faces:
+        if not faces and content_hash is None:
             if audit is not None:
                 self.audit.record(audit)
             return
-        matrix = as_unit_matrix([vector for _, vector in faces], None)
         ids = [record.face_id for record, _ in faces]
         if len(set(ids)) != len(ids):
             raise AlreadyExistsError("the same face id is given twice")
@@ -194,6 +198,18 @@ class SQLiteStore:
         with self._write("adding faces", audit) as tx:
             conn = tx.conn
             cid, model, dim, generation = collection_row(conn, collection_id)
+            if content_hash is not None:
+                if conn.execute(
+                    "SELECT 1 FROM indexed_images WHERE cid=? AND content_hash=?", (cid, content_hash)
+                ).fetchone():
+                    raise AlreadyExistsError(f"this image was indexed into {collection_id!r} already")
+                conn.execute(
+                    "INSERT INTO indexed_images(cid, content_hash, image_id, faces, created_at) VALUES (?,?,?,?,?)",
+                    (cid, content_hash, faces[0][0].image_id if faces else None, len(faces), now),
+                )
+            if not faces:
+                return
+            matrix = as_unit_matrix([vector for _, vector in faces], None)
             for record, _ in faces:
                 if record.model != model:
                     raise ModelMismatchError(f"face from {record.model} added to a {model} collection")
@@ -241,6 +257,16 @@ class SQLiteStore:
                 return index
 
             tx.changes.append((collection_id, cid, generation, change))
+
+    def indexed_hashes(self, collection_id: str, content_hashes: Sequence[str]) -> set[str]:
+        with translate("reading indexed images", self.path), self._db.reader() as conn:
+            cid = collection_row(conn, collection_id)[0]
+            rows = conn.execute(
+                "SELECT content_hash FROM indexed_images WHERE cid=? AND content_hash IN"
+                " (SELECT value FROM json_each(?))",
+                (cid, json.dumps(list(content_hashes))),
+            ).fetchall()
+        return {str(row[0]) for row in rows}
 
     def delete_faces(
         self, collection_id: str, face_ids: Sequence[str], *, audit: AuditEvent | None = None

@@ -281,6 +281,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("face quality for calibration bands", "ALTER TABLE faces ADD COLUMN quality REAL"),
     Migration("review queue, unknown people, confirmed sightings", _REVIEW_UNKNOWNS),
     Migration("dashboard sessions, face thumbnails", _UI_RECORDS),
+    # One row per image file indexed into a collection, by the sha256 of its bytes, written in the transaction
+    # that adds its faces (also when none was indexed): a bulk import that was killed resumes by skipping them.
+    Migration(
+        "content hashes of indexed images",
+        "CREATE TABLE IF NOT EXISTS indexed_images(cid INTEGER NOT NULL, content_hash TEXT NOT NULL, image_id TEXT,"
+        " faces INTEGER NOT NULL, created_at REAL NOT NULL, PRIMARY KEY(cid, content_hash)) WITHOUT ROWID",
+    ),
 )
 """Every schema step in order; append new steps at the end (one line each)."""
 

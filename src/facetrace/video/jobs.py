@@ -52,6 +52,16 @@ from facetrace.validation import check_int, check_percent
 from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, Observation, TrackObserver
 from facetrace.video.events import TrackEnded, TrackIdentified
 from facetrace.video.identity import CollectionMatcher, IdentitySettings
+from facetrace.video.segments import (
+    SegmentContext,
+    SegmentExecutor,
+    SegmentResult,
+    SegmentSettings,
+    SegmentTask,
+    plan_segments,
+    probe,
+    stitch,
+)
 from facetrace.video.sightings import DEFAULT_RETENTION_DAYS, Sighting, SightingStore
 from facetrace.video.source import Frame, SourceSettings, VideoMetadata, VideoSource
 
@@ -97,6 +107,8 @@ class JobSettings:
         )
     )
     retention_days: float = DEFAULT_RETENTION_DAYS
+    segments: SegmentSettings = field(default_factory=SegmentSettings)
+    """How a job is cut when ``VideoJobs`` has a segment executor (``facetrace.video.segments``)."""
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.sample_fps <= 120.0:
@@ -158,11 +170,16 @@ class VideoJobs:
         settings: JobSettings | None = None,
         workers: int = 1,
         review: ReviewQueue | None = None,
+        executor: SegmentExecutor | None = None,
     ) -> None:
         """``repository`` keeps jobs and results across restarts (None: in memory only); ``review`` receives
-        the tracks whose best match falls between a job's review threshold and its threshold."""
+        the tracks whose best match falls between a job's review threshold and its threshold. ``executor``:
+        cut each video into segments analysed in parallel there (threads, or Ray tasks:
+        ``facetrace.cluster.jobs``) and stitch their tracks; None analyses it in one pass (as does a face
+        search whose tracks go to review: review is not done for segments yet)."""
         self.gallery = gallery
         self.review = review
+        self.executor = executor
         self.settings = settings or JobSettings()
         self.sightings = sightings
         self._lock = threading.Lock()
@@ -368,6 +385,18 @@ class VideoJobs:
 
     def _detect(self, job: Job) -> None:
         settings = replace(self.settings.analysis, details=True, keep_unidentified=True, snapshot_px=0)
+        if self.executor is not None:
+            for result in self._segments(job, settings, None):
+                segment = result.segment
+                for part in result.tracks:
+                    job.results.extend(
+                        {"Timestamp": ms, "Face": shapes.face_detail(observation.detail)}
+                        for ms, observation in part.observations
+                        if observation.detail is not None
+                        and segment.start * 1000 - 0.5 <= ms < segment.end * 1000 - 0.5
+                    )
+            job.results.sort(key=lambda item: item["Timestamp"])  # stable: faces of a frame keep their order
+            return
         analyzer = FrameAnalyzer(self.gallery.engine, settings=settings)
         for frame in self._frames(job):
             ms = round(frame.stream_time * 1000)
@@ -381,6 +410,8 @@ class VideoJobs:
         assert job.threshold is not None
         matcher = CollectionMatcher(self.gallery, job.collection_id, job.threshold)
         observer = self._review_observer(job)
+        if self.executor is not None and observer is None:
+            return self._search_segmented(job, matcher)
         analyzer = FrameAnalyzer(
             self.gallery.engine,
             matcher=matcher,
@@ -437,6 +468,65 @@ class VideoJobs:
         if observer is not None:
             for track in tracks:
                 observer.observe(track)
+
+    def _segments(
+        self, job: Job, settings: AnalysisSettings, matcher: CollectionMatcher | None
+    ) -> list[SegmentResult]:
+        """Plan the job's segments at keyframes and run them on the executor."""
+        assert self.executor is not None
+        meta, keyframes = probe(job.video)
+        job.metadata = meta
+        duration = (meta.duration_ms or 0) / 1000.0
+        plan = plan_segments(max(duration, 0.001), keyframes, self.settings.segments, self.executor.workers)
+        tasks = [
+            SegmentTask(
+                job.video, segment, self.settings.sample_fps, meta.frame_rate, settings, matcher is not None
+            )
+            for segment in plan
+        ]
+        context = SegmentContext(self.gallery.engine, matcher, job.collection_id, job.threshold, self.gallery)
+        return self.executor.run(tasks, context)
+
+    def _search_segmented(self, job: Job, matcher: CollectionMatcher) -> list[Sighting]:
+        """``_search`` over segments: the stitched tracks give the same Persons a single pass gives."""
+        analysis = self.settings.analysis
+        results = self._segments(job, analysis, matcher)
+        tracks = stitch(
+            results, self.settings.segments, matcher=matcher, identity=analysis.identity,
+            reid_min_cosine=analysis.tracker.reid_min_cosine, max_lost_seconds=analysis.tracker.max_lost_seconds,
+        )  # fmt: skip
+        named = [track for track in tracks if track.match is not None]
+        found: list[tuple[int, int, dict[str, Any]]] = []
+        for index, track in enumerate(named):
+            assert track.match is not None
+            for ms, observation in track.observations:
+                person: dict[str, Any] = {"Index": index, "BoundingBox": shapes.bounding_box(observation.box)}
+                if observation.detail is not None:
+                    person["Face"] = shapes.face_detail(observation.detail)
+                found.append((ms, index, {"Timestamp": ms, "Person": person,
+                                          "FaceMatches": [shapes.face_match(track.match)]}))  # fmt: skip
+        found.sort(key=lambda item: (item[0], item[1]))
+        job.results.extend(item for _, _, item in found)
+        base = job.created_at
+        camera = job.camera or Path(job.video).name
+        sightings: list[Sighting] = []
+        for index, track in enumerate(named):
+            match = track.match
+            assert match is not None
+            best = max(track.parts, key=lambda part: part.snapshot_weight)
+            last = track.parts[-1]
+            sightings.append(
+                Sighting(
+                    sighting_id=str(uuid.uuid4()), source=job.job_id, camera=camera, track_id=index,
+                    started_at=base + track.first_ms / 1000.0, ended_at=base + track.last_ms / 1000.0,
+                    start_stream_ms=track.first_ms, end_stream_ms=track.last_ms,
+                    face_id=match.face.face_id, user_id=match.face.user_id,
+                    external_image_id=match.face.external_image_id, similarity=match.similarity,
+                    bounding_box=last.last_box, snapshot=best.snapshot,
+                    expires_at=base + self.settings.retention_days * 86400.0, collection_id=job.collection_id,
+                )
+            )  # fmt: skip
+        return sightings
 
     def _sightings(self, job: Job, ended: list[TrackEnded], matches: dict[int, FaceMatch]) -> list[Sighting]:
         base = job.created_at
