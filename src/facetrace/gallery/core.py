@@ -173,8 +173,10 @@ class Gallery:
             detail={"external_image_id": external_image_id, "unindexed": len(unindexed)},
         )
         self.store.add_faces(collection_id, [(item.record, _vector(item.face)) for item in indexed], audit=audit)
-        if indexed and keep_image:
-            self._keep_image(collection_id, image_id, decoded)
+        if indexed and keep_image:  # kept at full size, also when the faces were found in a reduced decode
+            self._keep_image(
+                collection_id, image_id, decoded if decoded.reduction == 1 else self.engine.load(image)
+            )
         return IndexResult(tuple(indexed), tuple(unindexed), self.model, image_id)
 
     def _keep_image(self, collection_id: str, image_id: str, image: Image) -> None:
@@ -281,8 +283,7 @@ class Gallery:
     ) -> tuple[AnalyzedFace, list[AnalyzedFace]]:
         """The largest face, embedded and checked against ``level``; with ``describe_others``, the other faces
         too, described but not embedded (only the probe is searched, so only it pays for a vector)."""
-        decoded = image if isinstance(image, Image) else self.engine.load(image)
-        detections = self.engine.find_faces(decoded, 100 if describe_others else 1)
+        decoded, detections = self.engine.locate(image, 100 if describe_others else 1)
         if not detections:
             raise NoFaceError("there are no faces in the image")
         probe = self.engine.describe(decoded, detections[:1])[0]
