@@ -27,6 +27,7 @@ from facetrace.calibration import Calibration, load_calibration, pair_quality
 from facetrace.errors import InvalidParameterError, ModelMismatchError, NoFaceError
 from facetrace.imaging import Image, ImageLimits, ImageSource, load_image, read_source
 from facetrace.models import Detector, Embedder, create_detector, create_embedder
+from facetrace.models.batching import BatchingEmbedder
 from facetrace.types import BoundingBox, Detection, FaceDetail, Landmark, ModelInfo, Vector
 
 __all__ = ["LANDMARK_NAMES", "AnalyzedFace", "Comparison", "DetectionSettings", "FaceEngine"]
@@ -137,12 +138,23 @@ class FaceEngine:
         settings: DetectionSettings | None = None,
         calibration: Calibration | None = None,
         limits: ImageLimits | None = None,
+        embed_runners: int | None = None,
+        embed_batch: int = 1,
     ) -> FaceEngine:
-        """An engine over registered models by name (defaults: YuNet + SFace)."""
+        """An engine over registered models by name (defaults: YuNet + SFace).
+
+        ``embed_runners``: share one ``BatchingEmbedder`` with that many model instances between every
+        thread (at most that many recognitions at once, first come first served, batches of up to
+        ``embed_batch`` faces) instead of an embedder per thread; the server runs one per core.
+        """
         det_opts, emb_opts = dict(detector_options or {}), dict(embedder_options or {})
+        make_embedder: Callable[[], Embedder] = lambda: create_embedder(embedder, **emb_opts)  # noqa: E731
+        if embed_runners is not None:
+            shared = BatchingEmbedder(make_embedder, runners=embed_runners, max_batch=embed_batch)
+            make_embedder = lambda: shared  # noqa: E731
         return cls(
             lambda: create_detector(detector, **det_opts),
-            lambda: create_embedder(embedder, **emb_opts),
+            make_embedder,
             settings=settings,
             calibration=calibration,
             limits=limits,

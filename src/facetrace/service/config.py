@@ -35,6 +35,18 @@ class ServiceConfig(BaseModel):
         description="largest request body per image the operation takes (CompareFaces: twice this)",
     )
     workers: int = Field(default_factory=_cores, ge=1, le=256, description="threads running library calls")
+    inference_threads: int = Field(
+        default_factory=_cores,
+        ge=1,
+        le=64,
+        description="recognizer instances shared by the workers (at most this many recognitions at once)",
+    )
+    embed_batch: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="faces of concurrent requests recognized in one call (1: measured best)",
+    )
     max_pending: int = Field(
         default=32, ge=0, le=10_000, description="requests allowed to wait for a worker before ThrottlingException"
     )
