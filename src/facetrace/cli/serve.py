@@ -41,7 +41,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="video sources requests may name, e.g. 'rtsp://10.0.0.*/**' (repeatable; * within a path segment, "
         "** across; loopback/link-local hosts only when named literally). Default: none",
     )
-    parser.add_argument("--workers", type=int, help="threads running library calls (default: cores)")
+    parser.add_argument("--workers", type=int, help="threads running library calls (default: cores + 2)")
     parser.add_argument(
         "--inference-threads", type=int, help="recognizer instances shared by the workers (default: cores)"
     )

@@ -34,7 +34,13 @@ class ServiceConfig(BaseModel):
         le=256 * 1024 * 1024,
         description="largest request body per image the operation takes (CompareFaces: twice this)",
     )
-    workers: int = Field(default_factory=_cores, ge=1, le=256, description="threads running library calls")
+    workers: int = Field(
+        default_factory=lambda: _cores() + 2,
+        ge=1,
+        le=256,
+        description="threads running library calls: the cores and two more, so that a request waiting on its"
+        " audit commit or the index does not leave a core idle (recognition stays one per core: inference_threads)",
+    )
     inference_threads: int = Field(
         default_factory=_cores,
         ge=1,
