@@ -202,7 +202,7 @@ class FaceEngine:
         """
         settings = self.settings
         if isinstance(source, Image | np.ndarray) or settings.small_faces or not settings.reduced_decode:
-            image = self.load(source)
+            image = source if isinstance(source, Image) else self.load(source)  # an Image is taken as it is
             return image, self.find_faces(image, max_faces)
         data = read_source(source, self.limits)
         image = load_image(data, self.limits, reduce_to=settings.max_side)
