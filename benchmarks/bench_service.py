@@ -286,8 +286,13 @@ def concurrent_search(
 
     def run(index: int) -> None:
         rekognition = client(url, key)
-        rekognition.search_faces_by_image(CollectionId="large", Image={"Bytes": images[PROBES[0]]})  # warm
-        ready.wait()
+        try:  # warm (a busy machine may throttle it: counted as an error, and every client still starts)
+            rekognition.search_faces_by_image(CollectionId="large", Image={"Bytes": images[PROBES[0]]})
+        except Exception as exc:
+            with lock:
+                errors[f"warm-up {type(exc).__name__}"] += 1
+        finally:
+            ready.wait()
         worker(index, rekognition)
 
     def worker(index: int, rekognition: Any) -> None:
