@@ -9,7 +9,7 @@ runs it, and hands every caller back its own rows, or the error the batch raised
 
 Whether a batch pays depends on the CPU and the model. Measured on the 2-core development VM
 (``benchmarks/bench_pipeline.py --section batching``, SFace, one onnxruntime thread, real aligned crops):
-the CPU time per face *grows* with the batch (about +4% at 2, +13% at 4, +27% at 8), because one face's
+the CPU time per face *grows* with the batch (+4–11% at 2, +13–23% at 4, +17–34% at 8 in three runs), as one face's
 activations already fit in the caches and a batch's do not. So ``max_batch`` defaults to 1 there and the
 queue's work is to bound and order inference; on a CPU or accelerator where a batch is cheaper per face,
 raise it. Video streams may use the same class to batch embeddings across streams.
