@@ -16,8 +16,8 @@ Sections:
   large       does YuNet at full resolution miss faces? detection at full resolution (max_side=4096) against the
               ≤640 px copy, on the Obama 240p…1080p series and LFW upscaled ×4 and ×8
   runtime     onnxruntime graph-optimisation levels for YuNet and SFace; YuNet through OpenCV's DNN module
-  overhead    a photo end to end (``engine.analyze``: every face with its vector and details) against the
-              bare model time (full decode + YuNet on the ≤640 px copy + SFace on the faces' crops), in CPU
+  overhead    a photo end to end (``engine.analyze``, or ``locate`` + ``describe`` for the reduced decode:
+              every face with its vector and details) against the bare model time (full decode + YuNet on the ≤640 px copy + SFace on the faces' crops), in CPU
               time of this one thread (robust to other load), with the reduced decode on and off
   batching    SFace CPU time per face by batch size on real aligned crops (``models/batching.py``)
 """
@@ -375,7 +375,7 @@ def run_overhead(repeat: int) -> None:
         sface = cpu_ms(lambda crops=crops: embedder.embed(crops), repeat) if crops is not None else 0.0
         bare = decode + yunet + sface
         whole = cpu_ms(lambda data=data: full.analyze(data), repeat)
-        small = cpu_ms(lambda data=data: reduced.analyze(data), repeat)
+        small = cpu_ms(lambda data=data: reduced.describe(*reduced.locate(data)), repeat)
         ratios["full"].append(whole / bare)
         ratios["reduced"].append(small / bare)
         print(f"| {Path(name).name} | {image.width}×{image.height} | {len(detections)} | {decode:.1f} | {yunet:.1f} "

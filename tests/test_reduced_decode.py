@@ -104,7 +104,8 @@ def test_exif_orientation_survives_a_reduced_decode(photos: dict[str, Path]) -> 
 def test_large_faces_are_found_in_the_reduced_decode(
     engine: FaceEngine, full_engine: FaceEngine, photos: dict[str, Path], name: str
 ) -> None:
-    image, reduced = engine.analyze(photos[name])
+    image, found = engine.locate(photos[name])
+    reduced = engine.describe(image, found)
     full_image, full = full_engine.analyze(photos[name])
     assert image.reduction == 2
     assert full_image.reduction == 1
@@ -120,7 +121,8 @@ def test_small_faces_fall_back_to_the_full_decode(
 ) -> None:
     """t1.jpg (1280 × 886, six faces ~130 px tall): at half size the faces have less than the 112-px crop's
     resolution, so the engine decodes it again at full size and aligns them there: the same faces."""
-    image, faces = engine.analyze(photos["t1.jpg"])
+    image, found = engine.locate(photos["t1.jpg"])
+    faces = engine.describe(image, found)
     _, full = full_engine.analyze(photos["t1.jpg"])
     assert image.reduction == 1
     assert image.width == 1280
@@ -130,6 +132,16 @@ def test_small_faces_fall_back_to_the_full_decode(
         assert face.vector is not None
         assert twin.vector is not None
         assert float(np.dot(face.vector, twin.vector)) > 0.99  # aligned on the same full-size pixels
+
+
+def test_analyze_keeps_the_full_image_whose_pixels_the_faces_are_in(
+    engine: FaceEngine, photos: dict[str, Path]
+) -> None:
+    """``analyze`` returns an image callers crop with the faces' boxes: always the full decode."""
+    image, faces = engine.analyze(photos["obama3.jpg"])
+    assert image.reduction == 1
+    assert (image.width, image.height) == (1434, 2333)
+    assert faces[0].detection.x + faces[0].detection.w <= image.width
 
 
 def test_search_and_index_use_it_and_keep_the_full_image(photos: dict[str, Path], tmp_path: Path) -> None:
@@ -159,7 +171,8 @@ def test_shared_photos_give_the_same_faces(engine: FaceEngine, full_engine: Face
         with PILImage.open(path) as header:
             if max(header.size) < 1280:
                 continue  # nothing to reduce
-        image, faces = engine.analyze(path)
+        image, found = engine.locate(path)
+        faces = engine.describe(image, found)
         _, full = full_engine.analyze(path)
         reduced_count += image.reduction > 1
         assert_same_faces(engine, faces, full)

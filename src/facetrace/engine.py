@@ -313,8 +313,14 @@ class FaceEngine:
         embed: bool = True,
         keep_crops: bool = False,
     ) -> tuple[Image, list[AnalyzedFace]]:
-        """Every face in ``source`` with details and (when ``embed``) its identity vector, largest first."""
-        image, detections = self.locate(source, max_faces)
+        """Every face in ``source`` with details and (when ``embed``) its identity vector, largest first.
+
+        The image is decoded at full size, so its pixels and the faces' detections share coordinates (callers
+        crop it). Callers that need only the faces use ``locate`` and ``describe``: a reduced decode where the
+        faces allow it (the gallery's searches, IndexFaces and DetectFaces do).
+        """
+        image = source if isinstance(source, Image) else self.load(source)
+        detections = self.find_faces(image, max_faces)
         return image, self.describe(image, detections, embed=embed, keep_crops=keep_crops)
 
     def describe(

@@ -141,7 +141,8 @@ class Gallery:
         if max_faces is not None:
             check_int(max_faces, "max_faces", 1, 100)
         level = parse_quality_filter(quality_filter)
-        decoded, faces = self.engine.analyze(image)
+        decoded, detections = self.engine.locate(image)  # reduced where the faces allow it
+        faces = self.engine.describe(decoded, detections)
         indexed: list[IndexedFace] = []
         unindexed: list[UnindexedFace] = []
         image_id = str(uuid.uuid4())
@@ -383,7 +384,8 @@ class Gallery:
     def detect_faces(self, image: ImageSource | Image, *, max_faces: int = 100) -> list[AnalyzedFace]:
         """DetectFaces: every face with its details, largest first (no vectors, nothing stored or audited)."""
         check_int(max_faces, "max_faces", 1, 100)
-        return self.engine.analyze(image, max_faces=max_faces, embed=False)[1]
+        decoded, detections = self.engine.locate(image, max_faces)  # reduced where the faces allow it
+        return self.engine.describe(decoded, detections, embed=False)
 
     def compare_faces(
         self,
