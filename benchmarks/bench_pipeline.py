@@ -16,6 +16,10 @@ Sections:
   large       does YuNet at full resolution miss faces? detection at full resolution (max_side=4096) against the
               ≤640 px copy, on the Obama 240p…1080p series and LFW upscaled ×4 and ×8
   runtime     onnxruntime graph-optimisation levels for YuNet and SFace; YuNet through OpenCV's DNN module
+  overhead    a photo end to end (``engine.analyze``, or ``locate`` + ``describe`` for the reduced decode:
+              every face with its vector and details) against the bare model time (full decode + YuNet on the ≤640 px copy + SFace on the faces' crops), in CPU
+              time of this one thread (robust to other load), with the reduced decode on and off
+  batching    SFace CPU time per face by batch size on real aligned crops (``models/batching.py``)
 """
 
 from __future__ import annotations
@@ -322,7 +326,91 @@ def run_runtime(repeat: int) -> None:
     print(f"YuNet via cv2.FaceDetectorYN (OpenCV DNN, 1 thread) at 640×480: {ms:.1f} ms")
 
 
+def cpu_ms(fn: Callable[[], object], repeat: int) -> float:
+    """Median CPU time of ``fn`` on this thread, in ms (other processes' load does not count)."""
+    fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.thread_time()
+        fn()
+        samples.append(time.thread_time() - start)
+    return float(np.median(samples)) * 1000.0
+
+
+def overhead_photos() -> list[tuple[str, bytes]]:
+    if not DATA.is_dir():
+        from tests.photos import photo
+
+        return [(n, photo(n).read_bytes()) for n in ("obama.jpg", "obama3.jpg", "biden.jpg", "t1.jpg")]
+    names = LARGE_PHOTOS + SMALL_PHOTOS + [
+        "face_recognition/examples/alex-lacamoire.png", "face_recognition/examples/obama-720p.jpg",
+        "face_recognition/examples/knn_examples/train/alex_lacamoire/img1.jpg", "lfw_subset/Colin_Powell/Colin_Powell_0001.jpg",
+    ]  # fmt: skip
+    return [(name, (DATA / name).read_bytes()) for name in names if (DATA / name).is_file()]
+
+
+def run_overhead(repeat: int) -> None:
+    section("a photo end to end against the bare model time (CPU ms of one thread, medians)")
+    reduced = FaceEngine.create()
+    full = FaceEngine.create(settings=DetectionSettings(reduced_decode=False))
+    detector, embedder = full._detector(), full._embedder()
+    print("| photo | size | faces | decode | YuNet | SFace | bare model | end to end (full decode) | ratio "
+          "| end to end (reduced decode) | ratio |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    ratios: dict[str, list[float]] = {"full": [], "reduced": []}
+    for name, data in overhead_photos():
+        image = load_image(data)
+        scale = min(1.0, 640 / max(image.width, image.height))
+        view = np.ascontiguousarray(
+            image.pixels
+            if scale == 1.0
+            else cv2.resize(image.pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        )
+        detections = full.find_faces(image)
+        crops = (
+            np.stack([geometry.align_face(image.pixels, d.landmarks) for d in detections]) if detections else None
+        )
+        decode = cpu_ms(lambda data=data: load_image(data), repeat)
+        yunet = cpu_ms(lambda view=view: detector.detect(view), repeat)
+        sface = cpu_ms(lambda crops=crops: embedder.embed(crops), repeat) if crops is not None else 0.0
+        bare = decode + yunet + sface
+        whole = cpu_ms(lambda data=data: full.analyze(data), repeat)
+        small = cpu_ms(lambda data=data: reduced.describe(*reduced.locate(data)), repeat)
+        ratios["full"].append(whole / bare)
+        ratios["reduced"].append(small / bare)
+        print(f"| {Path(name).name} | {image.width}×{image.height} | {len(detections)} | {decode:.1f} | {yunet:.1f} "
+              f"| {sface:.1f} | {bare:.1f} | {whole:.1f} | {whole / bare:.2f} | {small:.1f} | {small / bare:.2f} |",
+              flush=True)  # fmt: skip
+    print("median ratio to the bare model time: "
+          + ", ".join(f"{k} decode {np.median(v):.2f} (max {max(v):.2f})" for k, v in ratios.items()))  # fmt: skip
+
+
+def run_batching(repeat: int) -> None:
+    section("SFace CPU time per face by batch size (real aligned crops, one onnxruntime thread)")
+    engine = FaceEngine.create()
+    folder = DATA / "lfw_subset"
+    paths = sorted(folder.glob("*/*.jpg"))[:16] if folder.is_dir() else []
+    crops = []
+    for path in paths:
+        _, faces = engine.analyze(path, max_faces=1, keep_crops=True)
+        crops += [f.crop for f in faces if f.crop is not None]
+    if len(crops) < 8:
+        print("(lfw_subset not present: skipped)")
+        return
+    batch = np.stack(crops)
+    embedder = engine._embedder()
+    print("| batch | CPU ms per face | relative to 1 |")
+    print("|---|---|---|")
+    one = 0.0
+    for size in (1, 2, 4, 8, 16):
+        per_face = cpu_ms(lambda size=size: embedder.embed(batch[:size]), max(3, repeat * 2 // size)) / size
+        one = one or per_face
+        print(f"| {size} | {per_face:.2f} | {per_face / one:.2f} |", flush=True)
+
+
 SECTIONS: dict[str, Callable[[int], None]] = {
+    "overhead": run_overhead,
+    "batching": run_batching,
     "stages": run_stages,
     "tiling": run_tiling,
     "throughput": run_throughput,

@@ -217,20 +217,29 @@ def estimate_source_height(image: WiderImage, detections: Sequence[Detection], s
     return None if best is None else best[2]
 
 
-def chosen_face(engine: FaceEngine, image: Image, pair_set: PairSet) -> Detection | None:
+def chosen_face(
+    engine: FaceEngine, image: Image, pair_set: PairSet, detections: list[Detection] | None = None
+) -> Detection | None:
     """The face an image of ``pair_set`` is labelled for: the centred one (LFW, chips) or the largest."""
-    detections = engine.find_faces(image)
+    detections = engine.find_faces(image) if detections is None else detections
     if pair_set.central:
         return central_face(detections, image.width, image.height)
     return detections[0] if detections else None
 
 
-def embed_set(engine: FaceEngine, pair_set: PairSet) -> npt.NDArray[np.float32]:
-    """One vector per image of ``pair_set`` (its centred or largest face); a row of NaN where none was found."""
+def embed_set(engine: FaceEngine, pair_set: PairSet, *, reduced: bool = False) -> npt.NDArray[np.float32]:
+    """One vector per image of ``pair_set`` (its centred or largest face); a row of NaN where none was found.
+
+    ``reduced``: decode as ``engine.analyze`` does (``FaceEngine.locate``: at a reduced size where the faces
+    allow it); otherwise always at full size."""
     vectors = np.full((len(pair_set.images), engine.model.dim), np.nan, dtype=np.float32)
     for index, path in enumerate(pair_set.images):
-        image = engine.load(path)
-        chosen = chosen_face(engine, image, pair_set)
+        if reduced:
+            image, found = engine.locate(path)
+            chosen = chosen_face(engine, image, pair_set, found)
+        else:
+            image = engine.load(path)
+            chosen = chosen_face(engine, image, pair_set)
         if chosen is None:
             continue
         face = engine.describe(image, [chosen])[0]

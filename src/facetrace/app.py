@@ -122,7 +122,12 @@ def load_calibration_file(path: Path | str) -> tuple[Calibration, dict[str, Any]
 
 
 def open_recognizer(
-    recognizer: Recognizer, calibration: Calibration, settings: DetectionSettings | None = None
+    recognizer: Recognizer,
+    calibration: Calibration,
+    settings: DetectionSettings | None = None,
+    *,
+    embed_runners: int | None = None,
+    embed_batch: int = 1,
 ) -> FaceEngine:
     """An engine over a user's ONNX recognizer; a file that is not a usable recognizer (missing, not ONNX,
     wrong input or output shape) is ``InvalidParameterError``: the caller named it and can fix it."""
@@ -130,8 +135,9 @@ def open_recognizer(
         raise InvalidParameterError(f"recognizer {recognizer.path} does not exist")
     try:
         return FaceEngine.create(
-            embedder="onnx", embedder_options=recognizer.options(), settings=settings, calibration=calibration
-        )
+            embedder="onnx", embedder_options=recognizer.options(), settings=settings, calibration=calibration,
+            embed_runners=embed_runners, embed_batch=embed_batch,
+        )  # fmt: skip
     except ModelMismatchError:
         raise
     except ModelError as exc:
@@ -143,6 +149,8 @@ def open_engine(
     calibration: Path | str | None = None,
     *,
     settings: DetectionSettings | None = None,
+    embed_runners: int | None = None,
+    embed_batch: int = 1,
 ) -> FaceEngine:
     """The engine the CLI and the server run: YuNet with SFace and its shipped calibration by default;
     ``calibration`` alone re-calibrates SFace (e.g. on a deployment's own people, ``facetrace calibrate``);
@@ -153,11 +161,11 @@ def open_engine(
     ``recognizer`` section names the recognizer, its version and preprocessing, and the sha256 of the file
     it was fitted on; another file is ``ModelMismatchError``.
     """
-    if recognizer is None:
-        if calibration is None:
-            return FaceEngine.create(settings=settings)
-        fitted, _ = load_calibration_file(calibration)
-        return FaceEngine.create(settings=settings, calibration=fitted)
+    if recognizer is None:  # (embed_runners, embed_batch: see FaceEngine.create)
+        fitted = None if calibration is None else load_calibration_file(calibration)[0]
+        return FaceEngine.create(
+            settings=settings, calibration=fitted, embed_runners=embed_runners, embed_batch=embed_batch
+        )
     path = Path(recognizer)
     if calibration is None:
         raise InvalidParameterError(
@@ -192,7 +200,7 @@ def open_engine(
             f"{path} is not the file calibration {calibration} was fitted on ({section.get('file')}, "
             f"sha256 {str(expected)[:12]}…): recalibrate it with `facetrace calibrate --model {path}`"
         )
-    return open_recognizer(spec, fitted, settings)
+    return open_recognizer(spec, fitted, settings, embed_runners=embed_runners, embed_batch=embed_batch)
 
 
 @dataclass(frozen=True, slots=True)

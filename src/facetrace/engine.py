@@ -25,8 +25,9 @@ import numpy.typing as npt
 from facetrace import geometry, quality
 from facetrace.calibration import Calibration, load_calibration, pair_quality
 from facetrace.errors import InvalidParameterError, ModelMismatchError, NoFaceError
-from facetrace.imaging import Image, ImageLimits, ImageSource, load_image
+from facetrace.imaging import Image, ImageLimits, ImageSource, load_image, read_source
 from facetrace.models import Detector, Embedder, create_detector, create_embedder
+from facetrace.models.batching import BatchingEmbedder
 from facetrace.types import BoundingBox, Detection, FaceDetail, Landmark, ModelInfo, Vector
 
 __all__ = ["LANDMARK_NAMES", "AnalyzedFace", "Comparison", "DetectionSettings", "FaceEngine"]
@@ -39,6 +40,12 @@ ROLL_REFINE_DEGREES = 5.0
 """Faces whose eye line is tilted more than this get their landmarks re-detected on an upright copy."""
 REFINE_PATCH = 320
 """Longest side of the upright copy used for that (the face fills about half of it)."""
+REDUCED_MAX_ALIGN_SCALE = 1.0
+"""A reduced decode is kept when every face has at least the aligned crop's resolution in it (``geometry.
+alignment_scale`` ≤ this): its crop is then a reduction, never an enlargement. Measured on the shared photos
+(``benchmarks/bench_pipeline.py --section reduced``): such faces' vectors agree with the full decode's to a
+cosine of ≥ 0.97 (≥ 0.99 at ≤ 0.7, where ``align_face`` shrinks the face anyway), about the agreement
+between two JPEG encodings of one photo."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,9 @@ class DetectionSettings:
     ``tile``-pixel tiles, for faces only a few dozen pixels tall in large frames (CCTV). It costs one
     detector pass per tile; see ``benchmarks/bench_pipeline.py``.
     ``min_confidence``: detections below this score (0–1) are dropped.
+    ``reduced_decode``: decode encoded images larger than ``max_side`` at a reduced size (JPEG DCT scaling)
+    when the faces found there are large enough for recognition (``FaceEngine.locate``); not with
+    ``small_faces``, whose tiles need every pixel.
     """
 
     max_side: int = 640
@@ -57,6 +67,7 @@ class DetectionSettings:
     tile: int = 640
     upscale: float = 1.0
     min_confidence: float = 0.5
+    reduced_decode: bool = True
 
     def __post_init__(self) -> None:
         if not 64 <= self.max_side <= 4096 or not 128 <= self.tile <= 4096:
@@ -127,12 +138,23 @@ class FaceEngine:
         settings: DetectionSettings | None = None,
         calibration: Calibration | None = None,
         limits: ImageLimits | None = None,
+        embed_runners: int | None = None,
+        embed_batch: int = 1,
     ) -> FaceEngine:
-        """An engine over registered models by name (defaults: YuNet + SFace)."""
+        """An engine over registered models by name (defaults: YuNet + SFace).
+
+        ``embed_runners``: share one ``BatchingEmbedder`` with that many model instances between every
+        thread (at most that many recognitions at once, first come first served, batches of up to
+        ``embed_batch`` faces) instead of an embedder per thread; the server runs one per core.
+        """
         det_opts, emb_opts = dict(detector_options or {}), dict(embedder_options or {})
+        make_embedder: Callable[[], Embedder] = lambda: create_embedder(embedder, **emb_opts)  # noqa: E731
+        if embed_runners is not None:
+            shared = BatchingEmbedder(make_embedder, runners=embed_runners, max_batch=embed_batch)
+            make_embedder = lambda: shared  # noqa: E731
         return cls(
             lambda: create_detector(detector, **det_opts),
-            lambda: create_embedder(embedder, **emb_opts),
+            make_embedder,
             settings=settings,
             calibration=calibration,
             limits=limits,
@@ -160,8 +182,39 @@ class FaceEngine:
         return embedder
 
     def load(self, source: ImageSource | Image) -> Image:
-        """Decode and validate an image with this engine's limits."""
+        """Decode and validate an image with this engine's limits (at full size)."""
         return load_image(source, self.limits)
+
+    def locate(
+        self, source: ImageSource | Image, max_faces: int = MAX_FACES_LIMIT
+    ) -> tuple[Image, list[Detection]]:
+        """Decode ``source`` and find its faces (``find_faces``): the image, and detections in its pixels.
+
+        The detector only ever sees a ≤ ``max_side`` copy, so an encoded image larger than that is first
+        decoded reduced (``load_image(reduce_to=max_side)``: a JPEG by libjpeg's DCT scaling, at 1/2, 1/4 or
+        1/8). That image is kept when every face found has at least the aligned crop's resolution in it
+        (``REDUCED_MAX_ALIGN_SCALE``): its crop is then a reduction of the face either way. Otherwise the
+        image is decoded again at full size, the detections are scaled to it and tilted faces' landmarks are
+        refined on it (``_upright_landmarks``), so a small face's crop has every pixel it has; only the
+        detector's ≤ ``max_side`` view came from the reduced decode (as good a reduction as resizing the
+        full image, and one detector pass saved). The returned
+        image's ``reduction`` says which; ``describe`` reports detections in full-size pixels either way.
+        """
+        settings = self.settings
+        if isinstance(source, Image | np.ndarray) or settings.small_faces or not settings.reduced_decode:
+            image = source if isinstance(source, Image) else self.load(source)  # an Image is taken as it is
+            return image, self.find_faces(image, max_faces)
+        data = read_source(source, self.limits)
+        image = load_image(data, self.limits, reduce_to=settings.max_side)
+        found = self.find_faces(image, max_faces, upright=False)
+        size = self._embedder().input_size
+        if image.reduction == 1 or all(
+            geometry.alignment_scale(d.landmarks, size) <= REDUCED_MAX_ALIGN_SCALE for d in found
+        ):
+            return image, [self._upright_landmarks(image.pixels, d) for d in found]
+        full = load_image(data, self.limits)
+        factor = float(image.reduction)
+        return full, [self._upright_landmarks(full.pixels, _rescale(d, factor, 0.0, 0.0)) for d in found]
 
     # -- detection ---------------------------------------------------------------------------------------
 
@@ -282,7 +335,12 @@ class FaceEngine:
         embed: bool = True,
         keep_crops: bool = False,
     ) -> tuple[Image, list[AnalyzedFace]]:
-        """Every face in ``source`` with details and (when ``embed``) its identity vector, largest first."""
+        """Every face in ``source`` with details and (when ``embed``) its identity vector, largest first.
+
+        The image is decoded at full size, so its pixels and the faces' detections share coordinates (callers
+        crop it). Callers that need only the faces use ``locate`` and ``describe``: a reduced decode where the
+        faces allow it (the gallery's searches, IndexFaces and DetectFaces do).
+        """
         image = source if isinstance(source, Image) else self.load(source)
         detections = self.find_faces(image, max_faces)
         return image, self.describe(image, detections, embed=embed, keep_crops=keep_crops)
@@ -290,9 +348,11 @@ class FaceEngine:
     def describe(
         self, image: Image, detections: Sequence[Detection], *, embed: bool = True, keep_crops: bool = False
     ) -> list[AnalyzedFace]:
-        """Details (and vectors) for detections already found in ``image``."""
+        """Details (and vectors) for detections already found in ``image`` (in its pixels). The faces'
+        ``detection`` is in pixels of the full-size image, also when ``image`` is a reduced decode."""
         if not detections:
             return []
+        factor = float(image.reduction)
         size = self._embedder().input_size
         crops = np.stack([geometry.align_face(image.pixels, d.landmarks, size) for d in detections])
         vectors = self._embedder().embed(crops) if embed else None
@@ -301,7 +361,7 @@ class FaceEngine:
             faces.append(
                 AnalyzedFace(
                     detail=_detail(image, detection, crops[index]),
-                    detection=detection,
+                    detection=_rescale(detection, factor, 0.0, 0.0),
                     vector=None if vectors is None else vectors[index],
                     crop=crops[index] if keep_crops else None,
                 )

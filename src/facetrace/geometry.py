@@ -11,6 +11,7 @@ from facetrace.types import Detection
 __all__ = [
     "ARCFACE_TEMPLATE_112",
     "align_face",
+    "alignment_scale",
     "iou",
     "merge_detections",
     "similarity_transform",
@@ -51,6 +52,16 @@ def similarity_transform(src: npt.NDArray[np.float32], dst: npt.NDArray[np.float
     matrix[:, :2] = scale * rotation
     matrix[:, 2] = dst_mean - scale * rotation @ src_mean
     return matrix
+
+
+def alignment_scale(landmarks: npt.NDArray[np.float32], size: int = 112) -> float:
+    """Pixels of the ``size``-pixel aligned crop per pixel of the image the ``landmarks`` are in.
+
+    Below 0.5 the face has more than twice the crop's resolution, and ``align_face`` shrinks it to twice the
+    crop's resolution before warping: any image of the face at least that sharp gives the same crop.
+    """
+    matrix = similarity_transform(landmarks, ARCFACE_TEMPLATE_112 * (size / 112.0))
+    return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
 
 
 def align_face(

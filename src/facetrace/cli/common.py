@@ -46,7 +46,13 @@ def with_recognizer(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parent
 
 
-def open_engine(args: argparse.Namespace | None = None, *, small_faces: bool = False) -> FaceEngine:
+def open_engine(
+    args: argparse.Namespace | None = None,
+    *,
+    small_faces: bool = False,
+    embed_runners: int | None = None,
+    embed_batch: int = 1,
+) -> FaceEngine:
     """The engine ``args`` ask for (``app.open_engine``): SFace unless ``--recognizer``/``--calibration``."""
     from facetrace.app import open_engine as build
     from facetrace.engine import DetectionSettings
@@ -55,6 +61,8 @@ def open_engine(args: argparse.Namespace | None = None, *, small_faces: bool = F
         getattr(args, "recognizer", None),
         getattr(args, "calibration", None),
         settings=DetectionSettings(small_faces=small_faces),
+        embed_runners=embed_runners,
+        embed_batch=embed_batch,
     )
 
 

@@ -47,8 +47,8 @@ def _detect(args: argparse.Namespace) -> int:
         results.append(
             {
                 "Image": path,
-                "Width": image.width,
-                "Height": image.height,
+                "Width": image.original_width,
+                "Height": image.original_height,
                 "FaceDetails": [shapes.face_detail(face.detail) for face in faces],
             }
         )

@@ -42,7 +42,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="video sources requests may name, e.g. 'rtsp://10.0.0.*/**' (repeatable; * within a path segment, "
         "** across; loopback/link-local hosts only when named literally). Default: none",
     )
-    parser.add_argument("--workers", type=int, help="threads running library calls (default: cores)")
+    parser.add_argument("--workers", type=int, help="threads running library calls (default: cores + 2)")
+    parser.add_argument(
+        "--inference-threads", type=int, help="recognizer instances shared by the workers (default: cores)"
+    )
+    parser.add_argument("--embed-batch", type=int, help="faces of concurrent requests per recognizer call (1)")
     parser.add_argument("--max-pending", type=int, default=32, help="requests that may wait for a worker")
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second per access key")
     parser.add_argument("--burst", type=int, default=100, help="burst size per access key")
@@ -95,8 +99,9 @@ def _config(args: argparse.Namespace) -> Any:
     }
     if args.decode_budget_mb is not None:
         settings["decode_budget_mb"] = args.decode_budget_mb
-    if args.workers is not None:
-        settings["workers"] = args.workers
+    for name in ("workers", "inference_threads", "embed_batch"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
     if args.max_body_bytes is not None:
         settings["max_body_bytes"] = args.max_body_bytes
     try:
@@ -107,6 +112,8 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import cv2
+
     from facetrace.app import open_gallery
     from facetrace.home import ensure_home
     from facetrace.service import KeyStore, create_app, run
@@ -114,7 +121,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = _config(args)
     cluster = _cluster(args.ray)
-    engine = open_engine(args)  # before the store: a bad --recognizer/--calibration fails fast
+    # One OpenCV thread per worker: its own pool on top of the workers would oversubscribe the cores.
+    cv2.setNumThreads(1)
+    # before the store: a bad --recognizer/--calibration fails fast
+    engine = open_engine(args, embed_runners=config.inference_threads, embed_batch=config.embed_batch)
     home = ensure_home(Path(args.home) if args.home else None)
     store = open_store(home, url=database_url(args.database_url))
     preload = getattr(store, "preload", None)

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+
 from facetrace.audit import LOCAL_CALLER, AuditEvent, Caller
 from facetrace.calibration import pair_quality
 from facetrace.engine import AnalyzedFace, Comparison, FaceEngine
@@ -45,6 +47,7 @@ from facetrace.store.ui_records import ui_records_of
 from facetrace.thumbnails import face_thumbnail
 from facetrace.types import (
     BoundingBox,
+    Detection,
     FaceMatch,
     FaceRecord,
     QualityFilter,
@@ -153,7 +156,10 @@ class Gallery:
         ``content_hash``: the sha256 of the image file, recorded with its faces so a bulk import can skip the
         files it indexed before (``indexed_hashes``); an image recorded already is ``AlreadyExistsError``."""
         self._collection(collection_id)
-        decoded, faces = self.engine.analyze(image)
+        decoded, detections = self.engine.locate(image)  # reduced where the faces allow it
+        faces = self.engine.describe(decoded, detections)
+        if keep_image and decoded.reduction != 1:  # a kept image is the full-size one
+            decoded = self.engine.load(image)
         return self.index_analyzed(
             collection_id, faces, image=decoded, external_image_id=external_image_id, max_faces=max_faces,
             quality_filter=quality_filter, keep_image=keep_image, caller=caller, content_hash=content_hash,
@@ -283,7 +289,10 @@ class Gallery:
         try:
             if not kept.thumbnails.enabled(collection_id):
                 return
-            pictures = [(i.record.face_id, face_thumbnail(image.pixels, i.face.detection)) for i in indexed]
+            scale = image.width / image.original_width  # < 1 when the faces were found in a reduced decode
+            pictures = [
+                (i.record.face_id, face_thumbnail(image.pixels, _scaled(i.face.detection, scale))) for i in indexed
+            ]
             kept.thumbnails.put(collection_id, [(face_id, jpeg) for face_id, jpeg in pictures if jpeg])
         except FacetraceError as exc:
             log.warning("face thumbnails for %s not kept: %s", collection_id, exc)
@@ -392,8 +401,7 @@ class Gallery:
     ) -> tuple[AnalyzedFace, list[AnalyzedFace]]:
         """The largest face, embedded and checked against ``level``; with ``describe_others``, the other faces
         too, described but not embedded (only the probe is searched, so only it pays for a vector)."""
-        decoded = image if isinstance(image, Image) else self.engine.load(image)
-        detections = self.engine.find_faces(decoded, 100 if describe_others else 1)
+        decoded, detections = self.engine.locate(image, 100 if describe_others else 1)
         if not detections:
             raise NoFaceError("there are no faces in the image")
         probe = self.engine.describe(decoded, detections[:1])[0]
@@ -493,7 +501,8 @@ class Gallery:
     def detect_faces(self, image: ImageSource | Image, *, max_faces: int = 100) -> list[AnalyzedFace]:
         """DetectFaces: every face with its details, largest first (no vectors, nothing stored or audited)."""
         check_int(max_faces, "max_faces", 1, 100)
-        return self.engine.analyze(image, max_faces=max_faces, embed=False)[1]
+        decoded, detections = self.engine.locate(image, max_faces)  # reduced where the faces allow it
+        return self.engine.describe(decoded, detections, embed=False)
 
     def compare_faces(
         self,
@@ -822,3 +831,13 @@ def _is_sha256(value: str) -> bool:
 def _with_status(user: UserRecord) -> UserRecord:
     """Rekognition's UserStatus: CREATED until the user has a face, then ACTIVE."""
     return dataclasses.replace(user, status="ACTIVE" if user.face_count > 0 else "CREATED")
+
+
+def _scaled(detection: Detection, factor: float) -> Detection:
+    """``detection`` (full-size pixels) in the pixels of a copy ``factor`` times the size."""
+    if factor == 1.0:
+        return detection
+    return dataclasses.replace(
+        detection, x=detection.x * factor, y=detection.y * factor, w=detection.w * factor, h=detection.h * factor,
+        landmarks=detection.landmarks * np.float32(factor),
+    )  # fmt: skip

@@ -34,7 +34,25 @@ class ServiceConfig(BaseModel):
         le=256 * 1024 * 1024,
         description="largest request body per image the operation takes (CompareFaces: twice this)",
     )
-    workers: int = Field(default_factory=_cores, ge=1, le=256, description="threads running library calls")
+    workers: int = Field(
+        default_factory=lambda: _cores() + 2,
+        ge=1,
+        le=256,
+        description="threads running library calls: the cores and two more, so that a request waiting on its"
+        " audit commit or the index does not leave a core idle (recognition stays one per core: inference_threads)",
+    )
+    inference_threads: int = Field(
+        default_factory=_cores,
+        ge=1,
+        le=64,
+        description="recognizer instances shared by the workers (at most this many recognitions at once)",
+    )
+    embed_batch: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="faces of concurrent requests recognized in one call (1: measured best)",
+    )
     max_pending: int = Field(
         default=32, ge=0, le=10_000, description="requests allowed to wait for a worker before ThrottlingException"
     )
