@@ -125,33 +125,35 @@ def test_a_read_key_sees_items_but_cannot_answer(
     assert _records(ui_server).reviews.get(item.item_id).status == "PENDING"
 
 
-def test_reject_one_candidate_then_all(
+def test_reject_one_candidate_or_all_with_a_reason(
     page: Any, ui_server: Server, photos: dict[str, Path], borderline_tracks: list[UnresolvedTrack]
 ) -> None:
-    desk = _desk(ui_server, photos)
-    item = _offer(ui_server, desk, borderline_tracks)
+    one, every = (_offer(ui_server, _desk(ui_server, photos), borderline_tracks) for _ in range(2))
     _open_review(page, ui_server, ui_server.admin)
-    card = page.locator(f"[data-item='{item.item_id}']")
-    offered = card.locator(".candidate").count()
-    one = card.locator("form.reject-one").first
-    one.locator("input[name=reason]").fill("different haircut")
-    one.locator("button").click()
+    form = page.locator(f"[data-item='{one.item_id}'] form.reject-one").first
+    form.locator("input[name=reason]").fill("different haircut")
+    form.locator("button").click()
     page.wait_for_url(re.compile(r"/ui/review\?done=rejected$"))
     records = _records(ui_server)
-    if offered > 1:  # the others are still offered; obama is struck
-        card = page.locator(f"[data-item='{item.item_id}']")
+    if len(one.candidates) > 1:  # obama is struck, the others are still offered
+        card = page.locator(f"[data-item='{one.item_id}']")
         assert "obama" not in card.locator(".candidate-name").all_inner_texts()
         assert "Already rejected: obama" in card.inner_text()
-        card.locator("form.reject-all input[name=reason]").fill("nobody here")
-        card.locator("form.reject-all button").click()
-        page.wait_for_url(re.compile(r"/ui/review\?done=rejected$"))
-    assert page.locator(f"[data-item='{item.item_id}']").count() == 0
-    assert records.reviews.get(item.item_id).status == "REJECTED"
-    decisions = records.reviews.decisions(item.item_id)
-    assert decisions[0].person == "external:obama"
-    assert decisions[0].reason == "different haircut"
+    else:  # obama was the only candidate: nobody is left
+        assert page.locator(f"[data-item='{one.item_id}']").count() == 0
+        assert records.reviews.get(one.item_id).status == "REJECTED"
+    (decision,) = records.reviews.decisions(one.item_id)
+    assert (decision.action, decision.person, decision.reason) == ("REJECT", "external:obama", "different haircut")
+
+    card = page.locator(f"[data-item='{every.item_id}']")
+    card.locator("form.reject-all input[name=reason]").fill("nobody here")
+    card.locator("form.reject-all button").click()
+    page.wait_for_url(re.compile(r"/ui/review\?done=rejected$"))
+    assert page.locator(f"[data-item='{every.item_id}']").count() == 0
+    assert records.reviews.get(every.item_id).status == "REJECTED"
+    assert {d.reason for d in records.reviews.decisions(every.item_id)} == {"nobody here"}
     rejected = ui_server.audit.records(operation="RejectReviewItem")[-1].event
-    assert rejected.purpose == CASE
+    assert (rejected.purpose, rejected.detail["reason"]) == (CASE, "nobody here")
 
 
 def test_an_unknown_person_is_shown_and_named(
