@@ -110,9 +110,12 @@ def test_a_read_key_sees_items_but_cannot_answer(
 ) -> None:
     desk = _desk(ui_server, photos)
     item = _offer(ui_server, desk, borderline_tracks)
+    elsewhere = _offer(ui_server, _desk(ui_server, photos), borderline_tracks)
     reader = ui_server.keys.create("read", collections=[desk], description="ui review read test")
     _open_review(page, ui_server, reader)
     assert page.locator("[data-item]").count() == 1  # only its collection's
+    assert page.request.get(f"{ui_server.url}/ui/review/{item.item_id}/0.jpg").status == 200
+    assert page.request.get(f"{ui_server.url}/ui/review/{elsewhere.item_id}/0.jpg").status == 404
     card = page.locator(f"[data-item='{item.item_id}']")
     assert card.locator(".candidate-name").first.inner_text() == "obama"
     assert card.locator("form").count() == 0
