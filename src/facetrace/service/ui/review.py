@@ -86,7 +86,12 @@ async def review_page(dash: Dashboard, request: Request, session: Session) -> Re
 
     def gather() -> dict[str, Any]:
         items = _queue(dash).items(status="PENDING", collection_ids=session.key.collections, limit=LISTED)
-        with_pictures = [_queue(dash).get(i.item_id, thumbnails=True) for i in items]
+        with_pictures = []
+        for listed in items:
+            try:
+                with_pictures.append(_queue(dash).get(listed.item_id, thumbnails=True))
+            except NotFoundError:
+                continue  # expired between the listing and now
         dash.gallery.record_event(
             session.caller, "ListReviewItems", None, match_count=len(items),
             matched=tuple(c.face_id for i in items for c in i.candidates),
