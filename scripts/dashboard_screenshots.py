@@ -38,6 +38,33 @@ def save(page: object, out: Path, name: str, colours: int = 48) -> None:
     print(f"{name}.png {(out / f'{name}.png').stat().st_size // 1024} KB")
 
 
+def review_scene(engine: FaceEngine, server: object, tmp: Path) -> None:
+    """Review items and an unknown person made for real: the review tests' borderline clip (Obama at 40 px,
+    plus a stranger) analysed against ``desk`` (obama3.jpg, biden.jpg), as a processor would hand it over."""
+    from facetrace.review import ReviewQueue, UnknownPeople
+    from facetrace.store import records_of
+    from facetrace.video.identity import CollectionMatcher
+    from tests.review.conftest import unresolved
+
+    gallery = server.gallery  # type: ignore[attr-defined]
+    gallery.create_collection("desk")
+    gallery.index_faces("desk", photo("obama3.jpg"), external_image_id="obama", max_faces=1)
+    gallery.index_faces("desk", photo("biden.jpg"), external_image_id="biden", max_faces=1)
+    clip = write_video(
+        tmp / "door.mp4",
+        [Actor("obama", sprite(engine, photo("obama2.jpg"), 40), 0.0, 2.0, (100, 60), (300, 80)),
+         Actor("", sprite(engine, photo("t1.jpg"), 60), 0.0, 2.0, (450, 220), (460, 220))],
+        seconds=2.0,
+    )  # fmt: skip
+    records = records_of(gallery.store)
+    assert records is not None
+    queue, people = ReviewQueue(gallery, records.reviews), UnknownPeople(gallery, records.unknowns)
+    for camera in ("front-door", "back-door"):
+        for track in unresolved(engine, gallery, clip, camera, "desk"):
+            queue.offer(track, CollectionMatcher(gallery, "desk", 90.0), source=camera, match_threshold=99.0)
+            people.add(track, "desk", source=camera)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/dashboard"))
@@ -135,6 +162,11 @@ def main() -> None:
                 page.set_input_files("input[name=target]", str(photo("obama2.jpg")))
                 page.click("button:has-text('Compare')")
                 save(page, args.out, "compare")
+                review_scene(engine, server, Path(tmp))
+                page.goto(base + "/ui/review")
+                save(page, args.out, "review")
+                page.goto(base + "/ui/unknown")
+                save(page, args.out, "unknowns")
                 page.goto(base + "/ui/audit")
                 save(page, args.out, "audit")
                 page.goto(base + "/ui/keys")

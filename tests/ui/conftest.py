@@ -39,7 +39,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine) -> I
     running.gallery.store.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # Playwright's loop is closed before tests outside tests/ui run asyncio
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")

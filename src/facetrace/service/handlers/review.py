@@ -17,31 +17,42 @@ from __future__ import annotations
 from typing import Any
 
 from facetrace.errors import NotFoundError, StoreError
+from facetrace.gallery import Gallery
 from facetrace.review import ReviewQueue, UnknownPeople
 from facetrace.review.shapes import decision_dict, review_item_dict, unknown_face_dict, unknown_person_dict
-from facetrace.service.operations import Context, Permission, operation
+from facetrace.service.operations import Context, Permission, Resources, operation
 from facetrace.store import records_of
 from facetrace.store.records import Records
 
-__all__: list[str] = []
+__all__ = ["people_of", "queue_of"]
 
 JSON = dict[str, Any]
 DEFAULT_PAGE = 100
 
 
-def _records(ctx: Context) -> Records:
-    records = records_of(ctx.gallery.store)
+def _records(gallery: Gallery) -> Records:
+    records = records_of(gallery.store)
     if records is None:
         raise StoreError("this server's store keeps no review queue or unknown people")
     return records
 
 
+def queue_of(resources: Resources, gallery: Gallery) -> ReviewQueue:
+    """The server's review queue (one per server, shared by the API and the dashboard)."""
+    return resources.get("review.queue", lambda: ReviewQueue(gallery, _records(gallery).reviews))
+
+
+def people_of(resources: Resources, gallery: Gallery) -> UnknownPeople:
+    """The server's unknown people (one per server, shared by the API and the dashboard)."""
+    return resources.get("review.unknowns", lambda: UnknownPeople(gallery, _records(gallery).unknowns))
+
+
 def _queue(ctx: Context) -> ReviewQueue:
-    return ctx.resources.get("review.queue", lambda: ReviewQueue(ctx.gallery, _records(ctx).reviews))
+    return queue_of(ctx.resources, ctx.gallery)
 
 
 def _people(ctx: Context) -> UnknownPeople:
-    return ctx.resources.get("review.unknowns", lambda: UnknownPeople(ctx.gallery, _records(ctx).unknowns))
+    return people_of(ctx.resources, ctx.gallery)
 
 
 def _scope(ctx: Context, request: JSON) -> tuple[str, ...] | None:

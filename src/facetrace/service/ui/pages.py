@@ -686,7 +686,7 @@ def create_ui(gallery: Gallery, keys: KeyStore, config: ServiceConfig, resources
     """The dashboard as an ASGI app serving ``/ui/...`` (mounted by ``service.app.create_app``; ``resources``:
     the server's, so cameras are the API's stream processors)."""
     from facetrace.service.ui import cameras as cams
-    from facetrace.service.ui import videos, watch
+    from facetrace.service.ui import review, videos, watch
 
     dash = Dashboard(gallery, keys, config, resources)
     static = Path(str(package_files.files("facetrace.service.ui") / "static"))
@@ -734,6 +734,12 @@ def create_ui(gallery: Gallery, keys: KeyStore, config: ServiceConfig, resources
             Route("/ui/cameras/{name}/frame.jpg", page(cams.frame)),
             Route("/ui/cameras/{name}/now.json", page(cams.now)),
             Route("/ui/cameras/{name}/{act}", page(cams.camera_act), methods=["POST"]),
+            Route("/ui/review", page(review.review_page, needs_purpose=True)),
+            Route("/ui/review/{item_id}/{n}.jpg", page(review.item_thumbnail)),
+            Route("/ui/review/{item_id}/{act}", page(review.review_answer), methods=["POST"]),
+            Route("/ui/unknown", page(review.unknowns_page, needs_purpose=True)),
+            Route("/ui/unknown/{unknown_id}/{n}.jpg", page(review.unknown_thumbnail)),
+            Route("/ui/unknown/{unknown_id}/name", page(review.name_unknown), methods=["POST"]),
             Mount("/ui/static", StaticFiles(directory=static), name="static"),
         ],
     )
