@@ -6,11 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from facetrace.store.postgres_db import PgDatabase
-from facetrace.store.ui_records import SessionRecord, UiRecords
+from facetrace.store.ui_records import SESSION_COLUMNS, SessionRecord, UiRecords, session_from_row
 
 __all__ = ["PostgresSessions", "PostgresThumbnails", "postgres_ui_records"]
-
-_COLUMNS = "token_hash, access_key_id, csrf, purpose, created_at, expires_at"
 
 
 class PostgresSessions:
@@ -20,7 +18,7 @@ class PostgresSessions:
     def add(self, session: SessionRecord) -> None:
         with self._db.transaction("saving a dashboard session") as conn:
             conn.execute(
-                f"INSERT INTO ui_sessions({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
+                f"INSERT INTO ui_sessions({SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
                 (session.token_hash, session.access_key_id, session.csrf, session.purpose, session.created_at,
                  session.expires_at),
             )  # fmt: skip
@@ -28,12 +26,12 @@ class PostgresSessions:
     def get(self, token_hash: str, now: float) -> SessionRecord | None:
         with self._db.read("reading a dashboard session") as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM ui_sessions WHERE token_hash=%s AND expires_at>%s",  # noqa: S608
+                f"SELECT {SESSION_COLUMNS} FROM ui_sessions WHERE token_hash=%s AND expires_at>%s",  # noqa: S608
                 (token_hash, now),
             ).fetchone()
         if row is None:
             return None
-        return SessionRecord(str(row[0]), str(row[1]), str(row[2]), row[3], float(row[4]), float(row[5]))
+        return session_from_row(row)
 
     def set_purpose(self, token_hash: str, purpose: str) -> None:
         with self._db.transaction("saving a dashboard session") as conn:

@@ -110,7 +110,17 @@ class MemorySessions:
         return len(gone)
 
 
-_SESSION_COLUMNS = "token_hash, access_key_id, csrf, purpose, created_at, expires_at"
+SESSION_COLUMNS = "token_hash, access_key_id, csrf, purpose, created_at, expires_at"
+"""The ``ui_sessions`` columns in ``SessionRecord``'s order, on both backends (``session_from_row``)."""
+
+
+def session_from_row(row: Sequence[object]) -> SessionRecord:
+    """A ``SessionRecord`` from a row of ``SESSION_COLUMNS`` (SQLite or PostgreSQL)."""
+    purpose = row[3]
+    return SessionRecord(
+        str(row[0]), str(row[1]), str(row[2]), None if purpose is None else str(purpose),
+        float(row[4]), float(row[5]),  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 class SQLiteSessions:
@@ -120,7 +130,7 @@ class SQLiteSessions:
     def add(self, session: SessionRecord) -> None:
         with translate("saving a dashboard session", self._db.path), self._db.transaction() as conn:
             conn.execute(
-                f"INSERT INTO ui_sessions({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
+                f"INSERT INTO ui_sessions({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
                 (
                     session.token_hash,
                     session.access_key_id,
@@ -134,12 +144,12 @@ class SQLiteSessions:
     def get(self, token_hash: str, now: float) -> SessionRecord | None:
         with translate("reading a dashboard session", self._db.path), self._db.reader() as conn:
             row = conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM ui_sessions WHERE token_hash=? AND expires_at>?",  # noqa: S608
+                f"SELECT {SESSION_COLUMNS} FROM ui_sessions WHERE token_hash=? AND expires_at>?",  # noqa: S608
                 (token_hash, now),
             ).fetchone()
         if row is None:
             return None
-        return SessionRecord(str(row[0]), str(row[1]), str(row[2]), row[3], float(row[4]), float(row[5]))
+        return session_from_row(row)
 
     def set_purpose(self, token_hash: str, purpose: str) -> None:
         with translate("saving a dashboard session", self._db.path), self._db.transaction() as conn:
