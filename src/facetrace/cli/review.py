@@ -78,6 +78,18 @@ def _records(gallery: Gallery) -> Records:
     return records
 
 
+def _queue(args: argparse.Namespace) -> ReviewQueue:
+    """The review queue of the home or database ``args`` name."""
+    gallery = open_library(args)
+    return ReviewQueue(gallery, _records(gallery).reviews)
+
+
+def _people(args: argparse.Namespace) -> UnknownPeople:
+    """The unknown people of the home or database ``args`` name."""
+    gallery = open_library(args)
+    return UnknownPeople(gallery, _records(gallery).unknowns)
+
+
 def _when(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -101,8 +113,7 @@ def _write(folder: str, stem: str, jpegs: list[bytes]) -> list[str]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    gallery = open_library(args)
-    queue = ReviewQueue(gallery, _records(gallery).reviews)
+    queue = _queue(args)
     items = queue.items(
         status=None if args.status == "ALL" else args.status,
         collection_ids=tuple(args.collection) if args.collection else None,
@@ -126,8 +137,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    gallery = open_library(args)
-    queue = ReviewQueue(gallery, _records(gallery).reviews)
+    queue = _queue(args)
     item = queue.get(args.item, thumbnails=True)
     data = review_item_dict(item)
     data["Decisions"] = [decision_dict(d) for d in queue.decisions(item.item_id)]
@@ -155,8 +165,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _confirm(args: argparse.Namespace) -> int:
-    gallery = open_library(args)
-    queue = ReviewQueue(gallery, _records(gallery).reviews)
+    queue = _queue(args)
     item = queue.confirm(args.item, person=args.person, enrol=args.enrol, caller=local_caller(args))
     data = review_item_dict(item)
     emit(args, data, lambda c: c.print(f"confirmed {item.confirmed_person}: sighting {item.sighting_id}"))
@@ -164,8 +173,7 @@ def _confirm(args: argparse.Namespace) -> int:
 
 
 def _reject(args: argparse.Namespace) -> int:
-    gallery = open_library(args)
-    queue = ReviewQueue(gallery, _records(gallery).reviews)
+    queue = _queue(args)
     item = queue.reject(args.item, person=args.person, reason=args.reason, caller=local_caller(args))
     data = review_item_dict(item)
     emit(args, data, lambda c: c.print(f"rejected; item {item.item_id} is {item.status}"))
@@ -176,8 +184,7 @@ def _reject(args: argparse.Namespace) -> int:
 
 
 def _unknowns(args: argparse.Namespace) -> int:
-    gallery = open_library(args)
-    people = UnknownPeople(gallery, _records(gallery).unknowns)
+    people = _people(args)
     found = people.people(collection_ids=tuple(args.collection) if args.collection else None, limit=args.limit)
     data = {"UnknownPeople": [unknown_person_dict(p) for p in found]}
 
@@ -197,8 +204,7 @@ def _unknowns(args: argparse.Namespace) -> int:
 
 
 def _unknown(args: argparse.Namespace) -> int:
-    gallery = open_library(args)
-    people = UnknownPeople(gallery, _records(gallery).unknowns)
+    people = _people(args)
     person = people.get(args.unknown)
     faces = people.faces(person.unknown_id, thumbnails=bool(args.thumbnails))
     data = {**unknown_person_dict(person), "Faces": [unknown_face_dict(f) for f in faces]}
@@ -219,8 +225,7 @@ def _unknown(args: argparse.Namespace) -> int:
 
 
 def _name(args: argparse.Namespace) -> int:
-    gallery = open_library(args)
-    people = UnknownPeople(gallery, _records(gallery).unknowns)
+    people = _people(args)
     if args.max_faces < 1:
         raise InvalidParameterError("--max-faces must be at least 1")
     face_ids = people.name(args.unknown, args.user_id, max_faces=args.max_faces, caller=local_caller(args))
