@@ -36,7 +36,6 @@ from facetrace.errors import StoreError
 from facetrace.store.postgres_db import PgDatabase, translate
 from facetrace.store.records import (
     JobRecord,
-    KeyRecord,
     ProcessorRecord,
     Sighting,
     SightingQuery,
@@ -44,12 +43,13 @@ from facetrace.store.records import (
     redact_results,
 )
 from facetrace.store.review_sql import SqlReviews, SqlUnknowns
+from facetrace.store.sql_dialect import POSTGRES
+from facetrace.store.sql_records import SqlKeys
 from facetrace.store.sqlite_records import REVIEW_CASCADE, SIGHTING_COLUMNS, sighting_from_row, sighting_values
 
 __all__ = [
     "LEASE_TTL",
     "PostgresJobs",
-    "PostgresKeys",
     "PostgresLeases",
     "PostgresProcessors",
     "PostgresRecords",
@@ -69,46 +69,6 @@ its processors for at most this long before another may take them over."""
 _NOW = "extract(epoch FROM clock_timestamp())::double precision"  # the database's clock, one for every server
 ORPHANED = "interrupted: the server running it stopped"
 _TOKEN_LOCK = 0x74_6F_6B  # "tok": first key of the two-key advisory locks of request tokens
-
-
-class PostgresKeys:
-    def __init__(self, db: PgDatabase) -> None:
-        self._db = db
-
-    def list(self) -> list[KeyRecord]:
-        with self._db.read("reading the access keys") as conn:
-            rows = conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM access_keys ORDER BY created_at, access_key_id"  # noqa: S608
-            ).fetchall()
-        return [_key(row) for row in rows]
-
-    def get(self, access_key_id: str) -> KeyRecord | None:
-        with self._db.read("reading an access key") as conn:
-            row = conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM access_keys WHERE access_key_id=%s",  # noqa: S608
-                (access_key_id,),
-            ).fetchone()
-        return None if row is None else _key(row)
-
-    def add(self, key: KeyRecord) -> None:
-        collections = None if key.collections is None else json.dumps(list(key.collections))
-        with self._db.transaction("saving an access key") as conn:
-            conn.execute(
-                f"INSERT INTO access_keys({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
-                (key.access_key_id, key.secret, key.permission, collections, key.description, key.created_at),
-            )
-
-    def delete(self, access_key_id: str) -> bool:
-        with self._db.transaction("deleting an access key") as conn:
-            return conn.execute("DELETE FROM access_keys WHERE access_key_id=%s", (access_key_id,)).rowcount > 0
-
-
-_KEY_COLUMNS = "access_key_id, secret, permission, collections, description, created_at"
-
-
-def _key(row: Sequence[Any]) -> KeyRecord:
-    collections = None if row[3] is None else tuple(str(c) for c in json.loads(row[3]))
-    return KeyRecord(str(row[0]), str(row[1]), str(row[2]), collections, str(row[4]), float(row[5]))
 
 
 class PostgresTokens:
@@ -399,14 +359,16 @@ def upsert_sighting(conn: psycopg.Connection[Any], sighting: Sighting) -> None:
 class PostgresBackend:
     """Lends this database's connections to the shared review SQL (``store/review_sql.py``)."""
 
+    dialect = POSTGRES
+
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
 
     def write(self, action: str) -> AbstractContextManager[psycopg.Connection[Any]]:
         return self._db.transaction(action)
 
-    def read(self, action: str) -> AbstractContextManager[psycopg.Connection[Any]]:
-        return self._db.read(action)
+    def read(self, action: str, *, snapshot: bool = False) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return self._db.transaction(action, snapshot=True) if snapshot else self._db.read(action)
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
@@ -538,7 +500,7 @@ class PostgresLeases:
 class PostgresRecords:
     """Every repository of one PostgreSQL database (``records.Records``)."""
 
-    keys: PostgresKeys
+    keys: SqlKeys
     tokens: PostgresTokens
     jobs: PostgresJobs
     processors: PostgresProcessors
@@ -552,7 +514,7 @@ class PostgresRecords:
         leases = PostgresLeases(db, owner=owner, ttl=ttl)
         backend = PostgresBackend(db)
         return cls(
-            PostgresKeys(db), PostgresTokens(db), PostgresJobs(db, leases), PostgresProcessors(db),
+            SqlKeys(backend), PostgresTokens(db), PostgresJobs(db, leases), PostgresProcessors(db),
             PostgresSightings(db), SqlReviews(backend), SqlUnknowns(backend), leases,
         )  # fmt: skip
 

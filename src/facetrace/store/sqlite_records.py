@@ -18,7 +18,6 @@ from typing import Any
 
 from facetrace.store.records import (
     JobRecord,
-    KeyRecord,
     ProcessorRecord,
     Sighting,
     SightingQuery,
@@ -26,6 +25,8 @@ from facetrace.store.records import (
     redact_results,
 )
 from facetrace.store.review_sql import SqlReviews, SqlUnknowns
+from facetrace.store.sql_dialect import SQLITE
+from facetrace.store.sql_records import SqlKeys
 from facetrace.store.sqlite_db import Database, translate
 from facetrace.types import BoundingBox
 
@@ -33,7 +34,6 @@ __all__ = [
     "SIGHTING_COLUMNS",
     "SQLiteBackend",
     "SQLiteJobs",
-    "SQLiteKeys",
     "SQLiteProcessors",
     "SQLiteRecords",
     "SQLiteSightings",
@@ -45,44 +45,6 @@ __all__ = [
     "sighting_values",
     "upsert_sighting",
 ]
-
-
-class SQLiteKeys:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def list(self) -> list[KeyRecord]:
-        with translate("reading the access keys", self._db.path), self._db.reader() as conn:
-            rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM access_keys ORDER BY created_at, access_key_id")  # noqa: S608
-            return [_key(row) for row in rows]
-
-    def get(self, access_key_id: str) -> KeyRecord | None:
-        with translate("reading an access key", self._db.path), self._db.reader() as conn:
-            row = conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM access_keys WHERE access_key_id=?",  # noqa: S608
-                (access_key_id,),
-            ).fetchone()
-        return None if row is None else _key(row)
-
-    def add(self, key: KeyRecord) -> None:
-        collections = None if key.collections is None else json.dumps(list(key.collections))
-        with translate("saving an access key", self._db.path), self._db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO access_keys VALUES (?, ?, ?, ?, ?, ?)",
-                (key.access_key_id, key.secret, key.permission, collections, key.description, key.created_at),
-            )
-
-    def delete(self, access_key_id: str) -> bool:
-        with translate("deleting an access key", self._db.path), self._db.transaction() as conn:
-            return conn.execute("DELETE FROM access_keys WHERE access_key_id=?", (access_key_id,)).rowcount > 0
-
-
-_KEY_COLUMNS = "access_key_id, secret, permission, collections, description, created_at"
-
-
-def _key(row: Sequence[Any]) -> KeyRecord:
-    collections = None if row[3] is None else tuple(str(c) for c in json.loads(row[3]))
-    return KeyRecord(str(row[0]), str(row[1]), str(row[2]), collections, str(row[4]), float(row[5]))
 
 
 class SQLiteTokens:
@@ -295,6 +257,8 @@ def upsert_sighting(conn: sqlite3.Connection, sighting: Sighting) -> None:
 class SQLiteBackend:
     """Lends this database's connections to the shared review SQL (``store/review_sql.py``)."""
 
+    dialect = SQLITE
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -304,8 +268,8 @@ class SQLiteBackend:
             yield conn
 
     @contextlib.contextmanager
-    def read(self, action: str) -> Iterator[sqlite3.Connection]:
-        with translate(action, self._db.path), self._db.reader() as conn:
+    def read(self, action: str, *, snapshot: bool = False) -> Iterator[sqlite3.Connection]:
+        with translate(action, self._db.path), self._db.reader(snapshot=snapshot) as conn:
             yield conn
 
     def sql(self, statement: str) -> str:
@@ -342,7 +306,7 @@ def sighting_from_row(row: Sequence[Any]) -> Sighting:
 class SQLiteRecords:
     """Every repository of one database (``records.Records``); no leases: one server per home."""
 
-    keys: SQLiteKeys
+    keys: SqlKeys
     tokens: SQLiteTokens
     jobs: SQLiteJobs
     processors: SQLiteProcessors
@@ -355,7 +319,7 @@ class SQLiteRecords:
     def of(cls, db: Database) -> SQLiteRecords:
         backend = SQLiteBackend(db)
         return cls(
-            SQLiteKeys(db), SQLiteTokens(db), SQLiteJobs(db), SQLiteProcessors(db), SQLiteSightings(db),
+            SqlKeys(backend), SQLiteTokens(db), SQLiteJobs(db), SQLiteProcessors(db), SQLiteSightings(db),
             SqlReviews(backend), SqlUnknowns(backend),
         )  # fmt: skip
 
