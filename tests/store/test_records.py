@@ -206,6 +206,17 @@ def test_request_tokens_keep_the_first_answer(db: Callable[[], FaceStore]) -> No
     assert tokens.get("key", "CreateUser", "tok", newer_than=0.0) is None
 
 
+def test_an_expired_token_answer_gives_way_to_a_new_one(db: Callable[[], FaceStore]) -> None:
+    """An answer older than the tokens' lifetime, not swept yet, no longer binds its token (both backends)."""
+    tokens = _records(db()).tokens
+    old = TokenRecord("key", "CreateUser", "tok", "fp-1", '{"a":1}', 100.0)
+    assert tokens.put(old) == old
+    live = TokenRecord("key", "CreateUser", "tok", "fp-2", '{"b":2}', 100.0 + 24 * 3600.0 + 1)
+    assert tokens.put(live) == live
+    assert tokens.put(dataclasses.replace(live, fingerprint="fp-3", created_at=live.created_at + 5)) == live
+    assert tokens.get("key", "CreateUser", "tok", newer_than=0.0) == live
+
+
 def test_jobs_round_trip_and_interrupted_ones_fail(db: Callable[[], FaceStore]) -> None:
     first = db()
     jobs = _records(first).jobs

@@ -39,12 +39,11 @@ from facetrace.store.records import (
     ProcessorRecord,
     Sighting,
     SightingQuery,
-    TokenRecord,
     redact_results,
 )
 from facetrace.store.review_sql import SqlReviews, SqlUnknowns
 from facetrace.store.sql_dialect import POSTGRES
-from facetrace.store.sql_records import SqlKeys
+from facetrace.store.sql_records import SqlKeys, SqlTokens
 from facetrace.store.sqlite_records import REVIEW_CASCADE, SIGHTING_COLUMNS, sighting_from_row, sighting_values
 
 __all__ = [
@@ -71,49 +70,14 @@ ORPHANED = "interrupted: the server running it stopped"
 _TOKEN_LOCK = 0x74_6F_6B  # "tok": first key of the two-key advisory locks of request tokens
 
 
-class PostgresTokens:
+class PostgresTokens(SqlTokens):
+    """``SqlTokens`` with the lock several servers given one ClientRequestToken need (``exclusive``)."""
+
     def __init__(self, db: PgDatabase) -> None:
+        super().__init__(PostgresBackend(db))
         self._db = db
         self._pool_lock = threading.Lock()
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
-
-    def get(self, principal: str, operation: str, token: str, *, newer_than: float) -> TokenRecord | None:
-        with self._db.read("reading a request token") as conn:
-            row = conn.execute(
-                "SELECT fingerprint, response, created_at FROM request_tokens"
-                " WHERE principal=%s AND operation=%s AND token=%s AND created_at > %s",
-                (principal, operation, token, newer_than),
-            ).fetchone()
-        if row is None:
-            return None
-        return TokenRecord(principal, operation, token, str(row[0]), str(row[1]), float(row[2]))
-
-    def put(self, record: TokenRecord) -> TokenRecord:
-        with self._db.transaction("saving a request token") as conn:
-            # An expired answer is replaced (the token may be used again after TOKEN_TTL); a live one is kept.
-            row = conn.execute(
-                "INSERT INTO request_tokens VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (principal, operation, token) DO UPDATE SET"
-                " fingerprint=excluded.fingerprint, response=excluded.response, created_at=excluded.created_at"
-                " WHERE request_tokens.created_at <= excluded.created_at - %s"
-                " RETURNING fingerprint, response, created_at",
-                (record.principal, record.operation, record.token, record.fingerprint, record.response,
-                 record.created_at, _TOKEN_REUSE_AFTER),
-            ).fetchone()  # fmt: skip
-            if row is None:  # another request's answer was stored first: that one stands
-                row = conn.execute(
-                    "SELECT fingerprint, response, created_at FROM request_tokens"
-                    " WHERE principal=%s AND operation=%s AND token=%s",
-                    (record.principal, record.operation, record.token),
-                ).fetchone()
-        assert row is not None
-        return TokenRecord(
-            record.principal, record.operation, record.token, str(row[0]), str(row[1]), float(row[2])
-        )
-
-    def sweep(self, older_than: float) -> int:
-        with self._db.transaction("sweeping request tokens") as conn:
-            return conn.execute("DELETE FROM request_tokens WHERE created_at <= %s", (older_than,)).rowcount
 
     @contextlib.contextmanager
     def exclusive(self, principal: str, operation: str, token: str) -> Iterator[None]:
@@ -144,7 +108,6 @@ class PostgresTokens:
 
 
 _LOCK_CONNECTIONS = 16  # token-bearing requests waiting on or holding a lock at once, per server
-_TOKEN_REUSE_AFTER = 24 * 3600.0  # service.idempotency.TOKEN_TTL: an older answer no longer binds its token
 
 
 class PostgresJobs:

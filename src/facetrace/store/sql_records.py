@@ -9,14 +9,16 @@ request tokens, instance leases) and enters here through small, named seams.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
-from facetrace.store.records import KeyRecord
+from facetrace.store.records import KeyRecord, TokenRecord
 from facetrace.store.sql_dialect import SqlBackend
 
-__all__ = ["SqlKeys"]
+__all__ = ["TOKEN_REUSE_AFTER", "SqlKeys", "SqlTokens"]
 
 
 class SqlKeys:
@@ -60,3 +62,66 @@ _KEY_COLUMNS = "access_key_id, secret, permission, collections, description, cre
 def _key(row: Sequence[Any]) -> KeyRecord:
     collections = None if row[3] is None else tuple(str(c) for c in json.loads(row[3]))
     return KeyRecord(str(row[0]), str(row[1]), str(row[2]), collections, str(row[4]), float(row[5]))
+
+
+TOKEN_REUSE_AFTER = 24 * 3600.0
+"""``service.idempotency.TOKEN_TTL``: an answer older than this no longer binds its token (``SqlTokens.put``)."""
+
+
+class SqlTokens:
+    """``TokenRepository`` over the ``request_tokens`` table; ``exclusive`` is a no-op here (one server per
+    database: the caller's in-process lock is enough). ``postgres_records.PostgresTokens`` adds the lock that
+    servers sharing a database need."""
+
+    def __init__(self, backend: SqlBackend) -> None:
+        self._b = backend
+
+    def get(self, principal: str, operation: str, token: str, *, newer_than: float) -> TokenRecord | None:
+        with self._b.read("reading a request token") as conn:
+            row = conn.execute(
+                self._b.dialect.sql(
+                    "SELECT fingerprint, response, created_at FROM request_tokens"
+                    " WHERE principal=? AND operation=? AND token=? AND created_at > ?"
+                ),
+                (principal, operation, token, newer_than),
+            ).fetchone()
+        if row is None:
+            return None
+        return TokenRecord(principal, operation, token, str(row[0]), str(row[1]), float(row[2]))
+
+    def put(self, record: TokenRecord) -> TokenRecord:
+        """Store ``record`` unless a live answer for its token is stored already; return the one that stands.
+        An expired answer (older than ``TOKEN_REUSE_AFTER``, not swept yet) is replaced: the token may be used
+        again."""
+        sql = self._b.dialect.sql
+        with self._b.write("saving a request token") as conn:
+            row = conn.execute(
+                sql(
+                    "INSERT INTO request_tokens VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (principal, operation, token) DO UPDATE SET"
+                    " fingerprint=excluded.fingerprint, response=excluded.response, created_at=excluded.created_at"
+                    " WHERE request_tokens.created_at <= excluded.created_at - ?"
+                    " RETURNING fingerprint, response, created_at"
+                ),
+                (record.principal, record.operation, record.token, record.fingerprint, record.response,
+                 record.created_at, TOKEN_REUSE_AFTER),
+            ).fetchone()  # fmt: skip
+            if row is None:  # another request's answer was stored first: that one stands
+                row = conn.execute(
+                    sql(
+                        "SELECT fingerprint, response, created_at FROM request_tokens"
+                        " WHERE principal=? AND operation=? AND token=?"
+                    ),
+                    (record.principal, record.operation, record.token),
+                ).fetchone()
+        return TokenRecord(
+            record.principal, record.operation, record.token, str(row[0]), str(row[1]), float(row[2])
+        )
+
+    def sweep(self, older_than: float) -> int:
+        with self._b.write("sweeping request tokens") as conn:
+            sql = self._b.dialect.sql("DELETE FROM request_tokens WHERE created_at <= ?")
+            return int(conn.execute(sql, (older_than,)).rowcount)
+
+    def exclusive(self, principal: str, operation: str, token: str) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()

@@ -12,7 +12,6 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +20,11 @@ from facetrace.store.records import (
     ProcessorRecord,
     Sighting,
     SightingQuery,
-    TokenRecord,
     redact_results,
 )
 from facetrace.store.review_sql import SqlReviews, SqlUnknowns
 from facetrace.store.sql_dialect import SQLITE
-from facetrace.store.sql_records import SqlKeys
+from facetrace.store.sql_records import SqlKeys, SqlTokens
 from facetrace.store.sqlite_db import Database, translate
 from facetrace.types import BoundingBox
 
@@ -37,7 +35,6 @@ __all__ = [
     "SQLiteProcessors",
     "SQLiteRecords",
     "SQLiteSightings",
-    "SQLiteTokens",
     "cascade_collection",
     "cascade_faces",
     "cascade_user",
@@ -45,46 +42,6 @@ __all__ = [
     "sighting_values",
     "upsert_sighting",
 ]
-
-
-class SQLiteTokens:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def get(self, principal: str, operation: str, token: str, *, newer_than: float) -> TokenRecord | None:
-        with translate("reading a request token", self._db.path), self._db.reader() as conn:
-            row = conn.execute(
-                "SELECT fingerprint, response, created_at FROM request_tokens"
-                " WHERE principal=? AND operation=? AND token=? AND created_at > ?",
-                (principal, operation, token, newer_than),
-            ).fetchone()
-        if row is None:
-            return None
-        return TokenRecord(principal, operation, token, str(row[0]), str(row[1]), float(row[2]))
-
-    def put(self, record: TokenRecord) -> TokenRecord:
-        with translate("saving a request token", self._db.path), self._db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO request_tokens VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(principal, operation, token) DO NOTHING",
-                (record.principal, record.operation, record.token, record.fingerprint, record.response,
-                 record.created_at),
-            )  # fmt: skip
-            row = conn.execute(
-                "SELECT fingerprint, response, created_at FROM request_tokens"
-                " WHERE principal=? AND operation=? AND token=?",
-                (record.principal, record.operation, record.token),
-            ).fetchone()
-        return TokenRecord(
-            record.principal, record.operation, record.token, str(row[0]), str(row[1]), float(row[2])
-        )
-
-    def sweep(self, older_than: float) -> int:
-        with translate("sweeping request tokens", self._db.path), self._db.transaction() as conn:
-            return conn.execute("DELETE FROM request_tokens WHERE created_at <= ?", (older_than,)).rowcount
-
-    def exclusive(self, principal: str, operation: str, token: str) -> AbstractContextManager[None]:
-        return contextlib.nullcontext()  # one server per home: the caller's in-process lock is enough
 
 
 class SQLiteJobs:
@@ -307,7 +264,7 @@ class SQLiteRecords:
     """Every repository of one database (``records.Records``); no leases: one server per home."""
 
     keys: SqlKeys
-    tokens: SQLiteTokens
+    tokens: SqlTokens
     jobs: SQLiteJobs
     processors: SQLiteProcessors
     sightings: SQLiteSightings
@@ -319,7 +276,7 @@ class SQLiteRecords:
     def of(cls, db: Database) -> SQLiteRecords:
         backend = SQLiteBackend(db)
         return cls(
-            SqlKeys(backend), SQLiteTokens(db), SQLiteJobs(db), SQLiteProcessors(db), SQLiteSightings(db),
+            SqlKeys(backend), SqlTokens(backend), SQLiteJobs(db), SQLiteProcessors(db), SQLiteSightings(db),
             SqlReviews(backend), SqlUnknowns(backend),
         )  # fmt: skip
 
