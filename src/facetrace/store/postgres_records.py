@@ -36,14 +36,13 @@ from facetrace.errors import StoreError
 from facetrace.store.postgres_db import PgDatabase, translate
 from facetrace.store.records import (
     JobRecord,
-    ProcessorRecord,
     Sighting,
     SightingQuery,
     redact_results,
 )
 from facetrace.store.review_sql import SqlReviews, SqlUnknowns
 from facetrace.store.sql_dialect import POSTGRES
-from facetrace.store.sql_records import SqlKeys, SqlTokens
+from facetrace.store.sql_records import SqlKeys, SqlProcessors, SqlTokens
 from facetrace.store.sqlite_records import REVIEW_CASCADE, SIGHTING_COLUMNS, sighting_from_row, sighting_values
 
 __all__ = [
@@ -189,42 +188,11 @@ _JOB_COLUMNS = (
 _JOB_UPDATE = ", ".join(f"{c.strip()}=excluded.{c.strip()}" for c in _JOB_COLUMNS.split(",")[1:])
 
 
-class PostgresProcessors:
+class PostgresProcessors(SqlProcessors):
+    """``SqlProcessors`` over one PostgreSQL database."""
+
     def __init__(self, db: PgDatabase) -> None:
-        self._db = db
-
-    def list(self) -> list[ProcessorRecord]:
-        with self._db.read("reading stream processors") as conn:
-            rows = conn.execute(f"SELECT {_PROCESSOR_COLUMNS} FROM stream_processors ORDER BY name").fetchall()  # noqa: S608
-        return [_processor(r) for r in rows]
-
-    def get(self, name: str) -> ProcessorRecord | None:
-        with self._db.read("reading a stream processor") as conn:
-            row = conn.execute(
-                f"SELECT {_PROCESSOR_COLUMNS} FROM stream_processors WHERE name=%s",  # noqa: S608
-                (name,),
-            ).fetchone()
-        return None if row is None else _processor(row)
-
-    def put(self, record: ProcessorRecord) -> None:
-        with self._db.transaction("saving a stream processor") as conn:
-            conn.execute(
-                f"INSERT INTO stream_processors({_PROCESSOR_COLUMNS}) VALUES (%s, %s, %s, %s, %s)"  # noqa: S608
-                " ON CONFLICT (name) DO UPDATE SET collection_id=excluded.collection_id,"
-                " definition=excluded.definition, desired=excluded.desired, updated_at=excluded.updated_at",
-                (record.name, record.collection_id, record.definition, record.desired, record.updated_at),
-            )
-
-    def delete(self, name: str) -> None:
-        with self._db.transaction("deleting a stream processor") as conn:
-            conn.execute("DELETE FROM stream_processors WHERE name=%s", (name,))
-
-
-_PROCESSOR_COLUMNS = "name, collection_id, definition, desired, updated_at"
-
-
-def _processor(r: Sequence[Any]) -> ProcessorRecord:
-    return ProcessorRecord(str(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4]))
+        super().__init__(PostgresBackend(db))
 
 
 class PostgresSightings:

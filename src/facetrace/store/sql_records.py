@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from facetrace.store.records import KeyRecord, TokenRecord
+from facetrace.store.records import KeyRecord, ProcessorRecord, TokenRecord
 from facetrace.store.sql_dialect import SqlBackend
 
-__all__ = ["TOKEN_REUSE_AFTER", "SqlKeys", "SqlTokens"]
+__all__ = ["TOKEN_REUSE_AFTER", "SqlKeys", "SqlProcessors", "SqlTokens"]
 
 
 class SqlKeys:
@@ -125,3 +125,44 @@ class SqlTokens:
 
     def exclusive(self, principal: str, operation: str, token: str) -> AbstractContextManager[None]:
         return contextlib.nullcontext()
+
+
+class SqlProcessors:
+    """``ProcessorRepository`` over the ``stream_processors`` table."""
+
+    def __init__(self, backend: SqlBackend) -> None:
+        self._b = backend
+
+    def list(self) -> list[ProcessorRecord]:
+        with self._b.read("reading stream processors") as conn:
+            rows = conn.execute(f"SELECT {_PROCESSOR_COLUMNS} FROM stream_processors ORDER BY name").fetchall()
+        return [_processor(r) for r in rows]
+
+    def get(self, name: str) -> ProcessorRecord | None:
+        with self._b.read("reading a stream processor") as conn:
+            row = conn.execute(
+                self._b.dialect.sql(f"SELECT {_PROCESSOR_COLUMNS} FROM stream_processors WHERE name=?"), (name,)
+            ).fetchone()
+        return None if row is None else _processor(row)
+
+    def put(self, record: ProcessorRecord) -> None:
+        with self._b.write("saving a stream processor") as conn:
+            conn.execute(
+                self._b.dialect.sql(
+                    f"INSERT INTO stream_processors({_PROCESSOR_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET collection_id=excluded.collection_id,"
+                    " definition=excluded.definition, desired=excluded.desired, updated_at=excluded.updated_at"
+                ),
+                (record.name, record.collection_id, record.definition, record.desired, record.updated_at),
+            )
+
+    def delete(self, name: str) -> None:
+        with self._b.write("deleting a stream processor") as conn:
+            conn.execute(self._b.dialect.sql("DELETE FROM stream_processors WHERE name=?"), (name,))
+
+
+_PROCESSOR_COLUMNS = "name, collection_id, definition, desired, updated_at"
+
+
+def _processor(r: Sequence[Any]) -> ProcessorRecord:
+    return ProcessorRecord(str(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4]))

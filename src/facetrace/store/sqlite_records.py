@@ -17,14 +17,13 @@ from typing import Any
 
 from facetrace.store.records import (
     JobRecord,
-    ProcessorRecord,
     Sighting,
     SightingQuery,
     redact_results,
 )
 from facetrace.store.review_sql import SqlReviews, SqlUnknowns
 from facetrace.store.sql_dialect import SQLITE
-from facetrace.store.sql_records import SqlKeys, SqlTokens
+from facetrace.store.sql_records import SqlKeys, SqlProcessors, SqlTokens
 from facetrace.store.sqlite_db import Database, translate
 from facetrace.types import BoundingBox
 
@@ -32,7 +31,6 @@ __all__ = [
     "SIGHTING_COLUMNS",
     "SQLiteBackend",
     "SQLiteJobs",
-    "SQLiteProcessors",
     "SQLiteRecords",
     "SQLiteSightings",
     "cascade_collection",
@@ -89,37 +87,6 @@ _JOB_COLUMNS = (
     "job_id, kind, video, collection_id, threshold, job_tag, camera, status, message, created_at, finished_at,"
     " metadata, results, principal, purpose, request"
 )
-
-
-class SQLiteProcessors:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def list(self) -> list[ProcessorRecord]:
-        with translate("reading stream processors", self._db.path), self._db.reader() as conn:
-            rows = conn.execute(
-                "SELECT name, collection_id, definition, desired, updated_at FROM stream_processors ORDER BY name"
-            ).fetchall()
-        return [ProcessorRecord(str(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4])) for r in rows]
-
-    def get(self, name: str) -> ProcessorRecord | None:
-        with translate("reading a stream processor", self._db.path), self._db.reader() as conn:
-            r = conn.execute(
-                "SELECT name, collection_id, definition, desired, updated_at FROM stream_processors WHERE name=?",
-                (name,),
-            ).fetchone()
-        return None if r is None else ProcessorRecord(str(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4]))
-
-    def put(self, record: ProcessorRecord) -> None:
-        with translate("saving a stream processor", self._db.path), self._db.transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO stream_processors VALUES (?, ?, ?, ?, ?)",
-                (record.name, record.collection_id, record.definition, record.desired, record.updated_at),
-            )
-
-    def delete(self, name: str) -> None:
-        with translate("deleting a stream processor", self._db.path), self._db.transaction() as conn:
-            conn.execute("DELETE FROM stream_processors WHERE name=?", (name,))
 
 
 class SQLiteSightings:
@@ -266,7 +233,7 @@ class SQLiteRecords:
     keys: SqlKeys
     tokens: SqlTokens
     jobs: SQLiteJobs
-    processors: SQLiteProcessors
+    processors: SqlProcessors
     sightings: SQLiteSightings
     reviews: SqlReviews
     unknowns: SqlUnknowns
@@ -276,7 +243,7 @@ class SQLiteRecords:
     def of(cls, db: Database) -> SQLiteRecords:
         backend = SQLiteBackend(db)
         return cls(
-            SqlKeys(backend), SqlTokens(backend), SQLiteJobs(db), SQLiteProcessors(db), SQLiteSightings(db),
+            SqlKeys(backend), SqlTokens(backend), SQLiteJobs(db), SqlProcessors(backend), SQLiteSightings(db),
             SqlReviews(backend), SqlUnknowns(backend),
         )  # fmt: skip
 
