@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -35,19 +34,17 @@ from psycopg_pool import ConnectionPool
 from facetrace.errors import StoreError
 from facetrace.store.postgres_db import PgDatabase, translate
 from facetrace.store.records import (
-    JobRecord,
     Sighting,
     SightingQuery,
     redact_results,
 )
 from facetrace.store.review_sql import SqlReviews, SqlUnknowns
 from facetrace.store.sql_dialect import POSTGRES
-from facetrace.store.sql_records import SqlKeys, SqlProcessors, SqlTokens
+from facetrace.store.sql_records import SqlJobs, SqlKeys, SqlProcessors, SqlTokens
 from facetrace.store.sqlite_records import REVIEW_CASCADE, SIGHTING_COLUMNS, sighting_from_row, sighting_values
 
 __all__ = [
     "LEASE_TTL",
-    "PostgresJobs",
     "PostgresLeases",
     "PostgresProcessors",
     "PostgresRecords",
@@ -64,8 +61,7 @@ LEASE_TTL = 30.0
 """Seconds a lease lives without renewal; the heartbeat renews every third of it. A server that dies holds
 its processors for at most this long before another may take them over."""
 
-_NOW = "extract(epoch FROM clock_timestamp())::double precision"  # the database's clock, one for every server
-ORPHANED = "interrupted: the server running it stopped"
+_NOW = POSTGRES.clock  # the database's clock, one for every server
 _TOKEN_LOCK = 0x74_6F_6B  # "tok": first key of the two-key advisory locks of request tokens
 
 
@@ -107,85 +103,6 @@ class PostgresTokens(SqlTokens):
 
 
 _LOCK_CONNECTIONS = 16  # token-bearing requests waiting on or holding a lock at once, per server
-
-
-class PostgresJobs:
-    def __init__(self, db: PgDatabase, leases: PostgresLeases) -> None:
-        self._db = db
-        self._leases = leases
-
-    def save(self, job: JobRecord) -> None:
-        running = job.status == "IN_PROGRESS"
-        if running:
-            self._leases.start()  # this instance's heartbeat says the job's runner is alive
-        with self._db.transaction(f"saving video job {job.job_id}") as conn:
-            conn.execute(
-                f"INSERT INTO video_jobs({_JOB_COLUMNS}, owner) VALUES"  # noqa: S608
-                " (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                f" ON CONFLICT (job_id) DO UPDATE SET {_JOB_UPDATE}, owner=excluded.owner",
-                (job.job_id, job.kind, job.video, job.collection_id, job.threshold, job.job_tag, job.camera,
-                 job.status, job.message, job.created_at, job.finished_at, job.metadata, job.results,
-                 job.principal, job.purpose, job.request, self._leases.owner if running else None),
-            )  # fmt: skip
-            conn.execute("DELETE FROM video_job_faces WHERE job_id=%s", (job.job_id,))
-            if job.face_ids:
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO video_job_faces(job_id, face_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                        [(job.job_id, face_id) for face_id in job.face_ids],
-                    )
-
-    def get(self, job_id: str) -> JobRecord | None:
-        """The job; one still IN_PROGRESS whose server is gone is failed first (it will never finish), so a
-        server reading another's job learns of its end even while no server restarts."""
-        job = self._read(job_id)
-        if job is not None and job.status == "IN_PROGRESS" and self._fail_orphans(ORPHANED, time.time(), job_id):
-            job = self._read(job_id)
-        return job
-
-    def _read(self, job_id: str) -> JobRecord | None:
-        with self._db.transaction(f"reading video job {job_id}", snapshot=True) as conn:
-            row = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM video_jobs WHERE job_id=%s",  # noqa: S608
-                (job_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            faces = tuple(
-                str(r[0])
-                for r in conn.execute(
-                    "SELECT face_id FROM video_job_faces WHERE job_id=%s ORDER BY face_id", (job_id,)
-                )
-            )
-        (job_id_, kind, video, collection_id, threshold, job_tag, camera, status, message, created_at, finished_at,
-         metadata, results, principal, purpose, request) = row  # fmt: skip
-        return JobRecord(
-            str(job_id_), str(kind), str(video), collection_id, threshold, job_tag, camera, str(status), message,
-            float(created_at), finished_at, metadata, None if results is None else bytes(results), str(principal),
-            purpose, request, faces,
-        )  # fmt: skip
-
-    def fail_interrupted(self, message: str, now: float) -> int:
-        """Fail the IN_PROGRESS jobs whose server is gone (its instance lease expired or was never taken);
-        the jobs other live servers are running are theirs and left alone."""
-        return self._fail_orphans(message, now)
-
-    def _fail_orphans(self, message: str, now: float, job_id: str | None = None) -> int:
-        only = "" if job_id is None else " AND job_id = %s"
-        with self._db.transaction("marking interrupted video jobs") as conn:
-            return conn.execute(
-                "UPDATE video_jobs j SET status='FAILED', message=%s, finished_at=%s, owner=NULL"  # noqa: S608
-                f" WHERE status='IN_PROGRESS'{only} AND (owner IS NULL OR NOT EXISTS ("
-                f"  SELECT 1 FROM leases l WHERE l.resource = 'instance:' || j.owner AND l.expires_at > {_NOW}))",
-                (message, now) if job_id is None else (message, now, job_id),
-            ).rowcount
-
-
-_JOB_COLUMNS = (
-    "job_id, kind, video, collection_id, threshold, job_tag, camera, status, message, created_at, finished_at,"
-    " metadata, results, principal, purpose, request"
-)
-_JOB_UPDATE = ", ".join(f"{c.strip()}=excluded.{c.strip()}" for c in _JOB_COLUMNS.split(",")[1:])
 
 
 class PostgresProcessors(SqlProcessors):
@@ -433,7 +350,7 @@ class PostgresRecords:
 
     keys: SqlKeys
     tokens: PostgresTokens
-    jobs: PostgresJobs
+    jobs: SqlJobs
     processors: PostgresProcessors
     sightings: PostgresSightings
     reviews: SqlReviews
@@ -445,7 +362,7 @@ class PostgresRecords:
         leases = PostgresLeases(db, owner=owner, ttl=ttl)
         backend = PostgresBackend(db)
         return cls(
-            SqlKeys(backend), PostgresTokens(db), PostgresJobs(db, leases), PostgresProcessors(db),
+            SqlKeys(backend), PostgresTokens(db), SqlJobs(backend, leases), PostgresProcessors(db),
             PostgresSightings(db), SqlReviews(backend), SqlUnknowns(backend), leases,
         )  # fmt: skip
 

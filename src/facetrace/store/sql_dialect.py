@@ -40,6 +40,8 @@ class Dialect:
     """``{column}`` equal to any element of one bound list (SQLite: a JSON array; PostgreSQL: an array)."""
     list_as_json: bool
     """Whether ``list_match``'s parameter is bound as JSON text (else as a list)."""
+    clock: str
+    """The database's clock in seconds since the epoch, one for every server sharing the database."""
     last_repeat_wins: bool
     """In a batch insert of rows that repeat a key, whether the last such row stands (SQLite's ``INSERT OR
     REPLACE``) or the first (PostgreSQL's ``ON CONFLICT DO NOTHING``, which cannot name two keys at once)."""
@@ -63,12 +65,13 @@ class Dialect:
 
 SQLITE = Dialect(
     name="sqlite", marker="?", greatest="MAX", null_blob="NULL", for_update="", table_lock=None,
-    list_match="{column} IN (SELECT value FROM json_each(?))", list_as_json=True, last_repeat_wins=True,
+    list_match="{column} IN (SELECT value FROM json_each(?))", list_as_json=True,
+    clock="((julianday('now') - 2440587.5) * 86400.0)", last_repeat_wins=True,
 )  # fmt: skip
 POSTGRES = Dialect(
     name="postgres", marker="%s", greatest="GREATEST", null_blob="NULL::bytea", for_update=" FOR UPDATE",
     table_lock="LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE", list_match="{column} = ANY(?)",
-    list_as_json=False, last_repeat_wins=False,
+    list_as_json=False, clock="extract(epoch FROM clock_timestamp())::double precision", last_repeat_wins=False,
 )  # fmt: skip
 
 

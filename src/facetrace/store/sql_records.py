@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Protocol
 
-from facetrace.store.records import KeyRecord, ProcessorRecord, TokenRecord
-from facetrace.store.sql_dialect import SqlBackend
+from facetrace.store.records import JobRecord, KeyRecord, ProcessorRecord, TokenRecord
+from facetrace.store.sql_dialect import SqlBackend, executemany
 
-__all__ = ["TOKEN_REUSE_AFTER", "SqlKeys", "SqlProcessors", "SqlTokens"]
+__all__ = [
+    "ORPHANED",
+    "TOKEN_REUSE_AFTER",
+    "InstanceLeases",
+    "SqlJobs",
+    "SqlKeys",
+    "SqlProcessors",
+    "SqlTokens",
+]
 
 
 class SqlKeys:
@@ -166,3 +175,124 @@ _PROCESSOR_COLUMNS = "name, collection_id, definition, desired, updated_at"
 
 def _processor(r: Sequence[Any]) -> ProcessorRecord:
     return ProcessorRecord(str(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4]))
+
+
+ORPHANED = "interrupted: the server running it stopped"
+
+
+class InstanceLeases(Protocol):
+    """What ``SqlJobs`` needs of a database shared by several servers (``postgres_records.PostgresLeases``):
+    this instance's id, and the heartbeat that keeps its ``instance:<owner>`` lease alive while it runs a job."""
+
+    @property
+    def owner(self) -> str: ...
+
+    def start(self) -> None: ...
+
+
+class SqlJobs:
+    """``JobRepository`` over the ``video_jobs`` and ``video_job_faces`` tables.
+
+    With ``leases`` (a database several servers share) an IN_PROGRESS job carries its server's instance id
+    (``owner``) and is failed only once that server's lease expired: ``fail_interrupted`` leaves the jobs of
+    live servers alone, and ``get`` fails an orphan first, so a server reading another's job learns of its end
+    even while no server restarts. Without (one server per database) every IN_PROGRESS job at start-up is one
+    that server was running when it stopped."""
+
+    def __init__(self, backend: SqlBackend, leases: InstanceLeases | None = None) -> None:
+        self._b = backend
+        self._leases = leases
+        self._columns = _JOB_COLUMNS if leases is None else f"{_JOB_COLUMNS}, owner"
+
+    def save(self, job: JobRecord) -> None:
+        values: tuple[object, ...] = (
+            job.job_id, job.kind, job.video, job.collection_id, job.threshold, job.job_tag, job.camera, job.status,
+            job.message, job.created_at, job.finished_at, job.metadata, job.results, job.principal, job.purpose,
+            job.request,
+        )  # fmt: skip
+        if self._leases is not None:
+            running = job.status == "IN_PROGRESS"
+            if running:
+                self._leases.start()  # this instance's heartbeat says the job's runner is alive
+            values += (self._leases.owner if running else None,)
+        names = [c.strip() for c in self._columns.split(",")]
+        update = ", ".join(f"{c}=excluded.{c}" for c in names[1:])
+        sql = self._b.dialect.sql
+        with self._b.write(f"saving video job {job.job_id}") as conn:
+            conn.execute(
+                sql(
+                    f"INSERT INTO video_jobs({self._columns}) VALUES ({', '.join('?' * len(names))})"
+                    f" ON CONFLICT (job_id) DO UPDATE SET {update}"
+                ),
+                values,
+            )
+            conn.execute(sql("DELETE FROM video_job_faces WHERE job_id=?"), (job.job_id,))
+            if job.face_ids:
+                executemany(
+                    conn,
+                    sql("INSERT INTO video_job_faces(job_id, face_id) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+                    [(job.job_id, face_id) for face_id in job.face_ids],
+                )
+
+    def get(self, job_id: str) -> JobRecord | None:
+        job = self._read(job_id)
+        if (
+            self._leases is not None
+            and job is not None
+            and job.status == "IN_PROGRESS"
+            and self._fail_orphans(ORPHANED, time.time(), job_id)
+        ):
+            job = self._read(job_id)
+        return job
+
+    def _read(self, job_id: str) -> JobRecord | None:
+        sql = self._b.dialect.sql
+        with self._b.read(f"reading video job {job_id}", snapshot=True) as conn:
+            row = conn.execute(sql(f"SELECT {_JOB_COLUMNS} FROM video_jobs WHERE job_id=?"), (job_id,)).fetchone()
+            if row is None:
+                return None
+            faces = tuple(
+                str(r[0])
+                for r in conn.execute(
+                    sql("SELECT face_id FROM video_job_faces WHERE job_id=? ORDER BY face_id"), (job_id,)
+                )
+            )
+        (job_id_, kind, video, collection_id, threshold, job_tag, camera, status, message, created_at, finished_at,
+         metadata, results, principal, purpose, request) = row  # fmt: skip
+        return JobRecord(
+            str(job_id_), str(kind), str(video), collection_id, threshold, job_tag, camera, str(status), message,
+            float(created_at), finished_at, metadata, None if results is None else bytes(results), str(principal),
+            purpose, request, faces,
+        )  # fmt: skip
+
+    def fail_interrupted(self, message: str, now: float) -> int:
+        """Fail the IN_PROGRESS jobs whose server is gone (with leases: whose instance lease expired or was
+        never taken; the jobs other live servers are running are theirs)."""
+        return self._fail_orphans(message, now)
+
+    def _fail_orphans(self, message: str, now: float, job_id: str | None = None) -> int:
+        dialect = self._b.dialect
+        orphaned, disown = "", ""
+        if self._leases is not None:
+            orphaned = (
+                " AND (owner IS NULL OR NOT EXISTS (SELECT 1 FROM leases l"
+                f" WHERE l.resource = 'instance:' || video_jobs.owner AND l.expires_at > {dialect.clock}))"
+            )
+            disown = ", owner=NULL"
+        only = "" if job_id is None else " AND job_id = ?"
+        with self._b.write("marking interrupted video jobs") as conn:
+            return int(
+                conn.execute(
+                    dialect.sql(
+                        f"UPDATE video_jobs SET status='FAILED', message=?, finished_at=?{disown}"
+                        f" WHERE status='IN_PROGRESS'{only}{orphaned}"
+                    ),
+                    (message, now) if job_id is None else (message, now, job_id),
+                ).rowcount
+            )
+
+
+_JOB_COLUMNS = (
+    "job_id, kind, video, collection_id, threshold, job_tag, camera, status, message, created_at, finished_at,"
+    " metadata, results, principal, purpose, request"
+)

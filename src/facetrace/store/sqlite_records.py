@@ -16,21 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from facetrace.store.records import (
-    JobRecord,
     Sighting,
     SightingQuery,
     redact_results,
 )
 from facetrace.store.review_sql import SqlReviews, SqlUnknowns
 from facetrace.store.sql_dialect import SQLITE
-from facetrace.store.sql_records import SqlKeys, SqlProcessors, SqlTokens
+from facetrace.store.sql_records import SqlJobs, SqlKeys, SqlProcessors, SqlTokens
 from facetrace.store.sqlite_db import Database, translate
 from facetrace.types import BoundingBox
 
 __all__ = [
     "SIGHTING_COLUMNS",
     "SQLiteBackend",
-    "SQLiteJobs",
     "SQLiteRecords",
     "SQLiteSightings",
     "cascade_collection",
@@ -40,53 +38,6 @@ __all__ = [
     "sighting_values",
     "upsert_sighting",
 ]
-
-
-class SQLiteJobs:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def save(self, job: JobRecord) -> None:
-        with translate(f"saving video job {job.job_id}", self._db.path), self._db.transaction() as conn:
-            conn.execute(
-                f"INSERT OR REPLACE INTO video_jobs({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
-                (job.job_id, job.kind, job.video, job.collection_id, job.threshold, job.job_tag, job.camera,
-                 job.status, job.message, job.created_at, job.finished_at, job.metadata, job.results,
-                 job.principal, job.purpose, job.request),
-            )  # fmt: skip
-            conn.execute("DELETE FROM video_job_faces WHERE job_id=?", (job.job_id,))
-            conn.executemany(
-                "INSERT OR IGNORE INTO video_job_faces(job_id, face_id) VALUES (?, ?)",
-                [(job.job_id, face_id) for face_id in job.face_ids],
-            )
-
-    def get(self, job_id: str) -> JobRecord | None:
-        with translate(f"reading video job {job_id}", self._db.path), self._db.reader(snapshot=True) as conn:
-            row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM video_jobs WHERE job_id=?", (job_id,)).fetchone()  # noqa: S608
-            if row is None:
-                return None
-            faces = tuple(
-                str(r[0]) for r in conn.execute("SELECT face_id FROM video_job_faces WHERE job_id=?", (job_id,))
-            )
-        (job_id_, kind, video, collection_id, threshold, job_tag, camera, status, message, created_at, finished_at,
-         metadata, results, principal, purpose, request) = row  # fmt: skip
-        return JobRecord(
-            str(job_id_), str(kind), str(video), collection_id, threshold, job_tag, camera, str(status), message,
-            float(created_at), finished_at, metadata, results, str(principal), purpose, request, faces,
-        )  # fmt: skip
-
-    def fail_interrupted(self, message: str, now: float) -> int:
-        with translate("marking interrupted video jobs", self._db.path), self._db.transaction() as conn:
-            return conn.execute(
-                "UPDATE video_jobs SET status='FAILED', message=?, finished_at=? WHERE status='IN_PROGRESS'",
-                (message, now),
-            ).rowcount
-
-
-_JOB_COLUMNS = (
-    "job_id, kind, video, collection_id, threshold, job_tag, camera, status, message, created_at, finished_at,"
-    " metadata, results, principal, purpose, request"
-)
 
 
 class SQLiteSightings:
@@ -232,7 +183,7 @@ class SQLiteRecords:
 
     keys: SqlKeys
     tokens: SqlTokens
-    jobs: SQLiteJobs
+    jobs: SqlJobs
     processors: SqlProcessors
     sightings: SQLiteSightings
     reviews: SqlReviews
@@ -243,7 +194,7 @@ class SQLiteRecords:
     def of(cls, db: Database) -> SQLiteRecords:
         backend = SQLiteBackend(db)
         return cls(
-            SqlKeys(backend), SqlTokens(backend), SQLiteJobs(db), SqlProcessors(backend), SQLiteSightings(db),
+            SqlKeys(backend), SqlTokens(backend), SqlJobs(backend), SqlProcessors(backend), SQLiteSightings(db),
             SqlReviews(backend), SqlUnknowns(backend),
         )  # fmt: skip
 
