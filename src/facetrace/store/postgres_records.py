@@ -19,11 +19,12 @@ Errors become ``StoreError`` (``postgres_db.translate``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -32,23 +33,17 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from facetrace.errors import StoreError
+from facetrace.store import sql_records
 from facetrace.store.postgres_db import PgDatabase, translate
-from facetrace.store.records import (
-    Sighting,
-    SightingQuery,
-    redact_results,
-)
 from facetrace.store.review_sql import SqlReviews, SqlUnknowns
 from facetrace.store.sql_dialect import POSTGRES
-from facetrace.store.sql_records import SqlJobs, SqlKeys, SqlProcessors, SqlTokens
-from facetrace.store.sqlite_records import REVIEW_CASCADE, SIGHTING_COLUMNS, sighting_from_row, sighting_values
+from facetrace.store.sql_records import SqlJobs, SqlKeys, SqlProcessors, SqlSightings, SqlTokens
 
 __all__ = [
     "LEASE_TTL",
     "PostgresLeases",
     "PostgresProcessors",
     "PostgresRecords",
-    "PostgresSightings",
     "PostgresTokens",
     "cascade_collection",
     "cascade_faces",
@@ -112,100 +107,8 @@ class PostgresProcessors(SqlProcessors):
         super().__init__(PostgresBackend(db))
 
 
-class PostgresSightings:
-    def __init__(self, db: PgDatabase) -> None:
-        self._db = db
-
-    def upsert_track(self, sighting: Sighting) -> None:
-        with self._db.transaction("saving a sighting") as conn:
-            upsert_sighting(conn, sighting)
-
-    def add(self, sightings: Sequence[Sighting]) -> None:
-        """Insert, replacing a stored sighting with the same id or (source, track) — SQLite's INSERT OR
-        REPLACE, which PostgreSQL's ON CONFLICT (one constraint at a time) cannot say in one statement."""
-        if not sightings:
-            return
-        placeholders = ", ".join(["%s"] * 20)
-        with self._db.transaction("saving sightings") as conn, conn.cursor() as cur:
-            cur.executemany(
-                "DELETE FROM sightings WHERE sighting_id=%s OR (source=%s AND track_id=%s)",
-                [(s.sighting_id, s.source, s.track_id) for s in sightings],
-            )
-            cur.executemany(
-                f"INSERT INTO sightings ({SIGHTING_COLUMNS.format(snapshot='snapshot')})"  # noqa: S608
-                f" VALUES ({placeholders})"
-                " ON CONFLICT (sighting_id) DO NOTHING",  # the same id twice in one batch: the first stands
-                [sighting_values(s) for s in sightings],
-            )
-
-    def query(self, query: SightingQuery, now: float) -> list[Sighting]:
-        clauses: list[str] = ["expires_at > %s"]
-        values: list[object] = [now]
-        for column, value in (
-            ("face_id", query.face_id),
-            ("user_id", query.user_id),
-            ("external_image_id", query.external_image_id),
-            ("camera", query.camera),
-            ("source", query.source),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                values.append(value)
-        if query.since is not None:
-            clauses.append("ended_at >= %s")
-            values.append(query.since)
-        if query.until is not None:
-            clauses.append("started_at <= %s")
-            values.append(query.until)
-        columns = SIGHTING_COLUMNS.format(snapshot="snapshot" if query.snapshots else "NULL::bytea")
-        sql = (
-            f"SELECT {columns} FROM sightings WHERE {' AND '.join(clauses)}"  # noqa: S608
-            " ORDER BY started_at DESC, sighting_id LIMIT %s OFFSET %s"
-        )
-        with self._db.read("reading sightings") as conn:
-            rows = conn.execute(sql, (*values, query.limit, query.offset)).fetchall()
-        return [sighting_from_row(row) for row in rows]
-
-    def count(self) -> int:
-        with self._db.read("counting sightings") as conn:
-            row = conn.execute("SELECT count(*) FROM sightings").fetchone()
-        return int(row[0]) if row else 0
-
-    def sweep(self, now: float) -> int:
-        with self._db.transaction("sweeping sightings") as conn:
-            return conn.execute("DELETE FROM sightings WHERE expires_at <= %s", (now,)).rowcount
-
-    def delete_source(self, source: str) -> int:
-        with self._db.transaction("deleting sightings") as conn:
-            return conn.execute("DELETE FROM sightings WHERE source = %s", (source,)).rowcount
-
-
-def upsert_sighting(conn: psycopg.Connection[Any], sighting: Sighting) -> None:
-    """Insert, or merge into the sighting of the same (source, track_id), inside the caller's transaction."""
-    placeholders = ", ".join(["%s"] * 20)
-    conn.execute(
-        f"""
-        INSERT INTO sightings AS s ({SIGHTING_COLUMNS.format(snapshot="snapshot")})
-        VALUES ({placeholders})
-        ON CONFLICT (source, track_id) DO UPDATE SET
-            ended_at = GREATEST(s.ended_at, excluded.ended_at),
-            end_stream_ms = GREATEST(s.end_stream_ms, excluded.end_stream_ms),
-            face_id = COALESCE(excluded.face_id, s.face_id),
-            user_id = CASE WHEN excluded.face_id IS NULL THEN s.user_id ELSE excluded.user_id END,
-            external_image_id = CASE WHEN excluded.face_id IS NULL THEN s.external_image_id
-                                     ELSE excluded.external_image_id END,
-            similarity = GREATEST(COALESCE(s.similarity, 0), COALESCE(excluded.similarity, 0)),
-            box_left = excluded.box_left, box_top = excluded.box_top,
-            box_width = excluded.box_width, box_height = excluded.box_height,
-            snapshot = COALESCE(excluded.snapshot, s.snapshot),
-            confirmed_by = COALESCE(excluded.confirmed_by, s.confirmed_by)
-        """,  # noqa: S608 (fixed column names)
-        sighting_values(sighting),
-    )
-
-
 class PostgresBackend:
-    """Lends this database's connections to the shared review SQL (``store/review_sql.py``)."""
+    """Lends this database's connections to the shared SQL (``sql_records``, ``review_sql``)."""
 
     dialect = POSTGRES
 
@@ -217,17 +120,6 @@ class PostgresBackend:
 
     def read(self, action: str, *, snapshot: bool = False) -> AbstractContextManager[psycopg.Connection[Any]]:
         return self._db.transaction(action, snapshot=True) if snapshot else self._db.read(action)
-
-    def sql(self, statement: str) -> str:
-        return statement.replace("?", "%s")
-
-    def insert_sighting(self, conn: Any, sighting: Sighting) -> None:
-        upsert_sighting(conn, sighting)
-
-    def lock(self, conn: Any, table: str) -> None:
-        if table not in ("unknown_people",):
-            raise ValueError(f"no lock for {table}")
-        conn.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
 
 
 class PostgresLeases:
@@ -352,7 +244,7 @@ class PostgresRecords:
     tokens: PostgresTokens
     jobs: SqlJobs
     processors: PostgresProcessors
-    sightings: PostgresSightings
+    sightings: SqlSightings
     reviews: SqlReviews
     unknowns: SqlUnknowns
     leases: PostgresLeases
@@ -363,7 +255,7 @@ class PostgresRecords:
         backend = PostgresBackend(db)
         return cls(
             SqlKeys(backend), PostgresTokens(db), SqlJobs(backend, leases), PostgresProcessors(db),
-            PostgresSightings(db), SqlReviews(backend), SqlUnknowns(backend), leases,
+            SqlSightings(backend), SqlReviews(backend), SqlUnknowns(backend), leases,
         )  # fmt: skip
 
     def close(self) -> None:
@@ -371,44 +263,7 @@ class PostgresRecords:
         self.tokens.close()
 
 
-# --- cascades, run inside PostgresStore's delete transactions --------------------------------------------
-
-
-def cascade_faces(conn: psycopg.Connection[Any], face_ids: Sequence[str]) -> None:
-    """Faces are gone: their sightings (with snapshots) go, and job results stop naming them."""
-    listed = list(face_ids)
-    if not listed:
-        return
-    conn.execute("DELETE FROM sightings WHERE face_id = ANY(%s)", (listed,))
-    jobs = [
-        str(r[0])
-        for r in conn.execute(
-            "SELECT job_id FROM video_jobs WHERE job_id IN"
-            " (SELECT job_id FROM video_job_faces WHERE face_id = ANY(%s)) ORDER BY job_id FOR UPDATE",
-            (listed,),
-        )
-    ]
-    gone = set(listed)
-    for job_id in jobs:
-        row = conn.execute("SELECT results FROM video_jobs WHERE job_id=%s", (job_id,)).fetchone()
-        if row is not None and row[0] is not None:
-            conn.execute(
-                "UPDATE video_jobs SET results=%s WHERE job_id=%s", (redact_results(bytes(row[0]), gone), job_id)
-            )
-    conn.execute("DELETE FROM video_job_faces WHERE face_id = ANY(%s)", (listed,))
-
-
-def cascade_user(conn: psycopg.Connection[Any], collection_id: str, user_id: str) -> None:
-    """A user is gone (its faces stay): sightings stop naming it."""
-    conn.execute(
-        "UPDATE sightings SET user_id=NULL WHERE collection_id=%s AND user_id=%s", (collection_id, user_id)
-    )
-
-
-def cascade_collection(conn: psycopg.Connection[Any], collection_id: str) -> None:
-    """A collection is gone: its jobs (with results; their face rows cascade), and every sighting made
-    against it."""
-    conn.execute("DELETE FROM video_jobs WHERE collection_id=%s", (collection_id,))
-    conn.execute("DELETE FROM sightings WHERE collection_id=%s", (collection_id,))
-    for statement in REVIEW_CASCADE:
-        conn.execute(statement.replace("?", "%s"), (collection_id,))
+# Run inside PostgresStore's delete transactions (``sql_records`` says what each removes).
+cascade_faces = functools.partial(sql_records.cascade_faces, POSTGRES)
+cascade_user = functools.partial(sql_records.cascade_user, POSTGRES)
+cascade_collection = functools.partial(sql_records.cascade_collection, POSTGRES)

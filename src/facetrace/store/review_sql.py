@@ -2,9 +2,9 @@
 """The review queue and unknown people as SQL, once for both backends (``ReviewRepository``,
 ``UnknownRepository``).
 
-SQLite and PostgreSQL differ here only in how a connection is borrowed and in the parameter marker, so the
-statements are written once with ``?`` and a backend (``SQLiteBackend`` / ``PostgresBackend``) lends
-connections and rewrites the marker: two twins of every query could only drift apart. The tables are created
+SQLite and PostgreSQL differ here only in how a connection is borrowed, the parameter marker and a table
+lock, so the statements are written once with ``?`` and a backend (``sql_dialect.SqlBackend``) lends
+connections and names its ``Dialect``: two twins of every query could only drift apart. The tables are created
 by each backend's migration list (``sqlite_db.MIGRATIONS``, ``postgres_db.MIGRATIONS``).
 """
 
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any
 
 from facetrace.store.records import (
     ReviewCandidate,
@@ -24,24 +23,11 @@ from facetrace.store.records import (
     UnknownFace,
     UnknownPerson,
 )
+from facetrace.store.sql_dialect import SqlBackend
+from facetrace.store.sql_records import upsert_sighting
 from facetrace.types import BoundingBox
 
 __all__ = ["SqlBackend", "SqlReviews", "SqlUnknowns"]
-
-
-class SqlBackend(Protocol):
-    """Lends DB-API connections: ``write`` in one transaction, ``read`` for reads; ``sql`` adapts ``?``."""
-
-    def write(self, action: str) -> AbstractContextManager[Any]: ...
-    def read(self, action: str) -> AbstractContextManager[Any]: ...
-    def sql(self, statement: str) -> str: ...
-    def insert_sighting(self, conn: Any, sighting: Sighting) -> None:
-        """Insert or merge ``sighting`` inside the caller's transaction (the backend's own upsert)."""
-        ...
-
-    def lock(self, conn: Any, table: str) -> None:
-        """Serialise writers of ``table`` until the transaction ends (SQLite's write lock already does)."""
-        ...
 
 
 _ITEM_COLUMNS = (
@@ -107,11 +93,11 @@ class SqlReviews:
         b = self._b
         with b.write("saving a review item") as conn:
             conn.execute(
-                b.sql(f"INSERT INTO review_items ({_ITEM_COLUMNS}) VALUES ({_MARKS})"), _item_values(item)
+                b.dialect.sql(f"INSERT INTO review_items ({_ITEM_COLUMNS}) VALUES ({_MARKS})"), _item_values(item)
             )
             for rank, jpeg in enumerate(item.thumbnails):
                 conn.execute(
-                    b.sql("INSERT INTO review_thumbnails (item_id, rank, jpeg) VALUES (?, ?, ?)"),
+                    b.dialect.sql("INSERT INTO review_thumbnails (item_id, rank, jpeg) VALUES (?, ?, ?)"),
                     (item.item_id, rank, jpeg),
                 )
 
@@ -119,7 +105,7 @@ class SqlReviews:
         b = self._b
         with b.read("reading a review item") as conn:
             row = conn.execute(
-                b.sql(f"SELECT {_ITEM_COLUMNS} FROM review_items WHERE item_id = ?"),
+                b.dialect.sql(f"SELECT {_ITEM_COLUMNS} FROM review_items WHERE item_id = ?"),
                 (item_id,),
             ).fetchone()
             if row is None:
@@ -127,7 +113,7 @@ class SqlReviews:
             jpegs: tuple[bytes, ...] = ()
             if thumbnails:
                 rows = conn.execute(
-                    b.sql("SELECT jpeg FROM review_thumbnails WHERE item_id = ? ORDER BY rank"), (item_id,)
+                    b.dialect.sql("SELECT jpeg FROM review_thumbnails WHERE item_id = ? ORDER BY rank"), (item_id,)
                 ).fetchall()
                 jpegs = tuple(bytes(r[0]) for r in rows)
         return _item(row, jpegs)
@@ -150,7 +136,7 @@ class SqlReviews:
             " ORDER BY created_at DESC, item_id LIMIT ? OFFSET ?"
         )
         with self._b.read("listing review items") as conn:
-            rows = conn.execute(self._b.sql(sql), (*values, query.limit, query.offset)).fetchall()
+            rows = conn.execute(self._b.dialect.sql(sql), (*values, query.limit, query.offset)).fetchall()
         return [_item(row) for row in rows]
 
     def decide(
@@ -159,12 +145,12 @@ class SqlReviews:
         b = self._b
         with b.write("saving a review decision") as conn:
             row = conn.execute(
-                b.sql("SELECT status FROM review_items WHERE item_id = ?"), (item.item_id,)
+                b.dialect.sql("SELECT status FROM review_items WHERE item_id = ?"), (item.item_id,)
             ).fetchone()
             if row is None or row[0] != "PENDING":
                 return False
             conn.execute(
-                b.sql(
+                b.dialect.sql(
                     "UPDATE review_items SET candidates = ?, status = ?, decided_at = ?, decided_by = ?,"
                     " confirmed_person = ?, sighting_id = ?, enrolled_face_id = ? WHERE item_id = ?"
                 ),
@@ -175,7 +161,7 @@ class SqlReviews:
             )  # fmt: skip
             for decision in decisions:
                 conn.execute(
-                    b.sql(
+                    b.dialect.sql(
                         "INSERT INTO review_decisions (item_id, source, track_id, action, person, reviewer, reason,"
                         " decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                     ),
@@ -185,14 +171,14 @@ class SqlReviews:
                     ),
                 )  # fmt: skip
             if sighting is not None:
-                b.insert_sighting(conn, sighting)
+                upsert_sighting(b.dialect, conn, sighting)
         return True
 
     def rejected(self, source: str, track_id: int) -> set[str]:
         b = self._b
         with b.read("reading review decisions") as conn:
             rows = conn.execute(
-                b.sql(
+                b.dialect.sql(
                     "SELECT person FROM review_decisions WHERE source = ? AND track_id = ? AND action = 'REJECT'"
                 ),
                 (source, track_id),
@@ -203,7 +189,7 @@ class SqlReviews:
         b = self._b
         with b.read("reading review decisions") as conn:
             rows = conn.execute(
-                b.sql(
+                b.dialect.sql(
                     "SELECT item_id, action, person, reviewer, reason, decided_at FROM review_decisions"
                     " WHERE item_id = ? ORDER BY decided_at"
                 ),
@@ -215,13 +201,15 @@ class SqlReviews:
         b = self._b
         with b.write("sweeping review items") as conn:
             conn.execute(
-                b.sql(
+                b.dialect.sql(
                     "DELETE FROM review_thumbnails WHERE item_id IN"
                     " (SELECT item_id FROM review_items WHERE expires_at <= ?)"
                 ),
                 (now,),
             )
-            return int(conn.execute(b.sql("DELETE FROM review_items WHERE expires_at <= ?"), (now,)).rowcount)
+            return int(
+                conn.execute(b.dialect.sql("DELETE FROM review_items WHERE expires_at <= ?"), (now,)).rowcount
+            )
 
 
 _PERSON_COLUMNS = "unknown_id, number, collection_id, first_seen, last_seen, seen, cameras, expires_at, named_user"
@@ -258,7 +246,7 @@ class SqlUnknowns:
             people = [
                 _person(r)
                 for r in conn.execute(
-                    b.sql(
+                    b.dialect.sql(
                         f"SELECT {_PERSON_COLUMNS} FROM unknown_people"
                         " WHERE collection_id = ? AND expires_at > ? AND named_user IS NULL"
                     ),
@@ -267,7 +255,7 @@ class SqlUnknowns:
             ]
             faces: dict[str, list[UnknownFace]] = {p.unknown_id: [] for p in people}
             rows = conn.execute(
-                b.sql(
+                b.dialect.sql(
                     f"SELECT {_FACE_COLUMNS.format(thumbnail='NULL')} FROM unknown_faces"
                     " WHERE collection_id = ? AND expires_at > ?"
                 ),
@@ -283,15 +271,19 @@ class SqlUnknowns:
         b = self._b
         with b.write("saving an unknown face") as conn:
             if person is None:
-                b.lock(conn, "unknown_people")  # two servers numbering new groups at once: one after the other
-                row = conn.execute(b.sql("SELECT COALESCE(MAX(number), 0) + 1 FROM unknown_people")).fetchone()
+                b.dialect.lock(
+                    conn, "unknown_people"
+                )  # two servers numbering new groups at once: one after the other
+                row = conn.execute(
+                    b.dialect.sql("SELECT COALESCE(MAX(number), 0) + 1 FROM unknown_people")
+                ).fetchone()
                 person = UnknownPerson(
                     unknown_id=face.unknown_id, number=int(row[0]), collection_id=face.collection_id,
                     first_seen=face.seen_at, last_seen=face.seen_at, seen=1, cameras=(face.camera,),
                     expires_at=face.expires_at,
                 )  # fmt: skip
                 conn.execute(
-                    b.sql(f"INSERT INTO unknown_people ({_PERSON_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    b.dialect.sql(f"INSERT INTO unknown_people ({_PERSON_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                     (
                         person.unknown_id, person.number, person.collection_id, person.first_seen, person.last_seen,
                         person.seen, json.dumps(list(person.cameras)), person.expires_at, None,
@@ -299,7 +291,7 @@ class SqlUnknowns:
                 )  # fmt: skip
             else:
                 row = conn.execute(
-                    b.sql(f"SELECT {_PERSON_COLUMNS} FROM unknown_people WHERE unknown_id = ?"),
+                    b.dialect.sql(f"SELECT {_PERSON_COLUMNS} FROM unknown_people WHERE unknown_id = ?"),
                     (person.unknown_id,),
                 ).fetchone()
                 stored = _person(row) if row is not None else person
@@ -311,7 +303,7 @@ class SqlUnknowns:
                     named_user=stored.named_user,
                 )  # fmt: skip
                 conn.execute(
-                    b.sql(
+                    b.dialect.sql(
                         "UPDATE unknown_people SET first_seen = ?, last_seen = ?, seen = ?, cameras = ?,"
                         " expires_at = ? WHERE unknown_id = ?"
                     ),
@@ -321,7 +313,7 @@ class SqlUnknowns:
                     ),
                 )  # fmt: skip
             conn.execute(
-                b.sql(f"INSERT INTO unknown_faces ({_FACE_COLUMNS.format(thumbnail='thumbnail')})"
+                b.dialect.sql(f"INSERT INTO unknown_faces ({_FACE_COLUMNS.format(thumbnail='thumbnail')})"
                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                 (
                     face.face_id, person.unknown_id, face.collection_id, face.source, face.camera, face.track_id,
@@ -344,14 +336,14 @@ class SqlUnknowns:
             " ORDER BY last_seen DESC, unknown_id LIMIT ? OFFSET ?"
         )
         with self._b.read("listing unknown people") as conn:
-            rows = conn.execute(self._b.sql(sql), (*values, limit, offset)).fetchall()
+            rows = conn.execute(self._b.dialect.sql(sql), (*values, limit, offset)).fetchall()
         return [_person(r) for r in rows]
 
     def get(self, unknown_id: str) -> UnknownPerson | None:
         b = self._b
         with b.read("reading an unknown person") as conn:
             row = conn.execute(
-                b.sql(f"SELECT {_PERSON_COLUMNS} FROM unknown_people WHERE unknown_id = ?"),
+                b.dialect.sql(f"SELECT {_PERSON_COLUMNS} FROM unknown_people WHERE unknown_id = ?"),
                 (unknown_id,),
             ).fetchone()
         return None if row is None else _person(row)
@@ -361,7 +353,7 @@ class SqlUnknowns:
         columns = _FACE_COLUMNS.format(thumbnail="thumbnail" if thumbnails else "NULL")
         with b.read("reading unknown faces") as conn:
             rows = conn.execute(
-                b.sql(f"SELECT {columns} FROM unknown_faces WHERE unknown_id = ? ORDER BY seen_at"),
+                b.dialect.sql(f"SELECT {columns} FROM unknown_faces WHERE unknown_id = ? ORDER BY seen_at"),
                 (unknown_id,),
             ).fetchall()
         return [_face(r) for r in rows]
@@ -370,11 +362,14 @@ class SqlUnknowns:
         b = self._b
         with b.write("naming an unknown person") as conn:
             conn.execute(
-                b.sql("UPDATE unknown_people SET named_user = ? WHERE unknown_id = ?"), (user_id, unknown_id)
+                b.dialect.sql("UPDATE unknown_people SET named_user = ? WHERE unknown_id = ?"),
+                (user_id, unknown_id),
             )
 
     def sweep(self, now: float) -> int:
         b = self._b
         with b.write("sweeping unknown people") as conn:
-            conn.execute(b.sql("DELETE FROM unknown_faces WHERE expires_at <= ?"), (now,))
-            return int(conn.execute(b.sql("DELETE FROM unknown_people WHERE expires_at <= ?"), (now,)).rowcount)
+            conn.execute(b.dialect.sql("DELETE FROM unknown_faces WHERE expires_at <= ?"), (now,))
+            return int(
+                conn.execute(b.dialect.sql("DELETE FROM unknown_people WHERE expires_at <= ?"), (now,)).rowcount
+            )

@@ -42,9 +42,11 @@ class Dialect:
     """Whether ``list_match``'s parameter is bound as JSON text (else as a list)."""
     clock: str
     """The database's clock in seconds since the epoch, one for every server sharing the database."""
-    last_repeat_wins: bool
-    """In a batch insert of rows that repeat a key, whether the last such row stands (SQLite's ``INSERT OR
-    REPLACE``) or the first (PostgreSQL's ``ON CONFLICT DO NOTHING``, which cannot name two keys at once)."""
+    insert_replacing: str
+    """An INSERT of one row of a batch whose stored conflicts were deleted first (``{table}``, ``{columns}``,
+    ``{marks}``, ``{key}``): a row repeating an earlier row's key in the same batch replaces it on SQLite
+    (``INSERT OR REPLACE``) and is dropped on PostgreSQL (``ON CONFLICT`` names one key; a repeat of another
+    unique key fails there)."""
 
     def sql(self, statement: str) -> str:
         """``statement``, written with ``?`` markers, in this driver's markers."""
@@ -66,12 +68,14 @@ class Dialect:
 SQLITE = Dialect(
     name="sqlite", marker="?", greatest="MAX", null_blob="NULL", for_update="", table_lock=None,
     list_match="{column} IN (SELECT value FROM json_each(?))", list_as_json=True,
-    clock="((julianday('now') - 2440587.5) * 86400.0)", last_repeat_wins=True,
+    clock="((julianday('now') - 2440587.5) * 86400.0)",
+    insert_replacing="INSERT OR REPLACE INTO {table} ({columns}) VALUES ({marks})",
 )  # fmt: skip
 POSTGRES = Dialect(
     name="postgres", marker="%s", greatest="GREATEST", null_blob="NULL::bytea", for_update=" FOR UPDATE",
     table_lock="LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE", list_match="{column} = ANY(?)",
-    list_as_json=False, clock="extract(epoch FROM clock_timestamp())::double precision", last_repeat_wins=False,
+    list_as_json=False, clock="extract(epoch FROM clock_timestamp())::double precision",
+    insert_replacing="INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT ({key}) DO NOTHING",
 )  # fmt: skip
 
 
