@@ -79,3 +79,39 @@ def test_deleting_a_key_ends_its_sessions(store: Any) -> None:
     assert sessions.get("h1", now).purpose == "case-9"  # type: ignore[union-attr]
     keys.delete(key.access_key_id)
     assert sessions.get("h1", now) is None
+
+
+def test_a_thumbnail_is_replaced_and_kept_only_for_a_face_that_exists(
+    store: Any, engine: FaceEngine, photos: dict[str, Path]
+) -> None:
+    gallery = Gallery(engine, store)
+    thumbnails = ui_records_of(store).thumbnails  # type: ignore[union-attr]
+    gallery.create_collection("kept")
+    gallery.create_collection("bare", thumbnails=False)
+    face = gallery.index_faces("kept", photos["obama.jpg"]).indexed[0].record.face_id
+    bare = gallery.index_faces("bare", photos["obama.jpg"]).indexed[0].record.face_id
+    assert thumbnails.put("kept", [(face, b"\xff\xd8second")]) == 1
+    assert thumbnails.get("kept", face) == b"\xff\xd8second"
+    assert thumbnails.put("kept", [("no-such-face", b"\xff\xd8x")]) == 0
+    assert thumbnails.put("bare", [(bare, b"\xff\xd8x")]) == 0
+    assert thumbnails.put("kept", []) == 0
+    thumbnails.opt_out("kept")
+    thumbnails.opt_out("kept")  # twice: still one opt-out
+    assert not thumbnails.enabled("kept")
+    assert not thumbnails.enabled("no-such-collection")
+
+
+def test_sessions_end_one_by_one_by_key_and_by_age(store: Any) -> None:
+    sessions = ui_records_of(store).sessions  # type: ignore[union-attr]
+    keys = KeyStore(store.records.keys)
+    first, second = keys.create("read").access_key_id, keys.create("read").access_key_id
+    now = time.time()
+    for token_hash, key, expires in (("h1", first, now + 60), ("h2", first, now + 60), ("h3", second, now - 1)):
+        sessions.add(SessionRecord(token_hash, key, "c", None, now - 10, expires))
+    sessions.delete("h1")
+    assert sessions.get("h1", now) is None
+    assert sessions.get("h2", now) is not None
+    assert sessions.sweep(now) == 1  # h3 had expired
+    assert sessions.delete_key(first) == 1
+    assert sessions.get("h2", now) is None
+    assert sessions.sweep(now) == 0

@@ -6,8 +6,10 @@ Only the SHA-256 of a session token is stored: a copy of the database does not l
 
 Face thumbnails (``facetrace.thumbnails.face_thumbnail``, ~5 KB each) are keyed like the face and deleted with
 it (a trigger on ``faces``: deleting faces, or their collection, takes them along); a collection created
-without thumbnails (``opt_out``) never gets one. A store without these tables (``MemoryStore``, PostgreSQL for
-now) keeps sessions in memory (``MemorySessions``: they end when the server stops) and shows no thumbnails.
+without thumbnails (``opt_out``) never gets one. The SQL is written once for SQLite and PostgreSQL
+(``SqlSessions``, ``SqlThumbnails`` over a ``sql_dialect.SqlBackend``; ``postgres_ui`` lends PostgreSQL's
+connections). A store without these tables (``MemoryStore``) keeps sessions in memory (``MemorySessions``: they
+end when the server stops) and shows no thumbnails.
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
-from facetrace.store.sqlite_db import Database, translate
+from facetrace.store.sql_dialect import SqlBackend
+from facetrace.store.sqlite_db import Database
+from facetrace.store.sqlite_records import SQLiteBackend
 
 if TYPE_CHECKING:
     from facetrace.store.base import FaceStore
 
 __all__ = [
     "MemorySessions",
-    "SQLiteSessions",
-    "SQLiteThumbnails",
     "SQLiteUiRecords",
     "SessionRecord",
     "SessionRepository",
+    "SqlSessions",
+    "SqlThumbnails",
     "ThumbnailRepository",
     "UiRecords",
     "ui_records_of",
@@ -123,89 +127,95 @@ def session_from_row(row: Sequence[object]) -> SessionRecord:
     )  # fmt: skip
 
 
-class SQLiteSessions:
-    def __init__(self, db: Database) -> None:
-        self._db = db
+class SqlSessions:
+    """``SessionRepository`` over the ``ui_sessions`` table, on either database (``sql_dialect``)."""
+
+    def __init__(self, backend: SqlBackend) -> None:
+        self._b = backend
 
     def add(self, session: SessionRecord) -> None:
-        with translate("saving a dashboard session", self._db.path), self._db.transaction() as conn:
+        with self._b.write("saving a dashboard session") as conn:
             conn.execute(
-                f"INSERT INTO ui_sessions({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
-                (
-                    session.token_hash,
-                    session.access_key_id,
-                    session.csrf,
-                    session.purpose,
-                    session.created_at,
-                    session.expires_at,
-                ),
-            )
+                self._b.dialect.sql(f"INSERT INTO ui_sessions({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"),  # noqa: S608
+                (session.token_hash, session.access_key_id, session.csrf, session.purpose, session.created_at,
+                 session.expires_at),
+            )  # fmt: skip
 
     def get(self, token_hash: str, now: float) -> SessionRecord | None:
-        with translate("reading a dashboard session", self._db.path), self._db.reader() as conn:
-            row = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM ui_sessions WHERE token_hash=? AND expires_at>?",  # noqa: S608
-                (token_hash, now),
-            ).fetchone()
-        if row is None:
-            return None
-        return session_from_row(row)
+        sql = f"SELECT {SESSION_COLUMNS} FROM ui_sessions WHERE token_hash=? AND expires_at>?"  # noqa: S608
+        with self._b.read("reading a dashboard session") as conn:
+            row = conn.execute(self._b.dialect.sql(sql), (token_hash, now)).fetchone()
+        return None if row is None else session_from_row(row)
 
     def set_purpose(self, token_hash: str, purpose: str) -> None:
-        with translate("saving a dashboard session", self._db.path), self._db.transaction() as conn:
-            conn.execute("UPDATE ui_sessions SET purpose=? WHERE token_hash=?", (purpose, token_hash))
+        with self._b.write("saving a dashboard session") as conn:
+            sql = self._b.dialect.sql("UPDATE ui_sessions SET purpose=? WHERE token_hash=?")
+            conn.execute(sql, (purpose, token_hash))
 
     def delete(self, token_hash: str) -> None:
-        with translate("ending a dashboard session", self._db.path), self._db.transaction() as conn:
-            conn.execute("DELETE FROM ui_sessions WHERE token_hash=?", (token_hash,))
+        with self._b.write("ending a dashboard session") as conn:
+            conn.execute(self._b.dialect.sql("DELETE FROM ui_sessions WHERE token_hash=?"), (token_hash,))
 
     def delete_key(self, access_key_id: str) -> int:
-        with translate("ending dashboard sessions", self._db.path), self._db.transaction() as conn:
-            return conn.execute("DELETE FROM ui_sessions WHERE access_key_id=?", (access_key_id,)).rowcount
+        with self._b.write("ending dashboard sessions") as conn:
+            sql = self._b.dialect.sql("DELETE FROM ui_sessions WHERE access_key_id=?")
+            return int(conn.execute(sql, (access_key_id,)).rowcount)
 
     def sweep(self, now: float) -> int:
-        with translate("ending expired dashboard sessions", self._db.path), self._db.transaction() as conn:
-            return conn.execute("DELETE FROM ui_sessions WHERE expires_at<=?", (now,)).rowcount
+        with self._b.write("ending expired dashboard sessions") as conn:
+            return int(
+                conn.execute(self._b.dialect.sql("DELETE FROM ui_sessions WHERE expires_at<=?"), (now,)).rowcount
+            )
 
 
-class SQLiteThumbnails:
-    def __init__(self, db: Database) -> None:
-        self._db = db
+class SqlThumbnails:
+    """``ThumbnailRepository`` over the ``face_thumbnails`` and ``thumbnail_opt_out`` tables, on either
+    database; a thumbnail is stored only for a face that exists, in a collection that keeps thumbnails."""
+
+    def __init__(self, backend: SqlBackend) -> None:
+        self._b = backend
 
     def enabled(self, collection_id: str) -> bool:
-        with translate("reading a collection's options", self._db.path), self._db.reader() as conn:
+        with self._b.read("reading a collection's options") as conn:
             row = conn.execute(
-                "SELECT c.cid IN (SELECT cid FROM thumbnail_opt_out) FROM collections c WHERE c.name=?",
+                self._b.dialect.sql(
+                    "SELECT c.cid IN (SELECT cid FROM thumbnail_opt_out) FROM collections c WHERE c.name=?"
+                ),
                 (collection_id,),
             ).fetchone()
         return row is not None and not row[0]
 
     def opt_out(self, collection_id: str) -> None:
-        with translate("saving a collection's options", self._db.path), self._db.transaction() as conn:
+        with self._b.write("saving a collection's options") as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO thumbnail_opt_out SELECT cid FROM collections WHERE name=?",
+                self._b.dialect.sql(
+                    "INSERT INTO thumbnail_opt_out SELECT cid FROM collections WHERE name=? ON CONFLICT DO NOTHING"
+                ),
                 (collection_id,),
             )
 
     def put(self, collection_id: str, thumbnails: Sequence[tuple[str, bytes]]) -> int:
         if not thumbnails:
             return 0
+        sql = self._b.dialect.sql(
+            "INSERT INTO face_thumbnails(cid, face_id, jpeg) SELECT f.cid, f.face_id, ? "
+            "FROM faces f JOIN collections c ON c.cid=f.cid WHERE c.name=? AND f.face_id=? "
+            "AND f.cid NOT IN (SELECT cid FROM thumbnail_opt_out) "
+            "ON CONFLICT (cid, face_id) DO UPDATE SET jpeg=excluded.jpeg"
+        )
         stored = 0
-        with translate("saving face thumbnails", self._db.path), self._db.transaction() as conn:
+        with self._b.write("saving face thumbnails") as conn:
             for face_id, jpeg in thumbnails:
-                stored += conn.execute(
-                    "INSERT OR REPLACE INTO face_thumbnails(cid, face_id, jpeg) SELECT f.cid, f.face_id, ? "
-                    "FROM faces f JOIN collections c ON c.cid=f.cid WHERE c.name=? AND f.face_id=? "
-                    "AND f.cid NOT IN (SELECT cid FROM thumbnail_opt_out)",
-                    (jpeg, collection_id, face_id),
-                ).rowcount
+                stored += int(conn.execute(sql, (jpeg, collection_id, face_id)).rowcount)
         return stored
 
     def get(self, collection_id: str, face_id: str) -> bytes | None:
-        with translate("reading a face thumbnail", self._db.path), self._db.reader() as conn:
+        with self._b.read("reading a face thumbnail") as conn:
             row = conn.execute(
-                "SELECT t.jpeg FROM face_thumbnails t JOIN collections c ON c.cid=t.cid "
-                "WHERE c.name=? AND t.face_id=?",
+                self._b.dialect.sql(
+                    "SELECT t.jpeg FROM face_thumbnails t JOIN collections c ON c.cid=t.cid "
+                    "WHERE c.name=? AND t.face_id=?"
+                ),
                 (collection_id, face_id),
             ).fetchone()
         return None if row is None else bytes(row[0])
@@ -222,7 +232,8 @@ class UiRecords:
 class SQLiteUiRecords:
     @staticmethod
     def of(db: Database) -> UiRecords:
-        return UiRecords(SQLiteSessions(db), SQLiteThumbnails(db))
+        backend = SQLiteBackend(db)
+        return UiRecords(SqlSessions(backend), SqlThumbnails(backend))
 
 
 def ui_records_of(store: FaceStore) -> UiRecords | None:
