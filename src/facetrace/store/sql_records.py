@@ -121,7 +121,7 @@ class SqlTokens:
         again."""
         sql = self._b.dialect.sql
         with self._b.write("saving a request token") as conn:
-            row = conn.execute(
+            stored = conn.execute(
                 sql(
                     "INSERT INTO request_tokens VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (principal, operation, token) DO UPDATE SET"
@@ -129,9 +129,17 @@ class SqlTokens:
                     " WHERE request_tokens.created_at <= excluded.created_at - ?"
                     " RETURNING fingerprint, response, created_at"
                 ),
-                (record.principal, record.operation, record.token, record.fingerprint, record.response,
-                 record.created_at, TOKEN_REUSE_AFTER),
-            ).fetchone()  # fmt: skip
+                (
+                    record.principal,
+                    record.operation,
+                    record.token,
+                    record.fingerprint,
+                    record.response,
+                    record.created_at,
+                    TOKEN_REUSE_AFTER,
+                ),
+            ).fetchall()  # fmt: skip  (all: SQLite finishes a RETURNING statement only once it is read out)
+            row = stored[0] if stored else None
             if row is None:  # another request's answer was stored first: that one stands
                 row = conn.execute(
                     sql(
