@@ -33,11 +33,12 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from facetrace.errors import StoreError
-from facetrace.store import sql_records
+from facetrace.store import sql_sightings
 from facetrace.store.postgres_db import PgDatabase, translate
 from facetrace.store.review_sql import SqlReviews, SqlUnknowns
 from facetrace.store.sql_dialect import POSTGRES
-from facetrace.store.sql_records import SqlJobs, SqlKeys, SqlProcessors, SqlSightings, SqlTokens
+from facetrace.store.sql_records import SqlJobs, SqlKeys, SqlProcessors, SqlTokens
+from facetrace.store.sql_sightings import SqlSightings
 
 __all__ = [
     "LEASE_TTL",
@@ -263,7 +264,7 @@ class PostgresRecords:
         self.tokens.close()
 
 
-# Run inside PostgresStore's delete transactions (``sql_records`` says what each removes).
-cascade_faces = functools.partial(sql_records.cascade_faces, POSTGRES)
-cascade_user = functools.partial(sql_records.cascade_user, POSTGRES)
-cascade_collection = functools.partial(sql_records.cascade_collection, POSTGRES)
+# Run inside PostgresStore's delete transactions (``sql_sightings`` says what each removes).
+cascade_faces = functools.partial(sql_sightings.cascade_faces, POSTGRES)
+cascade_user = functools.partial(sql_sightings.cascade_user, POSTGRES)
+cascade_collection = functools.partial(sql_sightings.cascade_collection, POSTGRES)

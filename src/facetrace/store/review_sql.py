@@ -24,7 +24,7 @@ from facetrace.store.records import (
     UnknownPerson,
 )
 from facetrace.store.sql_dialect import SqlBackend
-from facetrace.store.sql_records import upsert_sighting
+from facetrace.store.sql_sightings import upsert_sighting
 from facetrace.types import BoundingBox
 
 __all__ = ["SqlBackend", "SqlReviews", "SqlUnknowns"]

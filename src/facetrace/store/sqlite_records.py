@@ -15,10 +15,11 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from facetrace.store import sql_records
+from facetrace.store import sql_sightings
 from facetrace.store.review_sql import SqlReviews, SqlUnknowns
 from facetrace.store.sql_dialect import SQLITE
-from facetrace.store.sql_records import SqlJobs, SqlKeys, SqlProcessors, SqlSightings, SqlTokens
+from facetrace.store.sql_records import SqlJobs, SqlKeys, SqlProcessors, SqlTokens
+from facetrace.store.sql_sightings import SqlSightings
 from facetrace.store.sqlite_db import Database, translate
 
 __all__ = [
@@ -71,7 +72,7 @@ class SQLiteRecords:
         )  # fmt: skip
 
 
-# Run inside the store's delete transactions (``sql_records`` says what each removes).
-cascade_faces = functools.partial(sql_records.cascade_faces, SQLITE)
-cascade_user = functools.partial(sql_records.cascade_user, SQLITE)
-cascade_collection = functools.partial(sql_records.cascade_collection, SQLITE)
+# Run inside the store's delete transactions (``sql_sightings`` says what each removes).
+cascade_faces = functools.partial(sql_sightings.cascade_faces, SQLITE)
+cascade_user = functools.partial(sql_sightings.cascade_user, SQLITE)
+cascade_collection = functools.partial(sql_sightings.cascade_collection, SQLITE)
