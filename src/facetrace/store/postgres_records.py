@@ -1,17 +1,19 @@
-"""PostgreSQL repositories for the records of ``store/records.py``, in the database every server shares.
+"""The records of ``store/records.py`` in the PostgreSQL database every server shares.
 
-The same repositories as ``sqlite_records`` (keys, request tokens, video jobs, stream processors, sightings)
-over the tables of schema step 2 (``postgres_db``), so a key created through one server authenticates on
-every other, a video job started on one is read on another, and ``facetrace migrate`` copies them row for
-row. What only a shared database needs is here too:
+The repositories are the shared SQL of ``sql_records``, ``sql_sightings`` and ``review_sql`` (keys, request
+tokens, video jobs, stream processors, sightings, the review queue), written once for both databases; this
+module lends them PostgreSQL's connections (``PostgresBackend``), so a key created through one server
+authenticates on every other, a video job started on one is read on another, and ``facetrace migrate``
+copies them row for row. What only a shared database needs is here:
 
 - ``PostgresTokens.exclusive``: a transaction-level advisory lock per (principal, operation, token), held on a
   connection of its own while the request runs, so two servers given one ClientRequestToken act once.
 - ``PostgresLeases``: lease rows renewed by one heartbeat thread per process; a stream processor runs where
-  its lease is held, and an IN_PROGRESS video job belongs to a live instance (``instance:<id>``) or is failed.
-  Expiry times come from the database's clock, so servers with skewed clocks agree.
-- ``cascade_*``: run by ``PostgresStore`` inside the transaction of a delete (sightings, snapshots and job
-  results naming deleted faces, users or collections go with them).
+  its lease is held, and an IN_PROGRESS video job belongs to a live instance (``instance:<id>``) or is failed
+  (``SqlJobs`` given these leases). Expiry times come from the database's clock, so servers with skewed
+  clocks agree.
+- ``cascade_*``: ``sql_sightings``' cascades in PostgreSQL's dialect, run by ``PostgresStore`` inside the
+  transaction of a delete.
 
 Errors become ``StoreError`` (``postgres_db.translate``).
 """
