@@ -33,11 +33,10 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import av
 import cv2
 import numpy as np
 
@@ -53,7 +52,7 @@ from benchmarks.bench_video import (
     lfw_clip,
     score_appearances,
 )
-from benchmarks.common import load_average, machine_info, require_data
+from benchmarks.common import load_average, machine_info, noise_canvas, require_data, write_clip
 from facetrace import geometry
 from facetrace.engine import FaceEngine
 from facetrace.gallery import Gallery
@@ -236,19 +235,13 @@ def live(
 def doorway_clip(path: Path, seconds: float = 30.0, fps: int = 15) -> Path:
     """A quiet camera: a still scene (real H.264 noise) where one person (an LFW photo of the test half)
     walks in at 8 s, stands for 8 s, and walks out at 18 s."""
-    rng = np.random.default_rng(3)
-    noise = rng.integers(0, 255, (CLIP_SIZE[1] // 8, CLIP_SIZE[0] // 8, 3), dtype=np.uint8)
-    canvas = np.ascontiguousarray(cv2.resize(noise, CLIP_SIZE, interpolation=cv2.INTER_CUBIC) * 0.4 + 50).astype(
-        np.uint8
-    )
+    canvas = noise_canvas(CLIP_SIZE, 3)
     known, _ = _lfw_cast(1)
     photo = cv2.imread(str(known[0][1][3]))
     sprite = cv2.resize(photo, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
     h, w = sprite.shape[:2]
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = CLIP_SIZE[0], CLIP_SIZE[1], "yuv420p"
-        stream.bit_rate = 1_500_000
+
+    def frames() -> Iterator[np.ndarray]:
         for i in range(int(seconds * fps)):
             t, frame = i / fps, canvas.copy()
             x = None
@@ -262,13 +255,9 @@ def doorway_clip(path: Path, seconds: float = 30.0, fps: int = 15) -> Path:
                 x0, x1 = max(0, x), min(CLIP_SIZE[0], x + w)
                 if x1 > x0:
                     frame[40 : 40 + h, x0:x1] = sprite[:, x0 - x : x1 - x]
-            picture = av.VideoFrame.from_ndarray(frame, format="bgr24")
-            picture.pts = i
-            for packet in stream.encode(picture):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+            yield frame
+
+    return write_clip(path, frames(), fps, CLIP_SIZE)
 
 
 def batches(engine: FaceEngine, clip: Path) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import load_average, machine_info, require_data
+from benchmarks.common import load_average, machine_info, noise_canvas, require_data, write_clip
 from facetrace.engine import DetectionSettings, FaceEngine
 from facetrace.gallery import Gallery
 from facetrace.imaging import Image
@@ -326,30 +326,20 @@ def _render_shot(
 
 def lfw_clip(path: Path, shots: list[tuple[str, Path]], seed: int) -> list[Appearance]:
     """Write a clip of ``shots`` (person, photo), ``SHOT_SECONDS`` each, cut between; returns the appearances."""
-    rng = np.random.default_rng(seed)
-    noise = rng.integers(0, 255, (CLIP_SIZE[1] // 8, CLIP_SIZE[0] // 8, 3), dtype=np.uint8)
-    canvas = np.ascontiguousarray(cv2.resize(noise, CLIP_SIZE, interpolation=cv2.INTER_CUBIC) * 0.4 + 50).astype(
-        np.uint8
-    )
+    canvas = noise_canvas(CLIP_SIZE, seed)
     per_shot = int(SHOT_SECONDS * CLIP_FPS)
-    appearances: list[Appearance] = []
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=CLIP_FPS)
-        stream.width, stream.height, stream.pix_fmt = CLIP_SIZE[0], CLIP_SIZE[1], "yuv420p"
-        stream.bit_rate = 1_500_000
-        index = 0
-        for shot, (person, photo_path) in enumerate(shots):
+    appearances: list[Appearance] = [
+        (person, shot * per_shot / CLIP_FPS, (shot + 1) * per_shot / CLIP_FPS)
+        for shot, (person, _) in enumerate(shots)
+    ]
+
+    def frames() -> Iterator[npt.NDArray[np.uint8]]:
+        for shot, (_, photo_path) in enumerate(shots):
             photo = cv2.imread(str(photo_path))
-            appearances.append((person, index / CLIP_FPS, (index + per_shot) / CLIP_FPS))
             for i in range(per_shot):
-                pixels = _render_shot(photo, i / (per_shot - 1), canvas, seed * 100 + shot)
-                frame = av.VideoFrame.from_ndarray(pixels, format="bgr24")
-                frame.pts = index
-                index += 1
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+                yield _render_shot(photo, i / (per_shot - 1), canvas, seed * 100 + shot)
+
+    write_clip(path, frames(), CLIP_FPS, CLIP_SIZE)
     return appearances
 
 

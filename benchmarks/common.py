@@ -15,7 +15,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,4 +251,36 @@ def embed_set(engine: FaceEngine, pair_set: PairSet, *, reduced: bool = False) -
 def cache_dir() -> Path:
     path = Path(os.environ.get("FACETRACE_BENCH_CACHE", Path.home() / ".cache" / "facetrace" / "bench"))
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# -- synthetic clips (bench_video, bench_streams) ----------------------------------------------------------
+
+
+def noise_canvas(size: tuple[int, int], seed: int) -> npt.NDArray[np.uint8]:
+    """A still, dim background of coarse random texture (width × height): encoded, it carries real H.264
+    noise, so a detector and a motion gate see what a quiet camera gives rather than a flat colour."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 255, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    return np.ascontiguousarray(cv2.resize(noise, size, interpolation=cv2.INTER_CUBIC) * 0.4 + 50).astype(np.uint8)
+
+
+def write_clip(path: Path, frames: Iterable[npt.NDArray[np.uint8]], fps: int, size: tuple[int, int]) -> Path:
+    """Encode BGR ``frames`` (each ``size``) at ``fps`` as H.264 at 1.5 Mbit/s (MPEG-4 part 2 where FFmpeg
+    has no libx264), frame ``i`` at pts ``i``."""
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.bit_rate = 1_500_000
+        for index, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="bgr24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     return path

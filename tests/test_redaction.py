@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from facetrace.cli import main
+from facetrace.cli.output import EXIT_FAILURE
 from facetrace.engine import FaceEngine
 from facetrace.redaction import RedactionSettings, padded_box, redact_photo, redaction_engine
 from facetrace.types import Detection
+from tests.store.conftest import accept_audit_appends, refuse_audit_appends
 
 
 def _region_change(a: np.ndarray, b: np.ndarray, det: Detection) -> float:
@@ -172,6 +174,39 @@ def test_video_keep_collection_shows_the_enrolled_person_in_every_frame(
         kept, hidden = _region_change(original, redacted, obama), _region_change(original, redacted, biden)
         assert kept < 4.0, (kept, hidden)  # only the encoder's noise
         assert hidden > 8.0, (kept, hidden)
+
+
+@pytest.mark.parametrize("kind", ["photo", pytest.param("video", marks=pytest.mark.slow)])
+def test_no_output_without_its_audit_record(
+    capsys: pytest.CaptureFixture[str], photos: dict, home: Path, tmp_path: Path, kind: str
+) -> None:
+    """Fail closed: with a collection the act is audited before the output is renamed into place, so an audit
+    trail that refuses the record leaves no output (and an old one given with --force untouched)."""
+    both = tmp_path / "both.png"
+    _side_by_side(photos["obama.jpg"], photos["biden.jpg"], both)
+    source = both if kind == "photo" else tmp_path / "both.mp4"
+    if kind == "video":
+        _make_clip(both, source, frames=6)
+    out = tmp_path / f"released{source.suffix}"
+    assert main(["collections", "create", "staff"]) == 0
+    assert main(["index", "staff", str(photos["obama2.jpg"]), "--json"]) == 0
+    refuse_audit_appends(home / "facetrace.db")
+    capsys.readouterr()
+    before = set(tmp_path.iterdir())
+    assert main(["redact", str(source), str(out), "--keep-collection", "staff", "--json"]) == EXIT_FAILURE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    error = json.loads(captured.err)["error"]
+    assert (error["type"], "disk is full" in error["message"]) == ("StoreError", True)
+    assert set(tmp_path.iterdir()) == before  # no output, no partial file
+    out.write_bytes(b"an earlier release")
+    assert main(["redact", str(source), str(out), "--keep-collection", "staff", "--force"]) == EXIT_FAILURE
+    assert out.read_bytes() == b"an earlier release"  # not replaced by an unaudited one
+    assert set(tmp_path.iterdir()) == before | {out}
+    accept_audit_appends(home / "facetrace.db")
+    assert main(["redact", str(source), str(out), "--keep-collection", "staff", "--force", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["FacesKept"] == 1  # healed: the same command does its work
+    assert out.read_bytes() != b"an earlier release"
 
 
 def test_bad_inputs_are_refused(capsys: pytest.CaptureFixture[str], home: Path, tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +38,7 @@ __all__ = [
     "open_gallery",
     "open_recognizer",
     "open_video",
+    "stream_event_sweep",
 ]
 
 IMAGES_DIR = "images"
@@ -286,8 +289,41 @@ def open_video(
             processors.resume()
             if records is not None and records.leases is not None:  # several servers: take over dead ones
                 processors.watch(PROCESSOR_WATCH_INTERVAL)
-    sweeper = RetentionSweeper(sightings).start() if sweep else None
+    also = _retention_sweeps(gallery, review, unknowns, on_ray=address is not None)
+    sweeper = RetentionSweeper(sightings, also=also).start() if sweep else None
     return Video(jobs, processors, sightings, bus, sweeper, review, unknowns)
+
+
+def _retention_sweeps(
+    gallery: Gallery, review: ReviewQueue | None, unknowns: UnknownPeople | None, *, on_ray: bool
+) -> list[Callable[[], int]]:
+    """What the retention sweeper runs beside the sightings' sweep: the review queue's and unknown people's
+    expired rows, and on Ray the old claims in ``stream_events`` (only processor actors make them)."""
+    sweeps: list[Callable[[], int]] = [part.sweep for part in (review, unknowns) if part is not None]
+    if on_ray:
+        sweeps.append(stream_event_sweep(gallery.store))
+    return sweeps
+
+
+def stream_event_sweep(store: FaceStore) -> Callable[[], int]:
+    """The retention sweep of ``stream_events`` (the claims of Ray processor actors' events) in ``store``'s
+    PostgreSQL database: claims older than ``STREAM_EVENT_RETENTION`` go (``EventLog.sweep``), on one
+    connection opened for the sweep and closed after it (it runs hourly)."""
+    from facetrace.cluster.processors import STREAM_EVENT_RETENTION, EventLog
+    from facetrace.store.postgres_db import PgDatabase
+
+    url = getattr(store, "connection_url", None)
+    if not isinstance(url, str):
+        raise InvalidParameterError("stream events live only in a PostgreSQL database (--database-url)")
+
+    def sweep_stream_events() -> int:
+        db = PgDatabase(url, max_connections=1)
+        try:
+            return EventLog(db).sweep(time.time() - STREAM_EVENT_RETENTION)
+        finally:
+            db.close()
+
+    return sweep_stream_events
 
 
 def _ray_processors(gallery: Gallery, address: str, sightings: SightingStore, bus: EventBus) -> StreamProcessors:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from facetrace.audit import AuditEvent
 from facetrace.cli import main
 from facetrace.store import SQLiteStore
 from facetrace.store.postgres import PostgresStore
+from facetrace.store.ui_records import SessionRecord, ui_records_of
 from tests.store.conftest import MODEL, faces_with_vectors
 
 
@@ -248,6 +250,46 @@ def test_migrate_copies_keys_tokens_jobs_processors_and_sightings(
         assert pg.records.tokens.get(token.principal, "CreateUser", "tok", newer_than=now - 1) == token
         assert pg.records.reviews.get(item.item_id, thumbnails=True) == item
         assert [f.face_id for f in pg.records.unknowns.faces(unknown.unknown_id)] == ["u-face"]
+    finally:
+        pg.close()
+
+
+def test_migrate_copies_face_thumbnails_and_leaves_sessions(
+    capsys: pytest.CaptureFixture[str], photos: dict[str, Path], tmp_path: Path, pg_url: str
+) -> None:
+    """The dashboard's face thumbnails follow their faces into the new collection ids, a collection created
+    without thumbnails stays so, and sign-in sessions are left behind on purpose (docs/deploy.md)."""
+    home = tmp_path / "home"
+    a_faces, b_faces = _home_with_data(home)
+    jpegs = {name: photos[name].read_bytes() for name in ("obama.jpg", "biden.jpg")}  # real JPEG bytes
+    source = SQLiteStore(home / "facetrace.db")
+    ui = ui_records_of(source)
+    assert ui is not None
+    try:
+        kept = [(a_faces[0][0].face_id, jpegs["obama.jpg"]), (a_faces[7][0].face_id, jpegs["biden.jpg"])]
+        assert ui.thumbnails.put("alpha", kept) == 2
+        ui.thumbnails.opt_out("beta")
+        assert ui.thumbnails.put("beta", [(b_faces[0][0].face_id, jpegs["obama.jpg"])]) == 0
+        ui.sessions.add(SessionRecord("f" * 64, "FTKEY", "csrf", None, time.time(), time.time() + 3600))
+    finally:
+        source.close()
+
+    code, report, _ = run(capsys, "migrate", "--home", str(home), "--to", pg_url)
+    assert code == 0
+    thumbnails = {c["CollectionId"]: c["Thumbnails"] for c in report["Collections"]}
+    assert thumbnails == {"alpha": 2, "beta": 0, "empty": 0}
+    pg = PostgresStore(pg_url, listen=False)
+    try:
+        moved = ui_records_of(pg)
+        assert moved is not None
+        for face_id, jpeg in kept:
+            assert moved.thumbnails.get("alpha", face_id) == jpeg  # byte for byte
+        assert moved.thumbnails.get("alpha", a_faces[1][0].face_id) is None  # it had none
+        assert (moved.thumbnails.enabled("alpha"), moved.thumbnails.enabled("beta")) == (True, False)
+        assert moved.thumbnails.put("beta", [(b_faces[1][0].face_id, jpegs["biden.jpg"])]) == 0  # still opted out
+        assert moved.sessions.get("f" * 64, time.time()) is None  # sign in again
+        pg.delete_faces("alpha", [a_faces[0][0].face_id])  # the copies are tied to the faces like any other
+        assert moved.thumbnails.get("alpha", a_faces[0][0].face_id) is None
     finally:
         pg.close()
 

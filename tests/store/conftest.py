@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,3 +61,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FaceStore]
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "facetrace.db"
+
+
+def refuse_audit_appends(path: Path) -> None:
+    """Make every audit append to the SQLite database at ``path`` fail as a full disk would (a trigger on the
+    audit table only: any other change alone would still succeed), until ``accept_audit_appends``."""
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TRIGGER inject_full BEFORE INSERT ON audit BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END"
+    )
+    db.commit()
+    db.close()
+
+
+def accept_audit_appends(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.execute("DROP TRIGGER inject_full")
+    db.commit()
+    db.close()

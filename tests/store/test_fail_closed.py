@@ -15,7 +15,7 @@ import pytest
 from facetrace.audit import AuditEvent
 from facetrace.errors import StoreError
 from facetrace.store import FaceStore, MemoryStore, SQLiteStore
-from tests.store.conftest import MODEL, faces_with_vectors
+from tests.store.conftest import MODEL, accept_audit_appends, faces_with_vectors, refuse_audit_appends
 
 EVENT = AuditEvent("Test", "local:tester", collection_id="c")
 
@@ -25,12 +25,7 @@ def _fail_audit_appends(store: FaceStore, path: Path | None) -> None:
         store.audit.fail_with = "injected failure"
         return
     assert path is not None
-    db = sqlite3.connect(path)
-    db.execute(
-        "CREATE TRIGGER inject_full BEFORE INSERT ON audit BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END"
-    )
-    db.commit()
-    db.close()
+    refuse_audit_appends(path)
 
 
 def _heal(store: FaceStore, path: Path | None) -> None:
@@ -38,10 +33,7 @@ def _heal(store: FaceStore, path: Path | None) -> None:
         store.audit.fail_with = None
         return
     assert path is not None
-    db = sqlite3.connect(path)
-    db.execute("DROP TRIGGER inject_full")
-    db.commit()
-    db.close()
+    accept_audit_appends(path)
 
 
 def _snapshot(store: FaceStore) -> tuple[object, ...]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from facetrace.errors import InvalidParameterError
+from facetrace.errors import InvalidParameterError, StoreError
 from facetrace.types import BoundingBox, FaceMatch, FaceRecord
 from facetrace.video.events import TrackEnded, TrackIdentified, TrackStarted
 from facetrace.video.sightings import DAY, RetentionSweeper, SightingSink, SightingStore, sighting_dict
@@ -120,6 +120,32 @@ def test_the_background_sweeper_enforces_retention(store: SightingStore) -> None
     sweeper.stop()
     assert store.count() == 0
     assert sweeper.swept == 1
+
+
+def test_the_sweeper_runs_every_retention_and_a_failing_one_does_not_stop_the_others(
+    store: SightingStore,
+) -> None:
+    now = time.time()
+    SightingSink(store, "p", retention_days=1).publish(identified(1, match("f1"), now - 2 * DAY))
+    rounds: list[str] = []
+
+    def broken() -> int:
+        rounds.append("broken")
+        raise StoreError("the database is away")
+
+    def other() -> int:
+        rounds.append("other")
+        return 2
+
+    sweeper = RetentionSweeper(store, interval=0.05, also=[broken, other]).start()
+    deadline = time.monotonic() + 30
+    while rounds.count("other") < 2 and time.monotonic() < deadline:  # a second round: the failure was retried
+        time.sleep(0.02)
+    sweeper.stop()
+    assert store.count() == 0
+    assert rounds.count("broken") >= 2
+    assert rounds.count("other") >= 2
+    assert sweeper.swept == 1 + 2 * rounds.count("other")
 
 
 def test_sightings_survive_reopening(tmp_path: Path) -> None:

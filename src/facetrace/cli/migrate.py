@@ -20,7 +20,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "migrate",
         parents=[common],
         description="Copy the embedded store of --home (collections, faces with their vectors bit for bit, "
-        "users, the audit chain, access keys, request tokens, video jobs, stream processors, sightings) into "
+        "users, the audit chain, access keys, request tokens, video jobs, stream processors, sightings, review "
+        "items, unknown people, face thumbnails; not dashboard sessions: sign in again) into "
         "an EMPTY PostgreSQL database, then read the copy back and check it. The home is only read; stop "
         "servers writing to it first. See docs/deploy.md.",
     )
@@ -49,6 +50,7 @@ def _migrate(args: argparse.Namespace) -> int:
                 "CollectionId": c.collection_id,
                 "Faces": c.faces,
                 "Users": c.users,
+                "Thumbnails": c.thumbnails,
                 "VectorsSha256": c.vectors_sha256,
             }
             for c in report.collections
@@ -60,7 +62,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
     def render(console: Console) -> None:
         for c in report.collections:
-            console.print(f"{c.collection_id}: {c.faces} faces, {c.users} users")
+            console.print(f"{c.collection_id}: {c.faces} faces, {c.users} users, {c.thumbnails} thumbnails")
         console.print(", ".join(f"{table}: {rows}" for table, rows in report.records))
         console.print(
             f"[green]ok[/]: {len(report.collections)} collections and {report.audit_records} audit records "

@@ -54,6 +54,7 @@ from facetrace.video.sinks import EventBus, EventSink, is_required
 __all__ = [
     "ACTOR_LEASE_TTL",
     "EVENTS_CHANNEL",
+    "STREAM_EVENT_RETENTION",
     "TRACK_BLOCK",
     "ClaimSink",
     "EventLog",
@@ -75,6 +76,11 @@ TRACK_BLOCK = 1_000_000
 """Track ids of one incarnation of a processor: the first numbers its tracks 1, 2, …; each later one starts
 at the next multiple of ``TRACK_BLOCK`` above every track the processor made before."""
 ACTOR_PREFIX = "processor:"
+STREAM_EVENT_RETENTION = 86400.0
+"""Seconds an event's claim is kept in ``stream_events`` (then the server's hourly retention sweep deletes it,
+``app.stream_event_sweep``): a claim only has to outlive the replays of its own incarnation (seconds) and the
+relays reading its payload after the NOTIFY (milliseconds); the sightings and audit records it led to keep
+their own retention."""
 
 
 # -- cost model --------------------------------------------------------------------------------------------
@@ -173,8 +179,15 @@ class EventLog:
         return (top // TRACK_BLOCK + 1) * TRACK_BLOCK if top > 0 else 0
 
     def sweep(self, older_than: float) -> int:
+        """Delete the claims made before ``older_than`` (unix seconds) but those of each processor's highest
+        track (a few rows): ``track_base`` numbers the next incarnation's tracks from it, so a swept log must
+        not let track ids (the key of review decisions and sightings) start over."""
         with self._db.transaction("sweeping stream events") as conn:
-            return conn.execute("DELETE FROM stream_events WHERE wall_time < %s", (older_than,)).rowcount
+            return conn.execute(
+                "DELETE FROM stream_events WHERE wall_time < %s AND (track_id = 0 OR (processor, track_id)"
+                " NOT IN (SELECT processor, max(track_id) FROM stream_events GROUP BY processor))",
+                (older_than,),
+            ).rowcount
 
 
 def _key(event: Event) -> tuple[int, int]:

@@ -5,7 +5,10 @@ its vector bytes unchanged, every user, the audit chain record for record (seq, 
 verbatim, so the chain and its head hash stay the same and a head saved before the move still verifies),
 and the rest of the system of record row for row (``RECORD_TABLES``: access keys, so the same keys work on
 every server; ClientRequestToken answers; video jobs with the faces their results name; stream processors;
-sightings with their snapshots). A home whose older separate files (``keys.json``, ``video/*.db``) were not
+sightings with their snapshots). The dashboard's face thumbnails go with their faces (they are keyed by the
+collection's internal id, which differs on the target, so they are copied per collection, not row for row),
+and a collection created without thumbnails stays so. Dashboard sessions are deliberately left behind: they
+are bearer credentials of a moment, and a move with every server stopped only asks operators to sign in again. A home whose older separate files (``keys.json``, ``video/*.db``) were not
 yet imported is refused: opening it once with this facetrace imports them.
 
 The source is only read: the SQLite files are opened read-only (``mode=ro``), in one snapshot each, so a
@@ -68,6 +71,7 @@ class CollectionCopy:
     faces: int
     users: int
     vectors_sha256: str  # over every vector's bytes in insertion order, equal on both sides
+    thumbnails: int = 0  # dashboard face thumbnails copied with the faces
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,23 +216,49 @@ def _copy_collection(src: sqlite3.Connection, dst: Any, row: tuple[Any, ...], qu
                 " VALUES (%s, %s, %s, %s, %s)",
                 [(new, *h) for h in hashes],
             )
-    return CollectionCopy(str(name), faces, len(users), digest.hexdigest())
+    thumbnails = _copy_thumbnails(src, dst, cid, new)
+    return CollectionCopy(str(name), faces, len(users), digest.hexdigest(), thumbnails)
+
+
+def _copy_thumbnails(src: sqlite3.Connection, dst: Any, cid: int, new: int) -> int:
+    """The collection's face thumbnails under its new internal id, and its opt-out (a source older than the
+    dashboard, schema < 4, has neither). Only thumbnails of faces that exist: the target's foreign key."""
+    if not _columns(src, "face_thumbnails"):
+        return 0
+    if src.execute("SELECT 1 FROM thumbnail_opt_out WHERE cid=?", (cid,)).fetchone() is not None:
+        dst.execute("INSERT INTO thumbnail_opt_out(cid) VALUES (%s)", (new,))
+    rows = src.execute(
+        "SELECT t.face_id, t.jpeg FROM face_thumbnails t JOIN faces f ON f.cid=t.cid AND f.face_id=t.face_id"
+        " WHERE t.cid=?",
+        (cid,),
+    )
+    count = 0
+    with dst.cursor() as cur, cur.copy("COPY face_thumbnails(cid, face_id, jpeg) FROM STDIN") as copy:
+        while chunk := rows.fetchmany(_CHUNK):
+            for face_id, jpeg in chunk:
+                copy.write_row((new, face_id, bytes(jpeg)))
+            count += len(chunk)
+    return count
 
 
 def _check_copy(db: PgDatabase, expected: CollectionCopy) -> None:
     with db.transaction("checking the copy", snapshot=True) as conn:
         row = conn.execute(
             "SELECT cid, face_count, (SELECT count(*) FROM users u WHERE u.cid=c.cid),"
-            " (SELECT count(*) FROM faces f WHERE f.cid=c.cid) FROM collections c WHERE name=%s",
+            " (SELECT count(*) FROM faces f WHERE f.cid=c.cid),"
+            " (SELECT count(*) FROM face_thumbnails t WHERE t.cid=c.cid) FROM collections c WHERE name=%s",
             (expected.collection_id,),
         ).fetchone()
         if row is None:
             raise StoreError(f"check failed: collection {expected.collection_id!r} is missing in the target")
-        cid, face_count, users, faces = (int(v) for v in row)
-        if (face_count, faces, users) != (expected.faces, expected.faces, expected.users):
+        cid, face_count, users, faces, thumbnails = (int(v) for v in row)
+        if (face_count, faces, users, thumbnails) != (
+            expected.faces, expected.faces, expected.users, expected.thumbnails,
+        ):  # fmt: skip
             raise StoreError(
-                f"check failed: {expected.collection_id!r} has {faces} faces and {users} users in the target, "
-                f"{expected.faces} and {expected.users} in the source"
+                f"check failed: {expected.collection_id!r} has {faces} faces, {users} users and {thumbnails} "
+                f"thumbnails in the target, {expected.faces}, {expected.users} and {expected.thumbnails} in the "
+                "source"
             )
         digest = hashlib.sha256()
         with conn.cursor(name="facetrace_check") as cur:

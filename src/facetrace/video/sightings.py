@@ -15,11 +15,11 @@ go with the faces, users and collections they name (``docs/video.md``).
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,8 @@ from facetrace.errors import InvalidParameterError, StoreError
 from facetrace.home import ensure_home
 from facetrace.store.records import Sighting, SightingQuery, SightingRepository
 from facetrace.video.events import Event, TrackEnded, TrackEvent, TrackIdentified, TrackStarted
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
@@ -209,13 +211,19 @@ class SightingSink:
 
 
 class RetentionSweeper:
-    """Runs ``store.sweep()`` every ``interval`` seconds in a daemon thread until ``stop``."""
+    """Runs ``store.sweep()`` and every sweep of ``also`` (each deleting what outlived its retention and
+    returning how many rows) every ``interval`` seconds in a daemon thread until ``stop``. One thread for every
+    retention the server keeps (sightings, review items, unknown people, Ray's event claims): a sweep that
+    fails (the database away) is retried next round and does not keep the others from running."""
 
-    def __init__(self, store: SightingStore, interval: float = 3600.0) -> None:
+    def __init__(
+        self, store: SightingStore, interval: float = 3600.0, also: Sequence[Callable[[], int]] = ()
+    ) -> None:
         if interval <= 0:
             raise InvalidParameterError("the sweep interval must be positive")
         self.store = store
         self.interval = interval
+        self.sweeps: tuple[Callable[[], int], ...] = (store.sweep, *also)
         self.swept = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="facetrace-retention", daemon=True)
@@ -226,8 +234,12 @@ class RetentionSweeper:
 
     def _run(self) -> None:
         while True:
-            with suppress(StoreError):
-                self.swept += self.store.sweep()
+            for sweep in self.sweeps:
+                try:
+                    self.swept += sweep()
+                except StoreError as exc:
+                    log.warning("retention sweep %s failed (retried in %g s): %s", _name(sweep), self.interval,
+                                exc.message)  # fmt: skip
             if self._stop.wait(self.interval):
                 return
 
@@ -235,3 +247,7 @@ class RetentionSweeper:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5.0)
+
+
+def _name(sweep: Callable[[], int]) -> str:
+    return str(getattr(sweep, "__qualname__", sweep))
