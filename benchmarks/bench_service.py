@@ -235,6 +235,54 @@ def overhead(gallery: Gallery, rekognition: Any, images: dict[str, bytes], repea
     return results
 
 
+def protocol_work(images: dict[str, bytes], repeat: int) -> None:
+    """CPU ms of the server's own protocol steps for one SearchFacesByImage body, in this process: the SigV4
+    check (SHA-256 of the body), JSON, validation (base64 of the image) and the answer's JSON."""
+    from facetrace.service import protocol, sigv4
+    from facetrace.service.validation import validate
+
+    print("\n== the server's protocol work for one search (CPU ms of one thread, medians)")
+    secret = "s" * 40
+    answer = {
+        "SearchedFaceConfidence": 99.9,
+        "FaceMatches": [{"Similarity": 99.0, "Face": {"FaceId": "f" * 36}}] * 10,
+    }
+    for name in PROBES:
+        body = json.dumps({"CollectionId": "large", "Image": {"Bytes": base64.b64encode(images[name]).decode()}})
+        headers = {
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "RekognitionService.SearchFacesByImage",
+            "Host": "127.0.0.1:1",  # (botocore signs the Host header the HTTP layer would add)
+        }
+        request = AWSRequest(method="POST", url="http://127.0.0.1:1/", data=body.encode(), headers=headers)
+        SigV4Auth(Credentials("FTBENCH", secret), "rekognition", "us-east-1").add_auth(request)
+        sent = {k.lower(): v for k, v in request.headers.items()}
+        data = body.encode()
+        decoded = json.loads(data)
+        steps: dict[str, Callable[[], object]] = {
+            "SigV4": lambda sent=sent, data=data: sigv4.verify(
+                method="POST", raw_path="/", query_string="", headers=sent, body=data,
+                lookup_secret=lambda _: secret, now=time.time(), max_skew=900,
+            ),
+            "JSON": lambda data=data: protocol.decode_body(data, protocol.CONTENT_TYPE),
+            "validation": lambda decoded=decoded: validate("SearchFacesByImage", decoded),
+            "answer": lambda: protocol.encode_body(answer),
+        }  # fmt: skip
+        costs = {}
+        for step, call in steps.items():
+            samples = []
+            for _ in range(repeat):
+                start = time.thread_time()
+                call()
+                samples.append(time.thread_time() - start)
+            costs[step] = statistics.median(samples) * 1000
+        print(
+            f"{name:12s} body {len(data) // 1024:4d} KiB: "
+            + ", ".join(f"{step} {ms:.2f}" for step, ms in costs.items())
+            + f"; total {sum(costs.values()):.2f} ms; load {load_average()}"
+        )
+
+
 def boto3_alone(rekognition: Any, call: Callable[[], object], count: int) -> float:
     """p50 ms of ``call`` when botocore's send is answered at once with the server's last response: what
     boto3 itself spends (serialising, base64, SigV4 signing, parsing), no HTTP and no server."""
@@ -563,6 +611,7 @@ def main() -> int:
         try:
             rekognition = client(url, admin)
             cost = overhead(gallery, rekognition, images, args.repeat)
+            protocol_work(images, args.repeat)
             if baseline is not None:
                 print("(the same on the baseline server)")
                 overhead(gallery, client(base_url, admin), images, args.repeat)
