@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_service                          # 300k faces, 8 clients, 10,000 hostile requests
     python -m benchmarks.bench_service --faces 20k --per-client 10 --hostile 1000      # quick
-    git archive main | tar -x -C /tmp/facetrace-main      # then, main and this tree side by side:
+    mkdir -p /tmp/facetrace-main && git archive main | tar -x -C /tmp/facetrace-main   # then, side by side:
     python -m benchmarks.bench_service --hostile 0 --baseline-src /tmp/facetrace-main
 
 The server runs as a real ``facetrace serve`` subprocess on 127.0.0.1 (so the clients do not share its GIL),
