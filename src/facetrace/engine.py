@@ -184,9 +184,9 @@ class FaceEngine:
     def warm(self) -> None:
         """Build the calling thread's models and run each once on a blank input.
 
-        A detector is built per thread on first use (about a second on a busy 2-core machine, plus
-        onnxruntime's first-run allocations); the server calls this on every worker before it accepts
-        requests, so the first requests do not all pay for it at once and time out in the queue."""
+        A detector is built per thread on first use (loading the ONNX file, rewriting and optimising the
+        graph, then onnxruntime's first-run allocations); the server calls this on every worker before it
+        accepts requests, so the first requests do not all pay for it at once while others queue behind them."""
         self._detector().detect(np.zeros((480, self.settings.max_side, 3), dtype=np.uint8))
         size = self._embedder().input_size
         self._embedder().embed(np.zeros((1, size, size, 3), dtype=np.uint8))
