@@ -20,6 +20,10 @@ Sections:
               every face with its vector and details) against the bare model time (full decode + YuNet on the ≤640 px copy + SFace on the faces' crops), in CPU
               time of this one thread (robust to other load), with the reduced decode on and off
   batching    SFace CPU time per face by batch size on real aligned crops (``models/batching.py``)
+  sessions    onnxruntime session options (optimisation level, denormals, memory arena/pattern) for YuNet and
+              SFace on real photos' views and real aligned crops
+  decode      JPEG decode by Pillow against OpenCV (``imaging._opencv_jpeg``), full and reduced, and whether the
+              pixels are identical
 """
 
 from __future__ import annotations
@@ -385,6 +389,94 @@ def run_overhead(repeat: int) -> None:
           + ", ".join(f"{k} decode {np.median(v):.2f} (max {max(v):.2f})" for k, v in ratios.items()))  # fmt: skip
 
 
+def run_decode(repeat: int) -> None:
+    from facetrace import imaging
+
+    section("JPEG decode: Pillow against OpenCV (imaging._opencv_jpeg), CPU ms of one thread, medians")
+    print("| photo | size | reduce_to | Pillow | OpenCV | saved | identical pixels |")
+    print("|---|---|---|---|---|---|---|")
+    saved = []
+    for name, data in overhead_photos():
+        if not name.endswith(".jpg"):
+            continue
+        for reduce_to in (None, 640):
+
+            def pillow(data: bytes = data, reduce_to: int | None = reduce_to) -> Image:
+                imaging.OPENCV_JPEG = False
+                try:
+                    return load_image(data, reduce_to=reduce_to)
+                finally:
+                    imaging.OPENCV_JPEG = True
+
+            def opencv(data: bytes = data, reduce_to: int | None = reduce_to) -> Image:
+                return load_image(data, reduce_to=reduce_to)
+
+            same = np.array_equal(pillow().pixels, opencv().pixels)
+            slow, fast = cpu_ms(pillow, repeat), cpu_ms(opencv, repeat)
+            saved.append(1 - fast / slow)
+            size = "×".join(map(str, load_image(data).pixels.shape[1::-1]))
+            print(f"| {Path(name).name} | {size} | {reduce_to or 'full'} | {slow:.1f} | {fast:.1f} | "
+                  f"{1 - fast / slow:.0%} | {same} |", flush=True)  # fmt: skip
+    print(f"median CPU saved: {np.median(saved):.0%}")
+
+
+def run_sessions(repeat: int) -> None:
+    import onnxruntime as ort
+
+    from facetrace.models.assets import ARTIFACTS, artifact_path
+    from facetrace.models.runtime import load_onnx_session
+
+    section("onnxruntime session options on real inputs (CPU ms per call of one thread, medians)")
+    engine = FaceEngine.create()
+    views, crops = [], []
+    for _, data in overhead_photos()[:6]:
+        image, found = engine.locate(data, 1)
+        if found:
+            crops.append(geometry.align_face(image.pixels, found[0].landmarks)[None])
+        scale = min(1.0, 640 / max(image.width, image.height))
+        view = cv2.resize(image.pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        height, width = view.shape[:2]
+        blob = np.zeros((1, 3, -(-height // 32) * 32, -(-width // 32) * 32), dtype=np.float32)
+        blob[0, :, :height, :width] = view.transpose(2, 0, 1)
+        views.append(blob)
+    sface = np.concatenate(crops)[..., ::-1].astype(np.float32).transpose(0, 3, 1, 2)
+
+    def level(value: ort.GraphOptimizationLevel) -> Callable[[ort.SessionOptions], None]:
+        return lambda options: setattr(options, "graph_optimization_level", value)
+
+    def entry(key: str) -> Callable[[ort.SessionOptions], None]:
+        return lambda options: options.add_session_config_entry(key, "1")
+
+    variants: dict[str, Callable[[ort.SessionOptions], None] | None] = {
+        "facetrace's (ENABLE_ALL)": None,
+        "ENABLE_EXTENDED": level(ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
+        "denormals as zero": entry("session.set_denormal_as_zero"),
+        "no memory arena": lambda options: setattr(options, "enable_cpu_mem_arena", False),
+        "no memory pattern": lambda options: setattr(options, "enable_mem_pattern", False),
+    }
+    files = {
+        "YuNet": ("face_detection_yunet_2023mar.onnx", {"dynamic_spatial": True}, views),
+        "SFace": ("face_recognition_sface_2021dec.onnx", {"batch_dim": True}, [c[None] for c in sface]),
+    }
+    print("| model | " + " | ".join(variants) + " |")
+    print("|---|" + "---|" * len(variants))
+    for model, (file, shape, inputs) in files.items():
+        sessions = {
+            name: load_onnx_session(artifact_path(ARTIFACTS[file]), threads=1, tune=tune, **shape)  # type: ignore[arg-type]
+            for name, tune in variants.items()
+        }
+        feed = sessions[next(iter(variants))].get_inputs()[0].name
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(repeat):  # interleaved, so drifting load affects every variant alike
+            for name, session in sessions.items():
+                start = time.thread_time()
+                for blob in inputs:
+                    session.run(None, {feed: blob})
+                samples[name].append((time.thread_time() - start) / len(inputs))
+        cells = [f"{np.median(samples[name]) * 1000:.2f}" for name in variants]
+        print(f"| {model} | " + " | ".join(cells) + " |", flush=True)
+
+
 def run_batching(repeat: int) -> None:
     section("SFace CPU time per face by batch size (real aligned crops, one onnxruntime thread)")
     engine = FaceEngine.create()
@@ -410,6 +502,8 @@ def run_batching(repeat: int) -> None:
 
 SECTIONS: dict[str, Callable[[int], None]] = {
     "overhead": run_overhead,
+    "decode": run_decode,
+    "sessions": run_sessions,
     "batching": run_batching,
     "stages": run_stages,
     "tiling": run_tiling,

@@ -2,6 +2,8 @@
 
     python -m benchmarks.bench_service                          # 300k faces, 8 clients, 10,000 hostile requests
     python -m benchmarks.bench_service --faces 20k --per-client 10 --hostile 1000      # quick
+    mkdir -p /tmp/facetrace-main && git archive main | tar -x -C /tmp/facetrace-main   # then, side by side:
+    python -m benchmarks.bench_service --hostile 0 --baseline-src /tmp/facetrace-main
 
 The server runs as a real ``facetrace serve`` subprocess on 127.0.0.1 (so the clients do not share its GIL),
 on a fresh home with the embedded SQLite store. Three parts:
@@ -52,7 +54,7 @@ import boto3
 import httpx
 import numpy as np
 from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
+from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.config import Config
 from botocore.credentials import Credentials
 from PIL import Image as PILImage
@@ -135,14 +137,19 @@ def free_port() -> int:
 
 
 def start_server(
-    home: Path, port: int, log: Path, bucket: Path, extra: list[str] | None = None
+    home: Path, port: int, log: Path, bucket: Path, extra: list[str] | None = None, source: Path | None = None
 ) -> subprocess.Popen[bytes]:
+    """``facetrace serve`` on ``home``; ``source``: run the facetrace of that source tree (its ``src`` first on
+    ``PYTHONPATH``) instead of this one, e.g. ``main`` exported with ``git archive``, to compare side by side."""
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source / "src"), env.get("PYTHONPATH")]))
     command = [
         sys.executable, "-m", "facetrace", "serve", "--home", str(home), "--port", str(port),
         "--bucket", f"photos={bucket}",
         "--rate", "1000000", "--burst", "1000000", "--max-pending", "64", *(extra or []),
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -212,16 +219,102 @@ def overhead(gallery: Gallery, rekognition: Any, images: dict[str, bytes], repea
             times["outside"].append(elapsed - float(timing.split("dur=")[1]) / 1000)
         d50, s50 = statistics.median(times["direct"]) * 1000, statistics.median(times["service"]) * 1000
         outside = statistics.median(times["outside"]) * 1000
+        own = boto3_alone(rekognition, remote, count)
         results[name] = outside
         print(
             f"{name:20s} library p50 {d50:7.2f} ms  service p50 {s50:7.2f} ms  difference {s50 - d50:6.2f} ms  "
-            f"outside the handler p50 {outside:5.2f} ms"
+            f"outside the handler p50 {outside:5.2f} ms (boto3 alone {own:5.2f} ms, "
+            f"server and HTTP {outside - own:5.2f} ms); load {load_average()}"
         )
     print("('outside the handler': client time minus the handler time the server reports in Server-Timing —")
     print(
-        " boto3 serialising and signing, HTTP, SigV4 check, JSON, base64, validation; immune to inference noise)"
+        " boto3 serialising and signing, HTTP, SigV4 check, JSON, base64, validation; immune to inference noise."
     )
+    print(" 'boto3 alone': the same call answered with the same bytes without a network, so it is the client's")
+    print(" own share: serialising, base64, signing, parsing the answer)")
     return results
+
+
+def protocol_work(images: dict[str, bytes], repeat: int) -> None:
+    """CPU ms of the server's own protocol steps for one SearchFacesByImage body, in this process: the SigV4
+    check (SHA-256 of the body), JSON, validation (base64 of the image) and the answer's JSON."""
+    from facetrace.service import protocol, sigv4
+    from facetrace.service.validation import validate
+
+    print("\n== the server's protocol work for one search (CPU ms of one thread, medians)")
+    secret = "s" * 40
+    answer = {
+        "SearchedFaceConfidence": 99.9,
+        "FaceMatches": [{"Similarity": 99.0, "Face": {"FaceId": "f" * 36}}] * 10,
+    }
+    for name in PROBES:
+        body = json.dumps({"CollectionId": "large", "Image": {"Bytes": base64.b64encode(images[name]).decode()}})
+        headers = {
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "RekognitionService.SearchFacesByImage",
+            "Host": "127.0.0.1:1",  # (botocore signs the Host header the HTTP layer would add)
+        }
+        request = AWSRequest(method="POST", url="http://127.0.0.1:1/", data=body.encode(), headers=headers)
+        SigV4Auth(Credentials("FTBENCH", secret), "rekognition", "us-east-1").add_auth(request)
+        sent = {k.lower(): v for k, v in request.headers.items()}
+        data = body.encode()
+        decoded = json.loads(data)
+        steps: dict[str, Callable[[], object]] = {
+            "SigV4": lambda sent=sent, data=data: sigv4.verify(
+                method="POST", raw_path="/", query_string="", headers=sent, body=data,
+                lookup_secret=lambda _: secret, now=time.time(), max_skew=900,
+            ),
+            "JSON": lambda data=data: protocol.decode_body(data, protocol.CONTENT_TYPE),
+            "validation": lambda decoded=decoded: validate("SearchFacesByImage", decoded),
+            "answer": lambda: protocol.encode_body(answer),
+        }  # fmt: skip
+        costs = {}
+        for step, call in steps.items():
+            samples = []
+            for _ in range(repeat):
+                start = time.thread_time()
+                call()
+                samples.append(time.thread_time() - start)
+            costs[step] = statistics.median(samples) * 1000
+        print(
+            f"{name:12s} body {len(data) // 1024:4d} KiB: "
+            + ", ".join(f"{step} {ms:.2f}" for step, ms in costs.items())
+            + f"; total {sum(costs.values()):.2f} ms; load {load_average()}"
+        )
+
+
+def boto3_alone(rekognition: Any, call: Callable[[], object], count: int) -> float:
+    """p50 ms of ``call`` when botocore's send is answered at once with the server's last response: what
+    boto3 itself spends (serialising, base64, SigV4 signing, parsing), no HTTP and no server."""
+    captured: dict[str, Any] = {}
+
+    def keep(response_dict: Any, **_: Any) -> None:
+        captured["response"] = response_dict
+
+    events = rekognition.meta.events
+    events.register("before-parse.rekognition.*", keep)
+    call()
+    events.unregister("before-parse.rekognition.*", keep)
+    response = captured["response"]
+    body, headers = response["body"], response["headers"]
+
+    class Raw:
+        def stream(self, **_: Any) -> Any:
+            yield body
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, 200, headers, Raw())
+
+    events.register_first("before-send.rekognition.*", answer)
+    try:
+        samples = []
+        for _ in range(count):
+            start = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - start)
+    finally:
+        events.unregister("before-send.rekognition.*", answer)
+    return statistics.median(samples) * 1000
 
 
 # -- 2. concurrent search ----------------------------------------------------------------------------------
@@ -485,6 +578,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=40, help="overhead samples of the search (x4 for others)")
     parser.add_argument("--hostile", type=int, default=10_000)
     parser.add_argument("--hostile-seconds", type=float, default=300.0)
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="another facetrace source tree (e.g. `git archive main | tar -x -C /tmp/facetrace-main`): a second"
+        " server runs it on the same home, and the searches run on both, alternately, for ratios in one run",
+    )
     args = parser.parse_args()
     print(machine_info())
     images = {name: photo(name).read_bytes() for name in PHOTOS}
@@ -499,11 +598,46 @@ def main() -> int:
         (bucket / "obama.jpg").write_bytes(images["obama.jpg"])
         server = start_server(home, port, Path(tmp) / "server.log", bucket, args.server_option)
         print(f"server up in {time.perf_counter() - started:.1f} s at {url}")
+        baseline = None
+        if args.baseline_src is not None:
+            started, base_port = time.perf_counter(), free_port()
+            baseline = start_server(
+                home, base_port, Path(tmp) / "baseline.log", bucket, args.server_option, args.baseline_src
+            )
+            base_url = f"http://127.0.0.1:{base_port}"
+            print(
+                f"baseline server ({args.baseline_src}) up in {time.perf_counter() - started:.1f} s at {base_url}"
+            )
         try:
             rekognition = client(url, admin)
             cost = overhead(gallery, rekognition, images, args.repeat)
+            protocol_work(images, args.repeat)
+            if baseline is not None:
+                print("(the same on the baseline server)")
+                overhead(gallery, client(base_url, admin), images, args.repeat)
             search_ok, loaded = concurrent_search(url, admin, images, args.clients, args.per_client, server.pid)
+            if baseline is not None:
+                print("(the same on the baseline server)")
+                base_ok, base_loaded = concurrent_search(
+                    base_url, admin, images, args.clients, args.per_client, baseline.pid
+                )
             _, alone = concurrent_search(url, admin, images, 1, args.sequential, server.pid)
+            if baseline is not None:
+                print("(the same on the baseline server)")
+                _, base_alone = concurrent_search(base_url, admin, images, 1, args.sequential, baseline.pid)
+                baseline.send_signal(signal.SIGTERM)
+                baseline.wait(120)
+                baseline = None
+                print("\n== this tree against the baseline (same run, same home, alternately)")
+                for label, new, old in (("concurrent", loaded, base_loaded), ("one at a time", alone, base_alone)):
+                    print(f"baseline  {old.line()}")
+                    print(f"this tree {new.line()}")
+                    print(
+                        f"{label}: req/s x{new.rate / old.rate:.2f}; server CPU per request x"
+                        f"{new.server_cpu / len(new.latencies) / (old.server_cpu / len(old.latencies)):.2f}; "
+                        f"p50 x{percentile(new.latencies, 50) / percentile(old.latencies, 50):.2f}"
+                    )
+                print(f"baseline concurrent search without errors: {base_ok}")
             print("\n== concurrent against one request at a time (same run, same server)")
             print(loaded.line())
             print(alone.line())
@@ -524,8 +658,10 @@ def main() -> int:
             print(f"healthy after: {healthy}; stored data and audit unchanged: {before == after}; "
                   f"search still works: {still_works}")  # fmt: skip
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(120)
+            for process in (server, baseline):
+                if process is not None:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(120)
         print("\n== targets")
         search_cost = cost["SearchFacesByImage"]
         print(

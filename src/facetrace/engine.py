@@ -181,6 +181,16 @@ class FaceEngine:
             embedder = self._local.embedder = self._embedder_factory()
         return embedder
 
+    def warm(self) -> None:
+        """Build the calling thread's models and run each once on a blank input.
+
+        A detector is built per thread on first use (loading the ONNX file, rewriting and optimising the
+        graph, then onnxruntime's first-run allocations); the server calls this on every worker before it
+        accepts requests, so the first requests do not all pay for it at once while others queue behind them."""
+        self._detector().detect(np.zeros((480, self.settings.max_side, 3), dtype=np.uint8))
+        size = self._embedder().input_size
+        self._embedder().embed(np.zeros((1, size, size, 3), dtype=np.uint8))
+
     def load(self, source: ImageSource | Image) -> Image:
         """Decode and validate an image with this engine's limits (at full size)."""
         return load_image(source, self.limits)

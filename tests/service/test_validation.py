@@ -20,6 +20,26 @@ def test_valid_request_comes_back_with_blobs_decoded() -> None:
     }
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 100, 250_001])
+def test_blobs_decode_exactly_like_the_standard_library(size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    padded = base64.b64encode(data).decode()
+    for encoded in (padded, padded.rstrip("=")):
+        request = {"CollectionId": "c", "Image": {"Bytes": encoded}}
+        if len(encoded) % 4:  # unpadded: refused, as base64.b64decode(validate=True) refuses it
+            with pytest.raises(InvalidParameterError, match="valid base64"):
+                validate("SearchFacesByImage", request)
+        else:
+            assert validate("SearchFacesByImage", request)["Image"]["Bytes"] == data
+
+
+@pytest.mark.parametrize("bad", ["QUJ", "QU=D", "QUJD\n", " QUJD", "QUJD====", "éé", "-_==", "QQ="])
+def test_malformed_base64_is_refused(bad: str) -> None:
+    """Including excess padding, which the standard library's decoder tolerates and pybase64 does not."""
+    with pytest.raises(InvalidParameterError, match="valid base64"):
+        validate("SearchFacesByImage", {"CollectionId": "c", "Image": {"Bytes": bad}})
+
+
 def test_unknown_members_are_ignored() -> None:
     assert validate("DescribeCollection", {"CollectionId": "c", "Future": 1}) == {"CollectionId": "c"}
 

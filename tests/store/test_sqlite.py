@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from facetrace.errors import NotFoundError, StoreError
-from facetrace.store import DB_FILENAME, SQLiteStore, open_store
+from facetrace.store import DB_FILENAME, SQLiteStore, open_store, sqlite_index
 from facetrace.store.sqlite_db import MIGRATIONS, SCHEMA_VERSION
 from tests.store.conftest import MODEL, faces_with_vectors, unit_vectors
 
@@ -255,3 +255,30 @@ def test_a_database_from_before_face_quality_is_upgraded_at_open(db_path: Path) 
             SCHEMA_VERSION
         )
     SQLiteStore(db_path).close()  # opening an upgraded file again changes nothing
+
+
+def test_preload_loads_every_collection_before_the_first_search(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``facetrace serve`` preloads: the first searches must not all wait for a collection to load."""
+    store = SQLiteStore(db_path)
+    faces = {"a": faces_with_vectors(20, seed=1), "b": faces_with_vectors(7, seed=2)}
+    for name, rows in faces.items():
+        store.create_collection(name, MODEL)
+        store.add_faces(name, rows)
+    store.create_collection("empty", MODEL)
+    store.close()
+
+    reopened = SQLiteStore(db_path)
+    try:
+        assert reopened.preload() == 27
+
+        def no_load(self: object, collection_id: str) -> object:
+            raise AssertionError(f"{collection_id} was loaded by a search, not by preload")
+
+        monkeypatch.setattr(sqlite_index.IndexCache, "_load", no_load)
+        for name, rows in faces.items():
+            hit = reopened.search(name, rows[3][1], limit=1, min_cosine=0.9)
+            assert hit[0].face.face_id == rows[3][0].face_id
+    finally:
+        reopened.close()

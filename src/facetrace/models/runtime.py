@@ -6,6 +6,7 @@ This module and the model files beside it are the only places that import an inf
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,12 @@ def default_threads() -> int:
 
 
 def load_onnx_session(
-    path: Path, *, threads: int | None = None, batch_dim: bool = False, dynamic_spatial: bool = False
+    path: Path,
+    *,
+    threads: int | None = None,
+    batch_dim: bool = False,
+    dynamic_spatial: bool = False,
+    tune: Callable[[ort.SessionOptions], None] | None = None,
 ) -> ort.InferenceSession:
     """Load ``path`` into an onnxruntime CPU session.
 
@@ -43,6 +49,8 @@ def load_onnx_session(
     ``dynamic_spatial`` its height and width axes (NCHW) are, so a detector runs at each image's own size.
     The default ``ORT_ENABLE_ALL`` is measured fastest for both YuNet and SFace on x86 CPUs
     (``benchmarks/bench_pipeline.py``). PRelu nodes are rewritten without branches (``branchless_prelu``).
+    ``tune`` may change the options last (``bench_pipeline.py --section sessions`` measures alternatives:
+    none beat these defaults on real crops and photos, see docs/server.md).
     """
     if not path.is_file():
         raise ModelNotInstalledError(f"model file {path} does not exist")
@@ -79,6 +87,8 @@ def load_onnx_session(
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if tune is not None:
+        tune(options)
     try:
         return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types

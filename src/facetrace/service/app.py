@@ -9,6 +9,8 @@ events feed) sit behind the same stack as ``POST /``.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,6 +46,8 @@ from facetrace.store import records_of
 from facetrace.store.records import MemoryTokens
 
 __all__ = ["body_limits", "create_app", "middleware_stack"]
+
+log = logging.getLogger(__name__)
 
 MAX_LISTED_COLLECTIONS = 1000  # /metrics reports at most this many collections
 
@@ -157,6 +161,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Every worker builds its models before the first request (uvicorn listens once this returns).
+        started = time.monotonic()
+        await anyio.to_thread.run_sync(pool.warm, gallery.engine.warm)
+        log.info("%d workers ready in %.1f s", config.workers, time.monotonic() - started)
         for hook in startup_hooks():
             await anyio.to_thread.run_sync(hook, resources, gallery)
         yield

@@ -45,6 +45,7 @@ class WorkerPool:
 
     def __init__(self, workers: int, max_pending: int, max_wait: float = 5.0) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facetrace-worker")
+        self._workers = workers
         self._capacity = workers + max_pending
         self._admitted = 0
         self._lock = threading.Lock()
@@ -81,6 +82,20 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._admitted -= 1
+
+    def warm(self, func: Callable[[], object], timeout: float = 600.0) -> None:
+        """Run ``func`` once on every worker thread, all at once, and wait for them (raises what it raised).
+
+        Each task waits at a barrier until every task has started, so no thread takes two and each worker
+        thread exists and has run ``func`` (e.g. built its per-thread models) before the first request."""
+        barrier = threading.Barrier(self._workers)
+
+        def run() -> None:
+            barrier.wait(timeout)
+            func()
+
+        for future in [self._executor.submit(run) for _ in range(self._workers)]:
+            future.result()
 
     def shutdown(self) -> None:
         """Wait for running calls to finish."""

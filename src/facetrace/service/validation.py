@@ -13,7 +13,6 @@ echoed in messages only when short, and blob contents never.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import copy
 import functools
@@ -24,6 +23,7 @@ from importlib import resources
 from typing import Any
 
 import botocore.session
+import pybase64
 from botocore.model import ServiceModel, Shape, StructureShape
 
 from facetrace.errors import ImageTooLargeError, InvalidParameterError
@@ -183,7 +183,7 @@ class _Checker:
             self.too_large.append(f"{path} is larger than {maximum} bytes")
             return None
         try:
-            data = base64.b64decode(value, validate=True)
+            data = pybase64.b64decode(value, validate=True)  # base64's semantics, SIMD: ~50x faster
         except (binascii.Error, ValueError):
             self.fail(path, "<bytes>", "Member must be valid base64")
             return None
