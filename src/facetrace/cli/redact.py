@@ -44,7 +44,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--method", choices=[m.value for m in Method], default=Method.BLUR.value)
     parser.add_argument("--padding", type=float, default=0.25, help="box growth on each side (share of the box)")
-    parser.add_argument("--detect-every", type=int, default=1, help="video: detect every n-th frame (default 1)")
+    parser.add_argument("--detect-every", type=int, default=2, help="video: detect every n-th frame (default 2)")
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     parser.set_defaults(func=_redact)
 

