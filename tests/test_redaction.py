@@ -14,8 +14,10 @@ import pytest
 from facetrace.cli import main
 from facetrace.cli.output import EXIT_FAILURE
 from facetrace.engine import FaceEngine
-from facetrace.redaction import RedactionSettings, padded_box, redact_photo, redaction_engine
+from facetrace.imaging import Image
+from facetrace.redaction import PhotoRedaction, RedactionSettings, padded_box, redact_photo, redaction_engine
 from facetrace.types import Detection
+from facetrace.video.redact import VideoRedactionSettings
 from tests.store.conftest import accept_audit_appends, refuse_audit_appends
 
 
@@ -23,6 +25,15 @@ def _region_change(a: np.ndarray, b: np.ndarray, det: Detection) -> float:
     x0, y0 = max(0, int(det.x)), max(0, int(det.y))
     x1, y1 = min(a.shape[1], int(det.x + det.w)), min(a.shape[0], int(det.y + det.h))
     return float(np.abs(a[y0:y1, x0:x1].astype(np.int16) - b[y0:y1, x0:x1].astype(np.int16)).mean())
+
+
+def _obscured(result: PhotoRedaction, settings: RedactionSettings, shape: tuple[int, ...]) -> np.ndarray:
+    """Where ``redact_photo`` obscured: the union of its hidden boxes, padded as ``obscure`` pads them."""
+    mask = np.zeros(shape[:2], dtype=bool)
+    for box in result.hidden:
+        x0, y0, x1, y1 = padded_box(box, settings.padding, shape[1], shape[0])
+        mask[y0:y1, x0:x1] = True
+    return mask
 
 
 def test_every_face_of_a_group_photo_is_obscured_and_nothing_else(engine: FaceEngine, photos: dict) -> None:
@@ -36,10 +47,7 @@ def test_every_face_of_a_group_photo_is_obscured_and_nothing_else(engine: FaceEn
     for face in faces:
         assert _region_change(image.pixels, pixels, face) > 8.0  # the face region is wiped, not nudged
     # outside every padded box the photo is byte for byte the same
-    mask = np.zeros(image.pixels.shape[:2], dtype=bool)
-    for box in result.hidden:
-        x0, y0, x1, y1 = padded_box(box, settings.padding, image.width, image.height)
-        mask[y0:y1, x0:x1] = True
+    mask = _obscured(result, settings, image.pixels.shape[:2])
     assert mask.mean() < 0.5
     assert np.array_equal(image.pixels[~mask], pixels[~mask])
     # irreversible: nothing the detector or the recognizer could use is left
@@ -51,6 +59,39 @@ def test_every_face_of_a_group_photo_is_obscured_and_nothing_else(engine: FaceEn
         assert original.vector is not None
         assert face.vector is not None
         assert engine.similarity(original.vector, face.vector) < 50.0
+
+
+WIDER_PROFILE = "2_Demonstration_Demonstrators_2_195.jpg"
+WIDER_PROFILE_HEIGHT = 740  # its original height (WIDER photos are 1024 wide; estimate_source_height found it)
+
+
+@pytest.mark.shared
+def test_centerface_hides_a_crowd_face_yunet_misses(engine: FaceEngine, shared: Path) -> None:
+    """A WIDER FACE demonstration photo, its aspect restored (416×301): the man in profile at the right edge,
+    28×55 px, is not found by YuNet even at score 0.1 with 2× tiles, so YuNet alone leaves him visible;
+    with CenterFace beside it (the default) he is hidden, and so is every other official face ≥ 16 px."""
+    folder = shared / "wider_val200"
+    entry = next(
+        e for e in json.loads((folder / "annotations.json").read_text()) if e["file"].endswith(WIDER_PROFILE)
+    )
+    scale = 416 / 1024
+    squashed = engine.load(folder / entry["file"])
+    image = Image(
+        cv2.resize(squashed.pixels, (416, round(WIDER_PROFILE_HEIGHT * scale)), interpolation=cv2.INTER_AREA)
+    )
+    official = [(x * scale, y * scale, w * scale, h * scale) for x, y, w, h in entry["boxes_xywh"]]
+    profile = max(official, key=lambda box: box[0])
+
+    def covered(settings: RedactionSettings) -> list[float]:
+        _, result = redact_photo(redaction_engine(engine, settings), image, settings)
+        mask = _obscured(result, settings, image.pixels.shape)
+        return [float(mask[round(y) : round(y + h), round(x) : round(x + w)].mean()) for x, y, w, h in official]
+
+    yunet_alone = covered(RedactionSettings(centerface_confidence=None))
+    assert yunet_alone[official.index(profile)] < 0.5
+    default = covered(RedactionSettings())
+    assert default[official.index(profile)] >= 0.9
+    assert all(c >= 0.5 for c, box in zip(default, official, strict=True) if box[3] >= 16)
 
 
 def _side_by_side(left: Path, right: Path, out: Path) -> None:
@@ -125,9 +166,10 @@ def test_video_every_frame_obscured_audio_kept(
 ) -> None:
     clip, out = tmp_path / "clip.mp4", tmp_path / "released.mp4"
     pictures = _make_clip(photos["t1.jpg"], clip)
-    assert (
-        main(["redact", str(clip), str(out), "--detect-every", "3", "--json", "--home", str(tmp_path / "h")]) == 0
-    )
+    # the defaults: YuNet on every 2nd frame, CenterFace beside it on every 30th (here only the first): the
+    # faces of the frames no detector saw are hidden by their tracks' interpolated and carried boxes
+    assert VideoRedactionSettings().detect_every == 2
+    assert main(["redact", str(clip), str(out), "--json", "--home", str(tmp_path / "h")]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["Frames"] == len(pictures)
     assert report["Audio"] is True

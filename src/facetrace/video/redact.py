@@ -188,6 +188,8 @@ def _boxes_by_frame(
                     out[i].append(tuple(float(v) for v in box))  # type: ignore[arg-type]
                 elif hold:
                     out[i].append(path.boxes[a] if i - a <= tail else path.boxes[b])
+                elif i == a:
+                    out[i].append(path.boxes[a])
         for i in range(keys[-1], min(frames, keys[-1] + tail + 1)):
             out[i].append(path.boxes[keys[-1]])
     return out
