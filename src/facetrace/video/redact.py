@@ -12,9 +12,8 @@ Two passes over the file, because a face must be hidden in the frames *before* i
    held ``lead`` frames before its first one and carried ``tail`` frames after its last one (the detector
    misses a face for a few frames; the box stays), padded, and obscured in every frame it covers. A track
    found only on CenterFace's frames is held and carried ``centerface_every`` frames, so it stays hidden
-   from one CenterFace pass to the next. Audio
-   packets are copied unchanged into the output (no re-encoding); frame timestamps are the source's, so the
-   output has the same frames at the same times.
+   from one CenterFace pass to the next. Audio packets are copied unchanged into the output (no
+   re-encoding); frame timestamps are the source's, so the output has the same frames at the same times.
 
 A track is identified only if its template matches the collection at the threshold *and* every embedded
 sample agrees with the template (cosine ≥ ``agree_cosine``): a tracker that swapped two people mid-track
@@ -53,9 +52,9 @@ class VideoRedactionSettings:
     """``detect_every``: run the detector on every n-th frame (boxes are interpolated in between).
     ``centerface_every``: run CenterFace beside YuNet on every n-th frame (0: never).
     ``lead`` / ``tail``: frames a track's box is held before its first and after its last detection (at
-    least ``detect_every``). ``sample_every``: with a recognizer, embed a track's face at most every n frames (counted in frames, not
-    detections, so detecting less often does not leave a short track with one sample, which is scored on the
-    cautious curve and may no longer be identified).
+    least ``detect_every``). ``sample_every``: with a recognizer, embed a track's face at most every n
+    frames (frames, not detections: detecting less often must not leave a short track with one sample, which
+    is scored on the cautious curve and may no longer be identified).
     ``agree_cosine``: least cosine of every sample to its track's template for the track to be identified.
     ``crf``: H.264 quality of the output (lower is better; 18 looks like the source)."""
 
@@ -102,11 +101,10 @@ class _Path:
     boxes: dict[int, Box] = field(default_factory=dict)
     samples: list[np.ndarray] = field(default_factory=list)
     sampled_at: int | None = None  # the frame of its last sample
+    light: bool = False  # also detected on a YuNet-only frame (not only where CenterFace ran)
 
     def sample_due(self, index: int, every: int) -> bool:
         return self.sampled_at is None or index - self.sampled_at >= every
-
-    light: bool = False  # also detected on a YuNet-only frame (not only where CenterFace ran)
 
 
 def _find(
