@@ -122,6 +122,52 @@ def test_identifications_on_a_generated_clip_are_unchanged(
     assert gated.gated > 0
 
 
+@pytest.fixture(scope="module")
+def runner(
+    engine: FaceEngine, photos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Actor]:
+    """Obama crosses the whole picture in 2.5 s (~220 px/s, 15 px per frame with a 90 px face)."""
+    obama = Actor("obama", sprite(engine, photos["obama.jpg"], 90), 0.3, 3.0, (-40, 80), (560, 100))
+    return write_video(tmp_path_factory.mktemp("gating") / "runner.mp4", [obama], seconds=3.0), obama
+
+
+def test_prediction_keeps_a_moving_face_on_one_track(
+    engine: FaceEngine, gallery: Gallery, runner: tuple[Path, Actor]
+) -> None:
+    """Detecting a busy scene every 2nd frame (``busy_interval``) and every ``settled_interval`` once named,
+    a fast-moving face keeps one track, named once; on the frames between detections its reported box
+    follows the face (constant-velocity prediction) instead of staying where it was last detected."""
+    clip, obama = runner
+    matcher = CollectionMatcher(gallery, "people", THRESHOLD)
+    analyzer = FrameAnalyzer(engine, matcher=matcher, settings=AnalysisSettings(), gating=GatingSettings())
+    w = obama.sprite.shape[1]
+    predicted_error, stale_error, track_ids = [], [], set()
+    events: list[TrackEvent] = []
+    last_detected: float | None = None
+    for frame in _frames(clip):
+        result = analyzer.process(frame)
+        events.extend(e for e in result.events if isinstance(e, TrackEvent))
+        where = obama.position(frame.stream_time)
+        if where is None or not result.observations or not 40 <= where[0] <= 500:
+            continue  # off screen, or partly out of the picture (the box is clipped there)
+        track_ids.update(o.track_id for o in result.observations)
+        box = result.observations[0].box
+        centre = (box.left + box.width / 2) * 640
+        truth = where[0] + w / 2
+        if result.detected:
+            last_detected = centre
+        elif last_detected is not None:
+            predicted_error.append(abs(centre - truth))
+            stale_error.append(abs(last_detected - truth))
+    events.extend(analyzer.finish())
+    assert analyzer.gated > 0
+    assert len(predicted_error) >= 5
+    assert len(track_ids) == 1, "one face, one track"
+    named = [e.match.face.external_image_id for e in events if isinstance(e, TrackIdentified) and e.match]
+    assert named == ["obama"]
+    assert np.median(predicted_error) < 0.5 * np.median(stale_error)
+
+
 def test_gating_settings_are_validated() -> None:
     with pytest.raises(InvalidParameterError):
         GatingSettings(young_interval=1.0, settled_interval=0.5)
