@@ -150,7 +150,7 @@ class FrameResult:
     observations: tuple[Observation, ...]
     events: tuple[TrackEvent, ...]
     embedded: int
-    detected: bool = True  # False: detection was skipped (gating); observations are the last detection's
+    detected: bool = True  # False: detection was skipped (gating); observations: the last detection's, predicted
 
 
 @dataclass(frozen=True, slots=True)
