@@ -72,16 +72,14 @@ def test_a_ray_processor_feeds_review_and_unknowns_once_across_a_restart(
         "face_search": {"collection_id": "people", "face_match_threshold": 99.0},
     })  # fmt: skip
 
-    def replayed(restarted: bool, items: int) -> bool:
+    def played(restarted: bool) -> bool:
+        """The copy's stream worker ended with the clip (its observers ran in that thread, before)."""
         info = processors.info("door", timeout=2)
-        return (
-            info is not None and info["Restarted"] is restarted and info["State"] == "STOPPED"  # the clip ended
-            and len(queue.items()) == items
-        )  # fmt: skip
+        return info is not None and info["Restarted"] is restarted and info["State"] == "STOPPED"
 
     try:
         processors.start("door")
-        assert _wait(lambda: replayed(False, 1), 150), processors.info("door")
+        assert _wait(lambda: played(False), 150), processors.info("door")
         (item,) = queue.items()
         assert (item.source, item.camera, item.candidates[0].external_image_id) == ("door", "door", "obama")
         assert item.track_id < TRACK_BLOCK
@@ -89,13 +87,13 @@ def test_a_ray_processor_feeds_review_and_unknowns_once_across_a_restart(
 
         actor = ray.get_actor(ACTOR_PREFIX + "door", namespace=NAMESPACE)
         ray.kill(actor, no_restart=False)  # Ray starts it again; it waits for the dead copy's lease to expire
-        assert _wait(lambda: replayed(True, 2), 150), processors.info("door")
+        assert _wait(lambda: played(True), 150), processors.info("door")
     finally:
         processors.stop("door")
         processors.close()
 
     items = queue.items()
-    assert sorted(i.track_id // TRACK_BLOCK for i in items) == [0, 1]  # one per copy, numbered apart
+    assert sorted(i.track_id // TRACK_BLOCK for i in items) == [0, 1]  # one per copy's track, numbered apart
     assert all(i.candidates[0].external_image_id == "obama" for i in items)
     assert len(people.people()) == 2  # the replayed faces joined their groups
     faces = [f for p in people.people() for f in people.faces(p.unknown_id)]
