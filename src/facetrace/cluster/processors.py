@@ -174,15 +174,13 @@ class EventLog:
             ).fetchone()  # fmt: skip
         return None if row is None else int(row[0])
 
-    def settle(self, event_id: int) -> None:
-        """Mark a claimed write made (``done``; not relayed: it is not an event)."""
-        with self._db.transaction("settling a processor's write") as conn:
-            conn.execute("UPDATE stream_events SET done=true WHERE event_id=%s", (event_id,))
-
-    def finish(self, event_id: int) -> None:
+    def finish(self, event_id: int, *, relay: bool = True) -> None:
+        """Mark a claim done, and with ``relay`` (an event) NOTIFY the servers in the same transaction; a write
+        that is not an event (``claim_write``) is not relayed."""
         with self._db.transaction("publishing a stream event") as conn:
             conn.execute("UPDATE stream_events SET done=true WHERE event_id=%s", (event_id,))
-            conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, str(event_id)))
+            if relay:
+                conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, str(event_id)))
 
     def abandon(self, event_id: int) -> None:
         """Forget a claim whose audit failed (so the event is not recorded as made)."""

@@ -88,4 +88,4 @@ class ClaimObserver:
         except BaseException:
             self._log.abandon(claim_id)  # a successor (or a retry) may make it
             raise
-        self._log.settle(claim_id)
+        self._log.finish(claim_id, relay=False)
