@@ -1,26 +1,27 @@
 """Many live 640×360 streams on few cores: where one stream's time goes, CPU per stream, streams in real time,
-and identifications kept — today's pipeline (detection on every offered frame, ``gating=None``) against
-gated detection (``GatingSettings``: skip unchanged pictures, detect at a rate set by what is happening),
-side by side in one run.
+and identifications kept — main's live settings before issue #13's busy-scene work (*old*: gated detection
+with ``busy_interval`` 0, one greedy tracker round, strangers re-sampled every 2 s, landmarks refined before
+the quality looks) against today's defaults (*new*: a busy scene detected every 2nd offered frame with tracks
+predicted between, cascade pairing, the early stranger cut-off, refinement only for embedded faces), side by
+side in one run; the ids section also runs *every* (no gating at all, main's analysis) as the reference.
 
-    python benchmarks/bench_streams.py [--streams 8] [--seconds 20] [--clips 4] [--skip profile,live,ids]
+    python -m benchmarks.bench_streams [--streams 4,6,8] [--seconds 20] [--clips 4] [--skip profile,live,batch,ids]
 
 1. profile: one stream of the Hamilton clip (../shared/data, 640×360, 29.97 fps) analysed as fast as it
-   decodes, every 2nd frame offered as a live worker does: milliseconds per video second in decode
-   (+ BGR conversion), detect, embed (align + quality + SFace), track, identity (collection searches),
-   sinks (events to JSON), for both ways and for "before" (today's pipeline exactly: every tilted face's
-   landmarks refined at detection; "today" refines only the faces it describes, as both ways now do).
-   CPU per stream = process CPU seconds / video seconds.
+   decodes, every 2nd frame offered as a live worker does, old and new alternately ``--repeats`` times (the
+   median counts): milliseconds per video second in decode (+ BGR conversion), detect, embed (landmark
+   refinement + align + quality + SFace), track, identity (collection searches), sinks (events to JSON).
+   CPU per stream = process CPU seconds / video seconds; CPU ms per offered frame against the real-time
+   budget of N streams on 2 cores (2000 ms / (N × 15 offered frames)). Then a quiet camera, both ways.
 2. live: N simulated cameras (the clip looped at its own pace through ``Pipeline``, one worker per stream),
-   for both ways one after the other: process CPU seconds per stream per video second (the headline: robust
-   to other load on the machine), analysed fps, dropped frames, and whether it kept real time (analysed fps
-   ≥ 90% of offered, drops ≤ 5%, decode at the clip's pace).
+   old then new for each N: process CPU seconds per stream per video second, analysed fps, dropped frames,
+   and whether it kept real time (analysed fps ≥ 90% of offered, drops ≤ 5%, decode at the clip's pace).
 3. batch: SFace CPU time per face (process CPU, best of 3) with 1, 2, 4, 8, 16 real face crops of the clip
    per call — what batching embeddings across streams would buy — and the largest difference between
    batched and one-by-one vectors.
 4. ids: who is named, how soon, and wrongly, at 99 and 95: the Hamilton clip (each person's on-screen spans)
    and generated clips (``bench_video.lfw_clip``: people of the test half walking up to the camera, strangers
-   between), both ways.
+   between), every / old / new.
 
 Load (``os.getloadavg``) is printed with every figure: other engineers share these cores.
 """
@@ -30,10 +31,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +64,31 @@ from facetrace.store import MemoryStore
 from facetrace.video import CallbackSink, CollectionMatcher, Pipeline, SourceSettings, StreamConfig
 from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, GatingSettings
 from facetrace.video.events import Event, TrackEnded, TrackEvent
+from facetrace.video.identity import IdentitySettings
 from facetrace.video.source import VideoSource
+from facetrace.video.tracker import TrackerSettings
 
-WAYS: tuple[tuple[str, GatingSettings | None], ...] = (("today", None), ("gated", GatingSettings()))
+
+@dataclass(frozen=True)
+class Way:
+    """One way of running a live stream: its gating and its analysis settings."""
+
+    name: str
+    gating: GatingSettings | None
+    analysis: AnalysisSettings
+
+
+# main before the busy-scene work: gated, but every offered frame detected while tracking is at stake
+OLD_ANALYSIS = AnalysisSettings(
+    refine_before_looks=True,
+    tracker=TrackerSettings(cascade=False),
+    identity=IdentitySettings(early_hopeless=False),
+)
+EVERY = Way("every", None, OLD_ANALYSIS)
+OLD = Way("old", GatingSettings(busy_interval=0.0), OLD_ANALYSIS)
+NEW = Way("new", GatingSettings(), AnalysisSettings())
+WAYS = (OLD, NEW)
+OFFERED_FPS = 29.97 / 2
 
 
 def _cpu() -> float:
@@ -102,10 +127,9 @@ class _Timer:
 def profile(
     gallery: Gallery,
     clip: Path,
-    gating: GatingSettings | None,
+    way: Way,
     loops: int = 3,
     every: int = 2,
-    eager: bool = False,
 ) -> dict[str, Any]:
     """One stream (the clip looped ``loops`` times, as a camera that keeps showing the stage), as fast as it
     decodes; stage times per video second."""
@@ -113,9 +137,9 @@ def profile(
     timer = _Timer()
     matcher = CollectionMatcher(gallery, "cast", 99.0)
     matcher.search = timer.wrap("identity", matcher.search)  # type: ignore[method-assign]
-    analyzer = FrameAnalyzer(engine, matcher=matcher, settings=AnalysisSettings(), gating=gating)
+    analyzer = FrameAnalyzer(engine, matcher=matcher, settings=way.analysis, gating=way.gating)
     analyzer.warm_up()
-    engine_proxy = _EngineProxy(engine, timer, eager)
+    engine_proxy = _EngineProxy(engine, timer)
     analyzer.engine = engine_proxy  # type: ignore[assignment]
     tracker = analyzer.tracker
     for name in ("match", "reassociate", "apply", "expire"):
@@ -160,6 +184,7 @@ def profile(
         "video_seconds": round(video, 2),
         "ms_per_video_second": {k: round(1000 * v / video, 1) for k, v in stages.items()},
         "cpu_per_stream": round(cpu / video, 3),
+        "cpu_ms_per_offered_frame": round(1000 * cpu / max(1, frames // every), 1),
         "wall_per_video_second": round(wall / video, 3),
         "detections": analyzer.detections,
         "gated": analyzer.gated,
@@ -170,24 +195,20 @@ def profile(
 
 
 class _EngineProxy:
-    """The engine with ``find_faces`` and ``describe`` timed (detect; quality looks and embeddings).
-    ``eager``: refine every tilted face's landmarks in ``find_faces``, as before this change."""
+    """The engine with ``find_faces`` timed (detect) and ``describe`` and ``upright_landmarks`` (landmark
+    refinement, quality looks, embeddings) timed as embed."""
 
-    def __init__(self, engine: FaceEngine, timer: _Timer, eager: bool = False) -> None:
+    def __init__(self, engine: FaceEngine, timer: _Timer) -> None:
         self._engine = engine
-        find = timer.wrap("detect", engine.find_faces)
-        self.find_faces = (lambda image, max_faces, upright=True: find(image, max_faces)) if eager else find
+        self.find_faces = timer.wrap("detect", engine.find_faces)
         self.describe = timer.wrap("embed", engine.describe)
-        if eager:
-            self.upright_landmarks = lambda image, detection: detection
+        self.upright_landmarks = timer.wrap("embed", engine.upright_landmarks)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
 
-def live(
-    gallery: Gallery, clip: Path, streams: int, seconds: float, gating: GatingSettings | None
-) -> dict[str, Any]:
+def live(gallery: Gallery, clip: Path, streams: int, seconds: float, way: Way) -> dict[str, Any]:
     """``streams`` cameras (the clip looped at its pace), one worker each, for ``seconds``."""
     events: list[int] = [0]
 
@@ -198,7 +219,10 @@ def live(
     matcher = CollectionMatcher(gallery, "cast", 99.0)
     for i in range(streams):
         source = SourceSettings(str(clip), realtime=True, loop=True)
-        pipeline.add(StreamConfig(name=f"cam{i}", source=source, detect_every=2, gating=gating), matcher=matcher)
+        config = StreamConfig(
+            name=f"cam{i}", source=source, analysis=way.analysis, detect_every=2, gating=way.gating
+        )
+        pipeline.add(config, matcher=matcher)
     pipeline.start()
     for worker in pipeline.workers.values():
         worker.wait_ready(60)
@@ -219,6 +243,8 @@ def live(
         "streams": streams,
         "cpu_per_stream": round(cpu / (elapsed * streams), 3),
         "cores_used": round(cpu / elapsed, 2),
+        "cpu_ms_per_analysed_frame": round(1000 * cpu / max(1, analysed), 1),
+        "budget_ms_per_frame": round(2000 / (streams * OFFERED_FPS), 1),
         "analysed_fps_per_stream": round(analysed / elapsed / streams, 2),
         "offered_fps_per_stream": round(offered / elapsed / streams, 2),
         "dropped_pct": round(100 * dropped / max(1, offered), 1),
@@ -287,11 +313,11 @@ def _cpu_per_face(engine: FaceEngine, faces: np.ndarray, size: int) -> float:
 
 
 def _identify(
-    gallery: Gallery, collection: str, clip: Path, threshold: float, gating: GatingSettings | None, every: int
+    gallery: Gallery, collection: str, clip: Path, threshold: float, way: Way, every: int
 ) -> tuple[list[tuple[str, float, float]], int]:
     """Every naming of a track (person, stream time, track start) and the number of detections run."""
     matcher = CollectionMatcher(gallery, collection, threshold)
-    analyzer = FrameAnalyzer(gallery.engine, matcher=matcher, settings=AnalysisSettings(), gating=gating)
+    analyzer = FrameAnalyzer(gallery.engine, matcher=matcher, settings=way.analysis, gating=way.gating)
     namings: list[tuple[str, float, float]] = []
 
     def note(events: Sequence[TrackEvent]) -> None:
@@ -331,22 +357,52 @@ def identifications(engine: FaceEngine, examples: Path, clips: int, work: Path) 
         generated.append((path, lfw_clip(path, shots, seed=c)))
     examples_clip = examples / "short_hamilton_clip.mp4"
     for threshold in (99.0, 95.0):
-        for way, gating in WAYS:
-            namings, detections = _identify(cast, "cast", examples_clip, threshold, gating, 2)
+        for way in (EVERY, *WAYS):
+            namings, detections = _identify(cast, "cast", examples_clip, threshold, way, 2)
             result = score_appearances(hamilton, namings)
-            rows.append({"clip": "hamilton", "threshold": threshold, "way": way, "detections": detections,
-                         **_summary([result]), "named_people": sorted({n for n, _, _ in namings})})  # fmt: skip
-            print(f"  hamilton   @{threshold:g} {way:6}: {_line(rows[-1])}, load {load_average()}")
-        for way, gating in WAYS:
-            results, detections = [], 0
-            for path, appearances in generated:
-                namings, count = _identify(people, "people", path, threshold, gating, 1)
+            rows.append({"clip": "hamilton", "threshold": threshold, "way": way.name, "detections": detections,
+                         **_summary([result]), "named_people": sorted({n for n, _, _ in namings}),
+                         "named_appearances": _named(hamilton, namings, "hamilton")})  # fmt: skip
+            print(f"  hamilton   @{threshold:g} {way.name:6}: {_line(rows[-1])}, load {load_average()}")
+        _same(rows[-3:])
+        for way in (EVERY, *WAYS):
+            results, detections, named = [], 0, []
+            for c, (path, appearances) in enumerate(generated):
+                namings, count = _identify(people, "people", path, threshold, way, 1)
                 results.append(score_appearances(appearances, namings))
+                named += _named(appearances, namings, f"clip{c}")
                 detections += count
-            rows.append({"clip": f"lfw x{clips}", "threshold": threshold, "way": way, "detections": detections,
-                         **_summary(results), "named_people": sorted({n for r in results for n, _, _ in r["namings"]})})  # fmt: skip
-            print(f"  lfw x{clips}     @{threshold:g} {way:6}: {_line(rows[-1])}, load {load_average()}")
+            rows.append({"clip": f"lfw x{clips}", "threshold": threshold, "way": way.name, "detections": detections,
+                         **_summary(results), "named_people": sorted({n for r in results for n, _, _ in r["namings"]}),
+                         "named_appearances": named})  # fmt: skip
+            print(f"  lfw x{clips}     @{threshold:g} {way.name:6}: {_line(rows[-1])}, load {load_average()}")
+        _same(rows[-3:])
     return rows
+
+
+def _named(
+    appearances: Sequence[tuple[str, float, float]], namings: Sequence[tuple[str, float, float]], clip: str
+) -> list[str]:
+    """The appearances during which their person was named (as ``score_appearances`` counts them)."""
+    slack = 0.3
+    return [
+        f"{clip}:{person}@{start:.1f}"
+        for person, start, end in appearances
+        if person and any(name == person and start - slack <= at < end + slack for name, at, _ in namings)
+    ]
+
+
+def _same(rows: Sequence[dict[str, Any]]) -> None:
+    """Print whether each way named the same appearances as the first (the reference), and which differ."""
+    reference = set(rows[0]["named_appearances"])
+    for row in rows[1:]:
+        mine = set(row["named_appearances"])
+        row["same_as_" + rows[0]["way"]] = mine == reference
+        differ = (
+            f" (only {rows[0]['way']}: {sorted(reference - mine)}, only {row['way']}: {sorted(mine - reference)})"
+        )
+        print(f"    {row['way']} names the same appearances as {rows[0]['way']}: {mine == reference}"
+              f"{'' if mine == reference else differ}")  # fmt: skip
 
 
 def _line(row: dict[str, Any]) -> str:
@@ -359,9 +415,10 @@ def _line(row: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--streams", default="8", help="stream counts for the live section")
+    parser.add_argument("--streams", default="4,6,8", help="stream counts for the live section")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each live run")
     parser.add_argument("--clips", type=int, default=4, help="generated clips for the ids section")
+    parser.add_argument("--repeats", type=int, default=3, help="profile runs of each way (alternating; median)")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: profile,live,batch,ids")
     parser.add_argument("--json", help="write the numbers here")
     args = parser.parse_args()
@@ -374,56 +431,76 @@ def main() -> None:
     report: dict[str, Any] = {"load_start": load_average()}
     print(f"load average at start: {report['load_start']}")
     if "profile" not in skip:
-        print(
-            "\nprofile: one stream, the Hamilton clip looped 3 times as fast as it decodes, every 2nd frame offered"
-        )
-        report["profile"] = {}
-        # "before": today's pipeline exactly (every tilted face's landmarks refined at detection)
-        for way, gating, eager in (("before", None, True), *((w, g, False) for w, g in WAYS)):
-            row = report["profile"][way] = profile(gallery, clip, gating, eager=eager)
-            stages = ", ".join(f"{k} {v:.0f}" for k, v in row["ms_per_video_second"].items())
-            print(f"  {way:6}: CPU per stream {row['cpu_per_stream']:.3f} (process CPU s / video s); ms per video "
-                  f"second: {stages}; {row['detections']} detections, {row['gated']} skipped, "
-                  f"{row['embedded']} faces embedded, load {row['load']}")  # fmt: skip
-        gated = max(1e-9, report["profile"]["gated"]["cpu_per_stream"])
-        for way in ("before", "today"):
-            print(f"  {way} / gated CPU per stream: {report['profile'][way]['cpu_per_stream'] / gated:.2f}x")
+        print(f"\nprofile: one stream, the Hamilton clip looped 3 times as fast as it decodes, every 2nd frame "
+              f"offered; old and new alternately, {args.repeats} runs each")  # fmt: skip
+        report["profile"] = _profiles(gallery, clip, args.repeats, loops=3, every=2)
         print("\nprofile: one quiet camera (30 s, 15 fps: a still scene, one person walks in, stands, leaves)")
         with tempfile.TemporaryDirectory() as work:
             door = doorway_clip(Path(work) / "doorway.mp4")
-            report["doorway"] = {}
-            for way, gating, eager in (("before", None, True), *((w, g, False) for w, g in WAYS)):
-                row = report["doorway"][way] = profile(gallery, door, gating, loops=1, every=1, eager=eager)
-                print(f"  {way:6}: CPU per stream {row['cpu_per_stream']:.3f}; {row['detections']} detections, "
-                      f"{row['gated']} skipped, {row['embedded']} faces embedded, {row['events']} events, "
-                      f"load {row['load']}")  # fmt: skip
-            gated = max(1e-9, report["doorway"]["gated"]["cpu_per_stream"])
-            print(f"  before / gated CPU per stream: {report['doorway']['before']['cpu_per_stream'] / gated:.2f}x")
+            report["doorway"] = _profiles(gallery, door, 1, loops=1, every=1)
     if "live" not in skip:
         report["live"] = []
         for n in [int(x) for x in args.streams.split(",") if x.strip()]:
-            print(
-                f"\nlive: {n} simulated 640x360 cameras (the clip looped at 29.97 fps), {args.seconds:g} s each way"
-            )
-            for way, gating in WAYS:
-                row = live(gallery, clip, n, args.seconds, gating)
-                row["way"] = way
+            budget = 2000 / (n * OFFERED_FPS)
+            print(f"\nlive: {n} simulated 640x360 cameras (the clip looped at 29.97 fps, every 2nd frame offered), "
+                  f"{args.seconds:g} s each way; real-time budget on 2 cores {budget:.1f} ms CPU per frame")  # fmt: skip
+            rows = {}
+            for way in WAYS:
+                row = rows[way.name] = live(gallery, clip, n, args.seconds, way)
+                row["way"] = way.name
                 report["live"].append(row)
-                print(f"  {way:6}: CPU per stream {row['cpu_per_stream']:.3f}, {row['cores_used']:.2f} cores for {n}, "
+                print(f"  {way.name:6}: CPU per stream {row['cpu_per_stream']:.3f}, {row['cores_used']:.2f} cores "
+                      f"for {n}, {row['cpu_ms_per_analysed_frame']:.1f} ms CPU per analysed frame, "
                       f"analysed {row['analysed_fps_per_stream']:.1f}/{row['offered_fps_per_stream']:.1f} fps each, "
                       f"dropped {row['dropped_pct']:.0f}%, detection skipped on {row['detections_skipped_pct']:.0f}%, "
                       f"real time: {row['real_time']}, load {row['load']}")  # fmt: skip
+            old, new = rows["old"], rows["new"]
+            ratio = (
+                f"old / new CPU per stream {old['cpu_per_stream'] / max(1e-9, new['cpu_per_stream']):.2f}x"
+                if old["real_time"] and new["real_time"]
+                else "not both in real time (CPU figures then count dropped frames: compare the profile)"
+            )
+            print(f"  {n} cameras: new in real time: {new['real_time']} (old: {old['real_time']}); {ratio}")
     if "batch" not in skip:
         print("\nembedding batches (SFace, 1 onnxruntime thread, real face crops of the clip)")
         report["batch"] = batches(engine, clip)
     if "ids" not in skip:
-        print("\nidentifications (today vs gated; Hamilton: reference photos as users; generated: 1 photo each)")
+        print(
+            "\nidentifications (every / old / new; Hamilton: reference photos as users; generated: 1 photo each)"
+        )
         with tempfile.TemporaryDirectory() as work:
             report["ids"] = identifications(engine, examples, args.clips, Path(work))
     report["load_end"] = load_average()
     print(f"\nload average at end: {report['load_end']}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=float))
+
+
+def _profiles(gallery: Gallery, clip: Path, repeats: int, loops: int, every: int) -> dict[str, Any]:
+    """Old and new alternately ``repeats`` times (so both see the same load); each way's median run, the
+    ratio of the medians, and the CPU per offered frame against the real-time budget of 8 streams."""
+    runs: dict[str, list[dict[str, Any]]] = {way.name: [] for way in WAYS}
+    for r in range(repeats):
+        for way in WAYS:
+            row = profile(gallery, clip, way, loops=loops, every=every)
+            runs[way.name].append(row)
+            stages = ", ".join(f"{k} {v:.0f}" for k, v in row["ms_per_video_second"].items())
+            print(f"  {way.name:4} run {r + 1}: CPU per stream {row['cpu_per_stream']:.3f} (process CPU s / video s), "
+                  f"{row['cpu_ms_per_offered_frame']:.1f} ms per offered frame; ms per video second: {stages}; "
+                  f"{row['detections']} detections, {row['gated']} skipped, {row['embedded']} faces embedded, "
+                  f"{row['events']} events, load {row['load']}")  # fmt: skip
+    report: dict[str, Any] = {}
+    for name, rows in runs.items():
+        median = statistics.median(row["cpu_per_stream"] for row in rows)
+        report[name] = {"median_cpu_per_stream": median, "runs": rows}
+    old, new = report["old"]["median_cpu_per_stream"], report["new"]["median_cpu_per_stream"]
+    report["old_over_new"] = round(old / max(1e-9, new), 2)
+    frame_ms = statistics.median(row["cpu_ms_per_offered_frame"] for row in runs["new"])
+    report["new_ms_per_offered_frame"] = frame_ms
+    print(f"  median CPU per stream: old {old:.3f}, new {new:.3f}: old / new {report['old_over_new']:.2f}x; "
+          f"new {frame_ms:.1f} ms CPU per offered frame (8 streams at 15 fps on 2 cores: "
+          f"{2000 / (8 * OFFERED_FPS):.1f} ms)")  # fmt: skip
+    return report
 
 
 if __name__ == "__main__":

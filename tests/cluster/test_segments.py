@@ -1,5 +1,7 @@
 """Stored-video segments on a real (local, two-node) Ray cluster give the sequential job's identifications:
-on the generated clip (no ../shared needed) and on the Hamilton clip (edits, profiles; marked ``shared``)."""
+on the generated clip (no ../shared needed) and on the Hamilton clip (edits, profiles; marked ``shared``);
+and its review items, made of the stitched tracks (their thumbnails and best faces travel back from the
+workers)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,13 @@ from pathlib import Path
 import pytest
 
 from facetrace.gallery import Gallery
+from facetrace.review import ReviewQueue
+from facetrace.store.records import Records
 from facetrace.video.jobs import JobSettings
 from facetrace.video.segments import SegmentSettings
 from tests.cluster.raycluster import local_cluster
+from tests.review.conftest import database  # noqa: F401 (fixture)
+from tests.review.test_segments import hall, run  # noqa: F401 (fixture)
 from tests.video.conftest import THRESHOLD, actors, gallery, scene  # noqa: F401 (fixtures)
 from tests.video.test_hamilton import hamilton  # noqa: F401 (fixture)
 from tests.video.test_segments import assert_same_identifications, identifications, run_search
@@ -44,3 +50,21 @@ def test_ray_segments_on_the_hamilton_clip(executor: object, hamilton: tuple[Gal
     segmented = run_search(cast, clip, "cast", 99.0, settings, executor)  # type: ignore[arg-type]
     assert set(identifications(sequential)) == {"lin-manuel-miranda"}
     assert_same_identifications(sequential, segmented, 10)
+
+
+def test_ray_segments_give_the_single_passs_review_items(
+    executor: object,
+    database: tuple[Gallery, Records],  # noqa: F811
+    hall: Path,  # noqa: F811
+) -> None:
+    people, records = database
+    single = run(people, records, hall, None)
+    segmented = run(people, records, hall, executor)  # type: ignore[arg-type]
+    (expected,) = single.items
+    (item,) = segmented.items  # Obama's track crosses the border: one item
+    assert [c.person for c in item.candidates] == [c.person for c in expected.candidates]
+    assert 90.0 <= item.candidates[0].similarity < 99.0
+    (biden,) = segmented.sightings
+    assert (item.track_id, biden.track_id) == (0, 1)  # the stitched tracks' indexes
+    shown = ReviewQueue(people, records.reviews).get(item.item_id, thumbnails=True)
+    assert shown.thumbnails  # cropped on a worker, sent back with the segment's tracks

@@ -9,7 +9,12 @@ import pytest
 from facetrace.engine import FaceEngine
 from facetrace.gallery import Gallery
 from facetrace.store import MemoryStore
+from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, GatingSettings
+from facetrace.video.events import TrackEvent, TrackIdentified
+from facetrace.video.identity import CollectionMatcher, IdentitySettings
 from facetrace.video.jobs import JobSettings, JobStatus, VideoJobs
+from facetrace.video.source import SourceSettings, VideoSource
+from facetrace.video.tracker import TrackerSettings
 
 pytestmark = pytest.mark.shared
 
@@ -58,3 +63,48 @@ def test_at_threshold_70_still_no_wrong_names(hamilton: tuple[Gallery, Path]) ->
     tracks = _tracks(*hamilton, threshold=70.0)
     assert "lin-manuel-miranda" in tracks
     assert all(1 <= len(indexes) <= 2 for indexes in tracks.values())
+
+
+def _live(
+    gallery: Gallery, clip: Path, threshold: float, analysis: AnalysisSettings, gating: GatingSettings
+) -> list[tuple[str, float, int]]:
+    """The clip as a live worker sees it (every 2nd frame offered, gated): every naming (person, stream
+    seconds, track id)."""
+    matcher = CollectionMatcher(gallery, "cast", threshold)
+    analyzer = FrameAnalyzer(gallery.engine, matcher=matcher, settings=analysis, gating=gating)
+    events: list[TrackEvent] = []
+    for frame in VideoSource(SourceSettings(str(clip))).frames():
+        if frame.index % 2 == 0:
+            events.extend(e for e in analyzer.process(frame).events if isinstance(e, TrackEvent))
+    events.extend(analyzer.finish())
+    return [
+        (e.match.face.external_image_id or "", e.stream_time_ms / 1000, e.track_id)
+        for e in events
+        if isinstance(e, TrackIdentified) and e.match is not None
+    ]
+
+
+@pytest.mark.parametrize("threshold", [99.0, 70.0])
+def test_live_busy_scene_settings_name_the_same_people(hamilton: tuple[Gallery, Path], threshold: float) -> None:
+    """Today's live defaults (a busy scene detected every 2nd offered frame with tracks predicted between,
+    cascade pairing, the early stranger cut-off, refinement only for embedded faces) name the same people on
+    the Hamilton clip as the settings before them, each only while on screen (a wrong name would fall
+    outside that person's spans)."""
+    old = _live(
+        *hamilton,
+        threshold,
+        AnalysisSettings(
+            refine_before_looks=True,
+            tracker=TrackerSettings(cascade=False),
+            identity=IdentitySettings(early_hopeless=False),
+        ),
+        GatingSettings(busy_interval=0.0),
+    )
+    new = _live(*hamilton, threshold, AnalysisSettings(), GatingSettings())
+    assert "lin-manuel-miranda" in {name for name, _, _ in new}
+    assert {name for name, _, _ in new} == {name for name, _, _ in old}
+    for name, seconds, _ in new:
+        if name == "lin-manuel-miranda":
+            assert seconds < 0.75 + 0.3 or 2.7 <= seconds < 7.1 + 0.3, seconds
+        else:
+            assert seconds < 1.75 + 0.3, (name, seconds)

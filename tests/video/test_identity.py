@@ -120,22 +120,50 @@ def test_collection_matcher_applies_the_threshold(gallery, photos) -> None:  # t
     assert CollectionMatcher(gallery, "people", 90.0).search(stranger.vector) == ()
 
 
-def test_strangers_are_sampled_less() -> None:
-    """Once the nearest face is far below the threshold, quick sampling stops until the next re-check."""
-    settings = IdentitySettings(min_samples=1, min_evidence=0, sample_interval=0.1, recheck_interval=2.0)
+@pytest.mark.parametrize("early", [False, True])
+def test_strangers_are_sampled_less(early: bool) -> None:
+    """Once the nearest face is far below the threshold, quick sampling stops: until the next re-check
+    (``early_hopeless=False``), or for good, unless a clearly better face comes (``early_hopeless``)."""
+    settings = IdentitySettings(
+        min_samples=1, min_evidence=0, sample_interval=0.1, recheck_interval=2.0, early_hopeless=early
+    )
     matcher = ScriptedMatcher([])
     matcher.nearest = 40.0  # threshold 90 - margin 30 = 60 > 40: hopeless
     state, track = IdentityState(), track_with_samples(1)
+    state.best_weight = 0.4
     assert state.update(track, matcher, settings) is None
     assert state.hopeless
     assert not state.wants_sample(track, track.last_sample + 0.5, settings)
-    assert state.wants_sample(track, track.last_sample + 2.0, settings)
+    assert state.wants_sample(track, track.last_sample + 2.0, settings) is not early
+    assert state.wants_better_sample(track, track.last_sample + 2.0, 0.6, settings)  # a clearly better face
+    assert not state.wants_better_sample(track, track.last_sample + 2.0, 0.45, settings)
     near = ScriptedMatcher([])
     near.nearest = 75.0
     other = IdentityState()
     other.update(track, near, settings)
     assert not other.hopeless
     assert other.wants_sample(track, track.last_sample + 0.2, settings)
+
+
+def test_early_hopeless_is_judged_before_the_evidence_is_enough() -> None:
+    """Weak frames (a small, turned face) need many samples to reach ``min_evidence``; a stranger's are cut
+    off at ``min_samples`` by the nearest-neighbour look-up — which never names anyone — while a track whose
+    nearest face is within the margin keeps sampling."""
+    settings = IdentitySettings(min_samples=2, min_evidence=5.0, sample_interval=0.1)
+    far, near = ScriptedMatcher([(FaceMatch(record("a", external="ann"), 99),)]), ScriptedMatcher([])
+    far.nearest, near.nearest = 40.0, 75.0
+    track = track_with_samples(2)
+    stranger, hopeful = IdentityState(), IdentityState()
+    assert stranger.update(track, far, settings) is None
+    assert stranger.hopeless
+    assert far.calls == 0, "no search (and no name) below min_evidence"
+    assert not stranger.wants_sample(track, track.last_sample + 5.0, settings)
+    hopeful.update(track, near, settings)
+    assert not hopeful.hopeless
+    assert hopeful.wants_sample(track, track.last_sample + 0.1, settings)
+    cautious = IdentityState()
+    cautious.update(track, far, IdentitySettings(min_samples=2, min_evidence=5.0, early_hopeless=False))
+    assert not cautious.hopeless
 
 
 def test_an_unidentified_track_takes_a_clearly_better_face_early() -> None:

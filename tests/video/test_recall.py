@@ -14,7 +14,7 @@ import pytest
 from facetrace.engine import FaceEngine
 from facetrace.gallery import DEFAULT_MATCH_THRESHOLD, Gallery
 from facetrace.store import MemoryStore
-from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer
+from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, GatingSettings
 from facetrace.video.events import TrackEnded, TrackEvent, TrackIdentified
 from facetrace.video.identity import CollectionMatcher, IdentitySettings
 from facetrace.video.source import SourceSettings, VideoSource
@@ -46,9 +46,15 @@ def walk(engine: FaceEngine, photos: dict[str, Path], tmp_path_factory: pytest.T
 
 
 def _named(
-    gallery: Gallery, clip: Path, matcher: CollectionMatcher, identity: IdentitySettings
+    gallery: Gallery,
+    clip: Path,
+    matcher: CollectionMatcher,
+    identity: IdentitySettings,
+    gating: GatingSettings | None = None,
 ) -> list[TrackEvent]:
-    analyzer = FrameAnalyzer(gallery.engine, matcher=matcher, settings=AnalysisSettings(identity=identity))
+    analyzer = FrameAnalyzer(
+        gallery.engine, matcher=matcher, settings=AnalysisSettings(identity=identity), gating=gating
+    )
     events: list[TrackEvent] = []
     for frame in VideoSource(SourceSettings(str(clip))).frames():
         events.extend(analyzer.process(frame).events)
@@ -56,9 +62,14 @@ def _named(
     return [e for e in events if isinstance(e, TrackIdentified | TrackEnded) and e.match is not None]
 
 
-def test_enrolled_user_is_named_at_99_and_nobody_else(enrolled: Gallery, walk: Path) -> None:
+@pytest.mark.parametrize("gating", [None, GatingSettings()], ids=["every-frame", "live-gated"])
+def test_enrolled_user_is_named_at_99_and_nobody_else(
+    enrolled: Gallery, walk: Path, gating: GatingSettings | None
+) -> None:
+    """Stored video (every frame) and a live stream's defaults (gated: a busy scene detected every 2nd frame,
+    tracks predicted between) alike: Biden, in no collection, walks across Obama's path and is never named."""
     matcher = CollectionMatcher(enrolled, "staff", DEFAULT_MATCH_THRESHOLD)
-    named = _named(enrolled, walk, matcher, IdentitySettings())
+    named = _named(enrolled, walk, matcher, IdentitySettings(), gating)
     assert named, "Obama was not named at the default threshold"
     assert {e.match.face.user_id for e in named if e.match is not None} == {"obama"}
     # Obama walks in the top half of the picture during 0–3 s; Biden and the stranger are elsewhere

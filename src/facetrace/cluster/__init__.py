@@ -5,6 +5,7 @@ when a command or the server is asked to use a cluster (``--ray ADDRESS|auto`` o
 
 - ``runtime``: ``connect`` to a cluster (the one entry point every Ray feature goes through).
 - ``processors``: stream processors as named, detached, restartable Ray actors, fenced by database leases.
+- ``review``: their review items and unknown faces, each claimed once under the actor's lease.
 """
 
 from __future__ import annotations

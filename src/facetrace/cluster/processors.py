@@ -18,6 +18,10 @@ track, stream time) with ``ON CONFLICT DO NOTHING``; only an event claimed now i
 sighting and marked done. A restarted incarnation numbers its tracks above every track of the processor
 (``TRACK_BLOCK``), so its new tracks never merge into the sightings of the previous incarnation's tracks.
 
+*Review and unknown people.* Tracks that end unidentified go to the review queue and (``keep_unidentified``)
+to unknown people as in-process, each write claimed first in ``stream_events`` under a kind of its own and
+only while the actor holds its lease (``ClaimObserver``, ``cluster/review.py``).
+
 *The ``/events`` feed.* Servers relay events through PostgreSQL: an actor marks an audited event done and
 sends ``NOTIFY facetrace_stream_events, '<event id>'`` in the same transaction; every server LISTENs and
 publishes the row to its in-process ``EventBus``. NOTIFY is delivered at commit, so only audited events
@@ -46,6 +50,8 @@ from facetrace.gallery import Gallery
 from facetrace.store.postgres_db import PgDatabase
 from facetrace.store.postgres_records import PostgresLeases
 from facetrace.store.records import ProcessorRepository
+from facetrace.store.sql_dialect import POSTGRES
+from facetrace.video.analysis import TrackObserver
 from facetrace.video.events import Event, EventType, StreamState, StreamStatus, TrackEvent
 from facetrace.video.processors import ProcessorDefinition, ProcessorStatus, StreamProcessors
 from facetrace.video.sightings import SightingStore
@@ -59,8 +65,10 @@ __all__ = [
     "ClaimSink",
     "EventLog",
     "EventRelay",
+    "Fence",
     "RayStreamProcessors",
     "StreamCost",
+    "WriteClaim",
     "cpu_reservation",
     "render_metrics",
 ]
@@ -152,10 +160,27 @@ class EventLog:
             ).fetchone()  # fmt: skip
         return None if row is None else int(row[0])
 
-    def finish(self, event_id: int) -> None:
+    def claim_write(self, claim: WriteClaim, node: str, fence: Fence) -> int | None:
+        """Claim one write that is not an event (a review item, an unknown face: ``cluster/review.py``) under
+        its key, only while ``fence``'s lease is held (by the database's clock, in the same statement: a copy
+        cut off from the cluster claims nothing once its lease has expired, even between two heartbeats);
+        its id, or None when it was claimed before or the lease is not this copy's."""
+        payload = json.dumps(claim.payload, separators=(",", ":"))
+        with self._db.transaction("claiming a processor's write") as conn:
+            row = conn.execute(
+                _CLAIM_WRITE,
+                (claim.processor, claim.kind, claim.track_id, claim.at_ms, claim.wall_time, node, payload,
+                 fence.resource, fence.owner),
+            ).fetchone()  # fmt: skip
+        return None if row is None else int(row[0])
+
+    def finish(self, event_id: int, *, relay: bool = True) -> None:
+        """Mark a claim done, and with ``relay`` (an event) NOTIFY the servers in the same transaction; a write
+        that is not an event (``claim_write``) is not relayed."""
         with self._db.transaction("publishing a stream event") as conn:
             conn.execute("UPDATE stream_events SET done=true WHERE event_id=%s", (event_id,))
-            conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, str(event_id)))
+            if relay:
+                conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, str(event_id)))
 
     def abandon(self, event_id: int) -> None:
         """Forget a claim whose audit failed (so the event is not recorded as made)."""
@@ -188,6 +213,34 @@ class EventLog:
                 " NOT IN (SELECT processor, max(track_id) FROM stream_events GROUP BY processor))",
                 (older_than,),
             ).rowcount
+
+
+# the clock is a fixed SQL expression; every value goes as a parameter
+_CLAIM_WRITE = (
+    "INSERT INTO stream_events(processor, kind, track_id, at_ms, wall_time, node, payload)"  # noqa: S608
+    " SELECT %s, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM leases WHERE resource=%s AND owner=%s"
+    f" AND expires_at > {POSTGRES.clock}) ON CONFLICT DO NOTHING RETURNING event_id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease a write is made under: ``resource`` held by ``owner`` (one incarnation of an actor)."""
+
+    resource: str
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteClaim:
+    """The key of one write in ``stream_events`` (``kind`` names what is written) and a small payload."""
+
+    processor: str
+    kind: str
+    track_id: int
+    at_ms: int
+    wall_time: float
+    payload: dict[str, Any]
 
 
 def _key(event: Event) -> tuple[int, int]:
@@ -236,15 +289,20 @@ class ClaimSink:
 
 
 class _ActorProcessors(StreamProcessors):
-    """The processors of one actor (one processor): its events go through a ``ClaimSink``."""
+    """The processors of one actor (one processor): its events go through a ``ClaimSink``, its review items
+    and unknown faces through ``ClaimObserver`` s (``cluster/review.py``)."""
 
-    def __init__(self, *args: Any, claim: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, claim: Any, claim_writes: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._claim = claim
+        self._claim_writes = claim_writes
 
     def _sinks(self, definition: ProcessorDefinition) -> builtins.list[EventSink]:
         inner = [s for s in super()._sinks(definition) if s is not self.bus]
         return [self._claim(inner)]
+
+    def _observers(self, definition: ProcessorDefinition) -> builtins.list[TrackObserver]:
+        return [self._claim_writes(observer) for observer in super()._observers(definition)]
 
 
 class ProcessorHost:
@@ -273,6 +331,8 @@ class ProcessorHost:
 
     def _run(self) -> None:
         from facetrace.app import open_gallery
+        from facetrace.cluster.review import ClaimObserver
+        from facetrace.review import ReviewQueue, UnknownPeople
         from facetrace.store import records_of
 
         try:
@@ -285,10 +345,15 @@ class ProcessorHost:
             events = EventLog(db)
             leases = PostgresLeases(db, owner=f"ray:{self.name}:{uuid.uuid4().hex[:12]}", ttl=self._ttl)
             base = events.track_base(self.name)
+            fence = Fence(f"processor:{self.name}", leases.owner)
             processors = _ActorProcessors(
                 gallery, repository=records.processors, sightings=SightingStore(records.sightings),
-                bus=EventBus(), leases=leases,
+                bus=EventBus(), leases=leases, review=ReviewQueue(gallery, records.reviews),
+                unknowns=UnknownPeople(gallery, records.unknowns),
                 claim=lambda sinks: ClaimSink(events, sinks, self.node, base),
+                claim_writes=lambda observer: ClaimObserver(
+                    observer, events, node=self.node, track_base=base, fence=fence
+                ),
             )  # fmt: skip
             self._processors = processors
             self.phases["opened"] = round(time.monotonic() - self.created, 2)

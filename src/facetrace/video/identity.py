@@ -144,6 +144,13 @@ class IdentitySettings:
     ``template_quality``: score the template on the calibration band of its ``template_quality`` (False: always
     the cautious band, as before); ``template_quality_share``: the share of the template's weight whose
     samples' qualities are considered.
+    ``early_hopeless``: the stranger cut-off (``hopeless_margin``) is judged as soon as a track holds
+    ``min_samples`` samples, also while its evidence is still below ``min_evidence`` (a nearest-neighbour
+    look-up, which names nobody), and a hopeless track is no longer re-sampled every ``recheck_interval``:
+    only a clearly better face (``better_sample_recheck``) is embedded and searched again. Without it, the
+    audience of a busy scene — small, turned, never anywhere near anyone in the collection — is embedded every
+    ``sample_interval`` until its weak frames add up to ``min_evidence``, then every ``recheck_interval`` for
+    as long as it is on screen.
     """
 
     sample_interval: float = 0.2
@@ -160,6 +167,7 @@ class IdentitySettings:
     template_weight_power: float = 2.0
     template_quality: bool = True
     template_quality_share: float = 0.8
+    early_hopeless: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_interval <= 60.0 or not 0.0 <= self.recheck_interval <= 3600.0:
@@ -253,6 +261,8 @@ class IdentityState:
             return False
         if track.samples == 0:
             return True
+        if settings.early_hopeless and self.hopeless and self.match is None:
+            return False  # a stranger: only a clearly better face is worth another look (wants_better_sample)
         quick = self.match is None and not self.hopeless and track.samples < settings.quick_samples
         interval = settings.sample_interval if quick else settings.recheck_interval
         return t - track.last_sample >= interval
@@ -273,22 +283,24 @@ class IdentityState:
         """Search with the track's template; returns the new match when it was just identified or changed."""
         if track.template is None or track.samples < settings.min_samples:
             return None
-        if (self.evidence or track.template_weight) < settings.min_evidence:
-            return None
-        self.checks += 1
-        self.checked_samples = track.samples
         quality = (
             template_quality(track.sample_log, settings.template_quality_share, max(2, settings.min_samples))
             if settings.template_quality
             else None
         )
+        if (self.evidence or track.template_weight) < settings.min_evidence:
+            if settings.early_hopeless and self.match is None and track.samples > self.checked_samples:
+                self.checked_samples = track.samples
+                self.hopeless = self._hopeless(track, matcher, settings, quality)
+            return None
+        self.checks += 1
+        self.checked_samples = track.samples
         matches = matcher.search(track.template, 5, quality)
         best = matches[0] if matches else None
         if best is None:
             self.challenger, self.challenges = None, 0
             if self.match is None:
-                floor = matcher.threshold - settings.hopeless_margin
-                self.hopeless = matcher.closest(track.template, quality) < floor
+                self.hopeless = self._hopeless(track, matcher, settings, quality)
             return None
         self.hopeless = False
         if self.match is None:
@@ -307,6 +319,12 @@ class IdentityState:
             self._accept(best)
             return best
         return None
+
+    @staticmethod
+    def _hopeless(track: Track, matcher: Matcher, settings: IdentitySettings, quality: float | None) -> bool:
+        """Whether the nearest face in the collection is ``hopeless_margin`` points below the threshold."""
+        assert track.template is not None
+        return matcher.closest(track.template, quality) < matcher.threshold - settings.hopeless_margin
 
     def _accept(self, match: FaceMatch) -> None:
         self.match = match

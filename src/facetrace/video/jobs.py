@@ -61,6 +61,7 @@ from facetrace.video.segments import (
     plan_segments,
     probe,
     stitch,
+    unresolved,
 )
 from facetrace.video.sightings import DEFAULT_RETENTION_DAYS, Sighting, SightingStore
 from facetrace.video.source import Frame, SourceSettings, VideoMetadata, VideoSource
@@ -175,8 +176,8 @@ class VideoJobs:
         """``repository`` keeps jobs and results across restarts (None: in memory only); ``review`` receives
         the tracks whose best match falls between a job's review threshold and its threshold. ``executor``:
         cut each video into segments analysed in parallel there (threads, or Ray tasks:
-        ``facetrace.cluster.jobs``) and stitch their tracks; None analyses it in one pass (as does a face
-        search whose tracks go to review: review is not done for segments yet)."""
+        ``facetrace.cluster.jobs``) and stitch their tracks (review items are made of the stitched tracks);
+        None analyses it in one pass."""
         self.gallery = gallery
         self.review = review
         self.executor = executor
@@ -410,8 +411,8 @@ class VideoJobs:
         assert job.threshold is not None
         matcher = CollectionMatcher(self.gallery, job.collection_id, job.threshold)
         observer = self._review_observer(job)
-        if self.executor is not None and observer is None:
-            return self._search_segmented(job, matcher)
+        if self.executor is not None:
+            return self._search_segmented(job, matcher, observer)
         analyzer = FrameAnalyzer(
             self.gallery.engine,
             matcher=matcher,
@@ -487,9 +488,13 @@ class VideoJobs:
         context = SegmentContext(self.gallery.engine, matcher, job.collection_id, job.threshold, self.gallery)
         return self.executor.run(tasks, context)
 
-    def _search_segmented(self, job: Job, matcher: CollectionMatcher) -> list[Sighting]:
-        """``_search`` over segments: the stitched tracks give the same Persons a single pass gives."""
-        analysis = self.settings.analysis
+    def _search_segmented(
+        self, job: Job, matcher: CollectionMatcher, observer: TrackObserver | None
+    ) -> list[Sighting]:
+        """``_search`` over segments: the stitched tracks give the same Persons a single pass gives, and the
+        review queue (``observer``) the same items; a track's sighting and review item carry its index among
+        the stitched tracks as track id."""
+        analysis = replace(self.settings.analysis, report_unresolved=observer is not None)
         results = self._segments(job, analysis, matcher)
         tracks = stitch(
             results, self.settings.segments, matcher=matcher, identity=analysis.identity,
@@ -509,15 +514,18 @@ class VideoJobs:
         job.results.extend(item for _, _, item in found)
         base = job.created_at
         camera = job.camera or Path(job.video).name
+        if observer is not None:
+            for left in unresolved(tracks, analysis.identity, processor=job.job_id, camera=camera, base_time=base):
+                observer.observe(left)
         sightings: list[Sighting] = []
-        for index, track in enumerate(named):
+        for track in named:
             match = track.match
             assert match is not None
             best = max(track.parts, key=lambda part: part.snapshot_weight)
             last = track.parts[-1]
             sightings.append(
                 Sighting(
-                    sighting_id=str(uuid.uuid4()), source=job.job_id, camera=camera, track_id=index,
+                    sighting_id=str(uuid.uuid4()), source=job.job_id, camera=camera, track_id=track.index,
                     started_at=base + track.first_ms / 1000.0, ended_at=base + track.last_ms / 1000.0,
                     start_stream_ms=track.first_ms, end_stream_ms=track.last_ms,
                     face_id=match.face.face_id, user_id=match.face.user_id,

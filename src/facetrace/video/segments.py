@@ -20,6 +20,9 @@ tracks are stitched back together where two segments meet:
 4. A stitched track is named as a sequential job names a track when it ends: one search with everything its
    parts gathered (the sum of their templates). When that finds nobody, the best match of a part stands (a
    sequential track keeps its match, too). Its observations are each part's own frames.
+5. ``unresolved``: a stitched track nobody is named for goes to the review queue (and could go to unknown
+   people) with everything its parts gathered, as a sequential job's track does when it ends; its track id is
+   its index among the stitched tracks, as is its sighting's, so one person across a border is one track.
 
 The result equals a sequential run's identifications: the same people, first and last seen within one
 analysed frame (``tests/video/test_segments.py``; the cold start of each segment's tracker changes which
@@ -46,8 +49,15 @@ from facetrace.gallery import Gallery
 from facetrace.thumbnails import encode_jpeg
 from facetrace.types import BoundingBox, FaceMatch, Vector
 from facetrace.validation import check_int
-from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, Observation, track_match
-from facetrace.video.identity import IdentitySettings, IdentityState, Matcher, person_key
+from facetrace.video.analysis import (
+    UNRESOLVED_THUMBNAILS,
+    AnalysisSettings,
+    FrameAnalyzer,
+    Observation,
+    UnresolvedTrack,
+    track_match,
+)
+from facetrace.video.identity import IdentitySettings, IdentityState, Matcher, person_key, template_quality
 from facetrace.video.source import Frame, SourceSettings, VideoMetadata, VideoSource
 from facetrace.video.tracker import Track, iou
 
@@ -66,6 +76,7 @@ __all__ = [
     "plan_segments",
     "probe",
     "stitch",
+    "unresolved",
 ]
 
 
@@ -129,6 +140,11 @@ class TrackPart:
     last_box: BoundingBox
     snapshot: bytes | None
     snapshot_weight: float
+    confirmed: bool = False
+    best: tuple[float, Vector, float | None, float] | None = None
+    """With ``report_unresolved``: the best embedded face (weight, vector, quality, confidence)."""
+    thumbnails: tuple[tuple[float, bytes], ...] = ()
+    """With ``report_unresolved``: the best few face crops as JPEG, with their weights."""
 
     @property
     def first_ms(self) -> int:
@@ -300,6 +316,9 @@ def analyse_segment(task: SegmentTask, engine: FaceEngine, matcher: Matcher | No
                 last_box=observations[-1][1].box,
                 snapshot=_snapshot(track),
                 snapshot_weight=float(track.state.get("snapshot_weight", -1.0)) if track is not None else -1.0,
+                confirmed=track is not None and track.confirmed,
+                best=None if track is None else track.state.get("best"),
+                thumbnails=_thumbnails(track),
             )
         )
     return SegmentResult(task.segment, tuple(found), frames, time.perf_counter() - began)
@@ -307,6 +326,12 @@ def analyse_segment(task: SegmentTask, engine: FaceEngine, matcher: Matcher | No
 
 def _snapshot(track: Track | None) -> bytes | None:
     return None if track is None else encode_jpeg(track.state.get("snapshot"))
+
+
+def _thumbnails(track: Track | None) -> tuple[tuple[float, bytes], ...]:
+    """The crops the analyzer kept for review (``report_unresolved``), as JPEG: they travel from Ray workers."""
+    crops = [] if track is None else track.state.get("thumbs", [])
+    return tuple((float(weight), jpeg) for weight, crop in crops if (jpeg := encode_jpeg(crop)) is not None)
 
 
 def _segment_frames(task: SegmentTask) -> Iterator[Frame]:
@@ -491,3 +516,50 @@ def _name(
         votes.setdefault(person_key(match), []).append(match)
     best = max(votes.values(), key=lambda group: (len(group), max(m.similarity for m in group)))
     return max(best, key=lambda m: m.similarity)
+
+
+# -- review ------------------------------------------------------------------------------------------------
+
+
+def unresolved(
+    tracks: Sequence[StitchedTrack],
+    identity: IdentitySettings,
+    *,
+    processor: str,
+    camera: str,
+    base_time: float,
+) -> Iterator[UnresolvedTrack]:
+    """The stitched tracks nobody is named for, as a single pass hands its unresolved tracks to the review
+    queue and unknown people (``FrameAnalyzer``'s report when a track ends): with everything their parts
+    gathered — the summed template and its quality, the best face, the best thumbnails — and only with the
+    evidence a single pass asks for (confirmed, ``min_samples`` samples, ``min_evidence``). Their track id is
+    the stitched track's index, as the job's sightings' is. The segments must have been analysed with
+    ``report_unresolved`` (else no part kept a best face and nothing is yielded). ``base_time``: the unix
+    time of the video's start."""
+    for track in tracks:
+        parts = track.parts
+        sums = [part.template_sum for part in parts if part.template_sum is not None]
+        bests = [part.best for part in parts if part.best is not None]
+        if track.match is not None or not sums or not bests or not any(part.confirmed for part in parts):
+            continue
+        sample_log = [sample for part in parts for sample in part.sample_log]
+        weight = sum(w for w, _ in sample_log)
+        evidence = sum(part.evidence for part in parts)
+        if len(sample_log) < identity.min_samples or (evidence or weight) < identity.min_evidence:
+            continue
+        total = np.sum(sums, axis=0).astype(np.float32)
+        quality = (
+            template_quality(sample_log, identity.template_quality_share, max(2, identity.min_samples))
+            if identity.template_quality
+            else None
+        )
+        _, vector, face_quality, confidence = max(bests, key=lambda best: best[0])
+        thumbs = sorted((t for part in parts for t in part.thumbnails), key=lambda t: -t[0])
+        yield UnresolvedTrack(
+            processor=processor, camera=camera, track_id=track.index,
+            started_at=base_time + track.first_ms / 1000.0, ended_at=base_time + track.last_ms / 1000.0,
+            start_stream_ms=track.first_ms, end_stream_ms=track.last_ms, bounding_box=parts[-1].last_box,
+            template=(total / max(float(np.linalg.norm(total)), 1e-12)).astype(np.float32),
+            template_quality=quality, evidence=evidence or weight, best_vector=vector, best_quality=face_quality,
+            best_confidence=confidence, thumbnails=tuple(jpeg for _, jpeg in thumbs[:UNRESOLVED_THUMBNAILS]),
+        )  # fmt: skip

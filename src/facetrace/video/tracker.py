@@ -4,7 +4,10 @@ A ``Track`` is one face followed over time. Each analysed frame goes through thr
 
 1. ``match``: every live or recently lost track predicts where its face is now (constant velocity) and is
    paired greedily with the detection it overlaps most (IoU), or failing that, a detection of similar size
-   whose centre is close to the prediction (fast motion at a low detection rate).
+   whose centre is close to the prediction (fast motion at a low detection rate). With ``cascade`` the
+   pairing runs in two rounds: first the confirmed tracks paired at the previous detection (their prediction
+   is fresh), then the rest (tentative tracks, and lost ones whose prediction is old), so a lost track's stale
+   prediction can never take the face a followed track is on — which matters once detection skips frames.
 2. ``reassociate``: detections left over that the caller has embedded are compared with tracks lost within
    ``max_lost_seconds`` by the cosine of their identity vectors, so a face that was occluded or missed by
    the detector for a moment keeps its track id even if it moved meanwhile.
@@ -39,6 +42,10 @@ class TrackerSettings:
     ``max_lost_seconds``: how long a confirmed track survives without detections (occlusion, missed detections).
     ``reid_min_cosine``: least cosine between a new face's vector and a lost track's template to resume it.
     ``min_hits``: detections before a track is confirmed (and reported).
+    ``cascade``: pair in two rounds, confirmed tracks paired at the previous detection first, then the rest
+    (tentative and lost tracks). Without it one greedy round by overlap lets a lost track, extrapolated for up
+    to half a second, overlap a followed face better than that face's own track and take it over: a swap of
+    identities that names the wrong track once frames between detections are skipped (``GatingSettings``).
     """
 
     iou_threshold: float = 0.2
@@ -47,6 +54,7 @@ class TrackerSettings:
     reid_min_cosine: float = 0.45
     min_hits: int = 2
     box_smoothing: float = 0.7  # weight of the new detection in the smoothed box
+    cascade: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.iou_threshold < 1.0 or not 0.0 <= self.max_center_shift <= 5.0:
@@ -150,8 +158,6 @@ class IouTracker:
     def match(self, t: float, detections: list[Detection]) -> tuple[list[Pair], list[int]]:
         """Pair tracks with detections by overlap (then proximity); returns pairs and unmatched detections."""
         settings = self.settings
-        for track in self._tracks:
-            track.matched_now = False
         candidates = [
             tr for tr in self._tracks if tr.motion_valid and t - tr.last_seen <= settings.max_lost_seconds
         ]
@@ -172,7 +178,10 @@ class IouTracker:
                 distance = math.hypot(det.x + det.w / 2 - px, det.y + det.h / 2 - py) / size
                 if distance <= settings.max_center_shift:
                     scored.append((1.0 - distance / max(settings.max_center_shift, 1e-6), ti, di))
-        scored.sort(key=lambda item: item[0], reverse=True)
+        # Round 0: confirmed tracks paired at the previous detection (``matched_now`` still says so); round 1:
+        # the rest. Without ``cascade`` everything is round 0 (one greedy pass by score).
+        rounds = [0 if not settings.cascade or (tr.confirmed and tr.matched_now) else 1 for tr in candidates]
+        scored.sort(key=lambda item: (-rounds[item[1]], item[0]), reverse=True)
         used_tracks: set[int] = set()
         used_detections: set[int] = set()
         pairs: list[Pair] = []
@@ -182,7 +191,10 @@ class IouTracker:
             used_tracks.add(ti)
             used_detections.add(di)
             pairs.append((candidates[ti], di))
-            candidates[ti].matched_now = True
+        for track in self._tracks:
+            track.matched_now = False
+        for track, _ in pairs:
+            track.matched_now = True
         unmatched = [di for di in range(len(detections)) if di not in used_detections]
         return pairs, unmatched
 
