@@ -20,7 +20,9 @@ from facetrace.review import ReviewObserver, ReviewQueue, UnknownObserver, Unkno
 from facetrace.store.postgres import PostgresStore
 from facetrace.store.postgres_db import PgDatabase
 from facetrace.store.postgres_records import PostgresLeases
+from facetrace.types import BoundingBox
 from facetrace.video.analysis import TrackObserver, UnresolvedTrack
+from facetrace.video.events import StreamState, StreamStatus, TrackStarted
 from tests.review.conftest import borderline_tracks, clips  # noqa: F401 (fixtures)
 
 RESOURCE = "processor:door"
@@ -131,6 +133,33 @@ def test_writes_are_claimed_once_under_the_lease_and_given_back_when_they_fail(
         assert sorted(i.track_id for i in items) == [item.track_id, TRACK_BLOCK + item.track_id]
         assert (REVIEW_KIND, TRACK_BLOCK + item.track_id, True, "node-2") in _claims(pg_url)
         assert len(store.audit.records(operation="ReviewItemCreated")) == 2  # type: ignore[attr-defined]
+    finally:
+        first.close()
+        second.close()
+        db.close()
+
+
+def test_a_copy_that_lost_its_lease_claims_no_track_event_but_may_still_report_its_state(pg_url: str) -> None:
+    db = PgDatabase(pg_url, max_connections=2)
+    log = EventLog(db)
+    first = PostgresLeases(db, owner="ray:door:first", ttl=30.0)
+    second = PostgresLeases(db, owner="ray:door:second", ttl=30.0)
+    fence = Fence(RESOURCE, first.owner)
+
+    def started(track: int) -> TrackStarted:
+        return TrackStarted(processor="door", camera="lobby", wall_time=1.0, track_id=track,
+                            stream_time_ms=track * 1000, frame_time=1.0, bounding_box=BoundingBox(0.1, 0.1, 0.2, 0.2))  # fmt: skip
+
+    try:
+        assert first.acquire(RESOURCE)
+        assert log.claim(started(1), "node-1", fence) is not None
+        assert log.claim(started(1), "node-1", fence) is None  # a duplicate
+        first.revoke(RESOURCE)
+        assert second.acquire(RESOURCE)
+        assert log.claim(started(2), "node-1", fence) is None  # the stale copy names nobody
+        assert log.claim(started(2), "node-2", Fence(RESOURCE, second.owner)) is not None
+        status = StreamStatus(processor="door", camera="lobby", wall_time=2.0, state=StreamState.FAILED)
+        assert log.claim(status, "node-1", fence) is not None  # its state is still reported
     finally:
         first.close()
         second.close()

@@ -148,9 +148,16 @@ class EventLog:
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
 
-    def claim(self, event: Event, node: str) -> int | None:
-        """Insert the event under its key; its id, or None when it was claimed before (a duplicate)."""
+    def claim(self, event: Event, node: str, fence: Fence | None = None) -> int | None:
+        """Insert the event under its key; its id, or None when it was claimed before (a duplicate).
+
+        With ``fence``, a track's event is claimed only while that lease is held, as ``claim_write`` does: a
+        copy cut off from the cluster names nobody once its lease has expired. A processor's status events
+        are not fenced: a copy losing its lease must still be able to say so."""
         track, at_ms = _key(event)
+        if fence is not None and isinstance(event, TrackEvent):
+            claim = WriteClaim(event.processor, event.type.value, track, at_ms, event.wall_time, event.to_dict())
+            return self.claim_write(claim, node, fence)
         with self._db.transaction("claiming a stream event") as conn:
             row = conn.execute(
                 "INSERT INTO stream_events(processor, kind, track_id, at_ms, wall_time, node, payload)"
@@ -251,24 +258,33 @@ def _key(event: Event) -> tuple[int, int]:
 
 class ClaimSink:
     """The one required sink of a processor actor: rebases track ids above the previous incarnations',
-    claims each event in ``stream_events`` and hands only newly claimed ones to ``sinks`` — required ones
+    claims each event in ``stream_events`` (a track's events under ``fence``, the processor's lease) and hands
+    only newly claimed ones to ``sinks`` — required ones
     (the audit trail) first, whose failure abandons the claim and stops the stream (fail closed) — then
     marks it done, which relays it to the servers' ``/events`` feeds."""
 
     required = True
 
-    def __init__(self, log_: EventLog, sinks: builtins.list[EventSink], node: str, track_base: int) -> None:
+    def __init__(
+        self,
+        log_: EventLog,
+        sinks: builtins.list[EventSink],
+        node: str,
+        track_base: int,
+        fence: Fence | None = None,
+    ) -> None:
         self._log = log_
         self._sinks = sorted(sinks, key=lambda sink: not is_required(sink))
         self._node = node
         self._base = track_base
+        self._fence = fence
 
     def publish(self, event: Event) -> None:
         if isinstance(event, TrackEvent):
             event = replace(event, track_id=self._base + event.track_id)
-        event_id = self._log.claim(event, self._node)
+        event_id = self._log.claim(event, self._node, self._fence)
         if event_id is None:
-            return  # made before: nothing to audit or store twice
+            return  # made before, or this copy lost its lease: nothing to audit or store
         for sink in self._sinks:
             if is_required(sink):
                 try:
@@ -350,7 +366,7 @@ class ProcessorHost:
                 gallery, repository=records.processors, sightings=SightingStore(records.sightings),
                 bus=EventBus(), leases=leases, review=ReviewQueue(gallery, records.reviews),
                 unknowns=UnknownPeople(gallery, records.unknowns),
-                claim=lambda sinks: ClaimSink(events, sinks, self.node, base),
+                claim=lambda sinks: ClaimSink(events, sinks, self.node, base, fence),
                 claim_writes=lambda observer: ClaimObserver(
                     observer, events, node=self.node, track_base=base, fence=fence
                 ),
