@@ -32,6 +32,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import numpy as np
@@ -226,7 +227,13 @@ def in_child(target: Any, *args: Any) -> dict[str, Any]:
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
-    result: dict[str, Any] = queue.get()
+    while True:  # a child that dies (out of memory, a bug) must not leave this process waiting forever
+        try:
+            result: dict[str, Any] = queue.get(timeout=5)
+            break
+        except Empty:
+            if not proc.is_alive():
+                sys.exit(f"{target.__name__} process died with exit code {proc.exitcode}")
     proc.join()
     return result
 

@@ -216,6 +216,46 @@ def test_an_index_behind_another_process_catches_up_from_the_log_without_a_reloa
     server.close()
 
 
+def test_the_owner_prunes_the_log_and_an_index_behind_the_floor_reads_the_rows(
+    small_threshold: None, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "facetrace.db"
+    vectors = _face_like(1300, seed=14)
+    faces = [(face(), v) for v in vectors]
+    ids = [f.face_id for f, _ in faces]
+    owner = SQLiteStore(path)
+    owner.create_collection("c", MODEL)
+    owner.add_faces("c", faces[:1000])
+    assert owner._indexes.get("c") is not None  # takes the snapshot directory
+    reader = SQLiteStore(path)
+    behind = reader._indexes.get("c")
+    assert behind is not None
+    assert behind.files is not None
+    assert not behind.files.owner
+    reader.close()
+    reader = SQLiteStore(path)
+    behind = reader._indexes.get("c")
+    assert behind is not None
+    owner.add_faces("c", faces[1000:1200])
+    owner.delete_faces("c", ids[:20])
+    owner.close()  # snapshot, then the log is pruned up to it
+    with sqlite3.connect(path) as db:
+        stamps = [int(r[0]) for r in db.execute("SELECT generation FROM vector_changes")]
+        floor = int(db.execute("SELECT generation FROM vector_changes_floor").fetchone()[0])
+    assert stamps
+    assert min(stamps) >= floor > behind.generation - 1  # the reader's index is older than what the log keeps
+    reader.add_faces("c", faces[1200:])  # a write of its own, one generation past what it has
+    caught = reader._indexes.get("c")
+    assert caught is not None
+    assert caught is not behind  # could not catch up: read again (from the owner's snapshot or the rows)
+    assert len(caught) == 1280
+    assert ids[5] not in {n.face.face_id for n in reader.search("c", vectors[5], limit=3, min_cosine=0.5)}
+    assert reader.search("c", vectors[1250], limit=1, min_cosine=0.5)[0].face.face_id == ids[1250]
+    reader.close()
+
+
 _READER = """
 import json, sys, numpy as np
 from facetrace.store import SQLiteStore

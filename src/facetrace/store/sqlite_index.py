@@ -165,17 +165,19 @@ class IndexCache:
                 return _Loaded(cid, generation, None)
             faces = int(conn.execute("SELECT face_count FROM collections WHERE cid=?", (cid,)).fetchone()[0])
             files = self._files(cid, faces)
-            index = base.index if base is not None and base.cid == cid else None
-            if index is None and files is not None:
-                index = VectorIndex.open_snapshot(files, dim)
-            if index is not None:
+            # the index held (another process wrote since), else the snapshot on disk, else the rows
+            held = base.index if base is not None and base.cid == cid else None
+            for source in ("held", "snapshot"):
+                index = held if source == "held" else VectorIndex.open_snapshot(files, dim) if files else None
+                if index is None:
+                    continue
                 if _catch_up(conn, cid, index, generation):
                     log.info(
-                        "%s: %d faces at generation %d, caught up from the change log in %.2f s",
-                        collection_id, len(index), generation, time.perf_counter() - started,
+                        "%s: %d faces at generation %d from the %s index, caught up from the change log in %.2f s",
+                        collection_id, len(index), generation, source, time.perf_counter() - started,
                     )  # fmt: skip
                     return _Loaded(cid, generation, index)
-                log.info("%s: the change log no longer reaches its index; reading the rows", collection_id)
+                log.info("%s: the change log no longer reaches the %s index", collection_id, source)
             index = VectorIndex(dim, generation=generation, files=files)
             _read_rows(conn, cid, dim, index, f"collection {collection_id!r} in {path}")
         log.info("loaded %d faces of %s in %.2f s", len(index), collection_id, time.perf_counter() - started)
