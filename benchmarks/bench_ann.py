@@ -139,15 +139,14 @@ def mode(compact: bool) -> None:
 def build(gallery_path: str, n: int, folder: str, out: Any) -> None:
     """Child: stream the faces into an index with a row file, build the compact index, write a snapshot."""
     mode(True)
-    gallery = np.memmap(gallery_path, dtype=np.float32, mode="r", shape=(n, DIM))
     directory = IndexDirectory(Path(folder))
     index = VectorIndex(DIM, files=directory.files("1"))
     started = time.perf_counter()
     for start in range(0, n, _CHUNK):
         stop = min(n, start + _CHUNK)
-        index.load_rows(
-            [face_id(i) for i in range(start, stop)], np.asarray(gallery[start:stop]), [None] * (stop - start)
-        )
+        # read, not mapped: the gallery file's pages must not count as the build's memory (a store reads rows)
+        block = np.fromfile(gallery_path, dtype=np.float32, count=(stop - start) * DIM, offset=start * DIM * 4)
+        index.load_rows([face_id(i) for i in range(start, stop)], block.reshape(-1, DIM), [None] * (stop - start))
     rows_s = time.perf_counter() - started
     started = time.perf_counter()
     index.prepare()

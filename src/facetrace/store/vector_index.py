@@ -81,6 +81,7 @@ _CANDIDATES = 64  # measured: 64 candidates of the 8-bit index re-scored exactly
 _COMPACT_MIN_HOLES = 4096  # rows are compacted once holes are a quarter of them, and at least this many
 _SUM_CHUNK = 65_536  # rows per float64 copy when users' vector sums are updated
 _BUILD_CHUNK = 262_144  # rows read per step when a compact index is filled
+_RELEASE_ROWS = 1 << 21  # a bulk load lets go of the row file's pages every this many rows (1 GB)
 _RETRAIN_SAMPLE = 200_000  # rows copied for training new lists (train() takes ≤ 120k of them)
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it: a forked child needs its own, pool)
@@ -329,7 +330,10 @@ class VectorIndex:
                 and self._count + len(face_ids) >= ann_min_faces()
             ):
                 self._compact_rows()  # a large collection streams its rows into a file, not into RAM
+            before = self._n
             self._append(self._ids.encode(face_ids), vectors, codes, bulk=True)
+            if self._rows.path is not None and before // _RELEASE_ROWS != self._n // _RELEASE_ROWS:
+                self._rows.release()  # a load of millions of rows: written pages need not stay mapped
 
     def add(
         self,
@@ -556,13 +560,15 @@ class VectorIndex:
         self._persist()
         return ann
 
-    @staticmethod
-    def _add_live(ann: CompactIndex, matrix: npt.NDArray[np.float32], live: npt.NDArray[np.bool_]) -> None:
-        """Add every live row to ``ann``, a chunk at a time (the rows may be a 10 GB file)."""
+    def _add_live(self, ann: CompactIndex, matrix: npt.NDArray[np.float32], live: npt.NDArray[np.bool_]) -> None:
+        """Add every live row to ``ann``, a chunk at a time (the rows may be a 10 GB file, whose pages are let
+        go as it goes: they would otherwise count as this process's memory until the kernel needs them)."""
         for start in range(0, live.shape[0], _BUILD_CHUNK):
             rows = start + np.flatnonzero(live[start : start + _BUILD_CHUNK])
             if rows.shape[0]:
                 ann.add(rows.astype(np.int64), np.asarray(matrix[start : start + _BUILD_CHUNK][rows - start]))
+            if (start // _BUILD_CHUNK) % 8 == 7 and matrix is self._rows.matrix:
+                self._rows.release()
 
     def _retrain_in_background(self) -> None:
         """Train new lists on the collection as it is now, fill them without the lock, then swap them in
