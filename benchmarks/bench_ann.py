@@ -24,6 +24,8 @@ Recall@10 is against the truth (no threshold), and of the true hits at or above 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import mmap
 import multiprocessing as mp
 import os
 import statistics
@@ -197,6 +199,7 @@ def search(gallery_path: str, n: int, folder: str, probes: np.ndarray, exact: bo
     result["rss_search"] = peak_rss_gb()
     # replay 1% of changes as a start-up does after the snapshot's watermark: deleted, indexed again
     gallery = np.memmap(gallery_path, dtype=np.float32, mode="r", shape=(n, DIM))
+    gallery._mmap.madvise(mmap.MADV_RANDOM)  # type: ignore[attr-defined]  # scattered rows: no read-ahead
     gone = np.sort(np.random.default_rng(n + 7).choice(n, max(10, n // 100), replace=False))
     again = [face_id(n + int(i)) for i in gone]
     started = time.perf_counter()
@@ -262,18 +265,24 @@ def bench(n: int, real: np.ndarray, args: argparse.Namespace) -> None:
         f"truth: exact top-10 of {len(probes)} probes by a chunked BLAS scan in {truth_s:.0f} s ({load()})",
         flush=True,
     )
-    with tempfile.TemporaryDirectory(dir=args.cache) as folder:
-        b = in_child(build, gallery_path, n, folder)
-        size = sum(p.stat().st_size for p in Path(folder).glob("1.*.faiss"))
-        print(
-            f"build process: rows → row file {b['rows_s']:.0f} s, compact index {b['build_s']:.0f} s "
-            f"({b['lists']} lists, {b['probes']} read), snapshot written in {b['persist_s']:.0f} s, codes "
-            f"{size / 1024**3:.2f} GB; peak RSS {b['rss']:.1f} GB ({b['load']})",
-            flush=True,
-        )
-        r = in_child(
-            search, gallery_path, n, folder, probes, n <= args.exact_max, args.sweep if n <= args.exact_max else ""
-        )
+    with contextlib.ExitStack() as stack:
+        if args.keep is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(dir=args.cache))
+        else:  # a snapshot kept from an earlier run of the same size is searched again, not rebuilt
+            folder = str(args.keep / f"n{n}")
+        if not (Path(folder) / "1.meta.json").exists():
+            b = in_child(build, gallery_path, n, folder)
+            size = sum(p.stat().st_size for p in Path(folder).glob("1.*.faiss"))
+            print(
+                f"build process: rows → row file {b['rows_s']:.0f} s, compact index {b['build_s']:.0f} s "
+                f"({b['lists']} lists, {b['probes']} read), snapshot written in {b['persist_s']:.0f} s, codes "
+                f"{size / 1024**3:.2f} GB; peak RSS {b['rss']:.1f} GB ({b['load']})",
+                flush=True,
+            )
+        else:
+            print(f"the snapshot kept in {folder} is searched again", flush=True)
+        # The replay below appends rows past the snapshot's count and writes no snapshot: a kept one stays valid.
+        r = in_child(search, gallery_path, n, folder, probes, n <= args.exact_max, args.sweep)
     print(
         f"start-up: snapshot opened and checked in {r['open_s']:.1f} s + id lookup built in {r['lookup_s']:.1f} s"
         f" = {r['open_s'] + r['lookup_s']:.1f} s; RSS after opening {r['open_rss']:.2f} GB ({r['open_load']})"
@@ -313,6 +322,7 @@ def main() -> None:
         "--exact-max", type=parse_size, default=5_000_000, help="largest size also scanned in-process"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, help="keep each size's snapshot here and search it again next time")
     parser.add_argument("--sweep", default="", help="lists read per query to compare, e.g. 32,64,128,256")
     parser.add_argument(
         "--cache", type=Path, default=Path(os.environ.get("FACETRACE_ANN_CACHE", "/work/cache/ann"))
