@@ -1,7 +1,7 @@
-"""The compact index of large collections (store/ann_index.py) against the exact scan, side by side in one run.
+"""The compact index of large collections (store/ann_index.py) against the exact scan, up to 20M faces.
 
-    python benchmarks/bench_ann.py --sizes 300k,1m,5m        # exact scan up to --exact-max (default 5M)
-    python benchmarks/bench_ann.py --sizes 100k --queries 50  # quick
+    python -m benchmarks.bench_ann --sizes 1m                     # side by side with the exact scan (~6 min idle)
+    python -m benchmarks.bench_ann --sizes 20m --exact-max 0      # 20M: recall from a chunked exact scan
 
 Vectors behave like faces: real SFace vectors of LFW photos (``--real``: the npz written by
 ``benchmarks/embed_lfw_calibration.py``) and normalised mixtures of three of them plus a little noise, so every
@@ -10,36 +10,44 @@ the same way). The gallery is generated once per seed and cached as a float32 fi
 uses a prefix of the largest file). Probes: 3/4 are another "photo" of a gallery face (the face plus noise,
 cosine ≈ 0.8 to it), 1/4 are real LFW vectors (their people are in the mixtures only partly: hard probes).
 
-For each size, one ``VectorIndex`` answers every probe twice, once by the exact scan and once through the
-compact index (toggled with ``$FACETRACE_ANN_MIN_FACES``), so the ratio is measured on the same rows, under
-the same load. Reported: build time of the compact index, start-up (rows → index with the compact index loaded
-from its file and reconciled), top-10 latency median and p99, recall@10 against the exact scan (no threshold)
-and recall of the hits at or above a similarity threshold, process peak RSS and the compact index's size,
-and a delete / re-index check (1% of the faces deleted and indexed again under new ids).
+Per size, three processes, as a deployment has them:
+1. this one computes the exact top-10 of every probe by a chunked scan of the gallery file (the truth);
+2. a *build* process streams the faces into a ``VectorIndex`` whose rows live in a file beside it
+   (``face_rows.RowFile``), builds the compact index and writes a snapshot (``index_files``);
+3. a *search* process opens the snapshot (the start-up a server does), answers every probe through the
+   compact index, replays changes (1% of the faces deleted and indexed again under new ids, checked), and
+   reports its peak RSS; up to ``--exact-max`` it then also times the exact scan of the same rows (after
+   the peak RSS was read: a scan maps every row).
+Recall@10 is against the truth (no threshold), and of the true hits at or above ``--threshold``.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import contextlib
+import mmap
+import multiprocessing as mp
 import os
-import resource
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from queue import Empty
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine_info
+from facetrace.store.index_files import IndexDirectory
 from facetrace.store.vector_index import VectorIndex
 
 DIM = 128
 _CHUNK = 1 << 18
+_TRUTH_CHUNK = 1 << 20
 
 
 def parse_size(text: str) -> int:
@@ -49,11 +57,23 @@ def parse_size(text: str) -> int:
 
 
 def load() -> str:
-    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
-def rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+def peak_rss_gb() -> float:
+    """This process's peak resident set (VmHWM), mapped file pages included."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2
+    return float("nan")
+
+
+def face_id(i: int) -> str:
+    return str(uuid.UUID(int=(i << 1) | (1 << 127)))
+
+
+def face_number(text: str) -> int:
+    return (uuid.UUID(text).int & ((1 << 127) - 1)) >> 1
 
 
 def real_vectors(path: Path) -> np.ndarray:
@@ -95,143 +115,215 @@ def make_probes(gallery: np.ndarray, real: np.ndarray, count: int, seed: int) ->
     return (probes / np.linalg.norm(probes, axis=1, keepdims=True)).astype(np.float32)
 
 
+def exact_top10(gallery: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, scores) of every probe's 10 best gallery rows, best first, by a chunked scan of the file."""
+    best_rows = np.zeros((probes.shape[0], 0), dtype=np.int64)
+    best_scores = np.zeros((probes.shape[0], 0), dtype=np.float32)
+    for start in range(0, gallery.shape[0], _TRUTH_CHUNK):
+        scores = probes @ np.asarray(gallery[start : start + _TRUTH_CHUNK]).T
+        top = np.argpartition(-scores, min(10, scores.shape[1] - 1), axis=1)[:, :10]
+        rows = np.concatenate([best_rows, top + start], axis=1)
+        vals = np.concatenate([best_scores, np.take_along_axis(scores, top, axis=1)], axis=1)
+        keep = np.argsort(-vals, axis=1, kind="stable")[:, :10]
+        best_rows, best_scores = np.take_along_axis(rows, keep, axis=1), np.take_along_axis(vals, keep, axis=1)
+    return best_rows, best_scores
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def timed(index: VectorIndex, probes: np.ndarray, min_cosine: float) -> tuple[list[float], list[list[str]]]:
+def mode(compact: bool) -> None:
+    os.environ["FACETRACE_ANN_MIN_FACES"] = "1" if compact else str(10**12)
+
+
+def build(gallery_path: str, n: int, folder: str, out: Any) -> None:
+    """Child: stream the faces into an index with a row file, build the compact index, write a snapshot."""
+    mode(True)
+    directory = IndexDirectory(Path(folder))
+    index = VectorIndex(DIM, files=directory.files("1"))
+    started = time.perf_counter()
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        # read, not mapped: the gallery file's pages must not count as the build's memory (a store reads rows)
+        block = np.fromfile(gallery_path, dtype=np.float32, count=(stop - start) * DIM, offset=start * DIM * 4)
+        index.load_rows([face_id(i) for i in range(start, stop)], block.reshape(-1, DIM), [None] * (stop - start))
+    rows_s = time.perf_counter() - started
+    started = time.perf_counter()
+    index.prepare()
+    built = time.perf_counter() - started
+    assert index.compact is not None
+    stats = index.compact.stats
+    started = time.perf_counter()
+    index.persist()
+    out.put({"rows_s": rows_s, "build_s": built, "persist_s": time.perf_counter() - started,
+             "lists": stats.lists, "probes": stats.probes, "rss": peak_rss_gb(), "load": load()})  # fmt: skip
+
+
+def timed(index: VectorIndex, probes: np.ndarray, min_cosine: float) -> tuple[list[float], list[list[int]]]:
     latencies, results = [], []
     for probe in probes:
         started = time.perf_counter()
         hits = index.search(probe, limit=10, min_cosine=min_cosine)
         latencies.append(time.perf_counter() - started)
-        results.append([face_id for face_id, _ in hits])
+        results.append([face_number(f) for f, _ in hits])
     return latencies, results
 
 
-def recall(got: list[list[str]], truth: list[list[str]]) -> tuple[float, int]:
-    wanted = sum(len(t) for t in truth)
-    found = sum(len(set(g) & set(t)) for g, t in zip(got, truth, strict=True))
+def search(gallery_path: str, n: int, folder: str, probes: np.ndarray, exact: bool, sweep: str, out: Any) -> None:
+    """Child: a server's start-up from the snapshot, its searches, a replay of changes, its peak RSS."""
+    mode(True)
+    started = time.perf_counter()
+    index = VectorIndex.open_snapshot(IndexDirectory(Path(folder)).files("1"), DIM)
+    assert index is not None
+    assert index.compact is not None
+    result: dict[str, Any] = {
+        "open_s": time.perf_counter() - started,
+        "open_rss": peak_rss_gb(),
+        "open_load": load(),
+    }
+    started = time.perf_counter()
+    assert face_id(0) in index  # the first lookup by id builds the id → row table (a replay needs it)
+    result["lookup_s"] = time.perf_counter() - started
+    index.search(probes[0], limit=10, min_cosine=-1.0)
+    for label, floor in (("top", -1.0), ("thr", 0.5)):
+        lat, hits = timed(index, probes, floor)
+        result[label] = (lat, hits, load())
+    if sweep:
+        chosen = index.compact.probes
+        for read in (int(p) for p in sweep.split(",")):
+            index.compact.probes = read
+            result[f"sweep{read}"] = (*timed(index, probes, -1.0), load())
+        index.compact.probes = chosen
+    result["rss_search"] = peak_rss_gb()
+    # replay 1% of changes as a start-up does after the snapshot's watermark: deleted, indexed again
+    gallery = np.memmap(gallery_path, dtype=np.float32, mode="r", shape=(n, DIM))
+    gallery._mmap.madvise(mmap.MADV_RANDOM)  # type: ignore[attr-defined]  # scattered rows: no read-ahead
+    gone = np.sort(np.random.default_rng(n + 7).choice(n, max(10, n // 100), replace=False))
+    again = [face_id(n + int(i)) for i in gone]
+    started = time.perf_counter()
+    index.apply_changes([face_id(int(i)) for i in gone], again, np.asarray(gallery[gone]), [None] * len(gone), 1)
+    result["churn_s"] = time.perf_counter() - started
+    checked = gone[:: max(1, len(gone) // 200)]
+    result["churn_found"] = sum(
+        face_number(index.search(np.asarray(gallery[i]), limit=1, min_cosine=0.5)[0][0]) == n + int(i)
+        for i in checked
+    )
+    result["churn_stale"] = sum(
+        any(face_number(f) == int(i) for f, _ in index.search(np.asarray(gallery[i]), limit=10, min_cosine=0.0))
+        for i in checked
+    )
+    result["churn_checked"] = len(checked)
+    result["rss"] = peak_rss_gb()
+    result["churn_load"] = load()
+    if exact:  # after the peak RSS was read: a scan maps every row of the file
+        mode(False)
+        index.search(probes[0], limit=10, min_cosine=-1.0)
+        result["exact"] = (*timed(index, probes, -1.0), load())
+    out.put(result)
+
+
+def in_child(target: Any, *args: Any) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    while True:  # a child that dies (out of memory, a bug) must not leave this process waiting forever
+        try:
+            result: dict[str, Any] = queue.get(timeout=5)
+            break
+        except Empty:
+            if not proc.is_alive():
+                sys.exit(f"{target.__name__} process died with exit code {proc.exitcode}")
+    proc.join()
+    return result
+
+
+def recall(
+    got: list[list[int]], truth_rows: np.ndarray, truth_scores: np.ndarray, floor: float
+) -> tuple[float, int]:
+    found = wanted = 0
+    for hits, rows, scores in zip(got, truth_rows, truth_scores, strict=True):
+        want = {int(r) for r, s in zip(rows, scores, strict=True) if s >= floor}
+        found += len(want & set(hits))
+        wanted += len(want)
     return (found / wanted if wanted else 1.0), wanted
-
-
-def mode(compact: bool, n: int) -> None:
-    os.environ["FACETRACE_ANN_MIN_FACES"] = str(1 if compact else n + 10**9)
 
 
 def bench(n: int, real: np.ndarray, args: argparse.Namespace) -> None:
     gallery = face_like(real, n, args.cache, seed=args.seed)
+    gallery_path = str(
+        next(p for p in sorted(args.cache.glob(f"facelike-s{args.seed}-*.f32")) if p.stat().st_size >= n * DIM * 4)
+    )
     probes = make_probes(gallery, real, args.queries, seed=n)
-    ids = [uuid.UUID(int=(i << 1) | (1 << 127)).hex for i in range(n)]
+    print(f"\n== {n:,} faces ({load()})", flush=True)
     started = time.perf_counter()
-    index = VectorIndex.from_arrays(ids, np.array(gallery, dtype=np.float32), [None] * n)
-    rows_s = time.perf_counter() - started
-    exact_run = n <= args.exact_max
-    print(f"\n== {n:,} faces ({load()}); rows → exact index {rows_s:.1f} s", flush=True)
-
-    with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
-        ann_file = Path(tmp) / "c.faiss"
-        mode(True, n)
-        started = time.perf_counter()
-        index.prepare()
-        built = time.perf_counter() - started
-        assert index.compact is not None
-        stats = index.compact.stats
-        index.ann_path = ann_file
-        index.persist()
-        size_gb = ann_file.stat().st_size / 1024**3
-        print(
-            f"compact index built in {built:.0f} s: {stats.lists} lists, {stats.probes} probed, file "
-            f"{size_gb:.2f} GB ({load()}); peak RSS so far {rss_gb():.1f} GB",
-            flush=True,
-        )
-
-        for min_cosine, label in ((-1.0, "top-10"), (args.threshold, f"hits ≥ cos {args.threshold}")):
-            mode(True, n)
-            timed(index, probes[:5], min_cosine)  # warm up
-            ann_lat, ann_hits = timed(index, probes, min_cosine)
-            line = (
-                f"{label:>18}: compact median {statistics.median(ann_lat) * 1e3:.2f} ms, "
-                f"p99 {pct(ann_lat, 99) * 1e3:.2f} ms"
+    truth_rows, truth_scores = exact_top10(gallery, probes)
+    truth_s = time.perf_counter() - started
+    print(
+        f"truth: exact top-10 of {len(probes)} probes by a chunked BLAS scan in {truth_s:.0f} s ({load()})",
+        flush=True,
+    )
+    with contextlib.ExitStack() as stack:
+        if args.keep is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(dir=args.cache))
+        else:  # a snapshot kept from an earlier run of the same size is searched again, not rebuilt
+            folder = str(args.keep / f"n{n}")
+        if not (Path(folder) / "1.meta.json").exists():
+            b = in_child(build, gallery_path, n, folder)
+            size = sum(p.stat().st_size for p in Path(folder).glob("1.*.faiss"))
+            print(
+                f"build process: rows → row file {b['rows_s']:.0f} s, compact index {b['build_s']:.0f} s "
+                f"({b['lists']} lists, {b['probes']} read), snapshot written in {b['persist_s']:.0f} s, codes "
+                f"{size / 1024**3:.2f} GB; peak RSS {b['rss']:.1f} GB ({b['load']})",
+                flush=True,
             )
-            if exact_run:
-                mode(False, n)
-                timed(index, probes[:3], min_cosine)
-                exact_lat, exact_hits = timed(index, probes, min_cosine)
-                r, wanted = recall(ann_hits, exact_hits)
-                line += (
-                    f" | exact median {statistics.median(exact_lat) * 1e3:.2f} ms, p99 "
-                    f"{pct(exact_lat, 99) * 1e3:.2f} ms | speed-up ×{statistics.median(exact_lat) / statistics.median(ann_lat):.1f}"
-                    f" | recall {r:.4f} of {wanted} exact hits"
-                )
-            print(f"{line} ({load()})", flush=True)
-            if exact_run and min_cosine < 0 and args.sweep:
-                mode(True, n)
-                chosen = index.compact.probes
-                for probes_read in (int(p) for p in args.sweep.split(",")):
-                    index.compact.probes = probes_read
-                    lat, hits = timed(index, probes, min_cosine)
-                    print(
-                        f"    {probes_read:>4} lists read: median {statistics.median(lat) * 1e3:.2f} ms, p99 "
-                        f"{pct(lat, 99) * 1e3:.2f} ms, recall {recall(hits, exact_hits)[0]:.4f} ({load()})",
-                        flush=True,
-                    )
-                index.compact.probes = chosen
-
-        # delete 1% and index the same vectors again under new ids: the new ids are found, the old are gone
-        mode(True, n)
-        rng = np.random.default_rng(n + 7)
-        gone = np.sort(rng.choice(n, max(10, n // 100), replace=False))
-        started = time.perf_counter()
-        index.remove([ids[i] for i in gone])
-        again = [f"again-{i}" for i in gone]
-        index.add(again, np.array(gallery[gone], dtype=np.float32), [None] * len(again))
-        churn = time.perf_counter() - started
-        checked = gone[:: max(1, len(gone) // 200)]
-        right = sum(
-            index.search(np.asarray(gallery[i]), limit=1, min_cosine=0.5)[0][0] == f"again-{i}" for i in checked
-        )
-        stale = sum(
-            any(f == ids[i] for f, _ in index.search(np.asarray(gallery[i]), limit=10, min_cosine=0.0))
-            for i in checked
-        )
-        print(
-            f"delete + re-index {len(gone):,} faces in {churn:.1f} s; {right}/{len(checked)} found under the new id,"
-            f" {stale} old ids returned ({load()})",
-            flush=True,
-        )
-        index.persist()
-        del index
-        gc.collect()
-
-        # start-up: rows → exact index, then the compact index loaded from its file and reconciled
-        started = time.perf_counter()
-        renamed = set(gone.tolist())
-        current = [f"again-{i}" if i in renamed else ids[i] for i in range(n)]
-        restarted = VectorIndex.from_arrays(current, np.array(gallery, dtype=np.float32), [None] * n)
-        rows_s = time.perf_counter() - started
-        restarted.ann_path = ann_file
-        restarted.prepare()
-        total = time.perf_counter() - started
-        assert restarted.compact is not None
-        print(
-            f"start-up: rows → index {rows_s:.1f} s, + compact index from file {total - rows_s:.1f} s = {total:.1f} s"
-            f" (trained again: {restarted.compact.trained_on != n}); peak RSS {rss_gb():.1f} GB ({load()})",
-            flush=True,
-        )
-        del restarted
-        gc.collect()
+        else:
+            print(f"the snapshot kept in {folder} is searched again", flush=True)
+        # The replay below appends rows past the snapshot's count and writes no snapshot: a kept one stays valid.
+        r = in_child(search, gallery_path, n, folder, probes, n <= args.exact_max, args.sweep)
+    print(
+        f"start-up: snapshot opened and checked in {r['open_s']:.1f} s + id lookup built in {r['lookup_s']:.1f} s"
+        f" = {r['open_s'] + r['lookup_s']:.1f} s; RSS after opening {r['open_rss']:.2f} GB ({r['open_load']})"
+    )
+    for label, floor, name in (("top", -1.0, "top-10"), ("thr", args.threshold, f"hits ≥ cos {args.threshold}")):
+        lat, hits, at = r[label]
+        rec, wanted = recall(hits, truth_rows, truth_scores, floor)
+        line = f"{name:>16}: compact median {statistics.median(lat) * 1e3:.2f} ms, p99 {pct(lat, 99) * 1e3:.2f} ms, recall {rec:.4f} of {wanted}"
+        if label == "top" and "exact" in r:
+            elat, _, eat = r["exact"]
+            line += (
+                f" | exact scan median {statistics.median(elat) * 1e3:.2f} ms, p99 {pct(elat, 99) * 1e3:.2f} ms"
+                f" ({eat}) | speed-up ×{statistics.median(elat) / statistics.median(lat):.1f}"
+            )
+        print(f"{line} ({at})", flush=True)
+    for key in sorted((k for k in r if k.startswith("sweep")), key=lambda k: int(k[5:])):
+        lat, hits, at = r[key]
+        print(f"    {key[5:]:>4} lists read: median {statistics.median(lat) * 1e3:.2f} ms, recall "
+              f"{recall(hits, truth_rows, truth_scores, -1.0)[0]:.4f} ({at})")  # fmt: skip
+    print(
+        f"replay of {n // 100:,} deletes + {n // 100:,} adds (1%) in {r['churn_s']:.1f} s: {r['churn_found']}/"
+        f"{r['churn_checked']} found under the new id, {r['churn_stale']} old ids returned ({r['churn_load']})"
+    )
+    print(
+        f"search process peak RSS: {r['rss_search']:.2f} GB after start-up and searches, {r['rss']:.2f} GB after"
+        " the replay (its deleted and added rows' pages, of the row file and the gallery, count as resident)",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="300k,1m,5m")
+    parser.add_argument("--sizes", default="1m")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--threshold", type=float, default=0.5, help="cosine of a search threshold")
-    parser.add_argument("--exact-max", type=parse_size, default=5_000_000, help="largest size scanned exactly")
+    parser.add_argument(
+        "--exact-max", type=parse_size, default=5_000_000, help="largest size also scanned in-process"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sweep", default="32,64,128,256", help="lists read per query to compare ('' : none)")
+    parser.add_argument("--keep", type=Path, help="keep each size's snapshot here and search it again next time")
+    parser.add_argument("--sweep", default="", help="lists read per query to compare, e.g. 32,64,128,256")
     parser.add_argument(
         "--cache", type=Path, default=Path(os.environ.get("FACETRACE_ANN_CACHE", "/work/cache/ann"))
     )

@@ -4,6 +4,7 @@ both backends. The size threshold is lowered so that small collections use it.""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -12,7 +13,6 @@ import numpy as np
 import pytest
 
 from facetrace.store import SQLiteStore
-from facetrace.store.ann_index import CompactIndex
 from facetrace.store.vector_index import VectorIndex
 from tests.store.conftest import MODEL, face
 
@@ -127,7 +127,18 @@ def test_the_compact_index_follows_adds_and_deletes_without_a_rebuild(small_thre
     assert index.search(matrix[2999], limit=1, min_cosine=0.5)[0][0] == "again"
 
 
-def test_sqlite_persists_the_compact_index_and_catches_up_after_a_restart(
+def _snapshot_files(folder: Path) -> list[str]:
+    """The kinds of files in a snapshot directory (``1.meta.json`` → ``meta.json``, ``1.4.ids`` → ``ids``)."""
+    kinds = set()
+    for path in folder.iterdir():
+        parts = path.name.split(".")
+        while parts and parts[0].isdigit():
+            parts = parts[1:]
+        kinds.add(".".join(parts))
+    return sorted(kinds)
+
+
+def test_sqlite_snapshots_the_index_and_replays_the_change_log_after_a_restart(
     small_threshold: None, tmp_path: Path
 ) -> None:
     path = tmp_path / "facetrace.db"
@@ -142,46 +153,241 @@ def test_sqlite_persists_the_compact_index_and_catches_up_after_a_restart(
     assert index is not None
     assert index.compact is not None
     assert index.compact.trained_on == 1200
-    store.close()  # saves the compact index beside the database
+    before = [
+        [(n.face.face_id, n.cosine) for n in store.search("c", v, limit=10, min_cosine=0.0)] for v in vectors[:40]
+    ]
+    store.close()  # writes the snapshot beside the database
     saved = path.with_name(path.name + ".ann")
-    assert [p.suffix for p in sorted(saved.iterdir())] == [".faiss", ".trained"]
+    assert _snapshot_files(saved) == ["faiss", "ids", "meta.json", "owner.lock", "rows", "users", "usersum"]
 
-    # while "this server" is down, another process deletes and adds faces
+    reopened = SQLiteStore(path)  # persist → reopen: the same top-k, from the snapshot, nothing trained
+    again = [
+        [(n.face.face_id, n.cosine) for n in reopened.search("c", v, limit=10, min_cosine=0.0)]
+        for v in vectors[:40]
+    ]
+    assert again == before
+    index = reopened._indexes.get("c")
+    assert index is not None
+    assert index.compact is not None
+    assert index.compact.trained_on == 1200
+    reopened.close()
+
+    # while "this server" is down, another process deletes and adds faces: the log records them
     other = SQLiteStore(path)
     other.delete_faces("c", ids[:100])
     other.add_faces("c", faces[1200:])
-    other._indexes.clear()  # never searched: has no compact index to save
     other.close()
 
     restarted = SQLiteStore(path)
     index = restarted._indexes.get("c")
     assert index is not None
     assert index.compact is not None
-    assert index.compact.trained_on == 1200  # loaded from the file and reconciled, not trained again
-    assert len(index.compact) == 1500
+    assert index.compact.trained_on == 1200  # the snapshot was opened and caught up, not trained again
+    assert len(index) == len(index.compact) == 1500
     assert ids[5] not in {n.face.face_id for n in restarted.search("c", vectors[5], limit=3, min_cosine=0.5)}
     assert restarted.search("c", vectors[1500], limit=1, min_cosine=0.5)[0].face.face_id == ids[1500]
+    exact = VectorIndex.from_arrays(ids[100:], vectors[100:].copy(), [None] * 1500)
+    _assert_exact_hits(index, exact, vectors[100:1600:15], 0.4)
     restarted.delete_collection("c")
-    assert list(saved.iterdir()) == []
+    assert _snapshot_files(saved) == ["owner.lock"]
     restarted.close()
 
 
-def test_a_corrupt_compact_index_file_is_rebuilt(small_threshold: None, tmp_path: Path) -> None:
-    target = tmp_path / "1.faiss"
-    target.write_bytes(b"not a faiss index")
-    target.with_suffix(".trained").write_text("600")
-    assert CompactIndex.load(target) is None
-    vectors = _face_like(600, seed=6)
-    index = VectorIndex.from_arrays(_ids(600), vectors.copy(), [None] * 600)
-    index.ann_path = target
+def test_an_index_behind_another_process_catches_up_from_the_log_without_a_reload(
+    small_threshold: None, tmp_path: Path
+) -> None:
+    path = tmp_path / "facetrace.db"
+    vectors = _face_like(1400, seed=11)
+    faces = [(face(), v) for v in vectors]
+    ids = [f.face_id for f, _ in faces]
+    server = SQLiteStore(path)
+    server.create_collection("c", MODEL)
+    server.add_faces("c", faces[:1000])
+    index = server._indexes.get("c")
+    assert index is not None
+    cli = SQLiteStore(path)  # another writer on the same file (the CLI beside a server)
+    cli.delete_faces("c", ids[:10])
+    cli.add_faces("c", faces[1000:])
+    cli.close()
+    assert server._indexes.get("c") is index  # the same index, brought forward, not reloaded
+    assert len(index) == 1390
+    assert server.search("c", vectors[1300], limit=1, min_cosine=0.5)[0].face.face_id == ids[1300]
+    assert ids[3] not in {n.face.face_id for n in server.search("c", vectors[3], limit=3, min_cosine=0.5)}
+    server.close()
+
+
+def test_the_owner_prunes_the_log_and_an_index_behind_the_floor_reads_the_rows(
+    small_threshold: None, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "facetrace.db"
+    vectors = _face_like(1300, seed=14)
+    faces = [(face(), v) for v in vectors]
+    ids = [f.face_id for f, _ in faces]
+    owner = SQLiteStore(path)
+    owner.create_collection("c", MODEL)
+    owner.add_faces("c", faces[:1000])
+    assert owner._indexes.get("c") is not None  # takes the snapshot directory
+    reader = SQLiteStore(path)
+    behind = reader._indexes.get("c")
+    assert behind is not None
+    assert behind.files is not None
+    assert not behind.files.owner
+    reader.close()
+    reader = SQLiteStore(path)
+    behind = reader._indexes.get("c")
+    assert behind is not None
+    owner.add_faces("c", faces[1000:1200])
+    owner.delete_faces("c", ids[:20])
+    owner.close()  # snapshot, then the log is pruned up to it
+    with sqlite3.connect(path) as db:
+        stamps = [int(r[0]) for r in db.execute("SELECT generation FROM vector_changes")]
+        floor = int(db.execute("SELECT generation FROM vector_changes_floor").fetchone()[0])
+    assert stamps
+    assert min(stamps) >= floor > behind.generation - 1  # the reader's index is older than what the log keeps
+    reader.add_faces("c", faces[1200:])  # a write of its own, one generation past what it has
+    caught = reader._indexes.get("c")
+    assert caught is not None
+    assert caught is not behind  # could not catch up: read again (from the owner's snapshot or the rows)
+    assert len(caught) == 1280
+    assert ids[5] not in {n.face.face_id for n in reader.search("c", vectors[5], limit=3, min_cosine=0.5)}
+    assert reader.search("c", vectors[1250], limit=1, min_cosine=0.5)[0].face.face_id == ids[1250]
+    reader.close()
+
+
+_READER = """
+import json, sys, numpy as np
+from facetrace.store import SQLiteStore
+store = SQLiteStore(sys.argv[1])
+index = store._indexes.get("c")
+assert index is not None and index.files is not None and not index.files.owner
+assert index.compact is not None and index.compact.trained_on == 1000, index.compact
+vectors = np.load(sys.argv[2])
+hits = [store.search("c", v, limit=1, min_cosine=0.5) for v in vectors]
+print(json.dumps([len(index), [h[0].face.face_id if h else None for h in hits]]))
+assert not index.persist()  # not the owner: writes no snapshot
+store.close()
+"""
+
+
+def test_a_second_process_opens_the_snapshot_read_only_while_the_owner_writes(
+    small_threshold: None, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "facetrace.db"
+    vectors = _face_like(1300, seed=12)
+    faces = [(face(), v) for v in vectors]
+    ids = [f.face_id for f, _ in faces]
+    owner = SQLiteStore(path)
+    owner.create_collection("c", MODEL)
+    owner.add_faces("c", faces[:1000])
+    index = owner._indexes.get("c")
+    assert index is not None
+    assert index.persist()
+    saved = path.with_name(path.name + ".ann")
+    meta = (saved / "1.meta.json").read_text()
+    owner.add_faces("c", faces[1000:1200])  # after the snapshot: the reader replays them from the log
+    owner.delete_faces("c", ids[:5])
+    np.save(tmp_path / "probes.npy", vectors[[0, 10, 1100]])
+    done = subprocess.run(
+        [sys.executable, "-c", _READER, str(path), str(tmp_path / "probes.npy")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "FACETRACE_ANN_MIN_FACES": "500"},
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    count, found = json.loads(done.stdout)
+    assert count == 1195
+    assert found[0] != ids[0]  # deleted after the snapshot: gone in the reader too
+    assert found[1:] == [ids[10], ids[1100]]
+    assert (saved / "1.meta.json").read_text() == meta  # the reader wrote nothing
+    owner.add_faces("c", faces[1200:])  # the owner keeps writing to its row file afterwards
+    assert owner.search("c", vectors[1250], limit=1, min_cosine=0.5)[0].face.face_id == ids[1250]
+    owner.close()
+
+
+@pytest.mark.parametrize("damage", ["faiss", "ids", "rows", "meta.json"])
+def test_a_corrupt_or_truncated_snapshot_is_not_trusted(
+    small_threshold: None, tmp_path: Path, damage: str
+) -> None:
+    path = tmp_path / "facetrace.db"
+    vectors = _face_like(900, seed=6)
+    faces = [(face(), v) for v in vectors]
+    ids = [f.face_id for f, _ in faces]
+    store = SQLiteStore(path)
+    store.create_collection("c", MODEL)
+    store.add_faces("c", faces)
+    assert store.search("c", vectors[0], limit=1, min_cosine=0.5)[0].face.face_id == ids[0]
+    store.close()
+    saved = path.with_name(path.name + ".ann")
+    target = next(p for p in saved.iterdir() if p.name.endswith("." + damage))
+    data = bytearray(target.read_bytes())
+    if damage == "rows":
+        target.write_bytes(bytes(data[: len(data) // 2]))  # truncated
+    else:
+        data[len(data) // 2] ^= 0x5A  # one byte changed
+        target.write_bytes(bytes(data))
+
+    reopened = SQLiteStore(path)
+    index = reopened._indexes.get("c")
+    assert index is not None
+    assert index.compact is not None
+    assert len(index) == len(index.compact) == 900
+    exact = VectorIndex.from_arrays(ids, vectors.copy(), [None] * 900)
+    _assert_exact_hits(index, exact, vectors[::20], 0.4)
+    reopened.close()  # a fresh snapshot replaces the damaged one
+    again = SQLiteStore(path)
+    rebuilt = again._indexes.get("c")
+    assert rebuilt is not None
+    assert rebuilt.files is not None
+    assert VectorIndex.open_snapshot(rebuilt.files, 128) is not None
+    again.close()
+
+
+def test_persist_and_reopen_give_identical_results_and_deletes_stay_deleted(
+    small_threshold: None, tmp_path: Path
+) -> None:
+    from facetrace.store.index_files import IndexDirectory
+
+    matrix = _face_like(7000, seed=13)
+    ids = _ids(7000)
+    users = [f"user-{i // 5}" if i % 2 else None for i in range(7000)]
+    directory = IndexDirectory(tmp_path / "ann")
+    index = VectorIndex(128, files=directory.files("1"))
+    index.add(ids, matrix.copy(), users)
     index.prepare()
     assert index.compact is not None
-    assert len(index.compact) == 600
-    assert CompactIndex.load(target) is not None  # the rebuilt one was saved over it
+    index.remove(ids[:4500])  # more than a quarter: the rows are compacted into a new row file
+    assert len(index) == len(index.compact) == 2500
+    index.add([f"again-{i}" for i in range(100)], matrix[:100].copy())  # re-indexed under new ids
+    index.watermark = 7
+    assert index.persist()
+    probes = matrix[::50]
+    before = [index.search(p, limit=10, min_cosine=-1.0) for p in probes]
+    users_before = [index.search_users(p, limit=3, min_cosine=0.0) for p in probes]
+    reopened = VectorIndex.open_snapshot(directory.files("1"), 128)
+    assert reopened is not None
+    assert reopened.watermark == 7
+    assert [reopened.search(p, limit=10, min_cosine=-1.0) for p in probes] == before
+    assert [reopened.search_users(p, limit=3, min_cosine=0.0) for p in probes] == users_before
+    for i in (0, 99, 4499):
+        assert ids[i] not in reopened
+        hits = reopened.search(matrix[i], limit=10, min_cosine=0.0)
+        assert ids[i] not in {f for f, _ in hits}
+    assert reopened.search(matrix[50], limit=1, min_cosine=0.5)[0][0] == "again-50"
+    assert len(list((tmp_path / "ann").glob("1.*.rows"))) == 1  # the old row file went with its snapshot
+    exact = VectorIndex.from_arrays(
+        ids[4500:] + [f"again-{i}" for i in range(100)],
+        np.concatenate([matrix[4500:], matrix[:100]]),
+        [None] * 2600,
+    )
+    _assert_exact_hits(reopened, exact, matrix[4500::40], 0.4)
 
 
 @pytest.mark.slow
-def test_postgres_servers_keep_their_own_compact_index_and_follow_the_log(
+def test_postgres_servers_keep_their_own_snapshots_and_replay_the_log(
     small_threshold: None, pg_url: str, tmp_path: Path
 ) -> None:
     from facetrace.store.postgres import PostgresStore
@@ -205,9 +411,30 @@ def test_postgres_servers_keep_their_own_compact_index_and_follow_the_log(
         assert ids[3] not in {n.face.face_id for n in reader.search("c", vectors[3], limit=3, min_cosine=0.5)}
         assert reader.search("c", vectors[1100], limit=1, min_cosine=0.5)[0].face.face_id == ids[1100]
         assert len(built.compact) == 1150
+        before = [
+            [(n.face.face_id, n.cosine) for n in reader.search("c", v, limit=10, min_cosine=0.0)]
+            for v in vectors[:30]
+        ]
     finally:
-        reader.close()  # saves its compact index in its own directory
-    assert sorted(p.suffix for p in (tmp_path / "b").iterdir()) == [".faiss", ".trained"]
+        reader.close()  # writes its snapshot in its own directory
+    assert _snapshot_files(tmp_path / "b") == [
+        "faiss",
+        "ids",
+        "meta.json",
+        "owner.lock",
+        "rows",
+        "users",
+        "usersum",
+    ]
+    restarted = PostgresStore(pg_url, listen=False, ann_dir=tmp_path / "b")
+    try:
+        again = [
+            [(n.face.face_id, n.cosine) for n in restarted.search("c", v, limit=10, min_cosine=0.0)]
+            for v in vectors[:30]
+        ]
+        assert again == before  # persist → reopen: the same top-k
+    finally:
+        restarted.close()
     try:
         writer.delete_faces("c", ids[50:100])
         writer.add_faces("c", faces[1200:])
@@ -215,10 +442,9 @@ def test_postgres_servers_keep_their_own_compact_index_and_follow_the_log(
         try:
             index = restarted._indexes.get("c")
             assert index is not None
-            index.prepare()
             assert index.compact is not None
-            assert index.compact.trained_on == 1000
-            assert len(index.compact) == 1500
+            assert index.compact.trained_on == 1000  # opened and replayed, not trained again
+            assert len(index) == len(index.compact) == 1500
             assert ids[60] not in {
                 n.face.face_id for n in restarted.search("c", vectors[60], limit=3, min_cosine=0.5)
             }
@@ -243,29 +469,47 @@ def test_user_search_is_unchanged_by_the_compact_index(small_threshold: None) ->
         assert got == exact.search_users(probe, limit=5, min_cosine=0.2)
 
 
-def test_face_labels_are_stable_and_independent_of_the_batch() -> None:
-    """Persisted compact indexes hold these labels: a change of the hash would orphan every saved index."""
-    from facetrace.store.ann_index import face_labels
+def test_face_ids_round_trip_at_fixed_width_and_hash_stably() -> None:
+    """Snapshots hold encoded ids and the lookup hashes them: both must not change between versions."""
+    from facetrace.store.face_rows import FaceIds, id_hashes
 
-    assert face_labels(["00000000-0000-4000-8000-000000000000", "a"]).tolist() == [
-        8256554065413319032,
-        6106307747326726622,
+    ids = FaceIds()
+    canonical = "00000000-0000-4000-8000-000000000000"
+    encoded = ids.encode([canonical, "a", "é"])
+    assert encoded.shape == (3, 24)  # a UUID is 16 bytes, not 36 characters
+    assert id_hashes(encoded).tolist() == [552636185880822364, 7604939884547285316, 3867612536497545867]
+    ids.put(0, encoded)
+    longer = ids.encode(["x" * 40, "A0000000-0000-4000-8000-000000000000"])  # widens the array; not canonical
+    ids.put(3, longer)
+    assert [ids.get(i) for i in range(5)] == [
+        canonical,
+        "a",
+        "é",
+        "x" * 40,
+        "A0000000-0000-4000-8000-000000000000",
     ]
-    ids = [str(uuid.uuid4()) for _ in range(1000)] + ["é", "x" * 100]
-    together = face_labels(ids)
-    assert [int(face_labels([f])[0]) for f in ids] == together.tolist()
-    assert len(set(together.tolist())) == len(ids)
-    assert (together >= 0).all()
+    assert id_hashes(ids.data[:3]).tolist() == id_hashes(encoded).tolist()  # width does not change a hash
+    with pytest.raises(ValueError, match="NUL"):
+        ids.encode(["a\0b"])
 
 
-def test_a_collection_that_outgrew_its_lists_is_retrained(small_threshold: None) -> None:
+def test_a_collection_that_outgrew_its_lists_is_retrained_in_the_background(small_threshold: None) -> None:
     matrix = _face_like(2600, seed=9)
     ids = _ids(2600)
     index = VectorIndex.from_arrays(ids[:600], matrix[:600].copy(), [None] * 600)
     index.prepare()
-    assert index.compact is not None
-    assert index.compact.trained_on == 600
+    old = index.compact
+    assert old is not None
+    assert old.trained_on == 600
     index.add(ids[600:], matrix[600:].copy(), [None] * 2000)  # 2600 > 4 × 600
+    # the search that notices answers at once through the old lists, exactly, while new ones are trained
     assert index.search(matrix[2599], limit=1, min_cosine=0.5)[0][0] == ids[2599]
-    assert index.compact.trained_on == 2600
-    assert len(index.compact) == 2600
+    index.remove(ids[:3])  # changes during the retrain reach the new index when it is swapped in
+    index.add(["late"], matrix[:1].copy())
+    assert index.wait_retrained(timeout=300)
+    assert index.compact is not old
+    assert index.compact is not None
+    assert index.compact.trained_on >= 2597  # the collection as it was when the retrain began
+    assert len(index.compact) == len(index) == 2598
+    assert index.search(matrix[0], limit=1, min_cosine=0.5)[0][0] == "late"
+    assert index.search(matrix[2000], limit=1, min_cosine=0.5)[0][0] == ids[2000]

@@ -161,10 +161,10 @@ def test_index_is_loaded_once_during_a_stream_of_writes(db_path: Path, monkeypat
     loads = 0
     original = IndexCache._load
 
-    def counting(self: IndexCache, collection_id: str) -> object:
+    def counting(self: IndexCache, collection_id: str, base: object) -> object:
         nonlocal loads
         loads += 1
-        return original(self, collection_id)
+        return original(self, collection_id, base)  # type: ignore[arg-type]
 
     monkeypatch.setattr(IndexCache, "_load", counting)
     store = SQLiteStore(db_path)

@@ -11,13 +11,13 @@ vectors in 49 s, while usearch's HNSW with int8 storage took 557 s to add them a
 same vectors (why was not investigated: a build 11× slower already ruled it out on two cores).
 One face is 128 bytes of codes plus its 8-byte label: 2.7 GB at 20M faces instead of 10 GB of float32.
 
-Labels are a 63-bit hash of the face id (``face_labels``), so the index file needs no id table of its own:
-after a restart it is reconciled with the collection by set difference of labels (``VectorIndex``), which is
-how a server catches up with whatever changed while it was down, on both backends. A collision of two face
-ids (≈ 1e-5 at 20M faces) only makes one of them invisible to the candidate search, never a wrong score.
-Deletes are real deletes (a hash-table direct map makes them O(1)), so there are no tombstones to compact;
-the coarse clustering is trained once, on the collection as it is when it crosses the threshold, and is
-retrained (``VectorIndex``) when the collection has grown ``RETRAIN_GROWTH``-fold since, so lists stay short.
+Labels are the faces' row numbers in the owning ``VectorIndex`` (rows are append-only, and a compaction
+relabels the lists in place: ``relabel``), so re-scoring reads the candidates' rows directly and the index
+needs no id table of its own; it is saved inside the index snapshot (``index_files``) together with the rows
+it labels. Deletes are real deletes, found through the list the face's vector is assigned to (no direct map:
+faiss's hash table would cost ~0.8 GB and ~10 s of start-up at 20M faces), so there are no tombstones; the
+coarse clustering is trained once, on the collection as it is when it crosses the threshold, and is retrained
+in the background (``VectorIndex``) when the collection has grown ``RETRAIN_GROWTH``-fold since.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +39,6 @@ __all__ = [
     "RETRAIN_GROWTH",
     "CompactIndex",
     "ann_min_faces",
-    "face_label",
-    "face_labels",
     "faiss_available",
 ]
 
@@ -108,41 +105,6 @@ def faiss_available() -> bool:
     return True
 
 
-_PRIME = np.uint64(0x100000001B3)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-def face_labels(face_ids: Sequence[str]) -> npt.NDArray[np.int64]:
-    """The faces' labels in the compact index: a 63-bit hash of each id's UTF-8 bytes, vectorised (a start-up
-    labels every face of the collection: 20M ids hashed one by one in Python would take most of a minute).
-
-    The bytes are read as little-endian 64-bit words; each word is folded in FNV-style, words past an id's end
-    are skipped (so the label does not depend on the other ids in the batch), and splitmix64's finaliser
-    spreads the bits. Stable across runs, versions and machines: persisted indexes rely on it."""
-    if not face_ids:
-        return np.empty(0, dtype=np.int64)
-    encoded = [f.encode() for f in face_ids]
-    lengths = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded))
-    width = max(8, -(-int(lengths.max()) // 8) * 8)
-    words = np.array(encoded, dtype=f"S{width}").view("<u8").reshape(len(encoded), width // 8)
-    with np.errstate(over="ignore"):
-        h = lengths.astype(np.uint64) * _PRIME
-        for j in range(words.shape[1]):
-            folded = (h ^ words[:, j]) * _PRIME
-            h = np.where(lengths > 8 * j, folded, h)
-        h = (h ^ (h >> np.uint64(30))) * _MIX1
-        h = (h ^ (h >> np.uint64(27))) * _MIX2
-        h ^= h >> np.uint64(31)
-    labels: npt.NDArray[np.int64] = (h >> np.uint64(1)).astype(np.int64)
-    return labels
-
-
-def face_label(face_id: str) -> int:
-    """One face's label (``face_labels``)."""
-    return int(face_labels([face_id])[0])
-
-
 def lists_for(faces: int) -> int:
     """How many inverted lists for a collection of ``faces``: a power of two near faces/250, 64..4096
     (lists of a few hundred faces; capped because adding a face compares it with every list's centre, and
@@ -182,7 +144,6 @@ class CompactIndex:
         """An empty index whose clustering is learnt from ``sample`` (unit rows) for ~``expected`` faces."""
         import faiss
 
-        fa: Any = faiss
         dim = sample.shape[1]
         lists = lists_for(expected)
         # L2, not inner product: on unit vectors both rank alike, but k-means centres are not unit vectors and
@@ -200,7 +161,6 @@ class CompactIndex:
             index.cp.min_points_per_centroid = 1  # small collections in tests: no warning noise
             index.cp.niter = 12  # k-means converges enough for list assignment; faiss's 25 doubles the cost
             index.train(train)
-        index.set_direct_map_type(fa.DirectMap.Hashtable)
         index.nprobe = probes_for(lists)
         return cls(index, expected)
 
@@ -232,25 +192,58 @@ class CompactIndex:
             ids = np.ascontiguousarray(labels[start : start + _ADD_CHUNK], dtype=np.int64)
             self._index.add_with_ids(chunk, ids)
 
-    def remove(self, labels: npt.NDArray[np.int64]) -> None:
+    def remove(self, labels: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+        """Remove the faces with these labels, whose vectors are ``vectors``: each is looked for in the list
+        its vector is assigned to (as ``add`` assigned it), so a delete reads a few short lists instead of all
+        of them, and the index needs no id → list map (faiss's hash table costs ~0.8 GB and ~10 s to build at
+        20M faces). A label not found there (a near tie decided differently) is removed by a full pass."""
         import faiss
 
-        if labels.shape[0]:
-            selector = faiss.IDSelectorArray(labels.shape[0], faiss.swig_ptr(np.ascontiguousarray(labels)))
-            self._index.remove_ids(selector)
-
-    def labels(self) -> npt.NDArray[np.int64]:
-        """Every label in the index (reads the inverted lists' id arrays)."""
-        import faiss
-
+        if labels.shape[0] == 0:
+            return
         ix = self._index
         invlists = ix.invlists
-        parts = []
-        for i in range(int(ix.nlist)):
-            size = int(invlists.list_size(i))
+        code_size = int(invlists.code_size)
+        _, assigned = ix.quantizer.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
+        left: list[npt.NDArray[np.int64]] = []
+        removed = 0
+        for lst in np.unique(assigned[:, 0]):
+            if lst < 0:
+                continue
+            wanted = labels[assigned[:, 0] == lst]
+            size = int(invlists.list_size(int(lst)))
+            ids = faiss.rev_swig_ptr(invlists.get_ids(int(lst)), size).copy()
+            gone = np.isin(ids, wanted)
+            count = int(gone.sum())
+            if count < wanted.shape[0]:
+                left.append(wanted[~np.isin(wanted, ids)])
+            if count == 0:
+                continue
+            codes = faiss.rev_swig_ptr(invlists.get_codes(int(lst)), size * code_size).copy()
+            keep = ~gone
+            kept_ids = np.ascontiguousarray(ids[keep])
+            kept_codes = np.ascontiguousarray(codes.reshape(size, code_size)[keep])
+            invlists.resize(int(lst), int(kept_ids.shape[0]))
+            if kept_ids.shape[0]:
+                invlists.update_entries(
+                    int(lst), 0, int(kept_ids.shape[0]), faiss.swig_ptr(kept_ids), faiss.swig_ptr(kept_codes)
+                )
+            removed += count
+        ix.ntotal = int(ix.ntotal) - removed
+        if left:
+            rest = np.concatenate(left)
+            ix.remove_ids(faiss.IDSelectorBatch(rest.shape[0], faiss.swig_ptr(np.ascontiguousarray(rest))))
+
+    def relabel(self, new_label: npt.NDArray[np.int64]) -> None:
+        """Replace every label ``x`` by ``new_label[x]`` (rows renumbered by a compaction), list by list."""
+        import faiss
+
+        invlists = self._index.invlists
+        for lst in range(int(self._index.nlist)):
+            size = int(invlists.list_size(lst))
             if size:
-                parts.append(faiss.rev_swig_ptr(invlists.get_ids(i), size).copy())
-        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
+                ids = faiss.rev_swig_ptr(invlists.get_ids(lst), size)
+                ids[:] = new_label[ids]
 
     def candidates(self, probe: Vector, k: int = _CANDIDATES) -> npt.NDArray[np.int64]:
         """Labels of up to ``k`` faces the 8-bit codes rank closest to ``probe`` (approximate order)."""
@@ -260,30 +253,18 @@ class CompactIndex:
         return labels[labels >= 0]
 
     def save(self, path: Path) -> None:
-        """Write atomically (a crash leaves the old file or the new one, never half of one)."""
+        """Write the index to ``path`` (the snapshot makes it durable and checks it: ``index_files``)."""
         import faiss
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self._index, str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        tmp.with_suffix(".trained").write_text(str(self.trained_on))
-        os.replace(tmp.with_suffix(".trained"), path.with_suffix(".trained"))
-        os.replace(tmp, path)
+        faiss.write_index(self._index, str(path))
 
     @classmethod
-    def load(cls, path: Path) -> CompactIndex | None:
-        """The index saved at ``path``, or None when there is none or it cannot be read (it is rebuilt)."""
+    def load(cls, path: Path, trained_on: int) -> CompactIndex | None:
+        """The index saved at ``path``, or None when it cannot be read (the caller rebuilds it)."""
         import faiss
 
-        fa: Any = faiss
-        if not path.exists():
-            return None
         try:
-            index: Any = fa.read_index(str(path))
-            trained = int(path.with_suffix(".trained").read_text())
-            index.set_direct_map_type(fa.DirectMap.Hashtable)
-        except (RuntimeError, OSError, ValueError):
+            index: Any = faiss.read_index(str(path))
+        except (RuntimeError, OSError):
             return None
-        return cls(index, trained)
+        return cls(index, trained_on)

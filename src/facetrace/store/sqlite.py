@@ -151,7 +151,15 @@ class SQLiteStore:
     def delete_collection(self, collection_id: str, *, audit: AuditEvent | None = None) -> None:
         with self._write("deleting a collection", audit) as tx:
             cid = collection_row(tx.conn, collection_id)[0]
-            for table in ("vectors", "faces", "users", "indexed_images", "collections"):
+            for table in (
+                "vectors",
+                "faces",
+                "vector_changes",
+                "vector_changes_floor",
+                "users",
+                "indexed_images",
+                "collections",
+            ):
                 tx.conn.execute(f"DELETE FROM {table} WHERE cid=?", (cid,))  # noqa: S608 (fixed names)
             cascade_collection(tx.conn, collection_id)
             tx.after_commit.append(lambda: self._indexes.forget(collection_id))
@@ -549,5 +557,5 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Close the database; the indexes are dropped. Safe to call twice."""
+        self._indexes.clear()  # first: it snapshots large indexes and prunes the change log
         self._db.close()
-        self._indexes.clear()

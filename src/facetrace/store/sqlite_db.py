@@ -273,6 +273,26 @@ CREATE TRIGGER IF NOT EXISTS thumbnail_opt_out_gone AFTER DELETE ON collections
 BEGIN DELETE FROM thumbnail_opt_out WHERE cid = old.cid; END;
 """
 
+# The change log of every collection's faces (``sqlite_index``): a row per face added, deleted or moved to
+# another user, stamped with the collection's generation *before* the transaction's bump (writers bump after
+# their face statements), so an index snapshot of generation G replays the rows stamped ≥ G - 1 (replaying one
+# generation too many is harmless). Filled by triggers, so no writer can forget it; pruned by the owner of the
+# snapshots, which records in ``vector_changes_floor`` below which generation rows are gone.
+_VECTOR_CHANGES = """
+CREATE TABLE IF NOT EXISTS vector_changes(seq INTEGER PRIMARY KEY AUTOINCREMENT, cid INTEGER NOT NULL,
+    face_id TEXT NOT NULL, generation INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS vector_changes_by_collection ON vector_changes(cid, generation);
+CREATE TABLE IF NOT EXISTS vector_changes_floor(cid INTEGER PRIMARY KEY, generation INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS vector_changes_add AFTER INSERT ON faces BEGIN INSERT INTO vector_changes(cid,
+    face_id, generation) VALUES (new.cid, new.face_id, (SELECT generation FROM collections WHERE cid = new.cid)); END;
+CREATE TRIGGER IF NOT EXISTS vector_changes_delete AFTER DELETE ON faces BEGIN INSERT INTO vector_changes(cid,
+    face_id, generation) VALUES (old.cid, old.face_id, COALESCE((SELECT generation FROM collections
+    WHERE cid = old.cid), 0)); END;
+CREATE TRIGGER IF NOT EXISTS vector_changes_user AFTER UPDATE OF user_id ON faces BEGIN INSERT INTO
+    vector_changes(cid, face_id, generation) VALUES (new.cid, new.face_id, (SELECT generation FROM collections
+    WHERE cid = new.cid)); END;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("collections, faces, vectors, users", _V1_BASE),
     Migration("audit chain in the database", _V2_AUDIT),
@@ -287,7 +307,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         "content hashes of indexed images",
         "CREATE TABLE IF NOT EXISTS indexed_images(cid INTEGER NOT NULL, content_hash TEXT NOT NULL, image_id TEXT,"
         " faces INTEGER NOT NULL, created_at REAL NOT NULL, PRIMARY KEY(cid, content_hash)) WITHOUT ROWID",
-    ),
+    ),  # What index snapshots replay at start-up instead of reading every vector (``sqlite_index``).
+    Migration("change log of faces for index snapshots", _VECTOR_CHANGES),
 )
 """Every schema step in order; append new steps at the end (one line each)."""
 

@@ -1,4 +1,4 @@
-"""Exact cosine search over one collection's vectors, held in memory as one contiguous float32 matrix.
+"""Exact cosine search over one collection's vectors, held as one contiguous float32 matrix (in memory, or a file).
 
 Why exact and why this shape (``benchmarks/bench_search.py`` on the 2-core EPYC dev machine, top-10): a face
 vector is 128 float32, so 300,000 faces are 150 MB and one pass over them is memory-bound: search takes a
@@ -15,8 +15,9 @@ The top-k selection matters as much: ``argpartition`` over 1M scores costs ~8 ms
 the k-th best score of a random sample, which is a lower bound of the true k-th best score, keeps only scores
 at or above it (a vectorised comparison, <1 ms) and sorts those few. The result is identical to a full sort.
 
-Rows are kept dense: a delete moves the last row into the hole (swap-remove), so the scan never reads dead
-rows and needs no mask; ``_slot`` maps face id → row. The matrix grows by 1.5× (amortised O(1) appends).
+Rows are append-only: a delete leaves a hole that the scan masks (compacted once a quarter of the rows are
+holes), so a row number is stable and serves as the face's label in the compact index; ``face_rows.IdLookup``
+maps face id → row. The matrix grows by 1.5× (amortised O(1) appends).
 
 Users are scored by their *template*: the normalised mean of their faces' unit vectors, one comparison per
 user, its cosine discounted for how little the photos agree (``TEMPLATE_AGREEMENT_POWER``) so that a template
@@ -28,8 +29,11 @@ the probe (the evidence a person can look at).
 Past ``ann_min_faces()`` faces (300k) a search no longer scans: it takes 64 candidates from a compact faiss index
 (``ann_index.CompactIndex``, 136 bytes a face) and scores them exactly against the rows here, so cosines and
 thresholds mean what they mean for the scan; recall against the scan is measured (docs/scale-index.md). The
-compact index follows every add and delete in place, is saved to ``ann_path`` and reconciled with the rows when
-an index is loaded again.
+compact index follows every add and delete in place and is retrained in the background when the collection
+outgrows it. A large collection's rows live in a memory-mapped file and its ids in fixed-width arrays
+(``face_rows``), so at 20M faces RAM holds the 8-bit codes rather than 10 GB of float32 and millions of Python
+strings; it is persisted as a snapshot (``index_files``: ``persist``, ``open_snapshot``) that a start-up maps and
+brings forward with the changes after its watermark (``apply_changes``) instead of reading every row.
 
 Every method takes the index's lock; a search holds it for the scan (milliseconds), so writers wait at most
 one scan, and a scan already uses every core, so concurrent scans would not be faster anyway.
@@ -44,19 +48,14 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from facetrace.errors import InvalidParameterError, ModelMismatchError
-from facetrace.store.ann_index import (
-    RETRAIN_GROWTH,
-    CompactIndex,
-    ann_min_faces,
-    face_labels,
-    faiss_available,
-)
+from facetrace.store.ann_index import RETRAIN_GROWTH, CompactIndex, ann_min_faces, faiss_available
+from facetrace.store.face_rows import FaceIds, IdLookup, RowFile, id_hashes
+from facetrace.store.index_files import IndexFiles, SnapshotMeta, row_sample_crc
 from facetrace.types import Vector
 
 __all__ = ["TEMPLATE_AGREEMENT_POWER", "VectorIndex", "as_unit_matrix", "as_unit_vector", "user_template"]
@@ -76,8 +75,14 @@ _NO_USER = -1
 _MIN_CAPACITY = 1024
 _SAMPLE_PER_K = 64  # sample size per requested result; the candidate set is ~ n / _SAMPLE_PER_K
 _SAMPLE_FROM = 8192  # below this many rows a plain selection is as fast
-_ROWS_PER_WORKER = 32_768
-_SAVE_EVERY = 20_000  # changes (and at least a tenth of the collection) between saves of a compact index  # below this a thread hand-off costs more than it saves
+_ROWS_PER_WORKER = 32_768  # below this a thread hand-off costs more than it saves
+_SAVE_EVERY = 20_000  # changes (and at least a tenth of the collection) between snapshots of a large collection
+_CANDIDATES = 64  # measured: 64 candidates of the 8-bit index re-scored exactly reach recall@10 ≥ 0.99
+_COMPACT_MIN_HOLES = 4096  # rows are compacted once holes are a quarter of them, and at least this many
+_SUM_CHUNK = 65_536  # rows per float64 copy when users' vector sums are updated
+_BUILD_CHUNK = 262_144  # rows read per step when a compact index is filled
+_RELEASE_ROWS = 1 << 21  # a bulk load lets go of the row file's pages every this many rows (1 GB)
+_RETRAIN_SAMPLE = 200_000  # rows copied for training new lists (train() takes ≤ 120k of them)
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it: a forked child needs its own, pool)
 _pool_lock = threading.Lock()
@@ -188,33 +193,41 @@ class VectorIndex:
     """The vectors of one collection, with the user each face belongs to, for exact cosine search.
 
     ``generation`` is free for the owner to use (the SQLite store records which committed database state the
-    index reflects).
+    index reflects); ``watermark`` is the change-log position it reflects, written into snapshots.
+
+    Rows are append-only: a deleted face leaves a hole (``_live`` false, id cleared) that scans skip, and the
+    rows are compacted once a quarter of them are holes (``_compact_rows``). So a row number is stable until a
+    compaction, which lets it be the face's label in the compact index (no id → label table) and lets a
+    snapshot keep counting rows of a file that its owner keeps appending to.
     """
 
-    def __init__(self, dim: int, *, generation: int = 0) -> None:
+    def __init__(self, dim: int, *, generation: int = 0, files: IndexFiles | None = None) -> None:
         if dim < 1:
             raise InvalidParameterError("vector dimension must be positive")
         self.dim = dim
         self.generation = generation
+        self.watermark = 0
+        self.files = files  # where snapshots live (None: memory only)
         self._lock = threading.Lock()
-        self._matrix = np.empty((0, dim), dtype=np.float32)
+        self._rows = RowFile(dim)  # in memory until the collection is large and has a snapshot directory
+        self._n = 0  # rows used, holes included
+        self._count = 0  # live faces
+        self._ids = FaceIds()
+        self._live = np.zeros(0, dtype=np.bool_)
         self._users = np.empty(0, dtype=np.int32)
         self._scores = np.empty(0, dtype=np.float32)
-        self._ids: list[str] = []
-        self._slot: dict[str, int] = {}
+        self._lookup = IdLookup()
+        self._lookup_stale = False  # rows were loaded in bulk since the lookup was last built
         self._user_code: dict[str, int] = {}
         self._user_name: list[str] = []
         self._user_sum = np.zeros((0, dim), dtype=np.float64)  # per user code: sum of its faces' vectors
         self._user_faces = np.zeros(0, dtype=np.int64)  # per user code: how many faces
         self._templates = np.zeros((0, dim), dtype=np.float32)  # per user code: unit template (0: no faces)
         self._stale: set[int] = set()  # user codes whose template must be recomputed from the sum
-        # The compact index of a large collection (``ann_index``): ``_labels`` is each row's label in it,
-        # ``_row_of`` the reverse; all three are None while the collection is searched exactly.
-        self._ann: CompactIndex | None = None
-        self._labels: npt.NDArray[np.int64] | None = None
-        self._row_of: dict[int, int] | None = None
-        self.ann_path: Path | None = None  # where the compact index is persisted (None: memory only)
-        self._unsaved = 0  # faces added or removed since the compact index was last saved
+        self._ann: CompactIndex | None = None  # the compact index of a large collection; labels are rows
+        self._unsaved = 0  # faces added or removed since the last snapshot
+        self._retrain: threading.Thread | None = None  # a retrain of an outgrown compact index, in progress
+        self._epoch = 0  # bumped by every compaction (row numbers change)
 
     @classmethod
     def from_arrays(
@@ -229,21 +242,183 @@ class VectorIndex:
         if matrix.ndim != 2 or matrix.shape[0] != len(face_ids) or len(user_ids) != len(face_ids):
             raise ValueError("face ids, vectors and users must have the same length")
         index = cls(matrix.shape[1], generation=generation)
-        index._matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        index._ids = list(face_ids)
-        index._slot = {face_id: i for i, face_id in enumerate(index._ids)}
-        index._users = np.fromiter((index._code(u) for u in user_ids), dtype=np.int32, count=len(user_ids))
-        index._scores = np.empty(len(face_ids), dtype=np.float32)
-        index._recount_users()
+        index.load_rows(face_ids, matrix, user_ids)
         return index
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._count
 
     def __contains__(self, face_id: object) -> bool:
-        return face_id in self._slot
+        if not isinstance(face_id, str):
+            return False
+        with self._lock:
+            return self._find(face_id) is not None
 
-    # --- writes -------------------------------------------------------------------------------------------
+    # --- rows ---------------------------------------------------------------------------------------------
+
+    def _find(self, face_id: str) -> int | None:
+        """(Lock held.) The live row of ``face_id``."""
+        try:
+            encoded = self._ids.encode([face_id])
+        except ValueError:
+            return None
+        key = int(id_hashes(encoded)[0])
+        if self._lookup_stale:
+            self._rebuild_lookup()
+        data, live = self._ids.data, self._live
+        for row in self._lookup.candidates(key):
+            if row < self._n and live[row] and np.array_equal(data[row], encoded[0]):
+                return row
+        return None
+
+    def _rows_of(self, face_ids: Sequence[str]) -> npt.NDArray[np.intp]:
+        """(Lock held.) The distinct live rows of those of ``face_ids`` that are indexed."""
+        found = {row for f in face_ids if (row := self._find(f)) is not None}
+        return np.fromiter(sorted(found), dtype=np.intp, count=len(found))
+
+    def _reserve(self, rows: int) -> None:
+        self._rows.reserve(rows, self._n)
+        self._ids.reserve(rows)
+        if rows > self._live.shape[0]:
+            capacity = max(rows, _MIN_CAPACITY, self._live.shape[0] * 3 // 2)
+            live = np.zeros(capacity, dtype=np.bool_)
+            live[: self._n] = self._live[: self._n]
+            users = np.full(capacity, _NO_USER, dtype=np.int32)
+            users[: self._n] = self._users[: self._n]
+            self._live, self._users = live, users
+
+    def _rebuild_lookup(self) -> None:
+        self._lookup.rebuild(id_hashes(self._ids.data[: self._n]), self._live[: self._n])
+        self._lookup_stale = False
+
+    def _append(
+        self,
+        encoded: npt.NDArray[np.uint8],
+        vectors: npt.NDArray[np.float32],
+        codes: npt.NDArray[np.int32],
+        *,
+        bulk: bool = False,
+    ) -> None:
+        """(Lock held.) New rows at the end: ids, vectors, users, the id lookup and the compact index."""
+        k, start = encoded.shape[0], self._n
+        self._reserve(start + k)
+        self._rows.matrix[start : start + k] = vectors
+        self._ids.put(start, encoded)
+        self._live[start : start + k] = True
+        self._users[start : start + k] = _NO_USER
+        self._n, self._count = start + k, self._count + k
+        rows = np.arange(start, start + k, dtype=np.intp)
+        self._assign(rows, codes)
+        if bulk:
+            self._lookup_stale = True  # rebuilt once at the next lookup, not per chunk of a load
+        elif self._lookup_stale or self._lookup.added(id_hashes(encoded), start):
+            self._rebuild_lookup()
+        if self._ann is not None:
+            self._ann.add(rows.astype(np.int64), vectors)
+            self._unsaved += k
+
+    def load_rows(
+        self, face_ids: Sequence[str], vectors: npt.NDArray[np.float32], user_ids: Sequence[str | None]
+    ) -> None:
+        """Append faces a store read from its database (ids known to be new: no check, one pass)."""
+        with self._lock:
+            codes = np.fromiter((self._code(u) for u in user_ids), dtype=np.int32, count=len(user_ids))
+            if (
+                self._rows.path is None
+                and self.files is not None
+                and self.files.owner
+                and self._count + len(face_ids) >= ann_min_faces()
+            ):
+                self._compact_rows()  # a large collection streams its rows into a file, not into RAM
+            before = self._n
+            self._append(self._ids.encode(face_ids), vectors, codes, bulk=True)
+            if self._rows.path is not None and before // _RELEASE_ROWS != self._n // _RELEASE_ROWS:
+                self._rows.release()  # a load of millions of rows: written pages need not stay mapped
+
+    def add(
+        self,
+        face_ids: Sequence[str],
+        vectors: npt.NDArray[np.float32],
+        user_ids: Sequence[str | None] | None = None,
+    ) -> None:
+        """Append faces (unit rows, validated by the caller with ``as_unit_matrix``); ids must be new."""
+        if vectors.shape != (len(face_ids), self.dim):
+            raise ValueError(f"expected {len(face_ids)} vectors of {self.dim} dimensions, got {vectors.shape}")
+        if len(set(face_ids)) != len(face_ids):
+            raise ValueError("face already indexed")
+        with self._lock:
+            if any(self._find(face_id) is not None for face_id in face_ids):
+                raise ValueError("face already indexed")
+            users = user_ids if user_ids is not None else [None] * len(face_ids)
+            codes = np.fromiter((self._code(u) for u in users), dtype=np.int32, count=len(face_ids))
+            self._append(self._ids.encode(face_ids), vectors, codes)
+            self._maybe_persist()
+
+    def remove(self, face_ids: Sequence[str]) -> None:
+        """Drop faces; ids that are not indexed are ignored."""
+        with self._lock:
+            self._remove_rows(self._rows_of(face_ids))
+            self._maybe_persist()
+
+    def _remove_rows(self, rows: npt.NDArray[np.intp]) -> None:
+        if rows.shape[0] == 0:
+            return
+        self._assign(rows, np.full(rows.shape[0], _NO_USER, dtype=np.int32))
+        if self._ann is not None:
+            self._ann.remove(rows.astype(np.int64), np.asarray(self._rows.matrix[rows]))
+            self._unsaved += rows.shape[0]
+        self._live[rows] = False
+        self._ids.clear(rows)
+        self._count -= rows.shape[0]
+        holes = self._n - self._count
+        if holes > max(_COMPACT_MIN_HOLES, self._n // 4):
+            self._compact_rows()
+
+    def apply_changes(
+        self,
+        touched: Sequence[str],
+        face_ids: Sequence[str],
+        vectors: npt.NDArray[np.float32],
+        user_ids: Sequence[str | None],
+        watermark: int,
+    ) -> None:
+        """Catch up with the database after ``watermark``: every face in ``touched`` (added, deleted or moved
+        to another user since) is dropped, then ``face_ids`` (those of them that exist now, with their
+        current vectors and users) are added. Replaying a change twice is harmless, so a store may pass a
+        few changes the index already has."""
+        with self._lock:
+            self._remove_rows(self._rows_of(touched))
+            if face_ids:
+                codes = np.fromiter((self._code(u) for u in user_ids), dtype=np.int32, count=len(user_ids))
+                self._append(self._ids.encode(face_ids), vectors, codes)
+            self.watermark = watermark
+
+    def _compact_rows(self) -> None:
+        """(Lock held.) Close the holes: live rows are renumbered in order (the compact index is relabelled,
+        not rebuilt). The owner of a snapshot directory writes them to a new row file (the current snapshot
+        keeps the old one until the next is committed); others compact in memory."""
+        keep = np.flatnonzero(self._live[: self._n])
+        new_row = np.full(max(self._n, 1), -1, dtype=np.int64)
+        new_row[keep] = np.arange(keep.shape[0])
+        files = self.files
+        if files is not None and files.owner and (self._rows.path is not None or self._count >= ann_min_faces()):
+            path = files.path(files.next_serial(), "rows")
+            self._rows.write_copy(path, keep)
+            self._rows = RowFile(self.dim, path)
+        else:
+            rows = RowFile(self.dim)
+            rows.matrix = np.array(self._rows.matrix[keep], dtype=np.float32)
+            self._rows = rows
+        self._ids = FaceIds(self._ids.data[keep])
+        self._users = np.ascontiguousarray(self._users[keep])
+        self._live = np.ones(keep.shape[0], dtype=np.bool_)
+        self._n = self._count = int(keep.shape[0])
+        self._rebuild_lookup()
+        if self._ann is not None:
+            self._ann.relabel(new_row)
+        self._epoch += 1  # a retrain in progress read the old row numbers
+        if self._rows.path is not None:
+            self._persist()  # the snapshot moves to the new row file; the old one can go
 
     def _code(self, user_id: str | None) -> int:
         if user_id is None:
@@ -261,122 +436,40 @@ class VectorIndex:
                 )
         return code
 
-    def _recount_users(self) -> None:
-        """Every user's vector sum from the rows (loading, ``clear_user``)."""
-        n = len(self._ids)
-        self._user_sum[:] = 0.0
-        users = self._users[:n]
-        rows = np.flatnonzero(users != _NO_USER)
-        self._user_faces[:] = np.bincount(users[rows], minlength=self._user_faces.shape[0])
-        for start in range(0, rows.shape[0], 65_536):  # bounded float64 copies
-            chunk = rows[start : start + 65_536]
-            np.add.at(self._user_sum, users[chunk], self._matrix[chunk].astype(np.float64))
-        self._stale = set(range(len(self._user_name)))
-
-    def _move_to_user(self, rows: npt.NDArray[np.intp], code: int) -> None:
-        """Reassign ``rows`` to user ``code`` (``_NO_USER``: none), keeping the users' sums current."""
-        for row in rows:
-            old = int(self._users[row])
-            if old == code:
-                continue
-            vector = self._matrix[row].astype(np.float64)
-            if old != _NO_USER:
-                self._user_sum[old] -= vector
-                self._user_faces[old] -= 1
-                self._stale.add(old)
-            if code != _NO_USER:
-                self._user_sum[code] += vector
-                self._user_faces[code] += 1
-                self._stale.add(code)
-            self._users[row] = code
-
-    def _reserve(self, rows: int) -> None:
-        if rows <= self._matrix.shape[0]:
+    def _assign(self, rows: npt.NDArray[np.intp], codes: npt.NDArray[np.int32]) -> None:
+        """(Lock held.) Rows ``rows`` now belong to users ``codes`` (``_NO_USER``: none), keeping the users'
+        sums current (vectorised: a load assigns millions of rows)."""
+        old = self._users[rows]
+        moved = old != codes
+        if not moved.any():
             return
-        capacity = max(rows, _MIN_CAPACITY, self._matrix.shape[0] * 3 // 2)
-        n = len(self._ids)
-        matrix = np.empty((capacity, self.dim), dtype=np.float32)
-        matrix[:n] = self._matrix[:n]
-        users = np.full(capacity, _NO_USER, dtype=np.int32)
-        users[:n] = self._users[:n]
-        self._matrix, self._users = matrix, users
-        self._scores = np.empty(capacity, dtype=np.float32)
-        if self._labels is not None:
-            labels = np.zeros(capacity, dtype=np.int64)
-            labels[:n] = self._labels[:n]
-            self._labels = labels
-
-    def add(
-        self,
-        face_ids: Sequence[str],
-        vectors: npt.NDArray[np.float32],
-        user_ids: Sequence[str | None] | None = None,
-    ) -> None:
-        """Append faces (unit rows, validated by the caller with ``as_unit_matrix``); ids must be new."""
-        if vectors.shape != (len(face_ids), self.dim):
-            raise ValueError(f"expected {len(face_ids)} vectors of {self.dim} dimensions, got {vectors.shape}")
-        with self._lock:
-            if any(face_id in self._slot for face_id in face_ids):
-                raise ValueError("face already indexed")
-            n = len(self._ids)
-            self._reserve(n + len(face_ids))
-            self._matrix[n : n + len(face_ids)] = vectors
-            users = user_ids if user_ids is not None else [None] * len(face_ids)
-            self._users[n : n + len(face_ids)] = _NO_USER
-            codes = [self._code(u) for u in users]
-            for i, code in enumerate(codes):
-                if code != _NO_USER:
-                    self._move_to_user(np.array([n + i]), code)
-            for i, face_id in enumerate(face_ids):
-                self._slot[face_id] = n + i
-            self._ids.extend(face_ids)
-            if self._ann is not None and self._labels is not None and self._row_of is not None:
-                labels = face_labels(face_ids)
-                self._labels[n : n + len(face_ids)] = labels
-                self._row_of.update(zip(labels.tolist(), range(n, n + len(face_ids)), strict=True))
-                self._ann.add(labels, vectors)
-                self._unsaved += len(face_ids)
-
-    def remove(self, face_ids: Sequence[str]) -> None:
-        """Drop faces; ids that are not indexed are ignored."""
-        with self._lock:
-            gone: list[int] = []  # labels to drop from the compact index, in one call
-            for face_id in face_ids:
-                slot = self._slot.pop(face_id, None)
-                if slot is None:
-                    continue
-                self._move_to_user(np.array([slot]), _NO_USER)
-                last = len(self._ids) - 1
-                if self._labels is not None and self._row_of is not None:
-                    gone.append(int(self._labels[slot]))
-                    self._row_of.pop(gone[-1], None)
-                    if slot != last:
-                        self._labels[slot] = self._labels[last]
-                        self._row_of[int(self._labels[last])] = slot
-                if slot != last:
-                    moved = self._ids[last]
-                    self._matrix[slot] = self._matrix[last]
-                    self._users[slot] = self._users[last]
-                    self._ids[slot] = moved
-                    self._slot[moved] = slot
-                self._ids.pop()
-            if self._ann is not None and gone:
-                self._ann.remove(np.array(gone, dtype=np.int64))
-                self._unsaved += len(gone)
+        rows, old, codes = rows[moved], old[moved], codes[moved]
+        for start in range(0, rows.shape[0], _SUM_CHUNK):  # bounded float64 copies
+            part = slice(start, start + _SUM_CHUNK)
+            vectors = np.asarray(self._rows.matrix[rows[part]], dtype=np.float64)
+            was, now = old[part], codes[part]
+            if (had := was != _NO_USER).any():
+                np.subtract.at(self._user_sum, was[had], vectors[had])
+                np.subtract.at(self._user_faces, was[had], 1)
+            if (has := now != _NO_USER).any():
+                np.add.at(self._user_sum, now[has], vectors[has])
+                np.add.at(self._user_faces, now[has], 1)
+        self._stale.update(np.unique(np.concatenate([old, codes])).tolist())
+        self._stale.discard(_NO_USER)
+        self._users[rows] = codes
 
     def set_user(self, face_ids: Sequence[str], user_id: str | None) -> None:
         """Record that these faces now belong to ``user_id`` (None: to nobody)."""
         with self._lock:
-            code = self._code(user_id)
-            slots = [self._slot[face_id] for face_id in face_ids if face_id in self._slot]
-            self._move_to_user(np.array(slots, dtype=np.intp), code)
+            rows = self._rows_of(face_ids)
+            self._assign(rows, np.full(rows.shape[0], self._code(user_id), dtype=np.int32))
 
     def clear_user(self, user_id: str) -> None:
         """Forget a deleted user: its faces become unassociated."""
         with self._lock:
             code = self._user_code.get(user_id)
             if code is not None:
-                users = self._users[: len(self._ids)]
+                users = self._users[: self._n]
                 users[users == code] = _NO_USER
                 self._user_sum[code] = 0.0
                 self._user_faces[code] = 0
@@ -386,14 +479,18 @@ class VectorIndex:
 
     def vector(self, face_id: str) -> Vector | None:
         with self._lock:
-            slot = self._slot.get(face_id)
-            return None if slot is None else self._matrix[slot].copy()
+            row = self._find(face_id)
+            return None if row is None else np.array(self._rows.matrix[row], dtype=np.float32)
 
     def _scan(self, probe: Vector) -> npt.NDArray[np.float32]:
-        """Cosine of every row to ``probe`` (into a reused buffer; call with the lock held)."""
-        n = len(self._ids)
+        """Cosine of every row to ``probe``, holes at -inf (into a reused buffer; call with the lock held)."""
+        n = self._n
+        if self._scores.shape[0] < n:
+            self._scores = np.empty(max(n, self._live.shape[0]), dtype=np.float32)
         scores = self._scores[:n]
-        _cosines(self._matrix[:n], probe, scores)
+        _cosines(self._rows.matrix[:n], probe, scores)
+        if self._count < n:
+            np.putmask(scores, ~self._live[:n], -np.inf)
         return scores
 
     def search(
@@ -402,25 +499,21 @@ class VectorIndex:
         """(face id, cosine) of the ``limit`` best faces with cosine ≥ ``min_cosine``, best first."""
         probe = as_unit_vector(probe, self.dim)
         with self._lock:
-            if not self._ids:
+            if self._count == 0:
                 return []
-            extra = 1 if exclude_face_id is not None and exclude_face_id in self._slot else 0
+            extra = 1 if exclude_face_id is not None and self._find(exclude_face_id) is not None else 0
             ann = self._compact()
-            if ann is not None and self._row_of is not None:
-                # Candidates from the compact index, each scored exactly: the same cosines as a scan.
-                wanted = max(limit + extra, 64)
-                row_of = self._row_of
-                rows = np.fromiter(
-                    (r for r in (row_of.get(int(x)) for x in ann.candidates(probe, wanted)) if r is not None),
-                    dtype=np.intp,
-                )
-                exact = np.einsum("ij,j->i", self._matrix[rows], probe)
+            if ann is not None:
+                # Candidates from the compact index (labels are rows), each scored exactly: a scan's cosines.
+                rows = np.sort(ann.candidates(probe, max(limit + extra, _CANDIDATES)))
+                rows = rows[self._live[rows]]  # never a hole, whatever the index holds
+                exact = np.einsum("ij,j->i", self._rows.matrix[rows], probe)
                 best = _top_k(exact, limit + extra, min_cosine)
-                found = [(self._ids[rows[i]], float(exact[i])) for i in best]
+                found = [(self._ids.get(int(rows[i])), float(exact[i])) for i in best]
             else:
                 scores = self._scan(probe)
                 best = _top_k(scores, limit + extra, min_cosine)
-                found = [(self._ids[i], float(scores[i])) for i in best]
+                found = [(self._ids.get(int(i)), float(scores[i])) for i in best]
         return [hit for hit in found if hit[0] != exclude_face_id][:limit]
 
     # --- the compact index of a large collection ------------------------------------------------------
@@ -430,65 +523,181 @@ class VectorIndex:
         """The compact index searched instead of the scan (None: exact scan)."""
         return self._ann
 
+    @property
+    def retraining(self) -> bool:
+        """Whether new lists for an outgrown compact index are being trained in the background."""
+        thread = self._retrain
+        return thread is not None and thread.is_alive()
+
     def _compact(self) -> CompactIndex | None:
-        """(Lock held.) The compact index if the collection is large enough to use one: loaded from
-        ``ann_path`` and reconciled, or built; retrained once the collection outgrew its clustering."""
-        n = len(self._ids)
-        if n < ann_min_faces():
+        """(Lock held.) The compact index if the collection is large enough to use one, built now if there is
+        none yet. One that the collection outgrew keeps answering (longer lists: slower, as exact) while new
+        lists are trained in the background and swapped in (``_retrain_in_background``)."""
+        if self._count < ann_min_faces():
             return None
         ann = self._ann
-        if ann is not None and n <= ann.trained_on * RETRAIN_GROWTH:
-            if self._unsaved > max(_SAVE_EVERY, n // 10) and self.ann_path is not None:
-                self._persist()  # so that a restart (or a reload after another process wrote) reconciles little
+        if ann is not None:
+            if self._count > ann.trained_on * RETRAIN_GROWTH and not self.retraining:
+                self._retrain = threading.Thread(
+                    target=self._retrain_in_background, name="facetrace-ann-retrain", daemon=True
+                )
+                self._retrain.start()
             return ann
         if not faiss_available():
             return None
-        if ann is not None:  # outgrown: its lists have become too long, train new ones on the collection as it is
-            ann = None
-        elif self.ann_path is not None:
-            ann = CompactIndex.load(self.ann_path)
-            if ann is not None and (ann.dim != self.dim or n > ann.trained_on * RETRAIN_GROWTH):
-                ann = None
         started = time.perf_counter()
-        labels = np.zeros(self._matrix.shape[0], dtype=np.int64)
-        labels[:n] = face_labels(self._ids)
-        changed = n
+        if self.files is not None and self.files.owner and self._rows.path is None:
+            self._compact_rows()  # the rows move to a file beside the database: RAM keeps only the codes
         try:
-            if ann is None:
-                ann = CompactIndex.train(self._matrix[:n], n)
-                ann.add(labels[:n], self._matrix[:n])
-            else:
-                changed = _reconcile(ann, labels[:n], self._matrix[:n])
+            ann = CompactIndex.train(self._rows.matrix[: self._n], self._count)
+            self._add_live(ann, self._rows.matrix, self._live[: self._n].copy())
         except (RuntimeError, MemoryError):  # faiss failed: the exact scan still answers, correctly
-            log.exception("the compact index of %d faces could not be built; scanning exactly", n)
-            return self._ann if self._ann is not None and self._labels is not None else None
-        self._ann, self._labels = ann, labels
-        self._row_of = dict(zip(labels[:n].tolist(), range(n), strict=True))
-        log.info(
-            "compact index of %d faces ready in %.1f s (%d changed)", n, time.perf_counter() - started, changed
-        )
-        if changed and self.ann_path is not None:
-            self._persist()
+            log.exception("the compact index of %d faces could not be built; scanning exactly", self._count)
+            return None
+        self._ann = ann
+        self._rows.release()
+        log.info("compact index of %d faces built in %.1f s", self._count, time.perf_counter() - started)
+        self._persist()
         return ann
 
-    def _persist(self) -> None:
-        if self._ann is not None and self.ann_path is not None:
-            try:
-                self._ann.save(self.ann_path)
-                self._unsaved = 0
-            except OSError:  # a cache: a server that cannot write it rebuilds it at its next start
-                log.warning("could not save the compact index to %s", self.ann_path, exc_info=True)
+    def _add_live(self, ann: CompactIndex, matrix: npt.NDArray[np.float32], live: npt.NDArray[np.bool_]) -> None:
+        """Add every live row to ``ann``, a chunk at a time (the rows may be a 10 GB file, whose pages are let
+        go as it goes: they would otherwise count as this process's memory until the kernel needs them)."""
+        for start in range(0, live.shape[0], _BUILD_CHUNK):
+            rows = start + np.flatnonzero(live[start : start + _BUILD_CHUNK])
+            if rows.shape[0]:
+                ann.add(rows.astype(np.int64), np.asarray(matrix[start : start + _BUILD_CHUNK][rows - start]))
+            if (start // _BUILD_CHUNK) % 8 == 7 and matrix is self._rows.matrix:
+                self._rows.release()
 
-    def persist(self) -> None:
-        """Save the compact index next to the database (a server calls this when it closes), so the next
-        start reconciles it instead of building it."""
+    def _retrain_in_background(self) -> None:
+        """Train new lists on the collection as it is now, fill them without the lock, then swap them in
+        under the lock after replaying what changed meanwhile (rows added since are added, rows deleted since
+        are removed). A compaction meanwhile renumbered the rows: the new index is dropped and redone later."""
         with self._lock:
+            matrix, used, count = self._rows.matrix, self._n, self._count
+            live = self._live[:used].copy()
+            epoch = self._epoch
+            picked = np.random.default_rng(count).choice(used, min(used, _RETRAIN_SAMPLE), replace=False)
+            sample = np.asarray(matrix[np.sort(picked)], dtype=np.float32)
+        started = time.perf_counter()
+        try:
+            fresh = CompactIndex.train(sample, count)
+            self._add_live(fresh, matrix, live)
+        except (RuntimeError, MemoryError):
+            log.exception("retraining the compact index of %d faces failed; the old one stays", count)
+            return
+        with self._lock:
+            if epoch != self._epoch or self._ann is None:
+                return
+            now = self._live[:used]
+            fresh.remove(
+                (gone := np.flatnonzero(live & ~now)).astype(np.int64), np.asarray(self._rows.matrix[gone])
+            )
+            added = used + np.flatnonzero(self._live[used : self._n])
+            fresh.add(added.astype(np.int64), np.asarray(self._rows.matrix[added]))
+            self._ann = fresh
+            log.info("compact index retrained on %d faces in %.1f s", count, time.perf_counter() - started)
             self._persist()
 
+    def wait_retrained(self, timeout: float | None = None) -> bool:
+        """Wait for a background retrain to finish (tests, benchmarks); True when none is running."""
+        thread = self._retrain
+        if thread is not None:
+            thread.join(timeout)
+        return not self.retraining
+
+    def _maybe_persist(self) -> None:
+        if self._ann is not None and self._unsaved > max(_SAVE_EVERY, self._count // 10):
+            self._persist()
+
+    def _persist(self) -> bool:
+        """(Lock held.) Write a snapshot if this process owns the directory and the collection has a compact
+        index (a small one loads from the database in well under a second). Returns whether it did."""
+        files = self.files
+        if files is None or not files.owner or self._ann is None:
+            return False
+        if self._rows.path is None:
+            self._compact_rows()  # moves the rows to a file, then comes back here
+            return True
+        try:
+            self._rows.flush()
+            serial = files.next_serial()
+            written = {
+                "ids": files.write_array(serial, "ids", self._ids.data[: self._n]),
+                "users": files.write_array(serial, "users", self._users[: self._n]),
+                "usersum": files.write_array(serial, "usersum", self._user_sum[: len(self._user_name)]),
+            }
+            faiss_path = files.path(serial, "faiss")
+            self._ann.save(faiss_path)
+            written["faiss"] = files.sealed(faiss_path)
+            meta = SnapshotMeta(
+                serial=serial, dim=self.dim, rows=self._n, width=self._ids.width, watermark=self.watermark,
+                rows_file=self._rows.path.name, rows_crc=row_sample_crc(self._rows.matrix, self._n),
+                files=written, user_names=tuple(self._user_name), trained_on=self._ann.trained_on,
+            )  # fmt: skip
+            files.commit(meta)
+            files.drop_rows_except(self._rows.path.name)
+        except OSError:  # a cache: without it the next start loads from the database
+            log.warning("could not write the index snapshot of %s", files.name, exc_info=True)
+            return False
+        self._unsaved = 0
+        return True
+
+    def persist(self) -> bool:
+        """Write a snapshot now (a store calls this when it closes), so the next start maps it and replays
+        the changes after ``watermark`` instead of reading every row and building the compact index."""
+        with self._lock:
+            return self._persist()
+
     def prepare(self) -> None:
-        """Load or build the compact index now if the collection is large enough (at server start)."""
+        """Build the compact index now if the collection is large enough (at server start)."""
         with self._lock:
             self._compact()
+
+    @classmethod
+    def open_snapshot(cls, files: IndexFiles, dim: int) -> VectorIndex | None:
+        """The index as of the last snapshot in ``files`` (None: there is none, or a file is missing, short or
+        fails its checksum: the caller loads from the database). Only the row file's pages a search touches
+        are read; ids, users and the compact index's codes are read into memory. The caller then replays
+        the changes after ``watermark`` (``apply_changes``)."""
+        meta = files.read_meta()
+        if meta is None or meta.dim != dim or not files.check(meta):
+            return None
+        try:
+            rows = RowFile(dim, files.directory.path / meta.rows_file, mode="r+" if files.owner else "c")
+            if rows.capacity < meta.rows or row_sample_crc(rows.matrix, meta.rows) != meta.rows_crc:
+                log.warning("the row file of index snapshot %s is short or changed; rebuilding", files.name)
+                return None
+            ids = np.fromfile(files.path(meta.serial, "ids"), dtype=np.uint8).reshape(meta.rows, meta.width)
+            users = np.fromfile(files.path(meta.serial, "users"), dtype=np.int32)
+            sums = np.fromfile(files.path(meta.serial, "usersum"), dtype=np.float64).reshape(-1, dim)
+            ann = (
+                CompactIndex.load(files.path(meta.serial, "faiss"), meta.trained_on)
+                if "faiss" in meta.files
+                else None
+            )
+        except (OSError, ValueError):
+            log.warning("index snapshot %s cannot be read; rebuilding", files.name, exc_info=True)
+            return None
+        names = meta.user_names
+        if users.shape[0] != meta.rows or sums.shape[0] != len(names) or (ann is not None and ann.dim != dim):
+            return None
+        index = cls(dim, files=files)
+        index._rows, index._n, index._ids, index._users = rows, meta.rows, FaceIds(ids), users
+        index._live = ids[:, 0] != 0
+        index._count = int(index._live.sum())
+        if ann is not None and len(ann) != index._count:
+            return None
+        index._user_name = list(names)
+        index._user_code = {name: code for code, name in enumerate(names)}
+        index._user_sum = sums
+        index._user_faces = np.bincount(users[users != _NO_USER], minlength=len(names)).astype(np.int64)
+        index._templates = np.zeros((len(names), dim), dtype=np.float32)
+        index._stale = set(range(len(names)))
+        index._lookup_stale = True  # built at the first lookup (a start-up that only searches needs none)
+        index._ann, index.watermark = ann, meta.watermark
+        return index
 
     def _fresh_templates(self) -> npt.NDArray[np.float32]:
         """Every user code's template, scaled so that a dot product is the user's score (``user_template``;
@@ -513,8 +722,8 @@ class VectorIndex:
         """
         probe = as_unit_vector(probe, self.dim)
         with self._lock:
-            n = len(self._ids)
-            if n == 0 or limit <= 0:
+            n = self._n
+            if self._count == 0 or limit <= 0:
                 return []
             templates = self._fresh_templates()
             user_scores = np.einsum("ij,j->i", templates, probe)
@@ -530,11 +739,11 @@ class VectorIndex:
             wanted[codes] = True
             rows = np.flatnonzero(wanted[users])
             # only the wanted users' faces are scored (not a scan of the collection: it may hold 20M faces)
-            scores = np.einsum("ij,j->i", self._matrix[rows], probe)
+            scores = np.einsum("ij,j->i", self._rows.matrix[rows], probe)
             # the closest face of each wanted user: sort its rows by (user, -score), take the first of each
             rows = rows[np.lexsort((-scores, users[rows]))]
             first = rows[np.unique(users[rows], return_index=True)[1]]
-            closest = {int(users[row]): self._ids[row] for row in first}
+            closest = {int(users[row]): self._ids.get(int(row)) for row in first}
             return [(self._user_name[c], float(user_scores[c]), closest[int(c)]) for c in codes]
 
     def search_users_by_face(
@@ -546,8 +755,8 @@ class VectorIndex:
         """
         probe = as_unit_vector(probe, self.dim)
         with self._lock:
-            n = len(self._ids)
-            if n == 0 or limit <= 0:
+            n = self._n
+            if self._count == 0 or limit <= 0:
                 return []
             scores = self._scan(probe)
             users = self._users[:n]
@@ -566,27 +775,4 @@ class VectorIndex:
                 wanted = min(n, wanted * 4)
             first.sort()
             rows = best[first[:limit]]
-            return [(self._user_name[users[i]], float(scores[i]), self._ids[i]) for i in rows]
-
-
-def _reconcile(ann: CompactIndex, labels: npt.NDArray[np.int64], matrix: npt.NDArray[np.float32]) -> int:
-    """Bring a persisted compact index up to the collection's rows: drop faces deleted since it was saved,
-    add the ones indexed since (set difference of labels, by sorting: numpy's hashed ``isin`` measured
-    ~1 s per 300k labels). Returns how many changed."""
-    present = ann.labels()
-    ordered_present = np.sort(present)
-    ordered_labels = np.sort(labels)
-    stale = present[~_member(present, ordered_labels)]
-    ann.remove(stale)
-    missing = np.flatnonzero(~_member(labels, ordered_present))
-    ann.add(labels[missing], matrix[missing])
-    return int(stale.shape[0] + missing.shape[0])
-
-
-def _member(values: npt.NDArray[np.int64], ordered: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    """Whether each value is in the sorted array ``ordered``."""
-    if ordered.shape[0] == 0:
-        return np.zeros(values.shape[0], dtype=np.bool_)
-    at = np.minimum(np.searchsorted(ordered, values), ordered.shape[0] - 1)
-    found: npt.NDArray[np.bool_] = ordered[at] == values
-    return found
+            return [(self._user_name[users[i]], float(scores[i]), self._ids.get(int(i))) for i in rows]
