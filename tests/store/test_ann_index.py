@@ -489,6 +489,18 @@ def test_face_ids_round_trip_at_fixed_width_and_hash_stably() -> None:
         "A0000000-0000-4000-8000-000000000000",
     ]
     assert id_hashes(ids.data[:3]).tolist() == id_hashes(encoded).tolist()  # width does not change a hash
+    # canonical UUIDs are parsed vectorised, anything else one by one: both give the same bytes
+    mixed = [str(uuid.uuid4()) for _ in range(50)] + [
+        "A0000000-0000-4000-8000-000000000000", "0000000g-0000-4000-8000-000000000000", "é" * 36, "x" * 36,
+    ]  # fmt: skip
+    together = FaceIds().encode(mixed)
+    raw = np.frombuffer(b"".join(uuid.UUID(f).bytes for f in mixed[:50]), dtype=np.uint8).reshape(50, 16)
+    assert np.array_equal(together[:50, 1:17], raw)
+    assert (together[:50, 0] == 1).all()
+    assert (together[50:, 0] == 2).all()  # not canonical: kept as text
+    holder = FaceIds()
+    holder.put(0, holder.encode(mixed))
+    assert [holder.get(i) for i in range(len(mixed))] == mixed
     with pytest.raises(ValueError, match="NUL"):
         ids.encode(["a\0b"])
 

@@ -52,6 +52,31 @@ def _encode_one(face_id: str) -> bytes:
     return bytes([_TEXT]) + raw
 
 
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+_DASHES = np.array([8, 13, 18, 23])
+_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+
+
+def _encode_uuids(face_ids: Sequence[str]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.uint8]]:
+    """Which ids are canonical UUID strings (lowercase, dashed: what ``str(uuid)`` gives) and their 16 bytes."""
+    n = len(face_ids)
+    lengths = np.fromiter(map(len, face_ids), dtype=np.int64, count=n)
+    ascii_ = np.fromiter((f.isascii() for f in face_ids), dtype=np.bool_, count=n)
+    candidates = np.flatnonzero((lengths == 36) & ascii_)
+    done = np.zeros(n, dtype=np.bool_)
+    values = np.zeros((n, 16), dtype=np.uint8)
+    if candidates.shape[0] == 0:
+        return done, values
+    text = np.array([face_ids[i] for i in candidates.tolist()], dtype="S36")
+    chars = text.view(np.uint8).reshape(-1, 36)
+    digits = _HEX[chars[:, _DIGITS]]
+    ok = (chars[:, _DASHES] == ord("-")).all(axis=1) & (digits != 255).all(axis=1)
+    done[candidates[ok]] = True
+    values[candidates[ok]] = (digits[ok, 0::2] << 4) | digits[ok, 1::2]
+    return done, values
+
+
 def _decode_one(row: npt.NDArray[np.uint8]) -> str:
     data = row.tobytes()
     if data[0] == _UUID:
@@ -96,15 +121,20 @@ class FaceIds:
         return int(self.data.shape[1])
 
     def encode(self, face_ids: Sequence[str]) -> npt.NDArray[np.uint8]:
-        """The ids as rows of this array's width (widened first when one is longer)."""
-        raw = [_encode_one(f) for f in face_ids]
+        """The ids as rows of this array's width (widened first when one is longer). Canonical UUIDs are
+        parsed vectorised (``uuid.UUID`` one by one took 343 s of a 20M-face load); others one by one."""
+        done, uuids = _encode_uuids(face_ids)
+        others = np.flatnonzero(~done)
+        raw = [_encode_one(face_ids[i]) for i in others.tolist()]
         longest = max((len(r) for r in raw), default=0)
         if longest > self.width:
             self._widen(-(-longest // 8) * 8)
-        out = np.zeros((len(raw), self.width), dtype=np.uint8)
+        out = np.zeros((len(face_ids), self.width), dtype=np.uint8)
+        out[done, 0] = _UUID
+        out[done, 1:17] = uuids[done]
         if raw:
             packed = np.array(raw, dtype=f"S{self.width}")  # NUL-padded on the right
-            out[:] = packed.view(np.uint8).reshape(len(raw), self.width)
+            out[others] = packed.view(np.uint8).reshape(len(raw), self.width)
         return out
 
     def _widen(self, width: int) -> None:
