@@ -121,8 +121,8 @@ at 19.6 ms, where 128 lists took 56 ms (docs/scale-index.md). Re-scoring more ca
 misses are in lists not read."""
 
 CODES_PER_QUERY = 230_000
-"""Codes read per query once lists are long: 48 lists of the 20M collection (~4,880 faces each) (recall@10 0.9965, 19.6 ms median
-at load 1.4 on the 2-core machine); the scan of codes is what a query's time is made of."""
+"""Codes read per query once lists are long: 48 lists of the 20M collection, ~4,880 faces each (recall@10
+0.9965, 19.6 ms median at load 1.4 on the 2-core machine); scanning codes is what a query's time is made of."""
 
 
 def probes_for(lists: int, faces: int = 0) -> int:
