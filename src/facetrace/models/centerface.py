@@ -23,7 +23,7 @@ import numpy.typing as npt
 from facetrace.errors import InvalidParameterError, ModelLoadError
 from facetrace.models.assets import ARTIFACTS, artifact_path
 from facetrace.models.base import register_detector
-from facetrace.models.runtime import load_onnx_session
+from facetrace.models.runtime import load_onnx_session, padded_blob
 from facetrace.types import Detection
 
 __all__ = ["CenterFaceDetector"]
@@ -65,10 +65,7 @@ class CenterFaceDetector:
 
     def detect(self, bgr: npt.NDArray[np.uint8]) -> list[Detection]:
         height, width = bgr.shape[:2]
-        pad_h = ((height - 1) // DIVISOR + 1) * DIVISOR
-        pad_w = ((width - 1) // DIVISOR + 1) * DIVISOR
-        blob = np.zeros((1, 3, pad_h, pad_w), dtype=np.float32)
-        blob[0, :, :height, :width] = bgr[:, :, ::-1].transpose(2, 0, 1)  # RGB, 0–255
+        blob = padded_blob(bgr, DIVISOR, rgb=True)  # RGB, 0–255
         with self._lock:
             heatmap, scale, offset, marks = self._session.run(list(OUTPUTS), {self._input_name: blob})
         rows, cols = np.nonzero(heatmap[0, 0] > self._score_threshold)

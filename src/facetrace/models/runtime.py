@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 import onnx.helper
 import onnx.numpy_helper
@@ -17,7 +18,7 @@ import onnxruntime as ort
 
 from facetrace.errors import ModelLoadError, ModelNotInstalledError
 
-__all__ = ["default_threads", "load_onnx_session"]
+__all__ = ["default_threads", "load_onnx_session", "padded_blob"]
 
 
 def default_threads() -> int:
@@ -31,6 +32,19 @@ def default_threads() -> int:
         return max(1, int(value))
     except ValueError:
         return 1
+
+
+def padded_blob(image: npt.NDArray[np.uint8], divisor: int, *, rgb: bool = False) -> npt.NDArray[np.float32]:
+    """``image`` (BGR, H×W×3) as a (1, 3, H', W') float32 blob, 0–255, zero-padded at the bottom and right to
+    multiples of ``divisor``: fully convolutional detectors run at the picture's own size (no resize, so no
+    small face shrinks), provided every stride divides the input; ``rgb`` swaps the channels for models
+    trained on RGB."""
+    height, width = image.shape[:2]
+    pad_h = ((height - 1) // divisor + 1) * divisor
+    pad_w = ((width - 1) // divisor + 1) * divisor
+    blob = np.zeros((1, 3, pad_h, pad_w), dtype=np.float32)
+    blob[0, :, :height, :width] = (image[:, :, ::-1] if rgb else image).transpose(2, 0, 1)
+    return blob
 
 
 def load_onnx_session(

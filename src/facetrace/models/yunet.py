@@ -20,7 +20,7 @@ import numpy.typing as npt
 from facetrace.errors import ModelLoadError
 from facetrace.models.assets import ARTIFACTS, artifact_path
 from facetrace.models.base import register_detector
-from facetrace.models.runtime import load_onnx_session
+from facetrace.models.runtime import load_onnx_session, padded_blob
 from facetrace.types import Detection
 
 __all__ = ["YuNetDetector"]
@@ -61,11 +61,8 @@ class YuNetDetector:
         return "yunet-2023mar"
 
     def detect(self, bgr: npt.NDArray[np.uint8]) -> list[Detection]:
-        height, width = bgr.shape[:2]
-        pad_h = ((height - 1) // DIVISOR + 1) * DIVISOR
-        pad_w = ((width - 1) // DIVISOR + 1) * DIVISOR
-        blob = np.zeros((1, 3, pad_h, pad_w), dtype=np.float32)
-        blob[0, :, :height, :width] = bgr.transpose(2, 0, 1)  # BGR, 0–255, no normalisation
+        blob = padded_blob(bgr, DIVISOR)  # BGR, 0–255, no normalisation
+        pad_w = blob.shape[3]
         with self._lock:
             outputs = self._session.run(self._outputs, {self._input_name: blob})
         boxes, scores, landmarks = [], [], []
