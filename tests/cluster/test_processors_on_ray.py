@@ -24,6 +24,7 @@ from facetrace.gallery import Gallery
 from facetrace.video.processors import ProcessorDefinition
 from tests.cluster.conftest import NODE_CPUS, LocalCluster
 from tests.video.conftest import THRESHOLD, Actor, UdpSender, free_udp_port
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -39,15 +40,6 @@ def pg_gallery(engine: FaceEngine, photos: dict[str, Path], pg_url: str, tmp_pat
     gallery.index_faces("people", photos["biden.jpg"], external_image_id="biden", max_faces=1)
     yield gallery
     gallery.store.close()
-
-
-def _wait(condition, seconds: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.25)
-    return False
 
 
 def test_the_cost_model_reserves_more_for_bigger_faster_streams() -> None:
@@ -89,7 +81,7 @@ def test_a_dead_nodes_processors_run_again_elsewhere_without_duplicates(
             })  # fmt: skip
             processors.start(name)
         # Four workers building their models at once: seconds on a quiet machine, a minute on a crowded one.
-        assert _wait(lambda: all(processors.status(n) == "RUNNING" for n in names), 120), [
+        assert wait_for(lambda: all(processors.status(n) == "RUNNING" for n in names), 120, interval=0.25), [
             processors.describe(n) for n in names
         ]
         where = {n: processors.describe(n)["Node"] for n in names}
@@ -106,7 +98,9 @@ def test_a_dead_nodes_processors_run_again_elsewhere_without_duplicates(
             }  # fmt: skip
             return found >= names
 
-        assert _wait(lambda: feed_has("TrackIdentified", set(names)), 90), (  # relayed from every actor
+        assert wait_for(
+            lambda: feed_has("TrackIdentified", set(names)), 90, interval=0.2
+        ), (  # relayed from every actor
             collections.Counter((d["Processor"], d["Type"]) for d in seen),
             [processors.describe(n) for n in names],
         )
@@ -122,11 +116,11 @@ def test_a_dead_nodes_processors_run_again_elsewhere_without_duplicates(
 
         # Placed on a living node, holding the lease, its stream worker started (STARTING while it builds its
         # models and connects: on an overloaded machine that part alone can take longer than the rest).
-        assert _wait(lambda: recovered(("STARTING", "RUNNING")), RECOVERY_LIMIT + 5), [
+        assert wait_for(lambda: recovered(("STARTING", "RUNNING")), RECOVERY_LIMIT + 5, interval=0.25), [
             processors.info(n, 2) for n in moved
         ]
         recovery = time.monotonic() - killed_at
-        assert _wait(lambda: recovered(("RUNNING",)), 60), [processors.info(n, 2) for n in moved]
+        assert wait_for(lambda: recovered(("RUNNING",)), 60, interval=0.25), [processors.info(n, 2) for n in moved]
         running_again = time.monotonic() - killed_at
         with capsys.disabled():
             sys.stderr.write(
@@ -162,8 +156,8 @@ def test_a_dead_nodes_processors_run_again_elsewhere_without_duplicates(
         assert sorted(p for n in listed["Nodes"] for p in n["Processors"]) == names
 
         # The feed says so, and events continue from the restarted processors (their tracks renumbered).
-        assert _wait(lambda: feed_has("StreamStatus", set(moved), restarted=True), 10)
-        assert _wait(lambda: feed_has("TrackIdentified", set(moved), restarted=True), 60)
+        assert wait_for(lambda: feed_has("StreamStatus", set(moved), restarted=True), 10, interval=0.25)
+        assert wait_for(lambda: feed_has("TrackIdentified", set(moved), restarted=True), 60, interval=0.25)
     finally:
         for name in names:
             processors.stop(name)

@@ -8,8 +8,7 @@ each claimed once and audited once."""
 from __future__ import annotations
 
 import collections
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -25,6 +24,7 @@ from facetrace.review import ReviewQueue, UnknownPeople
 from facetrace.store import records_of
 from tests.cluster.raycluster import local_cluster
 from tests.review.conftest import clips  # noqa: F401 (fixture)
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -43,15 +43,6 @@ def pg_gallery(engine: FaceEngine, photos: dict[str, Path], pg_url: str, tmp_pat
     gallery.index_faces("people", photos["biden.jpg"], external_image_id="biden", max_faces=1)
     yield gallery
     gallery.store.close()
-
-
-def _wait(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.25)
-    return False
 
 
 def test_a_ray_processor_feeds_review_and_unknowns_once_across_a_restart(
@@ -79,7 +70,7 @@ def test_a_ray_processor_feeds_review_and_unknowns_once_across_a_restart(
 
     try:
         processors.start("door")
-        assert _wait(lambda: played(False), 150), processors.info("door")
+        assert wait_for(lambda: played(False), 150, interval=0.25), processors.info("door")
         (item,) = queue.items()
         assert (item.source, item.camera, item.candidates[0].external_image_id) == ("door", "door", "obama")
         assert item.track_id < TRACK_BLOCK
@@ -87,7 +78,7 @@ def test_a_ray_processor_feeds_review_and_unknowns_once_across_a_restart(
 
         actor = ray.get_actor(ACTOR_PREFIX + "door", namespace=NAMESPACE)
         ray.kill(actor, no_restart=False)  # Ray starts it again; it waits for the dead copy's lease to expire
-        assert _wait(lambda: played(True), 150), processors.info("door")
+        assert wait_for(lambda: played(True), 150, interval=0.25), processors.info("door")
     finally:
         processors.stop("door")
         processors.close()

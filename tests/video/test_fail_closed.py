@@ -22,6 +22,7 @@ from facetrace.video.sightings import SightingStore
 from facetrace.video.sinks import CallbackSink
 from facetrace.video.source import SourceSettings
 from tests.video.conftest import THRESHOLD
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -37,15 +38,6 @@ def gallery(engine: FaceEngine, photos: dict[str, Path], store: MemoryStore) -> 
     gallery.index_faces("people", photos["obama2.jpg"], external_image_id="obama", max_faces=1)
     gallery.index_faces("people", photos["biden.jpg"], external_image_id="biden", max_faces=1)
     return gallery
-
-
-def _wait(condition, seconds: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _operations(store: MemoryStore) -> list[str]:
@@ -68,7 +60,7 @@ def test_a_processor_stops_when_its_audit_fails(
     store.audit.fail_with = "disk full"
     with processors.bus.subscribe(processor="door") as feed:
         processors.start("door")
-        assert _wait(lambda: processors.status("door") == "FAILED")
+        assert wait_for(lambda: processors.status("door") == "FAILED", 30)
         seen = list(feed.events(timeout=0.1, until=time.monotonic() + 1.0))
     described = processors.describe("door")
     assert "audit" in described["StatusMessage"]

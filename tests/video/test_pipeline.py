@@ -12,7 +12,7 @@ from facetrace.video.pipeline import Pipeline, StreamConfig
 from facetrace.video.sinks import CallbackSink
 from facetrace.video.source import SourceSettings
 from tests.video.conftest import FPS, SECONDS, THRESHOLD
-from tests.video.test_processors import wait_for
+from tests.waiting import wait_for
 
 
 def test_frames_are_dropped_when_analysis_falls_behind(engine: FaceEngine, scene: Path) -> None:

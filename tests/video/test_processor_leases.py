@@ -19,7 +19,8 @@ from facetrace.gallery import Gallery
 from facetrace.store.postgres_db import PgDatabase
 from facetrace.store.postgres_records import PostgresLeases, PostgresProcessors
 from facetrace.video.processors import StreamProcessors
-from tests.video.test_processors import definition, wait_for
+from tests.video.test_processors import definition
+from tests.waiting import wait_for
 
 TTL = 1.5  # where a lease must expire or be renewed within the test
 HELD = 600.0  # where it must not: a heartbeat late on a busy machine cannot let it lapse

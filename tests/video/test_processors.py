@@ -15,6 +15,7 @@ from facetrace.video.events import TrackIdentified
 from facetrace.video.processors import StreamProcessors
 from facetrace.video.sightings import SightingStore
 from tests.video.conftest import THRESHOLD
+from tests.waiting import wait_for
 
 
 def definition(name: str, scene: Path, **extra: object) -> dict[str, object]:
@@ -30,15 +31,6 @@ def definition(name: str, scene: Path, **extra: object) -> dict[str, object]:
 def _repository(folder: Path) -> ProcessorRepository:
     """The processors table of a facetrace database in ``folder`` (a new connection each time, as a restart)."""
     return SQLiteStore(folder / "facetrace.db").records.processors
-
-
-def wait_for(condition, seconds: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_lifecycle_events_and_sightings(gallery: Gallery, scene: Path, tmp_path: Path) -> None:
