@@ -171,6 +171,71 @@ def timed(index: VectorIndex, probes: np.ndarray, min_cosine: float) -> tuple[li
     return latencies, results
 
 
+SCAN_THREADS = (1, 2, 4)
+
+
+def spin(seconds: float) -> None:
+    """Child: keep one core busy (another tenant of the machine)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def evict_rows(index: VectorIndex) -> None:
+    """Drop the row file's pages from this process and from the page cache: the next re-scores read the disk."""
+    rows = index._rows  # the benchmark reaches into the index: a server never evicts its own rows
+    rows.release()
+    if rows.path is not None:
+        fd = os.open(rows.path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def by_threads(index: VectorIndex, probes: np.ndarray) -> dict[int, tuple[list[float], list[list[int]]]]:
+    """Every probe searched once per ``SCAN_THREADS`` setting, the settings taking turns probe by probe (the
+    same load for each; the order rotates so none is always first)."""
+    found: dict[int, tuple[list[float], list[list[int]]]] = {t: ([], []) for t in SCAN_THREADS}
+    for i, probe in enumerate(probes):
+        for j in range(len(SCAN_THREADS)):
+            threads = SCAN_THREADS[(i + j) % len(SCAN_THREADS)]
+            os.environ["FACETRACE_ANN_SCAN_THREADS"] = str(threads)
+            lat, hits = timed(index, probe[None], -1.0)
+            found[threads][0].extend(lat)
+            found[threads][1].extend(hits)
+    del os.environ["FACETRACE_ANN_SCAN_THREADS"]
+    return found
+
+
+def compare_scans(index: VectorIndex, probes: np.ndarray) -> dict[str, Any]:
+    """One query's lists on 1, 2 and 4 scan threads, side by side: as the machine is, then with a process
+    keeping one core busy; then the re-scoring from a row file evicted from the page cache, with the rows'
+    reads asked for together (``RowFile.prefetch``) and without (a fault per row, as before)."""
+    from facetrace.store import face_rows
+
+    out: dict[str, Any] = {}
+    for t, (lat, hits) in by_threads(index, probes).items():
+        out[f"threads{t}"] = (lat, hits, load())
+    busy = mp.get_context("spawn").Process(target=spin, args=(600.0,), daemon=True)
+    busy.start()
+    time.sleep(1.0)
+    try:
+        for t, (lat, hits) in by_threads(index, probes).items():
+            out[f"busy{t}"] = (lat, hits, load())
+    finally:
+        busy.terminate()
+        busy.join()
+    prefetch = face_rows.RowFile.prefetch
+    for label in ("cold", "cold-faults"):
+        if label == "cold-faults":
+            face_rows.RowFile.prefetch = lambda self, rows: None  # type: ignore[method-assign]
+        evict_rows(index)
+        out[label] = (*timed(index, probes, -1.0), load())
+    face_rows.RowFile.prefetch = prefetch  # type: ignore[method-assign]
+    return out
+
+
 def search(gallery_path: str, n: int, folder: str, probes: np.ndarray, exact: bool, sweep: str, out: Any) -> None:
     """Child: a server's start-up from the snapshot, its searches, a replay of changes, its peak RSS."""
     mode(True)
@@ -190,6 +255,7 @@ def search(gallery_path: str, n: int, folder: str, probes: np.ndarray, exact: bo
     for label, floor in (("top", -1.0), ("thr", 0.5)):
         lat, hits = timed(index, probes, floor)
         result[label] = (lat, hits, load())
+    result.update(compare_scans(index, probes))
     if sweep:
         chosen = index.compact.probes
         for read in (int(p) for p in sweep.split(",")):
@@ -258,13 +324,20 @@ def bench(n: int, real: np.ndarray, args: argparse.Namespace) -> None:
     )
     probes = make_probes(gallery, real, args.queries, seed=n)
     print(f"\n== {n:,} faces ({load()})", flush=True)
-    started = time.perf_counter()
-    truth_rows, truth_scores = exact_top10(gallery, probes)
-    truth_s = time.perf_counter() - started
-    print(
-        f"truth: exact top-10 of {len(probes)} probes by a chunked BLAS scan in {truth_s:.0f} s ({load()})",
-        flush=True,
-    )
+    truth_file = args.cache / f"truth-s{args.seed}-{n}-q{args.queries}.npz"
+    if truth_file.exists():  # the same gallery and probes: the scan's answer does not change
+        with np.load(truth_file) as saved:
+            truth_rows, truth_scores = saved["rows"], saved["scores"]
+        print(f"truth: exact top-10 of {len(probes)} probes read from {truth_file}", flush=True)
+    else:
+        started = time.perf_counter()
+        truth_rows, truth_scores = exact_top10(gallery, probes)
+        truth_s = time.perf_counter() - started
+        np.savez(truth_file, rows=truth_rows, scores=truth_scores)
+        print(
+            f"truth: exact top-10 of {len(probes)} probes by a chunked BLAS scan in {truth_s:.0f} s ({load()})",
+            flush=True,
+        )
     with contextlib.ExitStack() as stack:
         if args.keep is None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(dir=args.cache))
@@ -298,6 +371,22 @@ def bench(n: int, real: np.ndarray, args: argparse.Namespace) -> None:
                 f" ({eat}) | speed-up ×{statistics.median(elat) / statistics.median(lat):.1f}"
             )
         print(f"{line} ({at})", flush=True)
+    for prefix, what in (("threads", f"as the machine is ({r['threads1'][2]})"), ("busy", "+1 busy process")):
+        cells = []
+        for t in SCAN_THREADS:
+            lat, hits, at = r[f"{prefix}{t}"]
+            cells.append(
+                f"{t} scan thread{'s' if t > 1 else ''} {statistics.median(lat) * 1e3:.2f} / {pct(lat, 99) * 1e3:.2f}"
+                f" ms, recall {recall(hits, truth_rows, truth_scores, -1.0)[0]:.4f}"
+            )
+        print(f"  top-10 median / p99, {what}: " + "; ".join(cells) + (f" ({at})" if prefix == "busy" else ""))
+    for label, what in (("cold", "reads asked for together"), ("cold-faults", "a fault per row, as before")):
+        lat, hits, at = r[label]
+        print(
+            f"  rows evicted from the page cache, {what}: top-10 median {statistics.median(lat) * 1e3:.2f} ms, p99 "
+            f"{pct(lat, 99) * 1e3:.2f} ms, recall {recall(hits, truth_rows, truth_scores, -1.0)[0]:.4f} ({at})",
+            flush=True,
+        )
     for key in sorted((k for k in r if k.startswith("sweep")), key=lambda k: int(k[5:])):
         lat, hits, at = r[key]
         print(f"    {key[5:]:>4} lists read: median {statistics.median(lat) * 1e3:.2f} ms, recall "

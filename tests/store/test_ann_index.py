@@ -525,3 +525,36 @@ def test_a_collection_that_outgrew_its_lists_is_retrained_in_the_background(smal
     assert len(index.compact) == len(index) == 2598
     assert index.search(matrix[0], limit=1, min_cosine=0.5)[0][0] == "late"
     assert index.search(matrix[2000], limit=1, min_cosine=0.5)[0][0] == ids[2000]
+
+
+def test_a_query_split_across_scan_threads_finds_the_same_candidates_as_one_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probed lists scanned in parts on the scan pool (``ann_index.scan_threads``) and merged give the
+    candidates faiss's one-thread search gives, also with several queries in flight at once (the pool is
+    shared by every collection of the process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facetrace.store import ann_index
+
+    matrix = _face_like(20_000, seed=11)
+    compact = ann_index.CompactIndex.train(matrix, matrix.shape[0])
+    compact.add(np.arange(matrix.shape[0], dtype=np.int64), matrix)
+    rng = np.random.default_rng(12)
+    probes = matrix[rng.integers(0, matrix.shape[0], 60)] + 0.05 * rng.standard_normal((60, 128)).astype(
+        np.float32
+    )
+    probes = (probes / np.linalg.norm(probes, axis=1, keepdims=True)).astype(np.float32)
+    monkeypatch.setenv("FACETRACE_ANN_SCAN_THREADS", "1")
+    single = [compact.candidates(p, 64) for p in probes]
+    assert all(found.shape[0] == 64 for found in single)
+    monkeypatch.setattr(ann_index, "SPLIT_MIN_CODES", 0)  # 20k faces: split even these short lists
+    for threads in ("2", "3"):
+        monkeypatch.setenv("FACETRACE_ANN_SCAN_THREADS", threads)
+        lists = np.arange(compact.probes, dtype=np.int64)
+        assert len(compact._parts(lists, int(threads))) == int(threads)  # it does split
+        split = [compact.candidates(p, 64) for p in probes]
+        assert [sorted(found.tolist()) for found in split] == [sorted(found.tolist()) for found in single]
+        with ThreadPoolExecutor(4) as callers:
+            concurrent = list(callers.map(lambda p: compact.candidates(p, 64), probes))
+        assert [sorted(found.tolist()) for found in concurrent] == [sorted(found.tolist()) for found in single]

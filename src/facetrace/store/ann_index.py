@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "CompactIndex",
     "ann_min_faces",
     "faiss_available",
+    "scan_threads",
 ]
 
 ANN_MIN_FACES = 300_000
@@ -89,6 +91,39 @@ def _threads(count: int) -> None:
     faiss.omp_set_num_threads(count)
 
 
+def scan_threads() -> int:
+    """Threads one query's lists are scanned on: ``$FACETRACE_ANN_SCAN_THREADS``, else the cores (at most 4).
+
+    Not OpenMP's team (it spin-waits: see ``_threads``): the probed lists are split into parts of about equal
+    length and scanned by ``search_preassigned`` on a small thread pool (faiss releases the GIL), each part on
+    one OpenMP thread; a busy core then only delays the parts it holds."""
+    value = os.environ.get("FACETRACE_ANN_SCAN_THREADS")
+    if value is not None:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            pass
+    return min(4, _cores())
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_workers = 0
+_pool_lock = threading.Lock()
+
+
+def _scan_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's list-scanning threads (created on first use; one pool for every collection)."""
+    global _pool, _pool_workers
+    with _pool_lock:
+        if _pool is None or _pool_workers < workers:
+            old = _pool
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="ann-scan", initializer=_threads, initargs=(1,))
+            _pool_workers = workers
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
 def faiss_available() -> bool:
     """Whether faiss is installed (the ``scale`` extra); without it large collections are scanned exactly,
     which stays correct and only gets slower (logged once)."""
@@ -119,6 +154,10 @@ lists: on face-like vectors 128 lists reached recall@10 ≥ 0.99 at 100k faces (
 where 32 reached 0.94; at 20M (4096 lists of ~4,900 faces) 32 lists already reached 0.993 and 48 lists 0.9965
 at 19.6 ms, where 128 lists took 56 ms (docs/scale-index.md). Re-scoring more candidates did not help: the
 misses are in lists not read."""
+
+SPLIT_MIN_CODES = 40_000
+"""Fewest codes a query must read before its lists are split across threads: below it a scan takes ~2 ms or
+less and handing parts to other threads is not worth its ~0.1 ms."""
 
 CODES_PER_QUERY = 230_000
 """Codes read per query once lists are long: 48 lists of the 20M collection, ~4,880 faces each (recall@10
@@ -257,14 +296,84 @@ class CompactIndex:
                 ids[:] = new_label[ids]
 
     def candidates(self, probe: Vector, k: int = _CANDIDATES) -> npt.NDArray[np.int64]:
-        """Labels of up to ``k`` faces the 8-bit codes rank closest to ``probe`` (approximate order)."""
+        """Labels of up to ``k`` faces the 8-bit codes rank closest to ``probe`` (approximate order).
+
+        The same faces as faiss's one-thread ``search``: when the lists to read hold ``SPLIT_MIN_CODES`` codes
+        or more they are split into ``scan_threads()`` parts of about equal length, scanned side by side, and
+        the parts' best ``k`` merged by their code distances (comparable across lists)."""
         _threads(1)
         ix = self._index
         if not self._fixed_probes:  # the lists lengthen as the collection grows: read fewer of them
             ix.nprobe = probes_for(int(ix.nlist), int(ix.ntotal))
-        _, found = ix.search(probe.reshape(1, -1), k)
+        query = np.ascontiguousarray(probe.reshape(1, -1), dtype=np.float32)
+        workers = scan_threads()
+        if workers > 1:
+            distances, lists = ix.quantizer.search(query, int(ix.nprobe))
+            parts = self._parts(lists[0], workers)
+            if len(parts) > 1:
+                return self._split_scan(query, k, distances[0], lists[0], parts)
+            return self._scan(query, k, distances[0], lists[0])[1]
+        _, found = ix.search(query, k)
         labels: npt.NDArray[np.int64] = found[0]
         return labels[labels >= 0]
+
+    def _parts(self, lists: npt.NDArray[np.int64], workers: int) -> list[npt.NDArray[np.intp]]:
+        """Positions in ``lists`` split into up to ``workers`` groups with about as many codes each (longest
+        list first to the lightest group); one group when the lists are too short to be worth splitting."""
+        invlists = self._index.invlists
+        sizes = np.array([invlists.list_size(int(lst)) if lst >= 0 else 0 for lst in lists], dtype=np.int64)
+        count = min(workers, lists.shape[0]) if int(sizes.sum()) >= SPLIT_MIN_CODES else 1
+        if count < 2:
+            return [np.arange(lists.shape[0])]
+        loads = np.zeros(count, dtype=np.int64)
+        groups: list[list[int]] = [[] for _ in range(count)]
+        for position in np.argsort(-sizes, kind="stable"):
+            lightest = int(np.argmin(loads))
+            groups[lightest].append(int(position))
+            loads[lightest] += sizes[position]
+        return [np.sort(np.asarray(group, dtype=np.intp)) for group in groups if group]
+
+    def _scan(
+        self,
+        query: npt.NDArray[np.float32],
+        k: int,
+        distances: npt.NDArray[np.float32],
+        lists: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """(code distances, labels) of the best ``k`` faces of these lists (faiss ``search_preassigned``, on
+        the calling thread's one OpenMP thread; the probe count travels in the call, not on the shared index)."""
+        import faiss
+
+        params = faiss.SearchParametersIVF()
+        params.nprobe = int(lists.shape[0])
+        assigned = np.ascontiguousarray(lists.reshape(1, -1), dtype=np.int64)
+        centre = np.ascontiguousarray(distances.reshape(1, -1), dtype=np.float32)
+        found_d = np.empty((1, k), dtype=np.float32)
+        found = np.empty((1, k), dtype=np.int64)
+        self._index.search_preassigned_c(
+            1, faiss.swig_ptr(query), k, faiss.swig_ptr(assigned), faiss.swig_ptr(centre),
+            faiss.swig_ptr(found_d), faiss.swig_ptr(found), False, params,
+        )  # fmt: skip
+        keep = found[0] >= 0
+        return found_d[0][keep], found[0][keep]
+
+    def _split_scan(
+        self,
+        query: npt.NDArray[np.float32],
+        k: int,
+        distances: npt.NDArray[np.float32],
+        lists: npt.NDArray[np.int64],
+        parts: list[npt.NDArray[np.intp]],
+    ) -> npt.NDArray[np.int64]:
+        """The parts scanned side by side (the first on this thread), their best ``k`` merged."""
+        pool = _scan_pool(len(parts) - 1)
+        pending = [pool.submit(self._scan, query, k, distances[part], lists[part]) for part in parts[1:]]
+        results = [self._scan(query, k, distances[parts[0]], lists[parts[0]])]
+        results.extend(future.result() for future in pending)
+        merged_d = np.concatenate([d for d, _ in results])
+        merged = np.concatenate([labels for _, labels in results])
+        best: npt.NDArray[np.int64] = merged[np.argsort(merged_d, kind="stable")[:k]]
+        return best
 
     def save(self, path: Path) -> None:
         """Write the index to ``path`` (the snapshot makes it durable and checks it: ``index_files``)."""

@@ -235,6 +235,22 @@ class RowFile:
             # re-scoring reads a few scattered rows: read-ahead would pull in pages nobody asked for
             mapped.madvise(mmap.MADV_RANDOM)
 
+    def prefetch(self, rows: npt.NDArray[np.int64]) -> None:
+        """Ask the kernel for these rows' pages all at once (``MADV_WILLNEED``) before they are read.
+
+        Re-scoring touches a few dozen scattered rows; when they are not in the page cache each touch is a
+        fault that waits for its own disk read, one after the other (measured at 20M faces: a median 37 ms, p99
+        207 ms for 64 rows, against 1.2 ms when the reads are asked for together first and the disk serves them
+        side by side). A page already cached costs one ~3 µs call."""
+        mapped = _mapping(self.matrix)
+        if mapped is None or rows.shape[0] == 0:
+            return
+        row_bytes = self.dim * 4
+        first = rows.astype(np.int64) * row_bytes // mmap.PAGESIZE
+        last = ((rows.astype(np.int64) + 1) * row_bytes - 1) // mmap.PAGESIZE
+        for start, stop in zip(first.tolist(), last.tolist(), strict=True):
+            mapped.madvise(mmap.MADV_WILLNEED, start * mmap.PAGESIZE, (stop - start + 1) * mmap.PAGESIZE)
+
     def reserve(self, rows: int, used: int) -> None:
         """Room for ``rows`` rows, keeping the first ``used``."""
         if rows <= self.capacity:

@@ -507,6 +507,7 @@ class VectorIndex:
                 # Candidates from the compact index (labels are rows), each scored exactly: a scan's cosines.
                 rows = np.sort(ann.candidates(probe, max(limit + extra, _CANDIDATES)))
                 rows = rows[self._live[rows]]  # never a hole, whatever the index holds
+                self._rows.prefetch(rows)  # one batch of disk reads when the rows are not in the page cache
                 exact = np.einsum("ij,j->i", self._rows.matrix[rows], probe)
                 best = _top_k(exact, limit + extra, min_cosine)
                 found = [(self._ids.get(int(rows[i])), float(exact[i])) for i in best]
