@@ -1,19 +1,24 @@
 """Many live 640×360 streams on few cores: where one stream's time goes, CPU per stream, streams in real time,
-and identifications kept — main's live settings before issue #13's busy-scene work (*old*: gated detection
-with ``busy_interval`` 0, one greedy tracker round, strangers re-sampled every 2 s, landmarks refined before
-the quality looks) against today's defaults (*new*: a busy scene detected every 2nd offered frame with tracks
-predicted between, cascade pairing, the early stranger cut-off, refinement only for embedded faces), side by
-side in one run; the ids section also runs *every* (no gating at all, main's analysis) as the reference.
+and identifications kept — main's live settings before coarse detection (*old*: session 5's defaults, every
+detection at full scale) against today's defaults (*new*: detection on a half-scale copy while every tracked
+face is ≥ 48 px, a full-scale sweep every second, full-resolution landmarks for the faces embedded), side by
+side in one run; the ids section also runs *every* (no gating at all, the analysis before issue #13's
+busy-scene work) as the reference. Both ways take a skipped frame's grey levels from the decoded luma (no
+BGR conversion), which is not a setting.
 
-    python -m benchmarks.bench_streams [--streams 4,6,8] [--seconds 20] [--clips 4] [--skip profile,live,batch,ids]
+    python -m benchmarks.bench_streams [--streams 4,6,8] [--seconds 20] [--clips 4] [--skip split,profile,live,batch,ids]
+                                       [--in-phase]
 
 1. profile: one stream of the Hamilton clip (../shared/data, 640×360, 29.97 fps) analysed as fast as it
    decodes, every 2nd frame offered as a live worker does, old and new alternately ``--repeats`` times (the
-   median counts): milliseconds per video second in decode (+ BGR conversion), detect, embed (landmark
-   refinement + align + quality + SFace), track, identity (collection searches), sinks (events to JSON).
-   CPU per stream = process CPU seconds / video seconds; CPU ms per offered frame against the real-time
-   budget of N streams on 2 cores (2000 ms / (N × 15 offered frames)). Then a quiet camera, both ways.
-2. live: N simulated cameras (the clip looped at its own pace through ``Pipeline``, one worker per stream),
+   median counts): milliseconds per video second in decode, detect (YuNet, including the full-resolution
+   re-location of coarsely found faces), embed (landmark refinement + align + quality + SFace), track,
+   identity (collection searches), sinks (events to JSON), other (grey levels, BGR conversion of detected
+   frames, motion gate, scene cuts, bookkeeping). CPU per stream = process CPU seconds / video seconds; CPU
+   ms per offered frame against the real-time budget of N streams on 2 cores (2000 ms / (N × 15 offered
+   frames)). Then a quiet camera, both ways.
+2. live: N simulated cameras (the clip looped at its own pace through ``Pipeline``, one worker per stream,
+   started 1/N of the clip apart so that their busy moments do not coincide; ``--in-phase``: together),
    old then new for each N: process CPU seconds per stream per video second, analysed fps, dropped frames,
    and whether it kept real time (analysed fps ≥ 90% of offered, drops ≤ 5%, decode at the clip's pace).
 3. batch: SFace CPU time per face (process CPU, best of 3) with 1, 2, 4, 8, 16 real face crops of the clip
@@ -29,8 +34,10 @@ Load (``os.getloadavg``) is printed with every figure: other engineers share the
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import statistics
 import sys
 import tempfile
@@ -85,7 +92,8 @@ OLD_ANALYSIS = AnalysisSettings(
     identity=IdentitySettings(early_hopeless=False),
 )
 EVERY = Way("every", None, OLD_ANALYSIS)
-OLD = Way("old", GatingSettings(busy_interval=0.0), OLD_ANALYSIS)
+# main before coarse detection (session 5's defaults): every detection at full scale
+OLD = Way("old", GatingSettings(coarse_scale=1.0), AnalysisSettings())
 NEW = Way("new", GatingSettings(), AnalysisSettings())
 WAYS = (OLD, NEW)
 OFFERED_FPS = 29.97 / 2
@@ -159,8 +167,6 @@ def profile(
     while True:
         t0 = time.perf_counter()
         frame = next(iterator, None) if frames < loops * length else None
-        if frame is not None and frame.index % every == 0:
-            frame.bgr()
         timer.seconds["decode"] = timer.seconds.get("decode", 0.0) + time.perf_counter() - t0
         if frame is None:
             break
@@ -187,11 +193,49 @@ def profile(
         "cpu_ms_per_offered_frame": round(1000 * cpu / max(1, frames // every), 1),
         "wall_per_video_second": round(wall / video, 3),
         "detections": analyzer.detections,
+        "coarse": analyzer.coarse,
         "gated": analyzer.gated,
         "embedded": analyzer.embedded,
         "events": len(published),
         "load": load_average(),
     }
+
+
+# cProfile functions whose cumulative time makes up each part of ``split`` (file suffix, function name)
+_PARTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "decode": (("video/source.py", "_decode"),),
+    "grey + BGR conversion, gate, cut": (("video/source.py", "gray"), ("video/source.py", "bgr"), ("video/analysis.py", "changed")),
+    "detection (YuNet)": (("models/yunet.py", "detect"),),
+    "alignment": (("facetrace/geometry.py", "align_face"),),
+    "quality looks (pose, sharpness)": (("facetrace/quality.py", "estimate_quality"),),
+    "embedding (SFace)": (("models/onnx_embedder.py", "embed"),),
+    "tracking": (("video/tracker.py", "match"), ("video/tracker.py", "apply"), ("video/tracker.py", "expire"), ("video/tracker.py", "reassociate")),
+}  # fmt: skip
+
+
+def split(gallery: Gallery, clip: Path, way: Way, loops: int = 2) -> dict[str, Any]:
+    """Where one busy stream's time goes, by cProfile (its overhead inflates the Python part a little):
+    each part's share of the profiled run, the rest being Python bookkeeping (analysis, identity, events)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    row = profile(gallery, clip, way, loops=loops)
+    profiler.disable()
+    stats: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = sum(value[2] for value in stats.values())
+    parts: dict[str, float] = {}
+    for part, functions in _PARTS.items():
+        parts[part] = sum(
+            value[3]
+            for (file, _, name), value in stats.items()
+            if any(file.endswith(suffix) and name == fn for suffix, fn in functions)
+        )
+    parts["Python: analysis, identity, events, the rest"] = total - sum(parts.values())
+    video = row["video_seconds"]
+    shares = {k: round(100 * v / total, 1) for k, v in parts.items()}
+    per_second = {k: round(1000 * v / video, 1) for k, v in parts.items()}
+    print(f"  {way.name}: " + ", ".join(f"{k} {shares[k]:.0f}% ({per_second[k]:.0f} ms/s)" for k in parts)
+          + f"; load {load_average()}")  # fmt: skip
+    return {"share_pct": shares, "ms_per_video_second": per_second, "load": load_average()}
 
 
 class _EngineProxy:
@@ -208,31 +252,43 @@ class _EngineProxy:
         return getattr(self._engine, name)
 
 
-def live(gallery: Gallery, clip: Path, streams: int, seconds: float, way: Way) -> dict[str, Any]:
-    """``streams`` cameras (the clip looped at its pace), one worker each, for ``seconds``."""
+def live(
+    gallery: Gallery, clip: Path, streams: int, seconds: float, way: Way, in_phase: bool = False
+) -> dict[str, Any]:
+    """``streams`` cameras (the clip looped at its pace), one worker each, for ``seconds``. The cameras are
+    started a ``1 / streams`` of the clip apart, so their busy moments (edits, a crowd coming into view) fall
+    at different times, as on independent cameras; ``in_phase`` starts them together (every camera then
+    needs its most CPU at the same moment, and frames are dropped while cores idle between those bursts)."""
     events: list[int] = [0]
 
     def count(event: Event) -> None:
         events[0] += 1
 
-    pipeline = Pipeline(gallery.engine, sinks=[CallbackSink(count)])
     matcher = CollectionMatcher(gallery, "cast", 99.0)
+    length = _clip_seconds(clip)
+    pipelines = []
     for i in range(streams):
+        pipeline = Pipeline(gallery.engine, sinks=[CallbackSink(count)])
         source = SourceSettings(str(clip), realtime=True, loop=True)
         config = StreamConfig(
             name=f"cam{i}", source=source, analysis=way.analysis, detect_every=2, gating=way.gating
         )
         pipeline.add(config, matcher=matcher)
-    pipeline.start()
-    for worker in pipeline.workers.values():
-        worker.wait_ready(60)
+        began = time.perf_counter()
+        pipeline.start()
+        for worker in pipeline.workers.values():
+            worker.wait_ready(60)
+        pipelines.append(pipeline)
+        if not in_phase and i + 1 < streams:
+            time.sleep(max(0.0, length / streams - (time.perf_counter() - began)))
     time.sleep(1.0)  # past start-up
-    first = pipeline.metrics()
+    first = {k: v for p in pipelines for k, v in p.metrics().items()}
     cpu0, began = _cpu(), time.perf_counter()
     time.sleep(seconds)
     cpu, elapsed = _cpu() - cpu0, time.perf_counter() - began
-    last = pipeline.metrics()
-    pipeline.stop()
+    last = {k: v for p in pipelines for k, v in p.metrics().items()}
+    for pipeline in pipelines:
+        pipeline.stop()
 
     def delta(key: str) -> int:
         return sum(last[n][key] - first[n][key] for n in last)
@@ -256,6 +312,13 @@ def live(gallery: Gallery, clip: Path, streams: int, seconds: float, way: Way) -
         "load": load_average(),
     }
     return row
+
+
+def _clip_seconds(clip: Path) -> float:
+    source = VideoSource(SourceSettings(str(clip)))
+    last = max((frame.stream_time for frame in source.frames()), default=0.0)
+    fps = source.metadata.frame_rate if source.metadata and source.metadata.frame_rate > 0 else 29.97
+    return last + 1.0 / fps
 
 
 def doorway_clip(path: Path, seconds: float = 30.0, fps: int = 15) -> Path:
@@ -419,8 +482,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each live run")
     parser.add_argument("--clips", type=int, default=4, help="generated clips for the ids section")
     parser.add_argument("--repeats", type=int, default=3, help="profile runs of each way (alternating; median)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: profile,live,batch,ids")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated sections to skip: split,profile,live,batch,ids"
+    )
     parser.add_argument("--json", help="write the numbers here")
+    parser.add_argument("--in-phase", action="store_true", help="live: start every camera at the same point")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     examples = require_data() / "face_recognition" / "examples"
@@ -430,6 +496,9 @@ def main() -> None:
     print(machine_info())
     report: dict[str, Any] = {"load_start": load_average()}
     print(f"load average at start: {report['load_start']}")
+    if "split" not in skip:
+        print("\nsplit: one busy stream (the Hamilton clip looped twice) under cProfile, old and new")
+        report["split"] = {way.name: split(gallery, clip, way) for way in WAYS}
     if "profile" not in skip:
         print(f"\nprofile: one stream, the Hamilton clip looped 3 times as fast as it decodes, every 2nd frame "
               f"offered; old and new alternately, {args.repeats} runs each")  # fmt: skip
@@ -446,7 +515,7 @@ def main() -> None:
                   f"{args.seconds:g} s each way; real-time budget on 2 cores {budget:.1f} ms CPU per frame")  # fmt: skip
             rows = {}
             for way in WAYS:
-                row = rows[way.name] = live(gallery, clip, n, args.seconds, way)
+                row = rows[way.name] = live(gallery, clip, n, args.seconds, way, args.in_phase)
                 row["way"] = way.name
                 report["live"].append(row)
                 print(f"  {way.name:6}: CPU per stream {row['cpu_per_stream']:.3f}, {row['cores_used']:.2f} cores "
@@ -487,7 +556,7 @@ def _profiles(gallery: Gallery, clip: Path, repeats: int, loops: int, every: int
             stages = ", ".join(f"{k} {v:.0f}" for k, v in row["ms_per_video_second"].items())
             print(f"  {way.name:4} run {r + 1}: CPU per stream {row['cpu_per_stream']:.3f} (process CPU s / video s), "
                   f"{row['cpu_ms_per_offered_frame']:.1f} ms per offered frame; ms per video second: {stages}; "
-                  f"{row['detections']} detections, {row['gated']} skipped, {row['embedded']} faces embedded, "
+                  f"{row['detections']} detections ({row['coarse']} coarse), {row['gated']} skipped, {row['embedded']} faces embedded, "
                   f"{row['events']} events, load {row['load']}")  # fmt: skip
     report: dict[str, Any] = {}
     for name, rows in runs.items():

@@ -182,7 +182,9 @@ def test_prediction_keeps_a_moving_face_on_one_track(
     assert len(track_ids) == 1, "one face, one track"
     named = [e.match.face.external_image_id for e in events if isinstance(e, TrackIdentified) and e.match]
     assert named == ["obama"]
-    assert np.median(predicted_error) < 0.5 * np.median(stale_error)
+    # median 15 px against 29 px stale (11 against 31 with every detection at full scale: the boxes found on
+    # a half-scale copy, ``GatingSettings.coarse_scale``, are a pixel or two less steady)
+    assert np.median(predicted_error) < 0.6 * np.median(stale_error)
 
 
 def test_gating_settings_are_validated() -> None:

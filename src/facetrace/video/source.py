@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import av
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -169,6 +170,11 @@ class VideoMetadata:
         return data
 
 
+_PLANAR_YUV = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21"})
+_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+_LIMITED_TO_FULL = np.clip((np.arange(256) - 16) * 255.0 / 219.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 @dataclass(slots=True, eq=False)
 class Frame:
     """One decoded picture. ``bgr()`` converts (once) to a (H, W, 3) uint8 array; skipped frames never pay it."""
@@ -193,6 +199,24 @@ class Frame:
             self._pixels = np.ascontiguousarray(array, dtype=np.uint8)
             self._picture = None
         return self._pixels
+
+    def gray(self) -> npt.NDArray[np.uint8]:
+        """The picture in grey levels (0–255), (H, W). A planar YUV picture not yet converted gives its luma
+        plane, stretched to full range when it is limited (16–235), without converting the colour: the
+        motion gate and the scene-cut detector look at nothing else, so a frame whose detection is skipped
+        never pays the BGR conversion (about 1.5 ms per 640×360 frame)."""
+        picture = self._picture
+        if (
+            self._pixels is None
+            and picture is not None
+            and (picture.width, picture.height) == (self.width, self.height)
+            and picture.format.name in _PLANAR_YUV
+        ):
+            plane = picture.planes[0]
+            luma = np.frombuffer(plane, np.uint8).reshape(self.height, plane.line_size)[:, : self.width]
+            full = picture.format.name.startswith("yuvj") or picture.color_range == _FULL_RANGE
+            return luma if full else np.asarray(cv2.LUT(luma, _LIMITED_TO_FULL), dtype=np.uint8)
+        return np.asarray(cv2.cvtColor(self.bgr(), cv2.COLOR_BGR2GRAY), dtype=np.uint8)
 
     @classmethod
     def from_array(cls, pixels: npt.NDArray[np.uint8], index: int, stream_time: float) -> Frame:
