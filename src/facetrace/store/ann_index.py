@@ -340,17 +340,19 @@ class CompactIndex:
                 int(ids.shape[0]), faiss.swig_ptr(chunk), faiss.swig_ptr(ids), faiss.swig_ptr(into)
             )
 
-    def remove(self, labels: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+    def remove(self, labels: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32] | None) -> None:
         """Remove the faces with these labels, whose vectors are ``vectors``: each is looked for in the list
         its vector is assigned to (as ``add`` assigned it), so a delete reads a few short lists instead of all
         of them, and the index needs no id → list map (faiss's hash table costs ~0.8 GB and ~10 s to build at
-        20M faces). A label not found there (a near tie decided differently) is removed by a full pass."""
+        20M faces). A label not found there (a near tie decided differently) is removed by a full pass. Fast-scan
+        lists pack their codes in blocks that only faiss rewrites: they take faiss's full pass over the labels
+        (``vectors`` unused: None spares the caller reading them back from the row file)."""
         import faiss
 
         if labels.shape[0] == 0:
             return
         ix = self._index
-        if not self.outdated:  # fast-scan lists hold their codes in packed blocks: faiss removes from them
+        if not self.outdated or vectors is None:  # fast-scan lists pack their codes in blocks: faiss's pass
             _threads(_cores())
             wanted = np.ascontiguousarray(labels, dtype=np.int64)
             ix.remove_ids(faiss.IDSelectorBatch(wanted.shape[0], faiss.swig_ptr(wanted)))

@@ -360,12 +360,17 @@ class VectorIndex:
             self._remove_rows(self._rows_of(face_ids))
             self._maybe_persist()
 
+    def _vectors_for(self, ann: CompactIndex, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float32] | None:
+        """(Lock held.) The rows' vectors when ``ann`` needs them to find a face's list (8-bit codes), else None:
+        reading them back is a disk read per row of a 10 GB file that is mostly not cached."""
+        return np.asarray(self._rows.matrix[rows]) if ann.outdated else None
+
     def _remove_rows(self, rows: npt.NDArray[np.intp]) -> None:
         if rows.shape[0] == 0:
             return
         self._assign(rows, np.full(rows.shape[0], _NO_USER, dtype=np.int32))
         if self._ann is not None:
-            self._ann.remove(rows.astype(np.int64), np.asarray(self._rows.matrix[rows]))
+            self._ann.remove(rows.astype(np.int64), self._vectors_for(self._ann, rows))
             self._unsaved += rows.shape[0]
         self._live[rows] = False
         self._ids.clear(rows)
@@ -608,9 +613,8 @@ class VectorIndex:
             if epoch != self._epoch or self._ann is None:
                 return
             now = self._live[:used]
-            fresh.remove(
-                (gone := np.flatnonzero(live & ~now)).astype(np.int64), np.asarray(self._rows.matrix[gone])
-            )
+            gone = np.flatnonzero(live & ~now)
+            fresh.remove(gone.astype(np.int64), self._vectors_for(fresh, gone))
             added = used + np.flatnonzero(self._live[used : self._n])
             fresh.add(added.astype(np.int64), np.asarray(self._rows.matrix[added]))
             self._ann = fresh
