@@ -1,7 +1,8 @@
 """Many live 640×360 streams on few cores: where one stream's time goes, CPU per stream, streams in real time,
 and identifications kept — main's live settings before coarse detection (*old*: session 5's defaults, every
 detection at full scale) against today's defaults (*new*: detection on a half-scale copy while every tracked
-face is ≥ 48 px, a full-scale sweep every second, full-resolution landmarks for the faces embedded), side by
+face is ≥ 48 px, a full-scale sweep every second, full-resolution landmarks for the faces embedded; a face
+whose first sample is nowhere near anyone given up on after it, ``first_sample_margin``), side by
 side in one run; the ids section also runs *every* (no gating at all, the analysis before issue #13's
 busy-scene work) as the reference. Both ways take a skipped frame's grey levels from the decoded luma (no
 BGR conversion), which is not a setting.
@@ -92,8 +93,11 @@ OLD_ANALYSIS = AnalysisSettings(
     identity=IdentitySettings(early_hopeless=False),
 )
 EVERY = Way("every", None, OLD_ANALYSIS)
-# main before coarse detection (session 5's defaults): every detection at full scale
-OLD = Way("old", GatingSettings(coarse_scale=1.0), AnalysisSettings())
+# main before session 6 (session 5's defaults): every detection at full scale, min_samples before a stranger is
+# given up on
+OLD = Way(
+    "old", GatingSettings(coarse_scale=1.0), AnalysisSettings(identity=IdentitySettings(first_sample_margin=0.0))
+)
 NEW = Way("new", GatingSettings(), AnalysisSettings())
 WAYS = (OLD, NEW)
 OFFERED_FPS = 29.97 / 2
@@ -162,6 +166,7 @@ def profile(
     length = sum(1 for _ in VideoSource(SourceSettings(str(clip))).frames())
     frames = 0
     last_time = 0.0
+    costs: list[float] = []  # thread CPU seconds of each offered frame's analysis
     cpu0, began = _cpu(), time.perf_counter()
     iterator = iter(source.frames())
     while True:
@@ -174,8 +179,9 @@ def profile(
         last_time = frame.stream_time
         if frame.index % every:
             continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         result = analyzer.process(frame)
+        costs.append(time.thread_time() - c0)
         timer.seconds["analyse"] = timer.seconds.get("analyse", 0.0) + time.perf_counter() - t0
         publish(result.events)
     publish(analyzer.finish())
@@ -198,7 +204,41 @@ def profile(
         "embedded": analyzer.embedded,
         "events": len(published),
         "load": load_average(),
+        "frame_costs": costs,
     }
+
+
+def queue_model(costs: Sequence[float], streams: int, in_phase: bool, decode: float, cores: float = 2.0) -> float:
+    """Per cent of offered frames a live worker would drop (queue of 2, the oldest dropped) with ``streams``
+    cameras whose offered frames cost ``costs`` CPU seconds each (a measured stream, looped), sharing
+    ``cores`` equally among the analysers at work once ``decode`` cores per stream are taken by the readers.
+    ``in_phase``: every camera at the same point of the clip; else each ``1 / streams`` of it further on."""
+    step, period, seconds, queue_size = 0.001, 1.0 / OFFERED_FPS, 120.0, 2
+    n = len(costs)
+    shift = [0 if in_phase else i * n // streams for i in range(streams)]
+    queues: list[list[int]] = [[] for _ in range(streams)]
+    left = [0.0] * streams
+    working = [False] * streams
+    arrivals, offered, dropped, t = [0.0] * streams, [0] * streams, 0, 0.0
+    capacity = cores - decode * streams
+    while t < seconds:
+        for i in range(streams):
+            while arrivals[i] <= t:
+                queues[i].append(offered[i])
+                offered[i] += 1
+                arrivals[i] += period
+                if len(queues[i]) > queue_size:
+                    queues[i].pop(0)
+                    dropped += 1
+            if not working[i] and queues[i]:
+                working[i], left[i] = True, costs[(queues[i].pop(0) + shift[i]) % n]
+        busy = [i for i in range(streams) if working[i]]
+        share = min(1.0, capacity / max(1, len(busy)))
+        for i in busy:
+            left[i] -= share * step
+            working[i] = left[i] > 0
+        t += step
+    return 100.0 * dropped / max(1, sum(offered))
 
 
 # cProfile functions whose cumulative time makes up each part of ``split`` (file suffix, function name)
@@ -566,6 +606,20 @@ def _profiles(gallery: Gallery, clip: Path, repeats: int, loops: int, every: int
     report["old_over_new"] = round(old / max(1e-9, new), 2)
     frame_ms = statistics.median(row["cpu_ms_per_offered_frame"] for row in runs["new"])
     report["new_ms_per_offered_frame"] = frame_ms
+    for name, rows in runs.items():
+        row = sorted(rows, key=lambda r: r["cpu_per_stream"])[len(rows) // 2]
+        costs, decode = row["frame_costs"], row["ms_per_video_second"].get("decode", 0.0) / 1000
+        model = {
+            f"{n}_{phase}": round(queue_model(costs, n, phase == "in_phase", decode), 1)
+            for n in (4, 8)
+            for phase in ("in_phase", "out_of_phase")
+        }
+        report[name]["queue_model_dropped_pct"] = model
+        print(f"  queue model, {name} (its median run's per-frame CPU, decode {decode:.3f} core per stream): "
+              + ", ".join(f"{k.replace('_', ' ')} {v:.0f}% dropped" for k, v in model.items()))  # fmt: skip
+    for rows in runs.values():
+        for row in rows:
+            row.pop("frame_costs", None)
     print(f"  median CPU per stream: old {old:.3f}, new {new:.3f}: old / new {report['old_over_new']:.2f}x; "
           f"new {frame_ms:.1f} ms CPU per offered frame (8 streams at 15 fps on 2 cores: "
           f"{2000 / (8 * OFFERED_FPS):.1f} ms)")  # fmt: skip

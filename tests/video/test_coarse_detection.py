@@ -1,6 +1,6 @@
-"""Cheaper busy live streams on the Hamilton clip (../shared): grey levels straight from the decoded luma, and
-detection on a half-scale copy while every tracked face is large, with full-resolution landmarks for the
-faces that are embedded."""
+"""Cheaper busy live streams on the Hamilton clip (../shared): grey levels straight from the decoded luma,
+detection on a half-scale copy while every tracked face is large (full-resolution landmarks for the faces
+embedded), and strangers nowhere near anyone given up on after their first sample."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from facetrace.gallery import Gallery
 from facetrace.imaging import Image
 from facetrace.store import MemoryStore
 from facetrace.types import Detection
-from facetrace.video.analysis import FrameAnalyzer, GatingSettings, relocate
+from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, GatingSettings, relocate
 from facetrace.video.events import TrackEvent, TrackIdentified
-from facetrace.video.identity import CollectionMatcher
+from facetrace.video.identity import CollectionMatcher, IdentitySettings
 from facetrace.video.source import SourceSettings, VideoSource
 
 pytestmark = pytest.mark.shared
@@ -84,9 +84,11 @@ def test_relocate_gives_back_full_resolution_embeddings(engine: FaceEngine, clip
     assert min(relocated_cosine) > min(coarse_cosine)
 
 
-def _namings(gallery: Gallery, clip: Path, gating: GatingSettings) -> tuple[list[tuple[str, float]], int]:
+def _namings(
+    gallery: Gallery, clip: Path, gating: GatingSettings, analysis: AnalysisSettings | None = None
+) -> tuple[list[tuple[str, float]], FrameAnalyzer]:
     matcher = CollectionMatcher(gallery, "cast", 99.0)
-    analyzer = FrameAnalyzer(gallery.engine, matcher=matcher, gating=gating)
+    analyzer = FrameAnalyzer(gallery.engine, matcher=matcher, gating=gating, settings=analysis)
     events: list[TrackEvent] = []
     for frame in VideoSource(SourceSettings(str(clip))).frames():
         if frame.index % 2 == 0:  # a live worker's offer
@@ -97,21 +99,25 @@ def _namings(gallery: Gallery, clip: Path, gating: GatingSettings) -> tuple[list
         for e in events
         if isinstance(e, TrackIdentified) and e.match is not None
     ]
-    return named, analyzer.coarse
+    return named, analyzer
 
 
-def test_coarse_detection_names_the_same_people(engine: FaceEngine, clip: Path) -> None:
-    """With most detections at half scale, the Hamilton clip's cast is named as with every detection at full
-    scale: Lin in his centre-stage appearance, nobody else, no wrong name."""
+@pytest.fixture(scope="module")
+def cast(engine: FaceEngine, clip: Path) -> Gallery:
     gallery = Gallery(engine, MemoryStore())
     gallery.create_collection("cast")
-    examples = clip.parent
     for name in ("lin-manuel-miranda", "alex-lacamoire"):
-        gallery.index_faces("cast", examples / f"{name}.png", external_image_id=name, max_faces=1)
-    full, none_coarse = _namings(gallery, clip, GatingSettings(coarse_scale=1.0))
-    coarse, coarse_count = _namings(gallery, clip, GatingSettings())
-    assert none_coarse == 0
-    assert coarse_count >= 10
+        gallery.index_faces("cast", clip.parent / f"{name}.png", external_image_id=name, max_faces=1)
+    return gallery
+
+
+def test_coarse_detection_names_the_same_people(cast: Gallery, clip: Path) -> None:
+    """With many detections at half scale, the Hamilton clip's cast is named as with every detection at full
+    scale: Lin in his centre-stage appearance, nobody else, no wrong name."""
+    full, at_full = _namings(cast, clip, GatingSettings(coarse_scale=1.0))
+    coarse, at_half = _namings(cast, clip, GatingSettings())
+    assert at_full.coarse == 0
+    assert at_half.coarse >= 10
     assert {name for name, _ in coarse} == {name for name, _ in full} == {"lin-manuel-miranda"}
     assert all(2.7 <= seconds < 7.1 + 0.3 for _, seconds in coarse), coarse
 
@@ -121,3 +127,13 @@ def test_coarse_settings_are_validated() -> None:
         GatingSettings(coarse_scale=0.1)
     with pytest.raises(InvalidParameterError):
         GatingSettings(sweep_interval=-1.0)
+
+
+def test_strangers_far_from_everyone_cost_one_embedding(cast: Gallery, clip: Path) -> None:
+    """``IdentitySettings.first_sample_margin``: the Hamilton audience, nowhere near the cast at its first
+    sample, is given up on after it instead of after two; Lin is named all the same."""
+    gating = GatingSettings()
+    before, two = _namings(cast, clip, gating, AnalysisSettings(identity=IdentitySettings(first_sample_margin=0)))
+    after, one = _namings(cast, clip, gating, AnalysisSettings())
+    assert {name for name, _ in after} == {name for name, _ in before} == {"lin-manuel-miranda"}
+    assert one.embedded <= two.embedded - 4, (one.embedded, two.embedded)

@@ -14,7 +14,9 @@ detection (~17 ms) is skipped while the picture has not changed since the last d
 and where it has, it runs at a rate set by what is happening — on every offered frame while a track is
 tentative or just lost (every ``busy_interval``: every 2nd offered frame, tracks carried by their predicted
 motion in between), young and unidentified (``young_interval``), every ``settled_interval`` seconds otherwise
-(an empty scene, tracks already named or given up on). A skipped frame costs a 160×90 grey thumbnail.
+(an empty scene, tracks already named or given up on). A skipped frame costs a 160×90 grey thumbnail of
+the decoded luma (``Frame.gray``: no BGR conversion). While every tracked face is large, detection runs on a
+half-scale copy (``GatingSettings.coarse_scale``), with periodic full-scale sweeps for small new faces.
 """
 
 from __future__ import annotations
