@@ -3,8 +3,9 @@ on 640×360 video.
 
     python -m benchmarks.bench_redact [--section photos|video|all] [--quick] [--limit N]
 
-``--quick`` (about 5 minutes on a quiet 2-core machine): the held-out photos only, and the video section;
-it regenerates every figure in docs/redact.md except the tuning half of the photo table.
+``--quick`` (about 4–6 minutes on a quiet 2-core machine): the held-out photos with the default settings
+only, and the video section; it regenerates the default's figures in docs/redact.md (the earlier settings'
+rows and the tuning half come from full runs and the offline analysis described there).
 
 photos: WIDER FACE validation crowds (``wider_val200``: 200 photos *squashed* to 416×416 — every photo was
 resized to a square whatever its shape, so faces are narrowed, most of them 2–3×). Their official boxes are

@@ -138,6 +138,23 @@ def test_faces_of_a_squashed_picture_are_hidden(
     assert all(_covered(after, default, shape, box) >= 0.9 for box in boxes)
 
 
+def test_anamorphic_option_of_the_command(
+    capsys: pytest.CaptureFixture[str], photos: dict, home: Path, tmp_path: Path
+) -> None:
+    """``--anamorphic off`` leaves a 3×-flattened portrait's face visible (nothing found); the default
+    (``auto``: on for photos) hides it."""
+    source = cv2.imread(str(photos["Tom_Hanks_54745.png"]))
+    flat = tmp_path / "flat.png"
+    squashed = cv2.resize(source, (source.shape[1], source.shape[0] // 3), interpolation=cv2.INTER_AREA)
+    # a grey margin above and below: pictures under 80 px a side are refused
+    cv2.imwrite(str(flat), cv2.copyMakeBorder(squashed, 24, 24, 0, 0, cv2.BORDER_CONSTANT, value=(128, 128, 128)))
+    hidden = {}
+    for option in ("off", "auto"):
+        assert main(["redact", str(flat), str(tmp_path / f"{option}.png"), "--anamorphic", option, "--json"]) == 0
+        hidden[option] = json.loads(capsys.readouterr().out)["FacesHidden"]
+    assert hidden == {"off": 0, "auto": 1}
+
+
 def test_keep_collection_leaves_the_enrolled_person_visible(
     capsys: pytest.CaptureFixture[str], engine: FaceEngine, photos: dict, home: Path, tmp_path: Path
 ) -> None:

@@ -5,10 +5,12 @@ so detection here is tuned for recall rather than for identification: YuNet and 
 (``models.ensemble``; CenterFace finds the small and profile crowd faces YuNet misses), each at a low score
 (``REDACTION_MIN_CONFIDENCE``), tiles at full resolution for small faces in photos, no cap on the number of
 faces, and boxes padded on every side (``RedactionSettings.padding``) so a slightly short box still covers
-hair line, chin and ears. Photos are also searched stretched 2× and 3× wide and tall (``RedactionSettings.aspects``):
-a picture stored squashed (anamorphic video, 4:3 stored as 16:9, photos resized to squares) narrows its
-faces past what the detectors were trained on, and stretched back they are ordinary faces. A false detection only costs a blurred patch of wall: on held-out WIDER crowds
-this leaves 0.5% of faces ≥ 16 px visible and blurs ~18% of the non-face picture (docs/redact.md).
+hair line, chin and ears. Photos are also searched stretched 2× and 3× wide and tall
+(``RedactionSettings.aspects``): a picture stored squashed (anamorphic video, 4:3 stored as 16:9, photos
+resized to squares) narrows its faces past what the detectors were trained on, and stretched back they are
+ordinary faces. A false detection only costs a blurred patch of wall: on held-out WIDER crowds this leaves
+0.25% of faces ≥ 16 px visible (0.81% on the same photos squashed to squares) and blurs ~20% of the non-face
+picture (docs/redact.md).
 
 Obscuring is irreversible: the padded region is shrunk to a few blocks across (``blocks``; the detail is
 thrown away, not hidden) and, for ``BLUR``, those blocks are smoothed back out with a Gaussian; ``PIXELATE``
