@@ -16,7 +16,7 @@ from facetrace.gallery import Gallery
 from facetrace.imaging import Image
 from facetrace.store import MemoryStore
 from facetrace.types import Detection
-from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, GatingSettings, faces_around, relocate
+from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, GatingSettings, relocate
 from facetrace.video.events import TrackEvent, TrackIdentified
 from facetrace.video.identity import CollectionMatcher, IdentitySettings
 from facetrace.video.source import SourceSettings, VideoSource
@@ -82,26 +82,6 @@ def test_relocate_gives_back_full_resolution_embeddings(engine: FaceEngine, clip
     assert np.median(relocated_cosine) >= np.median(coarse_cosine) + 0.05, (coarse_cosine, relocated_cosine)
     assert np.median(relocated_cosine) >= 0.9
     assert min(relocated_cosine) > min(coarse_cosine)
-
-
-def test_small_faces_are_found_around_their_boxes_at_full_resolution(engine: FaceEngine, clip: Path) -> None:
-    """The Hamilton audience's small faces (under 48 px, tracked at full resolution on coarse frames) are found
-    again by ``faces_around`` a box shifted by a third of the face, as the whole-frame detection finds them
-    (barely detected ones, score under 0.6, may need the whole frame's context: two of them do)."""
-    small = found = 0
-    for frame in VideoSource(SourceSettings(str(clip))).frames():
-        if frame.index % 10:
-            continue
-        image = Image(frame.bgr())
-        for face in engine.find_faces(image, 20, upright=False):
-            if min(face.w, face.h) >= 48 or face.score < 0.6:
-                continue
-            small += 1
-            predicted = (face.x + face.w / 3, face.y - face.h / 3, face.w, face.h)
-            around = faces_around(engine, image, predicted)
-            found += any(_iou(d, face) >= 0.6 for d in around)
-    assert small >= 10
-    assert found >= 0.9 * small, (found, small)
 
 
 def _namings(

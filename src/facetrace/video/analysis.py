@@ -15,9 +15,8 @@ and where it has, it runs at a rate set by what is happening — on every offere
 tentative or just lost (every ``busy_interval``: every 2nd offered frame, tracks carried by their predicted
 motion in between), young and unidentified (``young_interval``), every ``settled_interval`` seconds otherwise
 (an empty scene, tracks already named or given up on). A skipped frame costs a 160×90 grey thumbnail of
-the decoded luma (``Frame.gray``: no BGR conversion). Detection runs mostly on a
-half-scale copy (``GatingSettings.coarse_scale``; small tracked faces in full-resolution crops around
-them), with periodic full-scale sweeps for small new faces.
+the decoded luma (``Frame.gray``: no BGR conversion). While every tracked face is large, detection runs on a
+half-scale copy (``GatingSettings.coarse_scale``), with periodic full-scale sweeps for small new faces.
 """
 
 from __future__ import annotations
@@ -51,7 +50,6 @@ __all__ = [
     "SceneCutDetector",
     "TrackObserver",
     "UnresolvedTrack",
-    "faces_around",
     "relocate",
     "track_match",
 ]
@@ -114,17 +112,15 @@ class GatingSettings:
     ``min_change``: the picture has changed when some cell of ``cell_px`` × ``cell_px`` pixels differs from
     the last detected frame by this many grey levels on average (H.264 noise on a still scene stays below
     2; a 30 px face entering a cell adds well over 10).
-    ``coarse_scale``: detect on a copy scaled by this much (1: never), with a sweep at full scale at least
-    every ``sweep_interval`` seconds and after a scene cut, for new faces too small to be found coarsely.
-    The faces of tracks smaller than ``coarse_min_px`` (24 px at half scale) are looked for at full
-    resolution in a crop around where their track predicts them (``faces_around``, ~1.5 ms each; more than
-    ``MAX_REGIONS`` such tracks: the frame is detected at full scale). YuNet still finds 16 px faces at
-    half scale, but following 32–48 px faces that way changed which frames were sampled enough to lose one
-    naming at 95 on the generated clips (a face walking up to the camera). Half scale costs YuNet a quarter
-    (~5 ms instead of ~20 ms on a 640×360 frame). The few faces a frame's embeddings are chosen from get
-    their landmarks again at full resolution (``relocate``: a detector pass on a crop of ~2× the face):
-    SFace vectors of faces aligned on half-scale landmarks differ too much (cosine ~0.85 to the full-scale
-    ones) to be used as they are.
+    ``coarse_scale``: detect on a copy scaled by this much (1: never) while every face on a track is at least
+    ``coarse_min_px`` (24 px at half scale), with a sweep at full scale at least every ``sweep_interval``
+    seconds and after a scene cut, for faces too small to be found coarsely. YuNet still finds 16 px faces
+    at half scale, but following 32–48 px faces that way changed which frames were sampled enough to lose
+    one naming at 95 on the generated clips (a face walking up to the camera); from 48 px none is lost.
+    Half scale costs YuNet a quarter (~5 ms instead of ~20 ms on a 640×360 frame). The few faces a frame's
+    embeddings are chosen from get their landmarks again at full resolution (``relocate``: a detector pass
+    on a crop of ~2× the face): SFace vectors of faces aligned on half-scale landmarks differ too much
+    (cosine ~0.85 to the full-scale ones) to be used as they are.
     """
 
     busy_interval: float = 0.1
@@ -549,38 +545,25 @@ class FrameAnalyzer:
         return dict(zip(chosen, faces, strict=True))
 
     def _detect(self, image: Image, t: float, cut: bool) -> list[Detection]:
-        """This frame's faces: at ``GatingSettings.coarse_scale`` when a full-scale sweep was recent (not
-        after a cut), with the faces of the few tracks too small for it (``coarse_min_px``) looked for at full
-        resolution around where their tracks predict them; else at full scale."""
+        """This frame's faces, at ``GatingSettings.coarse_scale`` when every tracked face is large enough and
+        a full-scale sweep was recent (not after a cut), else at full scale."""
         settings, gating = self.settings, self.gating
-        small = [
-            tr
-            for tr in self.tracker.tracks
-            if gating is not None and min(tr.detection.w, tr.detection.h) < gating.coarse_min_px
-        ]
         coarse = (
             gating is not None
             and gating.coarse_scale < 1.0
             and not cut
             and 0.0 <= t - self._last_sweep < gating.sweep_interval
-            and len(small) <= MAX_REGIONS
+            and all(min(tr.detection.w, tr.detection.h) >= gating.coarse_min_px for tr in self.tracker.tracks)
         )
         if gating is not None and coarse:
             scale = gating.coarse_scale
-            copy = np.ascontiguousarray(
+            small = np.ascontiguousarray(
                 cv2.resize(image.pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.uint8
             )
             found = [
                 _scaled(d, 1.0 / scale)
-                for d in self.engine.find_faces(Image(copy), settings.max_faces, upright=False)
+                for d in self.engine.find_faces(Image(small), settings.max_faces, upright=False)
             ]
-            sharp = [d for track in small for d in faces_around(self.engine, image, track.predict(t))]
-            found = [d for d in found if all(_overlap(d, s) < 0.3 for s in sharp)]
-            for d in sorted(sharp, key=lambda d: -d.score):
-                if all(_overlap(d, kept) < 0.3 for kept in found):
-                    found.append(d)
-            found.sort(key=lambda d: d.area, reverse=True)
-            found = found[: settings.max_faces]
             self.coarse += 1
         else:
             found = self.engine.find_faces(image, settings.max_faces, upright=False)
@@ -632,11 +615,6 @@ class FrameAnalyzer:
 # full-frame ones at cosine 0.85 (median; 0.38 at worst); re-located in a crop of at most 320 px, 0.94
 # (0.68 at worst), the same as an unscaled crop; at most 160 px, 0.92 (0.28 at worst).
 SHARP_PATCH = 320
-# Coarse frames look for the faces of at most this many small tracks at full resolution, each in a crop of
-# REGION_FACTOR times its box (at least REGION_MIN_PX); with more, the frame is detected at full scale.
-MAX_REGIONS = 4
-REGION_FACTOR = 3.0
-REGION_MIN_PX = 64
 UNRESOLVED_THUMBNAILS = 3
 UNRESOLVED_THUMBNAIL_PX = 160
 
@@ -729,21 +707,6 @@ def _box(det: Detection, width: int, height: int) -> BoundingBox:
     x0, y0 = max(0.0, det.x), max(0.0, det.y)
     x1, y1 = min(float(width), det.x + det.w), min(float(height), det.y + det.h)
     return BoundingBox.from_pixels(x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0), width, height)
-
-
-def faces_around(engine: FaceEngine, image: Image, box: tuple[float, float, float, float]) -> list[Detection]:
-    """The faces in a full-resolution crop of ``REGION_FACTOR``× ``box`` (x, y, w, h; at least
-    ``REGION_MIN_PX``): where a small tracked face is predicted, looked for without detecting the whole frame
-    at full scale (~1.5 ms instead of ~20 ms)."""
-    x, y, w, h = box
-    side = max(REGION_MIN_PX, REGION_FACTOR * max(w, h))
-    cx, cy = x + w / 2.0, y + h / 2.0
-    x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
-    x1, y1 = min(image.width, int(cx + side / 2) + 1), min(image.height, int(cy + side / 2) + 1)
-    if x1 - x0 < 16 or y1 - y0 < 16:
-        return []
-    crop = Image(np.ascontiguousarray(image.pixels[y0:y1, x0:x1]))
-    return [_scaled(d, 1.0, x0, y0) for d in engine.find_faces(crop, 3, upright=False)]
 
 
 def relocate(engine: FaceEngine, image: Image, detection: Detection) -> Detection:
