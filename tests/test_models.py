@@ -33,7 +33,7 @@ from facetrace.models import (
 )
 from facetrace.models.assets import ARTIFACTS, artifact_path, fetch_artifact, sha256_file
 from facetrace.models.centerface import CenterFaceDetector
-from facetrace.models.ensemble import EnsembleDetector, mirrored
+from facetrace.models.ensemble import EnsembleDetector, mirrored, stretched_view
 from facetrace.models.yunet import DEFAULT_FILE, YuNetDetector
 from facetrace.types import Detection
 
@@ -335,6 +335,34 @@ def test_mirrored_detection_lands_on_the_same_face(photos: dict[str, Path]) -> N
         assert iou((match.x, match.y, match.w, match.h), (face.x, face.y, face.w, face.h)) > 0.7
         assert match.landmarks[0, 0] < match.landmarks[1, 0]  # the left eye is still the one on the left
         assert np.abs(match.landmarks - face.landmarks).max() < face.w / 6
+
+
+@pytest.mark.parametrize("aspect", [2.0, 0.5, 3.0, 1.0 / 3.0])
+def test_stretched_detection_lands_on_the_same_face(photos: dict[str, Path], aspect: float) -> None:
+    """t1 squashed (narrowed ``aspect``×, or flattened): stretched back to its true aspect its six faces are
+    found again, reported in the squashed picture's own pixels on the same faces; the ensemble's stretched
+    pass adds no second copy of any of them."""
+    view = _t1_view(photos)
+    detector = YuNetDetector()
+    direct = detector.detect(view)
+    assert len(direct) == 6
+    fx, fy = (1.0 / aspect, 1.0) if aspect > 1.0 else (1.0, aspect)
+    squashed = np.ascontiguousarray(
+        cv2.resize(view, (round(view.shape[1] * fx), round(view.shape[0] * fy)), interpolation=cv2.INTER_AREA)
+    )
+    stretched = stretched_view(detector, squashed, aspect)
+    for face in direct:
+        box = (face.x * fx, face.y * fy, face.w * fx, face.h * fy)
+        match = max(stretched, key=lambda d: iou((d.x, d.y, d.w, d.h), box))
+        assert iou((match.x, match.y, match.w, match.h), box) > 0.5
+        scaled = face.landmarks * np.array([fx, fy], dtype=np.float32)
+        assert np.abs(match.landmarks - scaled).max() < max(box[2], box[3]) / 4
+    ensemble = EnsembleDetector([detector], stretched=[detector], aspects=(aspect,))
+    assert len(ensemble.detect(squashed)) == 6
+    with pytest.raises(InvalidParameterError):
+        EnsembleDetector([detector], stretched=[detector], aspects=(1.0,))
+    with pytest.raises(InvalidParameterError):
+        EnsembleDetector([detector], aspects=(aspect,))  # aspects without a detector to stretch for
 
 
 def test_ensemble_keeps_each_face_once_and_adds_what_one_member_misses(photos: dict[str, Path]) -> None:

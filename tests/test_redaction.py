@@ -15,7 +15,7 @@ from facetrace.cli import main
 from facetrace.cli.output import EXIT_FAILURE
 from facetrace.engine import FaceEngine
 from facetrace.imaging import Image
-from facetrace.redaction import PhotoRedaction, RedactionSettings, padded_box, redact_photo, redaction_engine
+from facetrace.redaction import Box, PhotoRedaction, RedactionSettings, padded_box, redact_photo, redaction_engine
 from facetrace.types import Detection
 from facetrace.video.redact import VideoRedactionSettings
 from tests.store.conftest import accept_audit_appends, refuse_audit_appends
@@ -68,8 +68,9 @@ WIDER_PROFILE_HEIGHT = 740  # its original height (WIDER photos are 1024 wide; e
 @pytest.mark.shared
 def test_centerface_hides_a_crowd_face_yunet_misses(engine: FaceEngine, shared: Path) -> None:
     """A WIDER FACE demonstration photo, its aspect restored (416×301): the man in profile at the right edge,
-    28×55 px, is not found by YuNet even at score 0.1 with 2× tiles, so YuNet alone leaves him visible;
-    with CenterFace beside it (the default) he is hidden, and so is every other official face ≥ 16 px."""
+    28×55 px, is not found by YuNet even at score 0.1 with 2× tiles, so YuNet alone (on the picture as it
+    is, not stretched) leaves him visible; with CenterFace beside it he is hidden, and so is every other
+    official face ≥ 16 px (and with the default, stretched passes included)."""
     folder = shared / "wider_val200"
     entry = next(
         e for e in json.loads((folder / "annotations.json").read_text()) if e["file"].endswith(WIDER_PROFILE)
@@ -87,11 +88,12 @@ def test_centerface_hides_a_crowd_face_yunet_misses(engine: FaceEngine, shared: 
         mask = _obscured(result, settings, image.pixels.shape)
         return [float(mask[round(y) : round(y + h), round(x) : round(x + w)].mean()) for x, y, w, h in official]
 
-    yunet_alone = covered(RedactionSettings(centerface_confidence=None))
+    yunet_alone = covered(RedactionSettings(centerface_confidence=None, aspects=()))
     assert yunet_alone[official.index(profile)] < 0.5
-    default = covered(RedactionSettings())
-    assert default[official.index(profile)] >= 0.9
-    assert all(c >= 0.5 for c, box in zip(default, official, strict=True) if box[3] >= 16)
+    for settings in (RedactionSettings(aspects=()), RedactionSettings()):
+        both = covered(settings)
+        assert both[official.index(profile)] >= 0.9
+        assert all(c >= 0.5 for c, box in zip(both, official, strict=True) if box[3] >= 16)
 
 
 def _side_by_side(left: Path, right: Path, out: Path) -> None:
@@ -100,6 +102,40 @@ def _side_by_side(left: Path, right: Path, out: Path) -> None:
     a = cv2.resize(a, (round(a.shape[1] * height / a.shape[0]), height))
     b = cv2.resize(b, (round(b.shape[1] * height / b.shape[0]), height))
     cv2.imwrite(str(out), np.concatenate([a, b], axis=1))
+
+
+def _covered(result: PhotoRedaction, settings: RedactionSettings, shape: tuple[int, ...], box: Box) -> float:
+    """Share of ``box`` (x, y, w, h) inside the obscured regions."""
+    mask = _obscured(result, settings, shape)
+    x0, y0, x1, y1 = padded_box(box, 0.0, shape[1], shape[0])
+    return float(mask[y0:y1, x0:x1].mean())
+
+
+@pytest.mark.parametrize(
+    ("name", "wide", "tall"),
+    [("t1.jpg", 4, 1), ("t1.jpg", 1, 4), ("Tom_Hanks_54745.png", 1, 3)],
+    ids=["group-4x-narrow", "group-4x-flat", "portrait-3x-flat"],
+)
+def test_faces_of_a_squashed_picture_are_hidden(
+    engine: FaceEngine, photos: dict, name: str, wide: int, tall: int
+) -> None:
+    """A real picture stored squashed (anamorphic, resized to a square): t1's six faces narrowed 4× (or
+    flattened 4×), a portrait flattened 3×. Without the stretched passes (``aspects=()``) YuNet, CenterFace and
+    the 2× tiles leave some of those faces mostly visible (t1 narrowed: 3–4 of 6; flattened: 1–3); with the
+    default every one is covered."""
+    image = engine.load(photos[name])
+    faces = engine.find_faces(image)
+    squashed = Image(
+        cv2.resize(image.pixels, (image.width // wide, image.height // tall), interpolation=cv2.INTER_AREA)
+    )
+    sx, sy = squashed.width / image.width, squashed.height / image.height
+    boxes = [(d.x * sx, d.y * sy, d.w * sx, d.h * sy) for d in faces]
+    plain, default = RedactionSettings(aspects=()), RedactionSettings()
+    _, before = redact_photo(redaction_engine(engine, plain), squashed, plain)
+    _, after = redact_photo(redaction_engine(engine, default), squashed, default)
+    shape = squashed.pixels.shape
+    assert any(_covered(before, plain, shape, box) < 0.5 for box in boxes)
+    assert all(_covered(after, default, shape, box) >= 0.9 for box in boxes)
 
 
 def test_keep_collection_leaves_the_enrolled_person_visible(

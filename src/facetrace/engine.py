@@ -113,8 +113,10 @@ class FaceEngine:
         settings: DetectionSettings | None = None,
         calibration: Calibration | None = None,
         limits: ImageLimits | None = None,
+        tile_detector_factory: Callable[[], Detector] | None = None,
     ) -> None:
         self._detector_factory = detector_factory
+        self._tile_detector_factory = tile_detector_factory
         self._embedder_factory = embedder_factory
         self._local = threading.local()
         self.settings = settings or DetectionSettings()
@@ -175,6 +177,14 @@ class FaceEngine:
             detector = self._local.detector = self._detector_factory()
         return detector
 
+    def _tile_detector(self) -> Detector:
+        if self._tile_detector_factory is None:
+            return self._detector()
+        detector: Detector | None = getattr(self._local, "tile_detector", None)
+        if detector is None:
+            detector = self._local.tile_detector = self._tile_detector_factory()
+        return detector
+
     def _embedder(self) -> Embedder:
         embedder: Embedder | None = getattr(self._local, "embedder", None)
         if embedder is None:
@@ -228,12 +238,19 @@ class FaceEngine:
 
     # -- detection ---------------------------------------------------------------------------------------
 
-    def with_detector(self, detector_factory: Callable[[], Detector], settings: DetectionSettings) -> FaceEngine:
+    def with_detector(
+        self,
+        detector_factory: Callable[[], Detector],
+        settings: DetectionSettings,
+        *,
+        tiles: Callable[[], Detector] | None = None,
+    ) -> FaceEngine:
         """This engine's recognizer and calibration with another detector or detection settings (redaction
-        looks harder for faces than identification does)."""
+        looks harder for faces than identification does). ``tiles``: another detector for the
+        ``small_faces`` tiles (redaction's extra whole-picture passes would only add false faces there)."""
         return FaceEngine(
             detector_factory, self._embedder_factory, settings=settings, calibration=self.calibration,
-            limits=self.limits,
+            limits=self.limits, tile_detector_factory=tiles,
         )  # fmt: skip
 
     def find_faces(
@@ -319,7 +336,7 @@ class FaceEngine:
             )
         height, width = pixels.shape[:2]
         step = int(settings.tile * 0.75)  # 25% overlap so a face on a seam is whole in some tile
-        detector = self._detector()
+        detector = self._tile_detector()
         results: list[Detection] = []
         for top in _starts(height, settings.tile, step):
             for left in _starts(width, settings.tile, step):

@@ -5,7 +5,9 @@ so detection here is tuned for recall rather than for identification: YuNet and 
 (``models.ensemble``; CenterFace finds the small and profile crowd faces YuNet misses), each at a low score
 (``REDACTION_MIN_CONFIDENCE``), tiles at full resolution for small faces in photos, no cap on the number of
 faces, and boxes padded on every side (``RedactionSettings.padding``) so a slightly short box still covers
-hair line, chin and ears. A false detection only costs a blurred patch of wall: on held-out WIDER crowds
+hair line, chin and ears. Photos are also searched stretched 2× and 3× wide and tall (``RedactionSettings.aspects``):
+a picture stored squashed (anamorphic video, 4:3 stored as 16:9, photos resized to squares) narrows its
+faces past what the detectors were trained on, and stretched back they are ordinary faces. A false detection only costs a blurred patch of wall: on held-out WIDER crowds
 this leaves 0.5% of faces ≥ 16 px visible and blurs ~18% of the non-face picture (docs/redact.md).
 
 Obscuring is irreversible: the padded region is shrunk to a few blocks across (``blocks``; the detail is
@@ -38,6 +40,7 @@ from facetrace.models import Detector, create_detector
 from facetrace.types import Detection, FaceMatch, Vector
 
 __all__ = [
+    "ANAMORPHIC_ASPECTS",
     "REDACTION_MIN_CONFIDENCE",
     "Box",
     "Method",
@@ -57,6 +60,10 @@ REDACTION_MIN_CONFIDENCE = 0.1
 
 Box = tuple[float, float, float, float]
 """(x, y, w, h) in pixels."""
+
+ANAMORPHIC_ASPECTS = (2.0, 3.0, 0.5, 1.0 / 3.0)
+"""The stretches searched for squashed pictures (``RedactionSettings.aspects``): 2× and 3× wide, 2× and 3× tall
+(faces narrowed 2–3× are what the plain passes missed on squashed crowds; docs/redact.md)."""
 
 
 class Method(enum.StrEnum):
@@ -88,7 +95,12 @@ class RedactionSettings:
     YuNet at this least score (``models.ensemble``; None: YuNet alone). ``flip``: every detector also sees
     the picture mirrored. ``small_faces``: also scan photos in tiles at full resolution
     (``DetectionSettings.small_faces``), ``upscale``× for faces under ~20 px. ``max_side``: the longest side
-    the whole-picture pass sees (larger pictures are reduced to it; tiles still see every pixel)."""
+    the whole-picture pass sees (larger pictures are reduced to it; tiles still see every pixel).
+    ``aspects``: YuNet (at ``min_confidence``) also sees the whole picture stretched to each of these aspects
+    (2.0: twice as wide, 0.5: twice as tall; ``models.ensemble.stretched_view``), for pictures stored
+    squashed; only faces at most 48 px across their narrow side (``models.ensemble``); not in the tiles,
+    where it found no more faces on the tuning photos and blurred twice the background (docs/redact.md).
+    Empty: the picture only as it is."""
 
     method: Method = Method.BLUR
     padding: float = 0.25
@@ -99,6 +111,7 @@ class RedactionSettings:
     small_faces: bool = True
     upscale: float = 2.0
     max_side: int = 1920
+    aspects: tuple[float, ...] = ANAMORPHIC_ASPECTS
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.padding <= 2.0:
@@ -110,18 +123,28 @@ class RedactionSettings:
                 raise InvalidParameterError("detector scores (min_confidence) must be between 0.05 and 1")
         if not 64 <= self.max_side <= 4096:
             raise InvalidParameterError("max_side must be between 64 and 4096 pixels")
+        if any(not 0.2 <= aspect <= 5.0 or aspect == 1.0 for aspect in self.aspects):
+            raise InvalidParameterError("aspects must be between 0.2 and 5, and not 1 (the picture as it is)")
 
 
-def redaction_detector(settings: RedactionSettings, *, centerface: bool = True) -> Callable[[], Detector]:
+def redaction_detector(
+    settings: RedactionSettings, *, centerface: bool = True, stretched: bool = True
+) -> Callable[[], Detector]:
     """A factory of the recall-tuned detector: YuNet, with CenterFace beside it unless ``centerface`` is
-    False or the settings leave it out (video runs the cheap YuNet-only one on most frames)."""
-    members: list[tuple[str, dict[str, Any]]] = [("yunet", {"score_threshold": settings.min_confidence})]
+    False or the settings leave it out (video runs the cheap YuNet-only one on most frames), and YuNet on
+    the picture stretched to ``settings.aspects`` when ``stretched`` and ``centerface`` (the whole picture
+    of a photo, or video's periodic heavy frames; never the tiles)."""
+    yunet: tuple[str, dict[str, Any]] = ("yunet", {"score_threshold": settings.min_confidence})
+    members = [yunet]
     if centerface and settings.centerface_confidence is not None:
         members.append(("centerface", {"score_threshold": settings.centerface_confidence}))
-    if len(members) == 1 and not settings.flip:
+    aspects = settings.aspects if stretched and centerface else ()
+    if len(members) == 1 and not settings.flip and not aspects:
         name, options = members[0]
         return lambda: create_detector(name, **options)
-    return lambda: create_detector("ensemble", members=members, flip=settings.flip)
+    return lambda: create_detector(
+        "ensemble", members=members, flip=settings.flip, stretched=[yunet] if aspects else [], aspects=aspects
+    )
 
 
 def redaction_engine(
@@ -135,7 +158,8 @@ def redaction_engine(
         min_confidence=min(settings.min_confidence, settings.centerface_confidence or 1.0),
         reduced_decode=False,
     )
-    return engine.with_detector(redaction_detector(settings, centerface=centerface), detection)
+    tiles = redaction_detector(settings, centerface=centerface, stretched=False) if detection.small_faces else None
+    return engine.with_detector(redaction_detector(settings, centerface=centerface), detection, tiles=tiles)
 
 
 def padded_box(box: Box, padding: float, width: int, height: int) -> tuple[int, int, int, int]:

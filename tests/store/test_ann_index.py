@@ -525,3 +525,96 @@ def test_a_collection_that_outgrew_its_lists_is_retrained_in_the_background(smal
     assert len(index.compact) == len(index) == 2598
     assert index.search(matrix[0], limit=1, min_cosine=0.5)[0][0] == "late"
     assert index.search(matrix[2000], limit=1, min_cosine=0.5)[0][0] == ids[2000]
+
+
+def test_a_query_split_across_scan_threads_finds_the_same_candidates_as_one_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probed lists scanned in parts on the scan pool (``ann_index.scan_threads``) and merged give the
+    candidates faiss's one-thread search gives, also with several queries in flight at once (the pool is
+    shared by every collection of the process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facetrace.store import ann_index
+
+    monkeypatch.setattr(ann_index, "new_ivf", _sq8_ivf)  # the split serves the 8-bit codes of older snapshots
+    matrix = _face_like(20_000, seed=11)
+    compact = ann_index.CompactIndex.train(matrix, matrix.shape[0])
+    assert compact.outdated
+    compact.add(np.arange(matrix.shape[0], dtype=np.int64), matrix)
+    rng = np.random.default_rng(12)
+    probes = matrix[rng.integers(0, matrix.shape[0], 60)] + 0.05 * rng.standard_normal((60, 128)).astype(
+        np.float32
+    )
+    probes = (probes / np.linalg.norm(probes, axis=1, keepdims=True)).astype(np.float32)
+    monkeypatch.setenv("FACETRACE_ANN_SCAN_THREADS", "1")
+    single = [compact.candidates(p, 64) for p in probes]
+    assert all(found.shape[0] == 64 for found in single)
+    monkeypatch.setattr(ann_index, "SPLIT_MIN_CODES", 0)  # 20k faces: split even these short lists
+    for threads in ("2", "3"):
+        monkeypatch.setenv("FACETRACE_ANN_SCAN_THREADS", threads)
+        lists = np.arange(compact.probes, dtype=np.int64)
+        assert len(compact._parts(lists, int(threads))) == int(threads)  # it does split
+        split = [compact.candidates(p, 64) for p in probes]
+        assert [sorted(found.tolist()) for found in split] == [sorted(found.tolist()) for found in single]
+        with ThreadPoolExecutor(4) as callers:
+            concurrent = list(callers.map(lambda p: compact.candidates(p, 64), probes))
+        assert [sorted(found.tolist()) for found in concurrent] == [sorted(found.tolist()) for found in single]
+
+
+def _sq8_ivf(quantizer: object, dim: int, lists: int) -> object:
+    """The index snapshots were written with before the fast-scan codes: 8-bit scalar codes."""
+    import faiss
+
+    return faiss.IndexIVFScalarQuantizer(quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
+
+
+def test_a_snapshot_of_8_bit_codes_opens_answers_and_is_recoded_to_fast_scan(
+    small_threshold: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot written before the fast-scan codes opens and answers exactly as before; its codes are
+    replaced in the background (same lists, same faces in them) and the next start opens the new ones."""
+    from facetrace.store import ann_index
+    from facetrace.store.index_files import IndexDirectory
+
+    matrix = _face_like(6000, seed=21)
+    ids = _ids(6000)
+    exact = VectorIndex.from_arrays(ids[100:], matrix[100:].copy(), [None] * 5900)
+    probes = matrix[100::40]
+    with monkeypatch.context() as patch:
+        patch.setattr(ann_index, "new_ivf", _sq8_ivf)
+        directory = IndexDirectory(tmp_path / "ann")
+        old = VectorIndex(128, files=directory.files("1"))
+        old.add(ids, matrix.copy(), [None] * 6000)
+        old.prepare()
+        assert old.compact is not None
+        assert old.compact.outdated
+        old.remove(ids[:100])
+        assert old.persist()
+        del old
+        directory.close()
+    directory = IndexDirectory(tmp_path / "ann")
+    index = VectorIndex.open_snapshot(directory.files("1"), 128)
+    assert index is not None
+    assert index.compact is not None
+    assert index.compact.outdated
+    lists = index.compact.list_numbers(6000)
+    _assert_exact_hits(index, exact, probes, 0.4)  # answered through the 8-bit codes while they are recoded
+    assert index.wait_retrained(timeout=300)
+    recoded = index.compact
+    assert recoded is not None
+    assert not recoded.outdated
+    assert len(recoded) == len(index) == 5900
+    assert np.array_equal(recoded.list_numbers(6000), lists)  # every face kept its list
+    _assert_exact_hits(index, exact, probes, 0.4)
+    for i in (0, 99):
+        assert ids[i] not in {f for f, _ in index.search(matrix[i], limit=10, min_cosine=0.0)}
+    del index
+    directory.close()
+    directory = IndexDirectory(tmp_path / "ann")
+    reopened = VectorIndex.open_snapshot(directory.files("1"), 128)
+    assert reopened is not None
+    assert reopened.compact is not None
+    assert not reopened.compact.outdated  # the recoded index was written as the new snapshot
+    _assert_exact_hits(reopened, exact, probes, 0.4)
+    directory.close()

@@ -360,12 +360,17 @@ class VectorIndex:
             self._remove_rows(self._rows_of(face_ids))
             self._maybe_persist()
 
+    def _vectors_for(self, ann: CompactIndex, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float32] | None:
+        """(Lock held.) The rows' vectors when ``ann`` needs them to find a face's list (8-bit codes), else None:
+        reading them back is a disk read per row of a 10 GB file that is mostly not cached."""
+        return np.asarray(self._rows.matrix[rows]) if ann.outdated else None
+
     def _remove_rows(self, rows: npt.NDArray[np.intp]) -> None:
         if rows.shape[0] == 0:
             return
         self._assign(rows, np.full(rows.shape[0], _NO_USER, dtype=np.int32))
         if self._ann is not None:
-            self._ann.remove(rows.astype(np.int64), np.asarray(self._rows.matrix[rows]))
+            self._ann.remove(rows.astype(np.int64), self._vectors_for(self._ann, rows))
             self._unsaved += rows.shape[0]
         self._live[rows] = False
         self._ids.clear(rows)
@@ -507,6 +512,7 @@ class VectorIndex:
                 # Candidates from the compact index (labels are rows), each scored exactly: a scan's cosines.
                 rows = np.sort(ann.candidates(probe, max(limit + extra, _CANDIDATES)))
                 rows = rows[self._live[rows]]  # never a hole, whatever the index holds
+                self._rows.prefetch(rows)  # one batch of disk reads when the rows are not in the page cache
                 exact = np.einsum("ij,j->i", self._rows.matrix[rows], probe)
                 best = _top_k(exact, limit + extra, min_cosine)
                 found = [(self._ids.get(int(rows[i])), float(exact[i])) for i in best]
@@ -537,7 +543,7 @@ class VectorIndex:
             return None
         ann = self._ann
         if ann is not None:
-            if self._count > ann.trained_on * RETRAIN_GROWTH and not self.retraining:
+            if (self._count > ann.trained_on * RETRAIN_GROWTH or ann.outdated) and not self.retraining:
                 self._retrain = threading.Thread(
                     target=self._retrain_in_background, name="facetrace-ann-retrain", daemon=True
                 )
@@ -560,30 +566,46 @@ class VectorIndex:
         self._persist()
         return ann
 
-    def _add_live(self, ann: CompactIndex, matrix: npt.NDArray[np.float32], live: npt.NDArray[np.bool_]) -> None:
+    def _add_live(
+        self,
+        ann: CompactIndex,
+        matrix: npt.NDArray[np.float32],
+        live: npt.NDArray[np.bool_],
+        lists: npt.NDArray[np.int64] | None = None,
+    ) -> None:
         """Add every live row to ``ann``, a chunk at a time (the rows may be a 10 GB file, whose pages are let
-        go as it goes: they would otherwise count as this process's memory until the kernel needs them)."""
+        go as it goes: they would otherwise count as this process's memory until the kernel needs them);
+        ``lists`` (a recode) keeps each row in the list it was in."""
         for start in range(0, live.shape[0], _BUILD_CHUNK):
             rows = start + np.flatnonzero(live[start : start + _BUILD_CHUNK])
+            if rows.shape[0] and matrix is self._rows.matrix:
+                self._rows.prefetch(rows)  # one read-ahead request for the chunk, not a fault per page
             if rows.shape[0]:
-                ann.add(rows.astype(np.int64), np.asarray(matrix[start : start + _BUILD_CHUNK][rows - start]))
+                vectors = np.asarray(matrix[start : start + _BUILD_CHUNK][rows - start])
+                ann.add(rows.astype(np.int64), vectors, None if lists is None else lists[rows])
             if (start // _BUILD_CHUNK) % 8 == 7 and matrix is self._rows.matrix:
                 self._rows.release()
 
     def _retrain_in_background(self) -> None:
         """Train new lists on the collection as it is now, fill them without the lock, then swap them in
         under the lock after replaying what changed meanwhile (rows added since are added, rows deleted since
-        are removed). A compaction meanwhile renumbered the rows: the new index is dropped and redone later."""
+        are removed). A compaction meanwhile renumbered the rows: the new index is dropped and redone later.
+        An index of an earlier snapshot's 8-bit codes (``CompactIndex.outdated``) is recoded instead: its
+        lists are kept, each face in the one it is in, and only the codes are new."""
         with self._lock:
             matrix, used, count = self._rows.matrix, self._n, self._count
             live = self._live[:used].copy()
             epoch = self._epoch
             picked = np.random.default_rng(count).choice(used, min(used, _RETRAIN_SAMPLE), replace=False)
             sample = np.asarray(matrix[np.sort(picked)], dtype=np.float32)
+            old = self._ann
+            recode = old is not None and old.outdated and count <= old.trained_on * RETRAIN_GROWTH
+            lists = old.list_numbers(used) if old is not None and recode else None
         started = time.perf_counter()
         try:
-            fresh = CompactIndex.train(sample, count)
-            self._add_live(fresh, matrix, live)
+            fresh = old.recode(sample) if old is not None and recode else CompactIndex.train(sample, count)
+            self._add_live(fresh, matrix, live, lists)
+            fresh.finish()
         except (RuntimeError, MemoryError):
             log.exception("retraining the compact index of %d faces failed; the old one stays", count)
             return
@@ -591,9 +613,8 @@ class VectorIndex:
             if epoch != self._epoch or self._ann is None:
                 return
             now = self._live[:used]
-            fresh.remove(
-                (gone := np.flatnonzero(live & ~now)).astype(np.int64), np.asarray(self._rows.matrix[gone])
-            )
+            gone = np.flatnonzero(live & ~now)
+            fresh.remove(gone.astype(np.int64), self._vectors_for(fresh, gone))
             added = used + np.flatnonzero(self._live[used : self._n])
             fresh.add(added.astype(np.int64), np.asarray(self._rows.matrix[added]))
             self._ann = fresh

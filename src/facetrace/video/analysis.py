@@ -231,7 +231,12 @@ class FrameAnalyzer:
     ) -> None:
         self.engine = engine
         self.matcher = matcher
-        self.settings = settings or AnalysisSettings()
+        settings = settings or AnalysisSettings()
+        if settings.report_unresolved and settings.identity.first_sample_margin:
+            # a stranger given up on after its first sample never reaches ``min_samples``, so it would never reach
+            # review or unknown people: an analyzer that hands unresolved tracks on pays for the second sample
+            settings = replace(settings, identity=replace(settings.identity, first_sample_margin=0.0))
+        self.settings = settings
         self.tracker: Tracker = tracker or IouTracker(self.settings.tracker)
         self.processor = processor
         self.camera = camera

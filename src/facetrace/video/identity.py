@@ -155,7 +155,8 @@ class IdentitySettings:
     points below the threshold is given up on before its ``min_samples``-th, so the audience of a busy scene
     costs one embedding each instead of two (on the Hamilton clip the strangers' first samples are 5–36
     similar to anyone in the cast, the cast's own 68–95); a clearly better face (``better_sample_recheck``)
-    still brings the track back to the usual judgement.
+    still brings the track back to the usual judgement. Off where unresolved tracks are handed on
+    (``AnalysisSettings.report_unresolved``: review and unknown people need ``min_samples``).
     """
 
     sample_interval: float = 0.2

@@ -56,9 +56,11 @@ class VideoRedactionSettings:
     frames (frames, not detections: detecting less often must not leave a short track with one sample, which
     is scored on the cautious curve and may no longer be identified).
     ``agree_cosine``: least cosine of every sample to its track's template for the track to be identified.
-    ``crf``: H.264 quality of the output (lower is better; 18 looks like the source)."""
+    ``crf``: H.264 quality of the output (lower is better; 18 looks like the source).
+    ``redaction.aspects`` (none by default: the real-time margin is thin) are searched on the CenterFace
+    frames only, and what they alone find is held like CenterFace's finds."""
 
-    redaction: RedactionSettings = field(default_factory=lambda: RedactionSettings(small_faces=False))
+    redaction: RedactionSettings = field(default_factory=lambda: RedactionSettings(small_faces=False, aspects=()))
     detect_every: int = 2
     centerface_every: int = 30
     lead: int = 6
