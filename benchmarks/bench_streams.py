@@ -213,7 +213,7 @@ def queue_model(costs: Sequence[float], streams: int, in_phase: bool, decode: fl
     cameras whose offered frames cost ``costs`` CPU seconds each (a measured stream, looped), sharing
     ``cores`` equally among the analysers at work once ``decode`` cores per stream are taken by the readers.
     ``in_phase``: every camera at the same point of the clip; else each ``1 / streams`` of it further on."""
-    step, period, seconds, queue_size = 0.001, 1.0 / OFFERED_FPS, 120.0, 2
+    step, period, seconds, queue_size = 0.001, 1.0 / OFFERED_FPS, 60.0, 2
     n = len(costs)
     shift = [0 if in_phase else i * n // streams for i in range(streams)]
     queues: list[list[int]] = [[] for _ in range(streams)]
