@@ -259,15 +259,20 @@ def test_yunet_thresholds_are_honoured(photos: dict[str, Path]) -> None:
     assert all(d.score >= 0.9 for d in strict)
 
 
-def test_branchless_prelu_is_exact(tmp_path: Path) -> None:
-    """The PRelu rewrite gives the same numbers as onnxruntime's own PRelu, for slopes above 1 and below 0."""
+@pytest.mark.parametrize(
+    ("slopes", "ops"),
+    [((1.12, 0.25, -0.5), ["Relu", "Min", "Mul", "Add"]), ((1.0, 0.25, -0.81), ["Mul", "Max"])],
+)
+def test_branchless_prelu_is_exact(slopes: tuple[float, ...], ops: list[str]) -> None:
+    """The PRelu rewrite gives the same numbers as onnxruntime's own PRelu, for slopes above 1 and below 0;
+    the shorter max form only where every slope is ≤ 1 (above 1 it would be wrong for positive inputs)."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     from facetrace.models.runtime import branchless_prelu
 
-    slope = np.array([1.12, 0.25, -0.5], dtype=np.float32).reshape(3, 1, 1)
+    slope = np.array(slopes, dtype=np.float32).reshape(3, 1, 1)
     graph = helper.make_graph(
         [helper.make_node("PRelu", ["x", "slope"], ["y"], name="act")],
         "prelu",
@@ -281,7 +286,7 @@ def test_branchless_prelu_is_exact(tmp_path: Path) -> None:
         None, {"x": x}
     )
     assert branchless_prelu(model) == 1
-    assert [n.op_type for n in model.graph.node] == ["Relu", "Min", "Mul", "Add"]
+    assert [n.op_type for n in model.graph.node] == ops
     onnx.checker.check_model(model)
     after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     np.testing.assert_array_equal(before[0], after[0])

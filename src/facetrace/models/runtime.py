@@ -110,15 +110,18 @@ def load_onnx_session(
 
 
 def branchless_prelu(model: onnx.ModelProto) -> int:
-    """Replace every ``PRelu(x, slope)`` with the exact ``Relu(x) + slope * Min(x, 0)``; returns how many.
+    """Replace every ``PRelu(x, slope)`` with exact branchless element-wise ops; returns how many.
 
     onnxruntime's CPU PRelu kernel slows down with the sign pattern of its input: on SFace with real face
-    crops its 27 PRelu nodes took 15 ms of a 29 ms forward pass, against 5 ms on a constant image. The four
-    vectorised element-wise ops give bit-identical outputs and bring the pass to about 19.6 ms on this
-    machine (measured with onnxruntime's profiler, one thread). A ``max(x, slope·x)`` form would be cheaper
-    but is only exact for slopes ≤ 1, and SFace has slopes up to 1.12.
+    crops its 27 PRelu nodes took 15 ms of a 29 ms forward pass, against 5 ms on a constant image. A node
+    whose slopes (a weight) are all ≤ 1 becomes ``Max(x, slope * x)`` (two passes over the activations);
+    any other ``Relu(x) + slope * Min(x, 0)`` (four), since the max form is only exact for slopes ≤ 1 and
+    2 of SFace's 27 nodes have slopes up to 1.12. Both give bit-identical outputs; the four-op form brought
+    the pass to about 19.6 ms on this machine (onnxruntime's profiler, one thread), and the two-op form for
+    25 nodes takes another ~4% off SFace's process CPU per face (docs/video.md, "The last few percent").
     """
     zero = "facetrace_prelu_zero"
+    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     nodes: list[onnx.NodeProto] = []
     rewritten = 0
     for node in model.graph.node:
@@ -127,6 +130,15 @@ def branchless_prelu(model: onnx.ModelProto) -> int:
             continue
         x, slope = node.input
         y = node.output[0]
+        values = initializers.get(slope)
+        if values is not None and values.size and float(values.max()) <= 1.0:
+            # max(x, s·x) is x for x ≥ 0 and s·x below 0 exactly when every slope s ≤ 1: two passes, not four
+            nodes += [
+                onnx.helper.make_node("Mul", [x, slope], [f"{y}__scaled"], name=f"{node.name}__mul"),
+                onnx.helper.make_node("Max", [x, f"{y}__scaled"], [y], name=f"{node.name}__max"),
+            ]
+            rewritten += 1
+            continue
         nodes += [
             onnx.helper.make_node("Relu", [x], [f"{y}__pos"], name=f"{node.name}__relu"),
             onnx.helper.make_node("Min", [x, zero], [f"{y}__neg"], name=f"{node.name}__min"),
