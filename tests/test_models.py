@@ -292,6 +292,35 @@ def test_branchless_prelu_is_exact(slopes: tuple[float, ...], ops: list[str]) ->
     np.testing.assert_array_equal(before[0], after[0])
 
 
+def test_sface_gets_the_max_form_where_exact_and_the_same_vectors(photos: dict[str, Path]) -> None:
+    """SFace loads with most PRelu nodes as ``Max(x, slope·x)`` and two (slopes above 1) in the four-op form,
+    and embeds real faces to exactly the vectors of the all-four-op rewrite."""
+    from facetrace.geometry import align_face
+    from facetrace.models.onnx_embedder import SFACE_FILE
+    from facetrace.models.runtime import branchless_prelu, load_onnx_session
+
+    path = artifact_path(ARTIFACTS[SFACE_FILE])
+    model = onnx.load(str(path))
+    assert branchless_prelu(model) == 27
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Max") == 25
+    assert ops.count("Min") == 2
+    assert "PRelu" not in ops
+
+    engine = FaceEngine.create()
+    crops = []
+    for name in ("obama.jpg", "biden.jpg"):
+        image, face = engine.largest_face(photos[name])
+        crops.append(align_face(image.pixels, face.detection.landmarks, 112))
+    blob = np.ascontiguousarray(np.stack(crops)[..., ::-1].astype(np.float32).transpose(0, 3, 1, 2))
+    vectors = [
+        load_onnx_session(path, threads=1, batch_dim=True, prelu_max_form=form).run(None, {"data": blob})[0]
+        for form in (True, False)
+    ]
+    np.testing.assert_array_equal(vectors[0], vectors[1])
+    assert np.abs(vectors[0]).max() > 0.01  # real vectors, not zeros
+
+
 # -- CenterFace and the ensemble ----------------------------------------------------------------------
 
 

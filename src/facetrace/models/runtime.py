@@ -54,6 +54,7 @@ def load_onnx_session(
     batch_dim: bool = False,
     dynamic_spatial: bool = False,
     tune: Callable[[ort.SessionOptions], None] | None = None,
+    prelu_max_form: bool = True,
 ) -> ort.InferenceSession:
     """Load ``path`` into an onnxruntime CPU session.
 
@@ -62,9 +63,11 @@ def load_onnx_session(
     With ``batch_dim`` the first input's batch axis is made symbolic so several faces run in one call; with
     ``dynamic_spatial`` its height and width axes (NCHW) are, so a detector runs at each image's own size.
     The default ``ORT_ENABLE_ALL`` is measured fastest for both YuNet and SFace on x86 CPUs
-    (``benchmarks/bench_pipeline.py``). PRelu nodes are rewritten without branches (``branchless_prelu``).
-    ``tune`` may change the options last (``bench_pipeline.py --section sessions`` measures alternatives:
-    none beat these defaults on real crops and photos, see docs/server.md).
+    (``benchmarks/bench_pipeline.py``). PRelu nodes are rewritten without branches (``branchless_prelu``;
+    ``prelu_max_form`` False keeps the longer form everywhere, for comparison). ``tune`` may change the
+    options last (``bench_pipeline.py --section sessions`` measures alternatives: none beat these defaults
+    on real crops and photos, see docs/server.md; nor, per call as live streams make them, did no spinning,
+    no memory pattern, no arena, denormals as zero or deterministic compute: docs/video.md).
     """
     if not path.is_file():
         raise ModelNotInstalledError(f"model file {path} does not exist")
@@ -95,7 +98,7 @@ def load_onnx_session(
             for dim in output.type.tensor_type.shape.dim:
                 if not dim.dim_param:
                     dim.dim_param = "D"
-    branchless_prelu(model)
+    branchless_prelu(model, max_form=prelu_max_form)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
@@ -109,16 +112,17 @@ def load_onnx_session(
         raise ModelLoadError(f"onnxruntime cannot load {path}: {exc}") from None
 
 
-def branchless_prelu(model: onnx.ModelProto) -> int:
+def branchless_prelu(model: onnx.ModelProto, *, max_form: bool = True) -> int:
     """Replace every ``PRelu(x, slope)`` with exact branchless element-wise ops; returns how many.
 
     onnxruntime's CPU PRelu kernel slows down with the sign pattern of its input: on SFace with real face
     crops its 27 PRelu nodes took 15 ms of a 29 ms forward pass, against 5 ms on a constant image. A node
     whose slopes (a weight) are all ≤ 1 becomes ``Max(x, slope * x)`` (two passes over the activations);
-    any other ``Relu(x) + slope * Min(x, 0)`` (four), since the max form is only exact for slopes ≤ 1 and
-    2 of SFace's 27 nodes have slopes up to 1.12. Both give bit-identical outputs; the four-op form brought
-    the pass to about 19.6 ms on this machine (onnxruntime's profiler, one thread), and the two-op form for
-    25 nodes takes another ~4% off SFace's process CPU per face (docs/video.md, "The last few percent").
+    any other ``Relu(x) + slope * Min(x, 0)`` (four), since the max form is only exact for slopes ≤ 1 and 2
+    of SFace's 27 nodes have slopes up to 1.12 (without ``max_form`` every node, for the benchmark's
+    comparison). Both give bit-identical outputs; the four-op form brought the pass to about 19.6 ms on
+    this machine (onnxruntime's profiler, one thread), and the two-op form for 25 nodes takes another ~4%
+    off SFace's process CPU per face (``bench_streams`` section *batch*; docs/video.md).
     """
     zero = "facetrace_prelu_zero"
     initializers = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
@@ -131,7 +135,7 @@ def branchless_prelu(model: onnx.ModelProto) -> int:
         x, slope = node.input
         y = node.output[0]
         values = initializers.get(slope)
-        if values is not None and values.size and float(values.max()) <= 1.0:
+        if max_form and values is not None and values.size and float(values.max()) <= 1.0:
             # max(x, s·x) is x for x ≥ 0 and s·x below 0 exactly when every slope s ≤ 1: two passes, not four
             nodes += [
                 onnx.helper.make_node("Mul", [x, slope], [f"{y}__scaled"], name=f"{node.name}__mul"),
