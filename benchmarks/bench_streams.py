@@ -24,8 +24,9 @@ BGR conversion), which is not a setting.
    and whether it kept real time (analysed fps ≥ 90% of offered, drops ≤ 5%, decode at the clip's pace).
 3. batch: SFace CPU time per face (process CPU, best of 3) with 1, 2, 4, 8, 16 real face crops of the clip
    per call — what batching embeddings across streams would buy — and the largest difference between
-   batched and one-by-one vectors; then one face per call with SFace's PRelu nodes as four element-wise ops
-   against ``Max(x, slope·x)`` where exact (``branchless_prelu``), alternately.
+   batched and one-by-one vectors; then one face per call with SFace's PRelu nodes in each form of
+   ``branchless_prelu`` (four element-wise ops, ``Max(x, slope·x)`` where exact, 1×1 depthwise
+   convolutions), alternately.
 4. ids: who is named, how soon, and wrongly, at 99 and 95: the Hamilton clip (each person's on-screen spans)
    and generated clips (``bench_video.lfw_clip``: people of the test half walking up to the camera, strangers
    between), every / old / new.
@@ -71,7 +72,7 @@ from facetrace.gallery import Gallery
 from facetrace.imaging import Image
 from facetrace.models.assets import ARTIFACTS, artifact_path
 from facetrace.models.onnx_embedder import SFACE_FILE
-from facetrace.models.runtime import load_onnx_session
+from facetrace.models.runtime import PreluForm, load_onnx_session
 from facetrace.store import MemoryStore
 from facetrace.video import CallbackSink, CollectionMatcher, Pipeline, SourceSettings, StreamConfig
 from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, GatingSettings
@@ -414,14 +415,14 @@ def batches(engine: FaceEngine, clip: Path) -> dict[str, Any]:
 
 
 def prelu_forms(faces: np.ndarray, rounds: int = 7) -> dict[str, Any]:
-    """SFace CPU per face (one face per call, as streams embed) with every PRelu as ``Relu + slope·Min(x, 0)``
-    (*four-op*, before) against ``Max(x, slope·x)`` where a node's slopes are all ≤ 1 (*max*, today),
-    alternately ``rounds`` times (medians), and the largest difference between their vectors."""
+    """SFace CPU per face (one face per call, as streams embed) with its PRelu nodes in each of
+    ``branchless_prelu``'s forms (*four-op*: session 5; *max*; *conv*: today), alternately ``rounds`` times
+    (medians), and each form's largest vector difference from *four-op* (bit-identical to PRelu)."""
     path = artifact_path(ARTIFACTS[SFACE_FILE])
-    sessions = {form: load_onnx_session(path, threads=1, batch_dim=True, prelu_max_form=form == "max")
-                for form in ("four-op", "max")}  # fmt: skip
+    forms: tuple[PreluForm, ...] = ("four-op", "max", "conv")
+    sessions = {form: load_onnx_session(path, threads=1, batch_dim=True, prelu_form=form) for form in forms}
     blobs = np.ascontiguousarray(faces[..., ::-1].astype(np.float32).transpose(0, 3, 1, 2))  # SFace: RGB 0–255
-    name = sessions["max"].get_inputs()[0].name
+    name = sessions["conv"].get_inputs()[0].name
     times: dict[str, list[float]] = {form: [] for form in sessions}
     for _ in range(rounds):
         for form, session in sessions.items():
@@ -432,12 +433,15 @@ def prelu_forms(faces: np.ndarray, rounds: int = 7) -> dict[str, Any]:
             times[form].append(1000 * (time.process_time() - began) / len(blobs))
     vectors = {form: np.concatenate([s.run(None, {name: blobs[i : i + 1]})[0] for i in range(len(blobs))])
                for form, s in sessions.items()}  # fmt: skip
-    report: dict[str, Any] = {f"ms_per_face_{form}": round(statistics.median(v), 2) for form, v in times.items()}
-    report["four_op_over_max"] = round(report["ms_per_face_four-op"] / report["ms_per_face_max"], 3)
-    report["max_difference"] = float(np.abs(vectors["max"] - vectors["four-op"]).max())
-    print(f"  PRelu as four ops {report['ms_per_face_four-op']:.2f} ms CPU per face, as Max(x, slope·x) where exact "
-          f"{report['ms_per_face_max']:.2f} ms: {report['four_op_over_max']:.3f}x (median of {rounds}, alternating); "
-          f"largest difference {report['max_difference']:.1e}, load {load_average()}")  # fmt: skip
+    report: dict[str, Any] = {}
+    base = statistics.median(times["four-op"])
+    for form in forms:
+        ms = statistics.median(times[form])
+        difference = float(np.abs(vectors[form] - vectors["four-op"]).max())
+        report[form] = {"ms_per_face": round(ms, 2), "four_op_over_this": round(base / ms, 3),
+                        "max_difference": difference}  # fmt: skip
+        print(f"  PRelu as {form:7}: {ms:5.2f} ms CPU per face, four-op / this {base / ms:.3f}x (median of "
+              f"{rounds}, alternating), largest difference {difference:.1e}, load {load_average()}")  # fmt: skip
     return report
 
 
