@@ -24,7 +24,9 @@ BGR conversion), which is not a setting.
    and whether it kept real time (analysed fps ≥ 90% of offered, drops ≤ 5%, decode at the clip's pace).
 3. batch: SFace CPU time per face (process CPU, best of 3) with 1, 2, 4, 8, 16 real face crops of the clip
    per call — what batching embeddings across streams would buy — and the largest difference between
-   batched and one-by-one vectors.
+   batched and one-by-one vectors; then one face per call with SFace's PRelu nodes in each form of
+   ``branchless_prelu`` (four element-wise ops, ``Max(x, slope·x)`` where exact, 1×1 depthwise
+   convolutions), alternately.
 4. ids: who is named, how soon, and wrongly, at 99 and 95: the Hamilton clip (each person's on-screen spans)
    and generated clips (``bench_video.lfw_clip``: people of the test half walking up to the camera, strangers
    between), every / old / new.
@@ -68,6 +70,9 @@ from facetrace import geometry
 from facetrace.engine import FaceEngine
 from facetrace.gallery import Gallery
 from facetrace.imaging import Image
+from facetrace.models.assets import ARTIFACTS, artifact_path
+from facetrace.models.onnx_embedder import SFACE_FILE
+from facetrace.models.runtime import PreluForm, load_onnx_session
 from facetrace.store import MemoryStore
 from facetrace.video import CallbackSink, CollectionMatcher, Pipeline, SourceSettings, StreamConfig
 from facetrace.video.analysis import AnalysisSettings, FrameAnalyzer, GatingSettings
@@ -405,6 +410,38 @@ def batches(engine: FaceEngine, clip: Path) -> dict[str, Any]:
     one_by_one = np.concatenate([engine.embed_crops(faces[i : i + 1]) for i in range(len(faces))])
     report["max_difference"] = float(np.abs(engine.embed_crops(faces) - one_by_one).max())
     print(f"  batched vs one by one: largest difference {report['max_difference']:.2e}")
+    report["prelu"] = prelu_forms(faces)
+    return report
+
+
+def prelu_forms(faces: np.ndarray, rounds: int = 7) -> dict[str, Any]:
+    """SFace CPU per face (one face per call, as streams embed) with its PRelu nodes in each of
+    ``branchless_prelu``'s forms (*four-op*: session 5; *max*; *conv*: today), alternately ``rounds`` times
+    (medians), and each form's largest vector difference from *four-op* (bit-identical to PRelu)."""
+    path = artifact_path(ARTIFACTS[SFACE_FILE])
+    forms: tuple[PreluForm, ...] = ("four-op", "max", "conv")
+    sessions = {form: load_onnx_session(path, threads=1, batch_dim=True, prelu_form=form) for form in forms}
+    blobs = np.ascontiguousarray(faces[..., ::-1].astype(np.float32).transpose(0, 3, 1, 2))  # SFace: RGB 0–255
+    name = sessions["conv"].get_inputs()[0].name
+    times: dict[str, list[float]] = {form: [] for form in sessions}
+    for _ in range(rounds):
+        for form, session in sessions.items():
+            session.run(None, {name: blobs[:1]})
+            began = time.process_time()
+            for i in range(len(blobs)):
+                session.run(None, {name: blobs[i : i + 1]})
+            times[form].append(1000 * (time.process_time() - began) / len(blobs))
+    vectors = {form: np.concatenate([s.run(None, {name: blobs[i : i + 1]})[0] for i in range(len(blobs))])
+               for form, s in sessions.items()}  # fmt: skip
+    report: dict[str, Any] = {}
+    base = statistics.median(times["four-op"])
+    for form in forms:
+        ms = statistics.median(times[form])
+        difference = float(np.abs(vectors[form] - vectors["four-op"]).max())
+        report[form] = {"ms_per_face": round(ms, 2), "four_op_over_this": round(base / ms, 3),
+                        "max_difference": difference}  # fmt: skip
+        print(f"  PRelu as {form:7}: {ms:5.2f} ms CPU per face, four-op / this {base / ms:.3f}x (median of "
+              f"{rounds}, alternating), largest difference {difference:.1e}, load {load_average()}")  # fmt: skip
     return report
 
 

@@ -34,6 +34,7 @@ from facetrace.models import (
 from facetrace.models.assets import ARTIFACTS, artifact_path, fetch_artifact, sha256_file
 from facetrace.models.centerface import CenterFaceDetector
 from facetrace.models.ensemble import EnsembleDetector, mirrored, stretched_view
+from facetrace.models.runtime import PreluForm, branchless_prelu, load_onnx_session
 from facetrace.models.yunet import DEFAULT_FILE, YuNetDetector
 from facetrace.types import Detection
 
@@ -259,15 +260,21 @@ def test_yunet_thresholds_are_honoured(photos: dict[str, Path]) -> None:
     assert all(d.score >= 0.9 for d in strict)
 
 
-def test_branchless_prelu_is_exact(tmp_path: Path) -> None:
-    """The PRelu rewrite gives the same numbers as onnxruntime's own PRelu, for slopes above 1 and below 0."""
-    import onnx
+@pytest.mark.parametrize(
+    ("slopes", "form", "ops"),
+    [
+        ((1.12, 0.25, -0.5), "four-op", ["Relu", "Min", "Mul", "Add"]),
+        ((1.12, 0.25, -0.5), "max", ["Relu", "Min", "Mul", "Add"]),  # a slope above 1: max would be wrong
+        ((1.0, 0.25, -0.81), "max", ["Mul", "Max"]),
+        ((1.12, 0.25, -0.5), "conv", ["Relu", "Conv", "Relu", "Conv", "Add"]),
+    ],
+)
+def test_branchless_prelu_matches_prelu(slopes: tuple[float, ...], form: PreluForm, ops: list[str]) -> None:
+    """Each PRelu rewrite gives onnxruntime's own PRelu's numbers, for slopes above 1 and below 0: exactly
+    for the element-wise forms, to float rounding for the convolutions; max only where every slope is ≤ 1."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
 
-    from facetrace.models.runtime import branchless_prelu
-
-    slope = np.array([1.12, 0.25, -0.5], dtype=np.float32).reshape(3, 1, 1)
+    slope = np.array(slopes, dtype=np.float32).reshape(3, 1, 1)
     graph = helper.make_graph(
         [helper.make_node("PRelu", ["x", "slope"], ["y"], name="act")],
         "prelu",
@@ -280,11 +287,47 @@ def test_branchless_prelu_is_exact(tmp_path: Path) -> None:
     before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {"x": x}
     )
-    assert branchless_prelu(model) == 1
-    assert [n.op_type for n in model.graph.node] == ["Relu", "Min", "Mul", "Add"]
+    assert branchless_prelu(model, form=form) == 1
+    assert [n.op_type for n in model.graph.node] == ops
     onnx.checker.check_model(model)
     after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
-    np.testing.assert_array_equal(before[0], after[0])
+    if form == "conv":
+        np.testing.assert_allclose(after[0], before[0], rtol=1e-6, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(before[0], after[0])
+    assert (after[0] < 0).any()  # both sides of zero were exercised
+    assert (after[0] > 0).any()
+
+
+def test_sface_prelu_forms_give_the_same_vectors(photos: dict[str, Path]) -> None:
+    """SFace loads with every PRelu node as 1×1 depthwise convolutions, and embeds real faces to the vectors
+    of the bit-exact four-op rewrite within float rounding; the max form covers 25 nodes, exactly."""
+    from facetrace.geometry import align_face
+    from facetrace.models.onnx_embedder import SFACE_FILE
+
+    path = artifact_path(ARTIFACTS[SFACE_FILE])
+    counts = {}
+    for form in ("conv", "max"):
+        model = onnx.load(str(path))
+        assert branchless_prelu(model, form=form) == 27
+        counts[form] = [n.op_type for n in model.graph.node]
+    assert counts["conv"].count("Conv") == 27 + 2 * 27
+    assert counts["max"].count("Max") == 25
+    assert "PRelu" not in counts["conv"]
+
+    engine = FaceEngine.create()
+    crops = []
+    for name in ("obama.jpg", "biden.jpg"):
+        image, face = engine.largest_face(photos[name])
+        crops.append(align_face(image.pixels, face.detection.landmarks, 112))
+    blob = np.ascontiguousarray(np.stack(crops)[..., ::-1].astype(np.float32).transpose(0, 3, 1, 2))
+    vectors = {
+        form: load_onnx_session(path, threads=1, batch_dim=True, prelu_form=form).run(None, {"data": blob})[0]
+        for form in ("four-op", "max", "conv")
+    }
+    assert np.abs(vectors["four-op"]).max() > 0.01  # real vectors, not zeros
+    np.testing.assert_array_equal(vectors["max"], vectors["four-op"])
+    np.testing.assert_allclose(vectors["conv"], vectors["four-op"], rtol=1e-4, atol=1e-5)
 
 
 # -- CenterFace and the ensemble ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,9 @@ import onnxruntime as ort
 
 from facetrace.errors import ModelLoadError, ModelNotInstalledError
 
-__all__ = ["default_threads", "load_onnx_session", "padded_blob"]
+__all__ = ["PreluForm", "default_threads", "load_onnx_session", "padded_blob"]
+
+PreluForm = Literal["conv", "max", "four-op"]
 
 
 def default_threads() -> int:
@@ -54,6 +57,7 @@ def load_onnx_session(
     batch_dim: bool = False,
     dynamic_spatial: bool = False,
     tune: Callable[[ort.SessionOptions], None] | None = None,
+    prelu_form: PreluForm = "conv",
 ) -> ort.InferenceSession:
     """Load ``path`` into an onnxruntime CPU session.
 
@@ -62,9 +66,11 @@ def load_onnx_session(
     With ``batch_dim`` the first input's batch axis is made symbolic so several faces run in one call; with
     ``dynamic_spatial`` its height and width axes (NCHW) are, so a detector runs at each image's own size.
     The default ``ORT_ENABLE_ALL`` is measured fastest for both YuNet and SFace on x86 CPUs
-    (``benchmarks/bench_pipeline.py``). PRelu nodes are rewritten without branches (``branchless_prelu``).
-    ``tune`` may change the options last (``bench_pipeline.py --section sessions`` measures alternatives:
-    none beat these defaults on real crops and photos, see docs/server.md).
+    (``benchmarks/bench_pipeline.py``). PRelu nodes are rewritten without branches (``branchless_prelu``;
+    ``prelu_form`` picks its form, for comparison). ``tune`` may change the
+    options last (``bench_pipeline.py --section sessions`` measures alternatives: none beat these defaults
+    on real crops and photos, see docs/server.md; nor, per call as live streams make them, did no spinning,
+    no memory pattern, no arena, denormals as zero or deterministic compute: docs/video.md).
     """
     if not path.is_file():
         raise ModelNotInstalledError(f"model file {path} does not exist")
@@ -95,7 +101,7 @@ def load_onnx_session(
             for dim in output.type.tensor_type.shape.dim:
                 if not dim.dim_param:
                     dim.dim_param = "D"
-    branchless_prelu(model)
+    branchless_prelu(model, form=prelu_form)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
@@ -109,33 +115,69 @@ def load_onnx_session(
         raise ModelLoadError(f"onnxruntime cannot load {path}: {exc}") from None
 
 
-def branchless_prelu(model: onnx.ModelProto) -> int:
-    """Replace every ``PRelu(x, slope)`` with the exact ``Relu(x) + slope * Min(x, 0)``; returns how many.
+def branchless_prelu(model: onnx.ModelProto, *, form: PreluForm = "conv") -> int:
+    """Replace every ``PRelu(x, slope)`` with branchless ops onnxruntime runs fast; returns how many.
 
     onnxruntime's CPU PRelu kernel slows down with the sign pattern of its input: on SFace with real face
-    crops its 27 PRelu nodes took 15 ms of a 29 ms forward pass, against 5 ms on a constant image. The four
-    vectorised element-wise ops give bit-identical outputs and bring the pass to about 19.6 ms on this
-    machine (measured with onnxruntime's profiler, one thread). A ``max(x, slope·x)`` form would be cheaper
-    but is only exact for slopes ≤ 1, and SFace has slopes up to 1.12.
+    crops its 27 PRelu nodes took 15 ms of a 29 ms forward pass, against 5 ms on a constant image.
+    ``four-op``: ``Relu(x) + slope * Min(x, 0)``, bit-identical, brought the pass to about 19.6 ms on this
+    machine (onnxruntime's profiler, one thread). ``max``: ``Max(x, slope * x)`` for nodes whose slopes are
+    all ≤ 1 (only then exact; 2 of SFace's 27 have slopes up to 1.12 and keep the four ops), bit-identical.
+    ``conv`` (default): ``Relu(x) + DwConv(Relu(DwConv(x, -1)), -slope)`` with 1×1 depthwise convolutions
+    for per-channel slopes (shape (C, 1, 1)), any slope: onnxruntime keeps those in its blocked NCHWc layout
+    and fuses the Relu and the Add into them, where ``Min``/``Max`` forced a layout reorder before and after
+    every activation (13% of SFace's pass). Exact in arithmetic, it differs from PRelu by float rounding in
+    the fused kernels only (≤ 1e-6 on SFace's vectors). SFace process CPU per face, one at a time: ``max``
+    ~4% less than ``four-op``, ``conv`` ~12% less (``bench_streams`` section *batch*;
+    docs/video.md). Other slope shapes fall back to ``max`` or ``four-op``.
     """
     zero = "facetrace_prelu_zero"
+    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     nodes: list[onnx.NodeProto] = []
+    added: list[onnx.TensorProto] = []
     rewritten = 0
     for node in model.graph.node:
         if node.op_type != "PRelu" or len(node.input) != 2 or len(node.output) != 1:
             nodes.append(node)
             continue
-        x, slope = node.input
-        y = node.output[0]
-        nodes += [
-            onnx.helper.make_node("Relu", [x], [f"{y}__pos"], name=f"{node.name}__relu"),
-            onnx.helper.make_node("Min", [x, zero], [f"{y}__neg"], name=f"{node.name}__min"),
-            onnx.helper.make_node("Mul", [f"{y}__neg", slope], [f"{y}__scaled"], name=f"{node.name}__mul"),
-            onnx.helper.make_node("Add", [f"{y}__pos", f"{y}__scaled"], [y], name=f"{node.name}__add"),
-        ]
         rewritten += 1
+        x, slope = node.input
+        y, name = node.output[0], node.name
+        values = initializers.get(slope)
+        channels = values.shape[-3] if values is not None and values.ndim >= 3 else 0
+        if form == "conv" and channels and values is not None and values.size == channels:
+            minus_one, minus_slope = f"{name}__minus_one", f"{name}__minus_slope"
+            added += [
+                onnx.numpy_helper.from_array(np.full((channels, 1, 1, 1), -1.0, np.float32), minus_one),
+                onnx.numpy_helper.from_array((-values).reshape(channels, 1, 1, 1).astype(np.float32), minus_slope),
+            ]
+            nodes += [
+                onnx.helper.make_node("Relu", [x], [f"{y}__pos"], name=f"{name}__relu"),
+                onnx.helper.make_node(
+                    "Conv", [x, minus_one], [f"{y}__flip"], name=f"{name}__flip", group=channels
+                ),
+                onnx.helper.make_node("Relu", [f"{y}__flip"], [f"{y}__negpart"], name=f"{name}__relu_neg"),
+                onnx.helper.make_node(
+                    "Conv", [f"{y}__negpart", minus_slope], [f"{y}__scaled"], name=f"{name}__scale", group=channels
+                ),
+                onnx.helper.make_node("Add", [f"{y}__scaled", f"{y}__pos"], [y], name=f"{name}__add"),
+            ]
+        elif form != "four-op" and values is not None and values.size and float(values.max()) <= 1.0:
+            # max(x, s·x) is x for x ≥ 0 and s·x below 0 exactly when every slope s ≤ 1: two passes, not four
+            nodes += [
+                onnx.helper.make_node("Mul", [x, slope], [f"{y}__scaled"], name=f"{name}__mul"),
+                onnx.helper.make_node("Max", [x, f"{y}__scaled"], [y], name=f"{name}__max"),
+            ]
+        else:
+            nodes += [
+                onnx.helper.make_node("Relu", [x], [f"{y}__pos"], name=f"{name}__relu"),
+                onnx.helper.make_node("Min", [x, zero], [f"{y}__neg"], name=f"{name}__min"),
+                onnx.helper.make_node("Mul", [f"{y}__neg", slope], [f"{y}__scaled"], name=f"{name}__mul"),
+                onnx.helper.make_node("Add", [f"{y}__pos", f"{y}__scaled"], [y], name=f"{name}__add"),
+            ]
     if rewritten:
         del model.graph.node[:]
         model.graph.node.extend(nodes)
+        model.graph.initializer.extend(added)
         model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((), dtype=np.float32), zero))
     return rewritten
