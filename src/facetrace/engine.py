@@ -234,7 +234,7 @@ class FaceEngine:
             return image, [self._upright_landmarks(image.pixels, d) for d in found]
         full = load_image(data, self.limits)
         factor = float(image.reduction)
-        return full, [self._upright_landmarks(full.pixels, _rescale(d, factor, 0.0, 0.0)) for d in found]
+        return full, [self._upright_landmarks(full.pixels, geometry.rescaled(d, factor)) for d in found]
 
     # -- detection ---------------------------------------------------------------------------------------
 
@@ -254,33 +254,38 @@ class FaceEngine:
         )  # fmt: skip
 
     def find_faces(
-        self, image: Image, max_faces: int = MAX_FACES_LIMIT, *, upright: bool = True
+        self, image: Image, max_faces: int = MAX_FACES_LIMIT, *, upright: bool = True, scale: float = 1.0
     ) -> list[Detection]:
         """Detections in full-resolution pixels, largest first, at most ``max_faces``.
+
+        ``scale`` (0-1]: the whole-picture pass sees the picture at most this size (video analysis detects
+        at half size while every tracked face is large); the boxes come back in the picture's pixels.
 
         ``upright=False`` leaves the landmarks of tilted faces as the detector gave them: a caller that will
         describe only a few of the faces (video analysis) refines those with ``upright_landmarks`` and saves
         the two extra detector passes on every other tilted face."""
         if not 1 <= max_faces <= MAX_FACES_LIMIT:
             raise InvalidParameterError(f"max_faces must be between 1 and {MAX_FACES_LIMIT}")
-        found = self.find_all_faces(image)[:max_faces]
+        found = self.find_all_faces(image, scale=scale)[:max_faces]
         if not upright:
             return found
         return [self._upright_landmarks(image.pixels, d) for d in found]
 
-    def find_all_faces(self, image: Image) -> list[Detection]:
+    def find_all_faces(self, image: Image, *, scale: float = 1.0) -> list[Detection]:
         """Every detection, largest first, with no cap on their number and the detector's own landmarks
         (for hiding faces: a crowd may hold far more than the 100 a search reports)."""
         settings = self.settings
         pixels = image.pixels
         height, width = pixels.shape[:2]
-        scale = min(1.0, settings.max_side / max(width, height))
+        if not 0.0 < scale <= 1.0:
+            raise InvalidParameterError("a detection scale must be above 0 and at most 1")
+        scale = min(scale, settings.max_side / max(width, height))
         view: npt.NDArray[np.uint8] = (
             pixels
             if scale == 1.0
             else np.asarray(cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.uint8)
         )
-        found = [_rescale(d, 1.0 / scale, 0.0, 0.0) for d in self._detector().detect(view)]
+        found = [geometry.rescaled(d, 1.0 / scale) for d in self._detector().detect(view)]
         if settings.small_faces:
             found = geometry.merge_detections(found + self._tiled(pixels))
         found = [d for d in found if d.score >= settings.min_confidence and d.w > 1 and d.h > 1]
@@ -349,7 +354,7 @@ class FaceEngine:
                         continue
                     # Tile offsets are in upscaled pixels: shift first, then scale back to the original.
                     factor = 1.0 / settings.upscale
-                    results.append(_rescale(detection, factor, left * factor, top * factor))
+                    results.append(geometry.rescaled(detection, factor, None, left * factor, top * factor))
         return results
 
     # -- analysis ----------------------------------------------------------------------------------------
@@ -388,7 +393,7 @@ class FaceEngine:
             faces.append(
                 AnalyzedFace(
                     detail=_detail(image, detection, crops[index]),
-                    detection=_rescale(detection, factor, 0.0, 0.0),
+                    detection=geometry.rescaled(detection, factor),
                     vector=None if vectors is None else vectors[index],
                     crop=crops[index] if keep_crops else None,
                 )
@@ -458,20 +463,6 @@ def _starts(length: int, tile: int, step: int) -> list[int]:
     starts = list(range(0, length - tile, step))
     starts.append(length - tile)
     return starts
-
-
-def _rescale(detection: Detection, factor: float, dx: float, dy: float) -> Detection:
-    if factor == 1.0 and dx == 0.0 and dy == 0.0:
-        return detection
-    landmarks = detection.landmarks * np.float32(factor) + np.array([dx, dy], dtype=np.float32)
-    return Detection(
-        x=detection.x * factor + dx,
-        y=detection.y * factor + dy,
-        w=detection.w * factor,
-        h=detection.h * factor,
-        score=detection.score,
-        landmarks=landmarks.astype(np.float32),
-    )
 
 
 def _detail(image: Image, detection: Detection, crop: npt.NDArray[np.uint8]) -> FaceDetail:

@@ -96,6 +96,21 @@ def align_face(
     return np.asarray(warped, dtype=np.uint8)
 
 
+def rescaled(
+    detection: Detection, sx: float, sy: float | None = None, dx: float = 0.0, dy: float = 0.0
+) -> Detection:
+    """``detection`` found in a copy of a picture, in the picture's pixels: scaled by ``sx`` across and ``sy``
+    down (``sx`` when None), then moved by (``dx``, ``dy``) — a reduced copy, a tile, a stretched view."""
+    fy = sx if sy is None else sy
+    if sx == 1.0 and fy == 1.0 and dx == 0.0 and dy == 0.0:
+        return detection
+    landmarks = detection.landmarks * np.array([sx, fy], dtype=np.float32) + np.array([dx, dy], dtype=np.float32)
+    return Detection(
+        x=detection.x * sx + dx, y=detection.y * fy + dy, w=detection.w * sx, h=detection.h * fy,
+        score=detection.score, landmarks=landmarks.astype(np.float32),
+    )  # fmt: skip
+
+
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     """Intersection over union of two (x, y, w, h) boxes."""
     ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]

@@ -39,6 +39,7 @@ from facetrace.engine import DetectionSettings, FaceEngine
 from facetrace.errors import InvalidParameterError
 from facetrace.imaging import Image
 from facetrace.models import Detector, create_detector
+from facetrace.models.ensemble import check_aspects
 from facetrace.types import Detection, FaceMatch, Vector
 
 __all__ = [
@@ -125,8 +126,7 @@ class RedactionSettings:
                 raise InvalidParameterError("detector scores (min_confidence) must be between 0.05 and 1")
         if not 64 <= self.max_side <= 4096:
             raise InvalidParameterError("max_side must be between 64 and 4096 pixels")
-        if any(not 0.2 <= aspect <= 5.0 or aspect == 1.0 for aspect in self.aspects):
-            raise InvalidParameterError("aspects must be between 0.2 and 5, and not 1 (the picture as it is)")
+        check_aspects(self.aspects)
 
 
 def redaction_detector(

@@ -112,6 +112,11 @@ class Detection:
     def area(self) -> float:
         return self.w * self.h
 
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """(x, y, w, h), as ``geometry.iou`` takes it."""
+        return (self.x, self.y, self.w, self.h)
+
 
 @dataclass(frozen=True, slots=True)
 class FaceDetail:

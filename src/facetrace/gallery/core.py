@@ -20,8 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
-
+from facetrace import geometry
 from facetrace.audit import LOCAL_CALLER, AuditEvent, Caller
 from facetrace.calibration import pair_quality
 from facetrace.engine import AnalyzedFace, Comparison, FaceEngine
@@ -47,7 +46,6 @@ from facetrace.store.ui_records import ui_records_of
 from facetrace.thumbnails import face_thumbnail
 from facetrace.types import (
     BoundingBox,
-    Detection,
     FaceMatch,
     FaceRecord,
     QualityFilter,
@@ -291,7 +289,8 @@ class Gallery:
                 return
             scale = image.width / image.original_width  # < 1 when the faces were found in a reduced decode
             pictures = [
-                (i.record.face_id, face_thumbnail(image.pixels, _scaled(i.face.detection, scale))) for i in indexed
+                (i.record.face_id, face_thumbnail(image.pixels, geometry.rescaled(i.face.detection, scale)))
+                for i in indexed
             ]
             kept.thumbnails.put(collection_id, [(face_id, jpeg) for face_id, jpeg in pictures if jpeg])
         except FacetraceError as exc:
@@ -831,13 +830,3 @@ def _is_sha256(value: str) -> bool:
 def _with_status(user: UserRecord) -> UserRecord:
     """Rekognition's UserStatus: CREATED until the user has a face, then ACTIVE."""
     return dataclasses.replace(user, status="ACTIVE" if user.face_count > 0 else "CREATED")
-
-
-def _scaled(detection: Detection, factor: float) -> Detection:
-    """``detection`` (full-size pixels) in the pixels of a copy ``factor`` times the size."""
-    if factor == 1.0:
-        return detection
-    return dataclasses.replace(
-        detection, x=detection.x * factor, y=detection.y * factor, w=detection.w * factor, h=detection.h * factor,
-        landmarks=detection.landmarks * np.float32(factor),
-    )  # fmt: skip

@@ -28,11 +28,11 @@ import numpy as np
 import numpy.typing as npt
 
 from facetrace.errors import InvalidParameterError
-from facetrace.geometry import merge_detections
+from facetrace.geometry import merge_detections, rescaled
 from facetrace.models.base import Detector, create_detector, register_detector
 from facetrace.types import Detection
 
-__all__ = ["EnsembleDetector", "mirrored", "stretched_view"]
+__all__ = ["EnsembleDetector", "check_aspects", "mirrored", "stretched_view"]
 
 CONFIDENT = 0.5
 """A face found at this score in the picture as it is keeps its box against the stretched passes' boxes."""
@@ -53,6 +53,12 @@ def _intersects(a: Detection, b: Detection) -> bool:
     return a.x < b.x + b.w and b.x < a.x + a.w and a.y < b.y + b.h and b.y < a.y + a.h
 
 
+def check_aspects(aspects: Sequence[float]) -> None:
+    """``InvalidParameterError`` unless every aspect is a real stretch between 5× tall and 5× wide."""
+    if any(not 0.2 <= aspect <= 5.0 or aspect == 1.0 for aspect in aspects):
+        raise InvalidParameterError("aspects must be between 0.2 and 5, and not 1 (the picture as it is)")
+
+
 def stretched_view(detector: Detector, bgr: npt.NDArray[np.uint8], aspect: float) -> list[Detection]:
     """``detector``'s faces in ``bgr`` stretched to ``aspect`` (>1: wider, <1: taller), in ``bgr``'s pixels."""
     fx, fy = (aspect, 1.0) if aspect >= 1.0 else (1.0, 1.0 / aspect)
@@ -60,11 +66,7 @@ def stretched_view(detector: Detector, bgr: npt.NDArray[np.uint8], aspect: float
     size = (max(1, round(width * fx)), max(1, round(height * fy)))
     view = np.asarray(cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
     sx, sy = width / size[0], height / size[1]
-    found = []
-    for d in detector.detect(view):
-        landmarks = (d.landmarks * np.array([sx, sy], dtype=np.float32)).astype(np.float32)
-        found.append(Detection(x=d.x * sx, y=d.y * sy, w=d.w * sx, h=d.h * sy, score=d.score, landmarks=landmarks))
-    return found
+    return [rescaled(d, sx, sy) for d in detector.detect(view)]
 
 
 class EnsembleDetector:
@@ -86,8 +88,7 @@ class EnsembleDetector:
             raise InvalidParameterError("an ensemble needs at least one detector")
         if not 0.0 < iou_threshold <= 1.0 or not 0.0 < containment <= 1.0:
             raise InvalidParameterError("iou_threshold and containment must be in (0, 1]")
-        if any(not 0.2 <= aspect <= 5.0 or aspect == 1.0 for aspect in aspects):
-            raise InvalidParameterError("aspects must be between 0.2 and 5, and not 1 (the picture as it is)")
+        check_aspects(aspects)
         if stretched_narrow <= 0:
             raise InvalidParameterError("stretched_narrow must be positive")
         if bool(stretched) != bool(aspects):

@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from facetrace.engine import AnalyzedFace, FaceEngine
 from facetrace.errors import InvalidParameterError
+from facetrace.geometry import iou, rescaled
 from facetrace.imaging import Image
 from facetrace.thumbnails import encode_jpeg, face_crop
 from facetrace.types import BoundingBox, Detection, FaceDetail, FaceMatch, Vector
@@ -561,14 +562,7 @@ class FrameAnalyzer:
             and all(min(tr.detection.w, tr.detection.h) >= gating.coarse_min_px for tr in self.tracker.tracks)
         )
         if gating is not None and coarse:
-            scale = gating.coarse_scale
-            small = np.ascontiguousarray(
-                cv2.resize(image.pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.uint8
-            )
-            found = [
-                _scaled(d, 1.0 / scale)
-                for d in self.engine.find_faces(Image(small), settings.max_faces, upright=False)
-            ]
+            found = self.engine.find_faces(image, settings.max_faces, upright=False, scale=gating.coarse_scale)
             self.coarse += 1
         else:
             found = self.engine.find_faces(image, settings.max_faces, upright=False)
@@ -729,26 +723,8 @@ def relocate(engine: FaceEngine, image: Image, detection: Detection) -> Detectio
     shrink = min(1.0, SHARP_PATCH / max(x1 - x0, y1 - y0))
     scaled = crop if shrink == 1.0 else cv2.resize(crop, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
     patch = Image(np.ascontiguousarray(scaled, dtype=np.uint8))
-    found = [_scaled(d, 1.0 / shrink, x0, y0) for d in engine.find_faces(patch, 3, upright=False)]
-    best = max(found, key=lambda d: _overlap(d, detection), default=None)
-    if best is None or _overlap(best, detection) < 0.3:
+    found = [rescaled(d, 1.0 / shrink, None, x0, y0) for d in engine.find_faces(patch, 3, upright=False)]
+    best = max(found, key=lambda d: iou(d.box, detection.box), default=None)
+    if best is None or iou(best.box, detection.box) < 0.3:
         return detection
     return replace(detection, landmarks=best.landmarks)
-
-
-def _overlap(a: Detection, b: Detection) -> float:
-    """Intersection over union of two detections' boxes."""
-    w = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
-    h = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
-    inter = max(0.0, w) * max(0.0, h)
-    union = a.w * a.h + b.w * b.h - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _scaled(det: Detection, factor: float, dx: float = 0.0, dy: float = 0.0) -> Detection:
-    """``det`` found on a copy scaled by 1/``factor`` and offset by (-dx, -dy), in the frame's pixels."""
-    landmarks = det.landmarks * np.float32(factor) + np.array([dx, dy], dtype=np.float32)
-    return Detection(
-        det.x * factor + dx, det.y * factor + dy, det.w * factor, det.h * factor, det.score,
-        landmarks.astype(np.float32),
-    )  # fmt: skip

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from facetrace.errors import InvalidParameterError
+from facetrace.geometry import iou
 from facetrace.types import Detection, Vector
 
 __all__ = ["IouTracker", "Track", "Tracker", "TrackerSettings", "iou"]
@@ -63,15 +64,6 @@ class TrackerSettings:
             raise InvalidParameterError("max_lost_seconds must be 0-600 and min_hits 1-100")
         if not -1.0 <= self.reid_min_cosine <= 1.0 or not 0.0 < self.box_smoothing <= 1.0:
             raise InvalidParameterError("reid_min_cosine must be in [-1, 1] and box_smoothing in (0, 1]")
-
-
-def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass(eq=False)
