@@ -1,8 +1,10 @@
 """Many live 640×360 streams on few cores: where one stream's time goes, CPU per stream, streams in real time,
-and identifications kept — main's live settings before coarse detection (*old*: session 5's defaults, every
-detection at full scale) against today's defaults (*new*: detection on a half-scale copy while every tracked
-face is ≥ 48 px, a full-scale sweep every second, full-resolution landmarks for the faces embedded; a face
-whose first sample is nowhere near anyone given up on after it, ``first_sample_margin``), side by
+and identifications kept — session 6's live defaults (*old*: detection at half scale only while every
+tracked face is ≥ 48 px, else at full scale; faces of sample weight ≥ 0.1 embedded; a queue of 2 offered
+frames per stream; every analyser free to run at once) against today's (*new*: between sweeps, detection at
+the smallest scale at which every tracked face still spans 24 px, ``GatingSettings.scale_step``; coarsely
+found faces re-located at full resolution only when embedded; ``min_sample_weight`` 0.15; a queue of 4;
+at most one frame analysed per core at a time, ``analysis_slots``), side by
 side in one run; the ids section also runs *every* (no gating at all, the analysis before issue #13's
 busy-scene work) as the reference. Both ways take a skipped frame's grey levels from the decoded luma (no
 BGR conversion), which is not a setting.
@@ -44,6 +46,7 @@ import pstats
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -84,11 +87,14 @@ from facetrace.video.tracker import TrackerSettings
 
 @dataclass(frozen=True)
 class Way:
-    """One way of running a live stream: its gating and its analysis settings."""
+    """One way of running a live stream: its gating and analysis settings, its queue of offered frames and
+    whether its analyses take one of the process's ``analysis_slots`` (else they all run at once)."""
 
     name: str
     gating: GatingSettings | None
     analysis: AnalysisSettings
+    queue_size: int = 4
+    slots: bool = True
 
 
 # main before the busy-scene work: gated, but every offered frame detected while tracking is at stake
@@ -98,10 +104,14 @@ OLD_ANALYSIS = AnalysisSettings(
     identity=IdentitySettings(early_hopeless=False),
 )
 EVERY = Way("every", None, OLD_ANALYSIS)
-# main before session 6 (session 5's defaults): every detection at full scale, min_samples before a stranger is
-# given up on
+# main before session 7 (session 6's defaults): full-scale detection whenever a tracked face is under 48 px,
+# faces of weight 0.1 embedded, a queue of 2, no analysis slots
 OLD = Way(
-    "old", GatingSettings(coarse_scale=1.0), AnalysisSettings(identity=IdentitySettings(first_sample_margin=0.0))
+    "old",
+    GatingSettings(scale_step=0.0),
+    AnalysisSettings(identity=IdentitySettings(min_sample_weight=0.1)),
+    queue_size=2,
+    slots=False,
 )
 NEW = Way("new", GatingSettings(), AnalysisSettings())
 WAYS = (OLD, NEW)
@@ -312,12 +322,14 @@ def live(
     matcher = CollectionMatcher(gallery, "cast", 99.0)
     length = _clip_seconds(clip)
     pipelines = []
+    unlimited = threading.Semaphore(10**6)
     for i in range(streams):
-        pipeline = Pipeline(gallery.engine, sinks=[CallbackSink(count)])
+        pipeline = Pipeline(gallery.engine, sinks=[CallbackSink(count)], slots=None if way.slots else unlimited)
         source = SourceSettings(str(clip), realtime=True, loop=True)
         config = StreamConfig(
-            name=f"cam{i}", source=source, analysis=way.analysis, detect_every=2, gating=way.gating
-        )
+            name=f"cam{i}", source=source, analysis=way.analysis, detect_every=2, gating=way.gating,
+            queue_size=way.queue_size,
+        )  # fmt: skip
         pipeline.add(config, matcher=matcher)
         began = time.perf_counter()
         pipeline.start()
@@ -350,6 +362,9 @@ def live(
         "offered_fps_per_stream": round(offered / elapsed / streams, 2),
         "dropped_pct": round(100 * dropped / max(1, offered), 1),
         "detections_skipped_pct": round(100 * delta("DetectionsSkipped") / max(1, analysed), 1),
+        # frame decoded → analysis done: the median of the cameras' medians, the worst camera's p95
+        "frame_latency_ms_p50": statistics.median(last[n]["FrameLatencyMillis"]["p50"] or 0.0 for n in last),
+        "frame_latency_ms_p95": max(last[n]["FrameLatencyMillis"]["p95"] or 0.0 for n in last),
         "embedded": delta("FacesEmbedded"),
         "real_time": analysed >= 0.9 * offered
         and dropped <= 0.05 * offered
@@ -599,6 +614,7 @@ def main() -> None:
                       f"for {n}, {row['cpu_ms_per_analysed_frame']:.1f} ms CPU per analysed frame, "
                       f"analysed {row['analysed_fps_per_stream']:.1f}/{row['offered_fps_per_stream']:.1f} fps each, "
                       f"dropped {row['dropped_pct']:.0f}%, detection skipped on {row['detections_skipped_pct']:.0f}%, "
+                      f"frame latency p50 {row['frame_latency_ms_p50']:.0f} ms (worst p95 {row['frame_latency_ms_p95']:.0f}), "
                       f"real time: {row['real_time']}, load {row['load']}")  # fmt: skip
             old, new = rows["old"], rows["new"]
             ratio = (

@@ -73,3 +73,55 @@ def test_several_streams_share_one_stop_event(engine: FaceEngine, gallery: Galle
 def _identified(events: list[Event]) -> set[tuple[str, str]]:
     """(processor, ExternalImageId) of every identification so far (read while the workers append)."""
     return {(e.processor, e.match.face.external_image_id) for e in list(events) if isinstance(e, TrackIdentified)}
+
+
+def test_workers_analyse_no_more_frames_at_once_than_their_slots(engine: FaceEngine, scene: Path) -> None:
+    """Three workers sharing one analysis slot never analyse two frames at the same time, and all of them
+    analyse every frame they select (nothing dropped, nothing starved)."""
+    import threading
+
+    from facetrace.video.analysis import FrameAnalyzer
+
+    busy, most = [0], [0]
+    lock = threading.Lock()
+    original = FrameAnalyzer.process
+
+    def counted(self: FrameAnalyzer, frame: object) -> object:
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        try:
+            return original(self, frame)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                busy[0] -= 1
+
+    pipeline = Pipeline(engine, slots=threading.Semaphore(1))
+    for name in ("a", "b", "c"):
+        config = StreamConfig(name=name, source=SourceSettings(str(scene)), detect_every=4, drop_when_behind=False)
+        pipeline.add(config)
+    FrameAnalyzer.process = counted  # type: ignore[method-assign,assignment]
+    try:
+        pipeline.start()
+        assert pipeline.join(120)
+    finally:
+        FrameAnalyzer.process = original  # type: ignore[method-assign]
+    metrics = pipeline.metrics()
+    assert most[0] == 1
+    assert all(m["FramesAnalysed"] == len(range(0, int(SECONDS * FPS), 4)) for m in metrics.values()), metrics
+
+
+def test_the_process_wide_slots_are_one_per_usable_core() -> None:
+    import os
+
+    from facetrace.video.pipeline import analysis_slots
+
+    slots = analysis_slots()
+    assert slots is analysis_slots()
+    cores = len(os.sched_getaffinity(0))
+    taken = 0
+    while slots.acquire(blocking=False):
+        taken += 1
+    for _ in range(taken):
+        slots.release()
+    assert taken == cores

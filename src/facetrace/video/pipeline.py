@@ -5,7 +5,9 @@ cannot skip the frames others depend on) and offers every ``detect_every``-th on
 ``queue_size`` frames; when the queue is full the oldest waiting frame is dropped and counted, so analysis
 always works on the freshest picture and memory stays bounded however far behind it falls. The *analyser*
 builds its models in its own thread (the engine keeps them per thread), runs ``FrameAnalyzer`` on each
-frame and hands the events to the sinks, required sinks (the audit trail) first: when one of those fails,
+frame — holding one of the process's analysis slots (``analysis_slots``: one per core, shared by every
+worker, so 8 cameras on 2 cores analyse 2 frames at a time rather than 8 time-sliced) — and hands the
+events to the sinks, required sinks (the audit trail) first: when one of those fails,
 the worker stops with state FAILED and publishes a ``StreamStatus`` saying why to the other sinks — a live
 stream never identifies people it cannot audit. Stored-video jobs use the same worker with ``drop_when_behind``
 off: the reader then waits for the analyser instead of dropping.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -39,11 +42,32 @@ from facetrace.video.identity import Matcher
 from facetrace.video.sinks import EventSink, is_required
 from facetrace.video.source import Frame, SourceSettings, VideoSource
 
-__all__ = ["AuditStop", "Pipeline", "StreamConfig", "StreamMetrics", "StreamWorker"]
+__all__ = ["AuditStop", "Pipeline", "StreamConfig", "StreamMetrics", "StreamWorker", "analysis_slots"]
 
 log = logging.getLogger(__name__)
 
 _END = object()  # the reader's last word: the source ended or failed
+_SLOTS: threading.BoundedSemaphore | None = None
+_SLOTS_LOCK = threading.Lock()
+
+
+def analysis_slots() -> threading.BoundedSemaphore:
+    """The process-wide limit on frames analysed at once: one per core this process may run on.
+
+    Every stream worker holds a slot while it analyses a frame. Without it, 8 analysers on 2 cores are
+    time-sliced by the OS, each pre-empted in the middle of a model pass and its working set (models,
+    frame, activations) pushed out of the caches by the next: 8 live busy cameras took ~4% more CPU per
+    analysed frame and dropped more frames that way (``benchmarks/bench_streams.py``, section live). The
+    waiters are woken in turn (``threading.Condition`` is first in, first out)."""
+    global _SLOTS
+    with _SLOTS_LOCK:
+        if _SLOTS is None:
+            try:
+                cores = len(os.sched_getaffinity(0))
+            except AttributeError:  # pragma: no cover - not Linux
+                cores = os.cpu_count() or 1
+            _SLOTS = threading.BoundedSemaphore(max(1, cores))
+        return _SLOTS
 
 
 class AuditStop(StreamError):
@@ -56,6 +80,10 @@ class StreamConfig:
 
     ``gating``: when to skip detection on an offered frame (``GatingSettings``: the picture has not changed,
     or the scene is settled); None detects on every offered frame, as before gating existed.
+    ``queue_size``: offered frames that may wait for analysis (4: about 0.27 s at 15 offered fps). A busy
+    moment — a full-scale detection and an embedding, ~65 ms of CPU for one frame — on several cameras at
+    once is absorbed rather than dropped: 8 live busy cameras on 2 cores dropped 8–12% of their frames
+    with a queue of 2 and 1–3% with 4 (``benchmarks/bench_streams.py``); the price is latency in bursts.
     """
 
     name: str
@@ -63,7 +91,7 @@ class StreamConfig:
     camera: str = ""
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     detect_every: int = 2
-    queue_size: int = 2
+    queue_size: int = 4
     drop_when_behind: bool = True
     gating: GatingSettings | None = field(default_factory=GatingSettings)
 
@@ -169,10 +197,13 @@ class StreamWorker:
         sinks: Sequence[EventSink] = (),
         stop: threading.Event | None = None,
         observers: Sequence[TrackObserver] = (),
+        slots: threading.Semaphore | None = None,
     ) -> None:
         """``observers`` receive the tracks that end unidentified (``AnalysisSettings.report_unresolved``): the
-        review queue and unknown people. They are not sinks: nothing of theirs is an event."""
+        review queue and unknown people. They are not sinks: nothing of theirs is an event. ``slots``: held
+        while a frame is analysed (None: the process-wide ``analysis_slots``)."""
         self.config = config
+        self._slots = slots if slots is not None else analysis_slots()
         self.observers = list(observers)
         self.engine = engine
         self.matcher = matcher
@@ -311,8 +342,9 @@ class StreamWorker:
                 if item is _END or self._stopping():
                     break
                 frame: Frame = item
-                began = time.perf_counter()
-                result = analyzer.process(frame)
+                with self._slots:
+                    began = time.perf_counter()
+                    result = analyzer.process(frame)
                 metrics.frame_done(frame, result, time.perf_counter() - began)
                 self._latest = (frame, result)  # one reference swap: readers see a whole pair
                 for event in result.events:
@@ -387,14 +419,21 @@ class StreamWorker:
 
 
 class Pipeline:
-    """Several stream workers sharing one engine and one stop event."""
+    """Several stream workers sharing one engine and one stop event (and, by default, the process's
+    ``analysis_slots``; ``slots`` gives them another limit)."""
 
     def __init__(
-        self, engine: FaceEngine, *, sinks: Sequence[EventSink] = (), stop: threading.Event | None = None
+        self,
+        engine: FaceEngine,
+        *,
+        sinks: Sequence[EventSink] = (),
+        stop: threading.Event | None = None,
+        slots: threading.Semaphore | None = None,
     ):
         self.engine = engine
         self.sinks = list(sinks)
         self.stop_event = stop or threading.Event()
+        self.slots = slots
         self.workers: dict[str, StreamWorker] = {}
 
     def add(
@@ -403,7 +442,12 @@ class Pipeline:
         if config.name in self.workers:
             raise InvalidParameterError(f"a stream named {config.name!r} is already in this pipeline")
         worker = StreamWorker(
-            config, self.engine, matcher=matcher, sinks=[*self.sinks, *sinks], stop=self.stop_event
+            config,
+            self.engine,
+            matcher=matcher,
+            sinks=[*self.sinks, *sinks],
+            stop=self.stop_event,
+            slots=self.slots,
         )
         self.workers[config.name] = worker
         return worker
