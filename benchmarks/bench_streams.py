@@ -3,14 +3,15 @@ and identifications kept — session 6's live defaults (*old*: detection at half
 tracked face is ≥ 48 px, else at full scale; faces of sample weight ≥ 0.1 embedded; a queue of 2 offered
 frames per stream; every analyser free to run at once) against today's (*new*: between sweeps, detection at
 the smallest scale at which every tracked face still spans 24 px, ``GatingSettings.scale_step``; coarsely
-found faces re-located at full resolution only when embedded; ``min_sample_weight`` 0.15; a queue of 4;
+found faces re-located at full resolution only when embedded; ``min_sample_weight`` 0.15; quick samples
+0.3 s apart (``sample_interval``, was 0.2); a queue of 4;
 at most one frame analysed per core at a time, ``analysis_slots``), side by
 side in one run; the ids section also runs *every* (no gating at all, the analysis before issue #13's
 busy-scene work) as the reference. Both ways take a skipped frame's grey levels from the decoded luma (no
 BGR conversion), which is not a setting.
 
     python -m benchmarks.bench_streams [--streams 4,6,8] [--seconds 20] [--clips 4] [--skip split,profile,live,batch,ids]
-                                       [--in-phase]
+                                       [--in-phase] [--live-repeats 3]
 
 1. profile: one stream of the Hamilton clip (../shared/data, 640×360, 29.97 fps) analysed as fast as it
    decodes, every 2nd frame offered as a live worker does, old and new alternately ``--repeats`` times (the
@@ -105,11 +106,11 @@ OLD_ANALYSIS = AnalysisSettings(
 )
 EVERY = Way("every", None, OLD_ANALYSIS)
 # main before session 7 (session 6's defaults): full-scale detection whenever a tracked face is under 48 px,
-# faces of weight 0.1 embedded, a queue of 2, no analysis slots
+# faces of weight 0.1 embedded, quick samples 0.2 s apart, a queue of 2, no analysis slots
 OLD = Way(
     "old",
     GatingSettings(scale_step=0.0),
-    AnalysisSettings(identity=IdentitySettings(min_sample_weight=0.1)),
+    AnalysisSettings(identity=IdentitySettings(min_sample_weight=0.1, sample_interval=0.2)),
     queue_size=2,
     slots=False,
 )
@@ -579,6 +580,7 @@ def main() -> None:
     )
     parser.add_argument("--json", help="write the numbers here")
     parser.add_argument("--in-phase", action="store_true", help="live: start every camera at the same point")
+    parser.add_argument("--live-repeats", type=int, default=1, help="live runs of each way (alternating)")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     examples = require_data() / "face_recognition" / "examples"
@@ -605,24 +607,26 @@ def main() -> None:
             budget = 2000 / (n * OFFERED_FPS)
             print(f"\nlive: {n} simulated 640x360 cameras (the clip looped at 29.97 fps, every 2nd frame offered), "
                   f"{args.seconds:g} s each way; real-time budget on 2 cores {budget:.1f} ms CPU per frame")  # fmt: skip
-            rows = {}
-            for way in WAYS:
-                row = rows[way.name] = live(gallery, clip, n, args.seconds, way, args.in_phase)
-                row["way"] = way.name
-                report["live"].append(row)
-                print(f"  {way.name:6}: CPU per stream {row['cpu_per_stream']:.3f}, {row['cores_used']:.2f} cores "
-                      f"for {n}, {row['cpu_ms_per_analysed_frame']:.1f} ms CPU per analysed frame, "
-                      f"analysed {row['analysed_fps_per_stream']:.1f}/{row['offered_fps_per_stream']:.1f} fps each, "
-                      f"dropped {row['dropped_pct']:.0f}%, detection skipped on {row['detections_skipped_pct']:.0f}%, "
-                      f"frame latency p50 {row['frame_latency_ms_p50']:.0f} ms (worst p95 {row['frame_latency_ms_p95']:.0f}), "
-                      f"real time: {row['real_time']}, load {row['load']}")  # fmt: skip
-            old, new = rows["old"], rows["new"]
-            ratio = (
-                f"old / new CPU per stream {old['cpu_per_stream'] / max(1e-9, new['cpu_per_stream']):.2f}x"
-                if old["real_time"] and new["real_time"]
-                else "not both in real time (CPU figures then count dropped frames: compare the profile)"
-            )
-            print(f"  {n} cameras: new in real time: {new['real_time']} (old: {old['real_time']}); {ratio}")
+            runs: dict[str, list[dict[str, Any]]] = {way.name: [] for way in WAYS}
+            for r in range(args.live_repeats):  # old and new alternately: a run's drops vary with its bursts
+                for way in WAYS:
+                    row = live(gallery, clip, n, args.seconds, way, args.in_phase)
+                    row["way"], row["run"] = way.name, r + 1
+                    runs[way.name].append(row)
+                    report["live"].append(row)
+                    print(f"  {way.name:4} run {r + 1}: CPU per stream {row['cpu_per_stream']:.3f}, {row['cores_used']:.2f} cores "
+                          f"for {n}, {row['cpu_ms_per_analysed_frame']:.1f} ms CPU per analysed frame, "
+                          f"analysed {row['analysed_fps_per_stream']:.1f}/{row['offered_fps_per_stream']:.1f} fps each, "
+                          f"dropped {row['dropped_pct']:.0f}%, detection skipped on {row['detections_skipped_pct']:.0f}%, "
+                          f"frame latency p50 {row['frame_latency_ms_p50']:.0f} ms (worst p95 {row['frame_latency_ms_p95']:.0f}), "
+                          f"real time: {row['real_time']}, load {row['load']}")  # fmt: skip
+            for name, rows in runs.items():
+                kept = sum(row["real_time"] for row in rows)
+                drops = ", ".join(f"{row['dropped_pct']:.1f}" for row in rows)
+                print(f"  {n} cameras, {name}: real time in {kept} of {len(rows)} runs; median analysed "
+                      f"{statistics.median(r['analysed_fps_per_stream'] for r in rows):.1f} fps, dropped "
+                      f"{statistics.median(r['dropped_pct'] for r in rows):.1f}% (runs: "
+                      f"{drops})")  # fmt: skip
     if "batch" not in skip:
         print("\nembedding batches (SFace, 1 onnxruntime thread, real face crops of the clip)")
         report["batch"] = batches(engine, clip)
