@@ -104,7 +104,11 @@ class JobSettings:
         default_factory=lambda: AnalysisSettings(
             details=True,
             max_embeds_per_frame=2,
-            identity=IdentitySettings(sample_interval=0.4, quick_samples=3, recheck_interval=1.5),
+            # min_sample_weight 0.1: live streams' 0.15 was chosen for their CPU budget and measured on
+            # live analysis only; stored video keeps the weight its recall was measured with
+            identity=IdentitySettings(
+                sample_interval=0.4, quick_samples=3, recheck_interval=1.5, min_sample_weight=0.1
+            ),
         )
     )
     retention_days: float = DEFAULT_RETENTION_DAYS
