@@ -69,8 +69,9 @@ class AnalysisSettings:
     (the review queue and unknown people consume them; they are never events).
     ``refine_before_looks``: refine tilted faces' landmarks (two more detector passes each,
     ``FaceEngine.upright_landmarks``) and re-locate faces found below full scale (``relocate``) before their
-    quality looks; False does both only for the faces chosen to be embedded, after the looks. The looks only rank and weigh faces (pose from unrefined landmarks is a few
-    degrees off on a tilted face); the embedded crop is aligned on refined landmarks either way. On the
+    quality looks; False does both only for the faces chosen to be embedded, after the looks. The looks only
+    rank and weigh faces (pose from unrefined landmarks is a few degrees off on a tilted face); the embedded
+    crop is aligned on refined landmarks either way. On the
     Hamilton clip most looked-at faces are never embedded, and their refinement was ~10% of a stream's time.
     """
 
@@ -120,9 +121,10 @@ class GatingSettings:
     some tracked face is smaller than that, detect at the smallest multiple of it between ``coarse_scale``
     and 1 at which every tracked face still spans ``coarse_min_px × coarse_scale`` pixels (24) — the same
     detail the detector gets at half scale — instead of at full scale: on the Hamilton clip a tracked face of
-    the audience, 40–47 px, held 99 of 183 detections at full scale, where 0.625 costs YuNet ~40%. YuNet still finds 16 px faces
-    at half scale, but following 32–48 px faces that way changed which frames were sampled enough to lose
-    one naming at 95 on the generated clips (a face walking up to the camera); from 48 px none is lost.
+    the audience, 40–47 px, held 99 of 183 detections at full scale, where 0.625 costs YuNet ~40%. YuNet
+    still finds 16 px faces at half scale, but following 32–48 px faces that way changed which frames were
+    sampled enough to lose one naming at 95 on the generated clips (a face walking up to the camera); from
+    48 px none is lost.
     Half scale costs YuNet a quarter (~5 ms instead of ~20 ms on a 640×360 frame). The few faces a frame's
     embeddings are chosen from get their landmarks again at full resolution (``relocate``: a detector pass
     on a crop of ~2× the face): SFace vectors of faces aligned on half-scale landmarks differ too much

@@ -125,7 +125,7 @@ class IdentitySettings:
     ``sample_interval``: seconds between samples of a track not yet identified (its first ``quick_samples``),
     then ``recheck_interval`` between samples (identified or not). At 0.3 s rather than 0.2, the quick samples
     of a face walking up to the camera are further apart and see more different views of it: on 8 generated
-    clips 13 of 48 appearances were named at 99 instead of 9 (27 instead of 23 at 95), no wrong name, with
+    clips 13 of 48 appearances were named at 99 instead of 9 (27 instead of 23–24 at 95), no wrong name, with
     10% fewer embeddings on the Hamilton clip — and the first naming ~0.25 s later (median 1.47 s, was 1.20).
     ``min_samples``: samples in the template before it is searched.
     ``min_evidence``: least total sample weight (``sample_weight``: about 0.8 for a sharp frontal face of 64 px
