@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from facetrace.store import SQLiteStore
+from facetrace.store.index_files import IndexDirectory
 from facetrace.store.vector_index import VectorIndex
 from tests.store.conftest import MODEL, face
 
@@ -349,7 +350,6 @@ def test_a_corrupt_or_truncated_snapshot_is_not_trusted(
 def test_persist_and_reopen_give_identical_results_and_deletes_stay_deleted(
     small_threshold: None, tmp_path: Path
 ) -> None:
-    from facetrace.store.index_files import IndexDirectory
 
     matrix = _face_like(7000, seed=13)
     ids = _ids(7000)
@@ -569,13 +569,20 @@ def _sq8_ivf(quantizer: object, dim: int, lists: int) -> object:
     return faiss.IndexIVFScalarQuantizer(quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
 
 
+def _reopen(tmp_path: Path) -> tuple[IndexDirectory, VectorIndex]:
+    """The snapshot written under ``tmp_path``, opened again as a restarted server opens it."""
+    directory = IndexDirectory(tmp_path / "ann")
+    index = VectorIndex.open_snapshot(directory.files("1"), 128)
+    assert index is not None
+    return directory, index
+
+
 def test_a_snapshot_of_8_bit_codes_opens_answers_and_is_recoded_to_fast_scan(
     small_threshold: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A snapshot written before the fast-scan codes opens and answers exactly as before; its codes are
     replaced in the background (same lists, same faces in them) and the next start opens the new ones."""
     from facetrace.store import ann_index
-    from facetrace.store.index_files import IndexDirectory
 
     matrix = _face_like(6000, seed=21)
     ids = _ids(6000)
@@ -593,9 +600,7 @@ def test_a_snapshot_of_8_bit_codes_opens_answers_and_is_recoded_to_fast_scan(
         assert old.persist()
         del old
         directory.close()
-    directory = IndexDirectory(tmp_path / "ann")
-    index = VectorIndex.open_snapshot(directory.files("1"), 128)
-    assert index is not None
+    directory, index = _reopen(tmp_path)
     assert index.compact is not None
     assert index.compact.outdated
     lists = index.compact.list_numbers(6000)
@@ -611,9 +616,7 @@ def test_a_snapshot_of_8_bit_codes_opens_answers_and_is_recoded_to_fast_scan(
         assert ids[i] not in {f for f, _ in index.search(matrix[i], limit=10, min_cosine=0.0)}
     del index
     directory.close()
-    directory = IndexDirectory(tmp_path / "ann")
-    reopened = VectorIndex.open_snapshot(directory.files("1"), 128)
-    assert reopened is not None
+    directory, reopened = _reopen(tmp_path)
     assert reopened.compact is not None
     assert not reopened.compact.outdated  # the recoded index was written as the new snapshot
     _assert_exact_hits(reopened, exact, probes, 0.4)

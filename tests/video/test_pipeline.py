@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 from facetrace.engine import FaceEngine
 from facetrace.gallery import Gallery
+from facetrace.video.analysis import FrameAnalyzer
 from facetrace.video.events import Event, TrackIdentified
 from facetrace.video.identity import CollectionMatcher
-from facetrace.video.pipeline import Pipeline, StreamConfig
+from facetrace.video.pipeline import Pipeline, StreamConfig, analysis_slots
 from facetrace.video.sinks import CallbackSink
 from facetrace.video.source import SourceSettings
 from tests.video.conftest import FPS, SECONDS, THRESHOLD
@@ -78,10 +81,6 @@ def _identified(events: list[Event]) -> set[tuple[str, str]]:
 def test_workers_analyse_no_more_frames_at_once_than_their_slots(engine: FaceEngine, scene: Path) -> None:
     """Three workers sharing one analysis slot never analyse two frames at the same time, and all of them
     analyse every frame they select (nothing dropped, nothing starved)."""
-    import threading
-
-    from facetrace.video.analysis import FrameAnalyzer
-
     busy, most = [0], [0]
     lock = threading.Lock()
     original = FrameAnalyzer.process
@@ -112,10 +111,6 @@ def test_workers_analyse_no_more_frames_at_once_than_their_slots(engine: FaceEng
 
 
 def test_the_process_wide_slots_are_one_per_usable_core() -> None:
-    import os
-
-    from facetrace.video.pipeline import analysis_slots
-
     slots = analysis_slots()
     assert slots is analysis_slots()
     cores = len(os.sched_getaffinity(0))
